@@ -1,0 +1,37 @@
+//===- OnnxImporter.h - ONNX model to the kiln dialect ----------*- C++ -*-===//
+#ifndef KILN_COMPILER_IMPORT_ONNXIMPORTER_H
+#define KILN_COMPILER_IMPORT_ONNXIMPORTER_H
+
+#include "compiler/WeightStore.h"
+#include "compiler/import/HostTensor.h"
+
+#include "mlir/IR/BuiltinOps.h"
+#include "mlir/IR/OwningOpRef.h"
+
+#include <map>
+#include <string>
+
+namespace kiln {
+
+struct OnnxImportOptions {
+  /// Values for symbolic dims (ONNX dim_param), by name.
+  std::map<std::string, int64_t> dims;
+  /// Graph inputs turned into compile-time constants; they leave the
+  /// function's signature.
+  std::map<std::string, HostTensor> constInputs;
+};
+
+/// Imports a binary .onnx file (external data is read relative to its
+/// folder). Errors are emitted as diagnostics on `context`.
+mlir::OwningOpRef<mlir::ModuleOp>
+importOnnxFile(llvm::StringRef path, mlir::MLIRContext &context,
+               WeightStore &weights, const OnnxImportOptions &options);
+
+/// Imports ONNX's textual syntax (onnx/defs/parser.h), used by lit tests.
+mlir::OwningOpRef<mlir::ModuleOp>
+importOnnxText(llvm::StringRef text, mlir::MLIRContext &context,
+               WeightStore &weights, const OnnxImportOptions &options);
+
+} // namespace kiln
+
+#endif // KILN_COMPILER_IMPORT_ONNXIMPORTER_H

@@ -1,0 +1,217 @@
+//===- ArtifactWriter.cpp - Write the .kiln artifact ----------------------===//
+//
+// Layout (docs/artifact.md): a size-prefixed flatbuffer, then segments at
+// 64-byte aligned absolute offsets. Segment offsets live in the flatbuffer
+// as fixed-size structs, so the buffer is built once to learn its size and
+// again with the final offsets; both builds have the same size.
+//
+//===----------------------------------------------------------------------===//
+#include "compiler/serialize/ArtifactWriter.h"
+#include "dialects/kiln/KilnDialect.h"
+
+#include "kiln_artifact_generated.h"
+
+#include "mlir/Dialect/Func/IR/FuncOps.h"
+#include "llvm/Support/FileSystem.h"
+#include "llvm/Support/raw_ostream.h"
+
+using namespace mlir;
+
+namespace kiln {
+namespace {
+
+constexpr uint32_t kFormatVersion = 1;
+constexpr uint64_t kAlign = 64;
+
+uint64_t alignUp(uint64_t v) { return (v + kAlign - 1) / kAlign * kAlign; }
+
+FailureOr<fb::DType> toDType(Type t, Location loc) {
+  if (t.isF32()) return fb::DType::F32;
+  if (t.isF16()) return fb::DType::F16;
+  if (t.isF64()) return fb::DType::F64;
+  if (t.isInteger(1)) return fb::DType::Bool;
+  if (t.isInteger(8)) return fb::DType::I8;
+  if (t.isInteger(16)) return fb::DType::I16;
+  if (t.isInteger(32)) return fb::DType::I32;
+  if (t.isInteger(64)) return fb::DType::I64;
+  return emitError(loc) << "element type " << t << " has no artifact dtype";
+}
+
+struct TensorDesc {
+  std::string name;
+  fb::DType dtype;
+  std::vector<int64_t> shape;
+};
+
+FailureOr<TensorDesc> describe(StringRef name, Type type, Location loc) {
+  auto t = dyn_cast<RankedTensorType>(type);
+  if (!t)
+    return emitError(loc) << "'" << name << "' is not a ranked tensor";
+  auto dt = toDType(t.getElementType(), loc);
+  if (failed(dt))
+    return failure();
+  TensorDesc d{name.str(), *dt, {}};
+  for (int64_t s : t.getShape())
+    d.shape.push_back(ShapedType::isDynamic(s) ? -1 : s);
+  return d;
+}
+
+struct Plan {
+  struct Function {
+    std::string name;
+    std::vector<TensorDesc> inputs, outputs;
+  };
+  std::vector<Function> functions;
+  std::vector<TensorDesc> constants;
+  std::vector<ArrayRef<char>> segments; // constants first, then the image
+};
+
+std::vector<char> buildFlatbuffer(const Plan &plan, const CpuExecutable &cpu,
+                                  const std::map<std::string, std::string> &meta,
+                                  const std::vector<uint64_t> &offsets) {
+  flatbuffers::FlatBufferBuilder b(1 << 16);
+  auto sig = [&](const TensorDesc &d) {
+    return fb::CreateTensorSig(b, b.CreateString(d.name), d.dtype,
+                               b.CreateVector(d.shape));
+  };
+  std::vector<flatbuffers::Offset<fb::Function>> fns;
+  for (const auto &f : plan.functions) {
+    std::vector<flatbuffers::Offset<fb::TensorSig>> ins, outs;
+    for (const auto &d : f.inputs) ins.push_back(sig(d));
+    for (const auto &d : f.outputs) outs.push_back(sig(d));
+    fns.push_back(fb::CreateFunction(b, b.CreateString(f.name),
+                                     b.CreateVector(ins), b.CreateVector(outs)));
+  }
+  std::vector<flatbuffers::Offset<fb::Constant>> consts;
+  for (size_t i = 0; i < plan.constants.size(); ++i) {
+    const auto &c = plan.constants[i];
+    consts.push_back(fb::CreateConstant(b, b.CreateString(c.name), c.dtype,
+                                        b.CreateVector(c.shape), i));
+  }
+  uint32_t imageSegment = plan.constants.size();
+  std::vector<flatbuffers::Offset<flatbuffers::String>> kernelNames;
+  std::vector<flatbuffers::Offset<fb::FunctionImpl>> impls;
+  for (size_t k = 0; k < cpu.kernels.size(); ++k) {
+    const CpuKernel &kern = cpu.kernels[k];
+    kernelNames.push_back(b.CreateString(kern.symbol));
+    std::vector<fb::Binding> binds;
+    for (unsigned i = 0; i < kern.numInputs; ++i)
+      binds.emplace_back(fb::BindingKind::Input, i);
+    for (const std::string &w : kern.weights) {
+      auto it = llvm::find_if(plan.constants,
+                              [&](const TensorDesc &c) { return c.name == w; });
+      binds.emplace_back(fb::BindingKind::Constant,
+                         uint32_t(it - plan.constants.begin()));
+    }
+    for (unsigned i = 0; i < kern.numOutputs; ++i)
+      binds.emplace_back(fb::BindingKind::Output, i);
+    auto fnIt = llvm::find_if(plan.functions, [&](const Plan::Function &f) {
+      return f.name == kern.function;
+    });
+    auto dispatch = fb::CreateDispatch(b, 0, k, b.CreateVectorOfStructs(binds));
+    impls.push_back(fb::CreateFunctionImpl(
+        b, uint32_t(fnIt - plan.functions.begin()),
+        b.CreateVector(std::vector<flatbuffers::Offset<fb::Dispatch>>{dispatch})));
+  }
+  auto exe = fb::CreateExecutable(
+      b, fb::ExecutableFormat::ElfSharedObject, b.CreateString(cpu.arch),
+      b.CreateString(cpu.features), imageSegment, b.CreateVector(kernelNames));
+  auto target = fb::CreateTarget(
+      b, b.CreateString("cpu"),
+      b.CreateVector(std::vector<flatbuffers::Offset<fb::Executable>>{exe}),
+      b.CreateVector(impls));
+  std::vector<flatbuffers::Offset<fb::KeyValue>> kvs;
+  for (const auto &[k, v] : meta)
+    kvs.push_back(fb::CreateKeyValue(b, b.CreateString(k), b.CreateString(v)));
+  std::vector<fb::Segment> segs;
+  for (size_t i = 0; i < plan.segments.size(); ++i)
+    segs.emplace_back(offsets[i], plan.segments[i].size());
+  auto model = fb::CreateModel(
+      b, kFormatVersion, b.CreateString("kiln-compile"), b.CreateVector(kvs),
+      b.CreateVector(fns), b.CreateVector(consts),
+      b.CreateVector(std::vector<flatbuffers::Offset<fb::Target>>{target}),
+      b.CreateVectorOfStructs(segs));
+  b.FinishSizePrefixed(model, fb::ModelIdentifier());
+  return std::vector<char>(b.GetBufferPointer(),
+                           b.GetBufferPointer() + b.GetSize());
+}
+
+} // namespace
+
+LogicalResult writeArtifact(StringRef path, ModuleOp module,
+                            const WeightStore &weights, const CpuExecutable &cpu,
+                            const std::map<std::string, std::string> &metadata) {
+  Location loc = module.getLoc();
+  Plan plan;
+  for (auto fn : module.getOps<func::FuncOp>()) {
+    Plan::Function f;
+    f.name = fn.getName().str();
+    auto inNames = fn->getAttrOfType<ArrayAttr>("kiln.input_names");
+    auto outNames = fn->getAttrOfType<ArrayAttr>("kiln.output_names");
+    for (auto [i, t] : llvm::enumerate(fn.getArgumentTypes())) {
+      std::string name = inNames ? cast<StringAttr>(inNames[i]).str()
+                                 : "input" + std::to_string(i);
+      auto d = describe(name, t, loc);
+      if (failed(d))
+        return failure();
+      f.inputs.push_back(*d);
+    }
+    for (auto [i, t] : llvm::enumerate(fn.getResultTypes())) {
+      std::string name = outNames ? cast<StringAttr>(outNames[i]).str()
+                                  : "output" + std::to_string(i);
+      auto d = describe(name, t, loc);
+      if (failed(d))
+        return failure();
+      f.outputs.push_back(*d);
+    }
+    plan.functions.push_back(std::move(f));
+  }
+  // Types of the weights, from the ops that name them.
+  llvm::StringMap<Type> weightTypes;
+  module.walk([&](WeightOp op) { weightTypes[op.getName()] = op.getType(); });
+  for (const CpuKernel &k : cpu.kernels)
+    for (const std::string &w : k.weights) {
+      if (llvm::any_of(plan.constants,
+                       [&](const TensorDesc &c) { return c.name == w; }))
+        continue;
+      if (!weights.contains(w) || !weightTypes.count(w))
+        return emitError(loc) << "weight '" << w << "' has no data";
+      auto d = describe(w, weightTypes[w], loc);
+      if (failed(d))
+        return failure();
+      ArrayRef<char> bytes = weights.lookup(w);
+      plan.constants.push_back(*d);
+      plan.segments.push_back(bytes);
+    }
+  plan.segments.push_back(ArrayRef<char>(cpu.image.data(), cpu.image.size()));
+
+  std::vector<uint64_t> offsets(plan.segments.size(), 0);
+  std::vector<char> buf = buildFlatbuffer(plan, cpu, metadata, offsets);
+  uint64_t cursor = alignUp(buf.size());
+  for (size_t i = 0; i < plan.segments.size(); ++i) {
+    offsets[i] = cursor;
+    cursor = alignUp(cursor + plan.segments[i].size());
+  }
+  std::vector<char> final = buildFlatbuffer(plan, cpu, metadata, offsets);
+  if (final.size() != buf.size())
+    return emitError(loc) << "artifact header changed size between passes";
+
+  std::error_code ec;
+  llvm::raw_fd_ostream os(path, ec, llvm::sys::fs::OF_None);
+  if (ec)
+    return emitError(loc) << "cannot write '" << path << "': " << ec.message();
+  static const char zeros[kAlign] = {};
+  os.write(final.data(), final.size());
+  uint64_t pos = final.size();
+  for (size_t i = 0; i < plan.segments.size(); ++i) {
+    os.write(zeros, offsets[i] - pos);
+    os.write(plan.segments[i].data(), plan.segments[i].size());
+    pos = offsets[i] + plan.segments[i].size();
+  }
+  os.close();
+  if (os.has_error())
+    return emitError(loc) << "writing '" << path << "' failed";
+  return success();
+}
+
+} // namespace kiln

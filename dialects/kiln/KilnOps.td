@@ -1,0 +1,252 @@
+//===- KilnOps.td - Operations of the kiln dialect ---------*- tablegen -*-===//
+#ifndef KILN_OPS_TD
+#define KILN_OPS_TD
+
+include "dialects/kiln/KilnDialect.td"
+include "mlir/Interfaces/SideEffectInterfaces.td"
+include "mlir/IR/BuiltinAttributes.td"
+
+//===----------------------------------------------------------------------===//
+// Elementwise operations (numpy broadcasting)
+//===----------------------------------------------------------------------===//
+
+class Kiln_UnaryOp<string mnemonic, string doc>
+    : Kiln_Op<mnemonic, [Pure]> {
+  let summary = doc;
+  let arguments = (ins AnyRankedTensor:$input);
+  let results = (outs AnyRankedTensor:$result);
+  let assemblyFormat =
+      "$input attr-dict `:` type($input) `->` type($result)";
+}
+
+def Kiln_NegOp : Kiln_UnaryOp<"neg", "-x">;
+def Kiln_AbsOp : Kiln_UnaryOp<"abs", "|x|">;
+def Kiln_ExpOp : Kiln_UnaryOp<"exp", "e^x">;
+def Kiln_LogOp : Kiln_UnaryOp<"log", "natural logarithm">;
+def Kiln_TanhOp : Kiln_UnaryOp<"tanh", "hyperbolic tangent">;
+def Kiln_ErfOp : Kiln_UnaryOp<"erf", "error function">;
+def Kiln_SigmoidOp : Kiln_UnaryOp<"sigmoid", "1 / (1 + e^-x)">;
+def Kiln_ReluOp : Kiln_UnaryOp<"relu", "max(x, 0)">;
+def Kiln_SqrtOp : Kiln_UnaryOp<"sqrt", "square root">;
+def Kiln_ReciprocalOp : Kiln_UnaryOp<"reciprocal", "1 / x">;
+def Kiln_NotOp : Kiln_UnaryOp<"not", "logical not">;
+def Kiln_FloorOp : Kiln_UnaryOp<"floor", "round toward -inf">;
+def Kiln_CeilOp : Kiln_UnaryOp<"ceil", "round toward +inf">;
+def Kiln_SinOp : Kiln_UnaryOp<"sin", "sine">;
+def Kiln_CosOp : Kiln_UnaryOp<"cos", "cosine">;
+def Kiln_SignOp : Kiln_UnaryOp<"sign", "-1, 0 or 1">;
+def Kiln_SoftplusOp : Kiln_UnaryOp<"softplus", "log(1 + e^x)">;
+def Kiln_CastOp : Kiln_UnaryOp<"cast",
+    "conversion to the result's element type (ONNX Cast semantics)">;
+
+class Kiln_UnaryAlphaOp<string mnemonic, string doc>
+    : Kiln_Op<mnemonic, [Pure]> {
+  let summary = doc;
+  let arguments = (ins AnyRankedTensor:$input, F32Attr:$alpha);
+  let results = (outs AnyRankedTensor:$result);
+  let assemblyFormat =
+      "$input attr-dict `:` type($input) `->` type($result)";
+}
+def Kiln_LeakyReluOp : Kiln_UnaryAlphaOp<"leaky_relu", "x < 0 ? alpha * x : x">;
+def Kiln_EluOp : Kiln_UnaryAlphaOp<"elu", "x < 0 ? alpha * (e^x - 1) : x">;
+
+def Kiln_GeluOp : Kiln_Op<"gelu", [Pure]> {
+  let summary = "Gaussian error linear unit, exact or tanh-approximated";
+  let arguments = (ins AnyRankedTensor:$input,
+                   DefaultValuedAttr<BoolAttr, "false">:$tanh_approximation);
+  let results = (outs AnyRankedTensor:$result);
+  let assemblyFormat =
+      "$input attr-dict `:` type($input) `->` type($result)";
+}
+
+def Kiln_ClipOp : Kiln_Op<"clip", [Pure]> {
+  let summary = "min(max(x, lo), hi) with compile-time bounds";
+  let arguments = (ins AnyRankedTensor:$input, OptionalAttr<F64Attr>:$min,
+                   OptionalAttr<F64Attr>:$max);
+  let results = (outs AnyRankedTensor:$result);
+  let assemblyFormat =
+      "$input attr-dict `:` type($input) `->` type($result)";
+}
+
+class Kiln_BinaryOp<string mnemonic, string doc>
+    : Kiln_Op<mnemonic, [Pure]> {
+  let summary = doc;
+  let arguments = (ins AnyRankedTensor:$lhs, AnyRankedTensor:$rhs);
+  let results = (outs AnyRankedTensor:$result);
+  let assemblyFormat = "$lhs `,` $rhs attr-dict `:` "
+                       "functional-type(operands, results)";
+}
+
+def Kiln_AddOp : Kiln_BinaryOp<"add", "lhs + rhs">;
+def Kiln_SubOp : Kiln_BinaryOp<"sub", "lhs - rhs">;
+def Kiln_MulOp : Kiln_BinaryOp<"mul", "lhs * rhs">;
+def Kiln_DivOp : Kiln_BinaryOp<"div", "lhs / rhs (integer division truncates)">;
+def Kiln_PowOp : Kiln_BinaryOp<"pow", "lhs ^ rhs">;
+def Kiln_MaxOp : Kiln_BinaryOp<"max", "max(lhs, rhs)">;
+def Kiln_MinOp : Kiln_BinaryOp<"min", "min(lhs, rhs)">;
+def Kiln_AndOp : Kiln_BinaryOp<"and", "logical and">;
+def Kiln_OrOp : Kiln_BinaryOp<"or", "logical or">;
+def Kiln_XorOp : Kiln_BinaryOp<"xor", "logical xor">;
+def Kiln_EqualOp : Kiln_BinaryOp<"equal", "lhs == rhs">;
+def Kiln_LessOp : Kiln_BinaryOp<"less", "lhs < rhs">;
+def Kiln_LessEqualOp : Kiln_BinaryOp<"less_equal", "lhs <= rhs">;
+def Kiln_GreaterOp : Kiln_BinaryOp<"greater", "lhs > rhs">;
+def Kiln_GreaterEqualOp : Kiln_BinaryOp<"greater_equal", "lhs >= rhs">;
+
+def Kiln_WhereOp : Kiln_Op<"where", [Pure]> {
+  let summary = "cond ? lhs : rhs, broadcast";
+  let arguments = (ins AnyRankedTensor:$condition, AnyRankedTensor:$lhs,
+                   AnyRankedTensor:$rhs);
+  let results = (outs AnyRankedTensor:$result);
+  let assemblyFormat = "$condition `,` $lhs `,` $rhs attr-dict `:` "
+                       "functional-type(operands, results)";
+}
+
+//===----------------------------------------------------------------------===//
+// Contractions, reductions and normalizations
+//===----------------------------------------------------------------------===//
+
+def Kiln_MatMulOp : Kiln_Op<"matmul", [Pure]> {
+  let summary = "numpy matmul: batched, batch dims broadcast";
+  let description = [{
+    Both operands have rank >= 2 (the importer turns ONNX's rank-1 cases
+    into rank 2 with reshapes). `[..., M, K] x [..., K, N] -> [..., M, N]`.
+  }];
+  let arguments = (ins AnyRankedTensor:$lhs, AnyRankedTensor:$rhs);
+  let results = (outs AnyRankedTensor:$result);
+  let assemblyFormat = "$lhs `,` $rhs attr-dict `:` "
+                       "functional-type(operands, results)";
+  let hasVerifier = 1;
+}
+
+class Kiln_ReduceOp<string mnemonic, string doc>
+    : Kiln_Op<mnemonic, [Pure]> {
+  let summary = doc;
+  let arguments = (ins AnyRankedTensor:$input, DenseI64ArrayAttr:$axes,
+                   BoolAttr:$keepdims);
+  let results = (outs AnyRankedTensor:$result);
+  let assemblyFormat =
+      "$input attr-dict `:` type($input) `->` type($result)";
+}
+def Kiln_ReduceSumOp : Kiln_ReduceOp<"reduce_sum", "sum over axes">;
+def Kiln_ReduceMeanOp : Kiln_ReduceOp<"reduce_mean", "mean over axes">;
+def Kiln_ReduceMaxOp : Kiln_ReduceOp<"reduce_max", "maximum over axes">;
+def Kiln_ReduceMinOp : Kiln_ReduceOp<"reduce_min", "minimum over axes">;
+def Kiln_ReduceProdOp : Kiln_ReduceOp<"reduce_prod", "product over axes">;
+
+class Kiln_AxisOp<string mnemonic, string doc> : Kiln_Op<mnemonic, [Pure]> {
+  let summary = doc;
+  let arguments = (ins AnyRankedTensor:$input, I64Attr:$axis);
+  let results = (outs AnyRankedTensor:$result);
+  let assemblyFormat =
+      "$input attr-dict `:` type($input) `->` type($result)";
+}
+def Kiln_SoftmaxOp : Kiln_AxisOp<"softmax", "softmax along one axis">;
+def Kiln_LogSoftmaxOp : Kiln_AxisOp<"log_softmax", "log of softmax along one axis">;
+
+def Kiln_LayerNormOp : Kiln_Op<"layer_norm", [Pure]> {
+  let summary = "layer normalization over the dims from `axis` on";
+  let arguments = (ins AnyRankedTensor:$input, AnyRankedTensor:$scale,
+                   Optional<AnyRankedTensor>:$bias, I64Attr:$axis,
+                   F32Attr:$epsilon);
+  let results = (outs AnyRankedTensor:$result);
+  let assemblyFormat = "$input `,` $scale (`,` $bias^)? attr-dict `:` "
+                       "functional-type(operands, results)";
+}
+
+//===----------------------------------------------------------------------===//
+// Data movement
+//===----------------------------------------------------------------------===//
+
+def Kiln_ReshapeOp : Kiln_Op<"reshape", [Pure]> {
+  let summary = "same elements, row-major order, new shape (the result type)";
+  let arguments = (ins AnyRankedTensor:$input);
+  let results = (outs AnyRankedTensor:$result);
+  let assemblyFormat =
+      "$input attr-dict `:` type($input) `->` type($result)";
+  let hasVerifier = 1;
+}
+
+def Kiln_BroadcastOp : Kiln_Op<"broadcast", [Pure]> {
+  let summary = "numpy broadcast to the result type's shape (ONNX Expand)";
+  let arguments = (ins AnyRankedTensor:$input);
+  let results = (outs AnyRankedTensor:$result);
+  let assemblyFormat =
+      "$input attr-dict `:` type($input) `->` type($result)";
+}
+
+def Kiln_TransposeOp : Kiln_Op<"transpose", [Pure]> {
+  let summary = "permutation of dimensions: result dim i = input dim perm[i]";
+  let arguments = (ins AnyRankedTensor:$input, DenseI64ArrayAttr:$perm);
+  let results = (outs AnyRankedTensor:$result);
+  let assemblyFormat =
+      "$input attr-dict `:` type($input) `->` type($result)";
+  let hasVerifier = 1;
+}
+
+def Kiln_ConcatOp : Kiln_Op<"concat", [Pure]> {
+  let summary = "concatenation along an axis";
+  let arguments = (ins Variadic<AnyRankedTensor>:$inputs, I64Attr:$axis);
+  let results = (outs AnyRankedTensor:$result);
+  let assemblyFormat =
+      "$inputs attr-dict `:` functional-type(operands, results)";
+}
+
+def Kiln_SliceOp : Kiln_Op<"slice", [Pure]> {
+  let summary = "strided slice; every dim has a start and a (maybe negative) step";
+  let description = [{
+    `result[i0, i1, ...] = input[starts[0] + i0 * steps[0], ...]`, the result
+    shape is the result type's. The importer normalizes ONNX Slice/Split
+    (negative, clamped and omitted bounds) into this form.
+  }];
+  let arguments = (ins AnyRankedTensor:$input, DenseI64ArrayAttr:$starts,
+                   DenseI64ArrayAttr:$steps);
+  let results = (outs AnyRankedTensor:$result);
+  let assemblyFormat =
+      "$input attr-dict `:` type($input) `->` type($result)";
+}
+
+def Kiln_GatherOp : Kiln_Op<"gather", [Pure]> {
+  let summary = "ONNX Gather: take slices along `axis` at `indices` (negative "
+                "indices count from the end)";
+  let arguments = (ins AnyRankedTensor:$input, AnyRankedTensor:$indices,
+                   I64Attr:$axis);
+  let results = (outs AnyRankedTensor:$result);
+  let assemblyFormat = "$input `,` $indices attr-dict `:` "
+                       "functional-type(operands, results)";
+}
+
+def Kiln_TriluOp : Kiln_Op<"trilu", [Pure]> {
+  let summary = "keep the upper or lower triangle (diagonal offset k) of the "
+                "last two dims, zero the rest";
+  let arguments = (ins AnyRankedTensor:$input, BoolAttr:$upper, I64Attr:$k);
+  let results = (outs AnyRankedTensor:$result);
+  let assemblyFormat =
+      "$input attr-dict `:` type($input) `->` type($result)";
+}
+
+//===----------------------------------------------------------------------===//
+// Values
+//===----------------------------------------------------------------------===//
+
+def Kiln_ConstantOp : Kiln_Op<"constant", [Pure, ConstantLike]> {
+  let summary = "small constant held in the IR (shapes, scalars, masks)";
+  let arguments = (ins ElementsAttr:$value);
+  let results = (outs AnyRankedTensor:$result);
+  let assemblyFormat = "attr-dict $value `:` type($result)";
+  let hasFolder = 1;
+}
+
+def Kiln_WeightOp : Kiln_Op<"weight", [Pure]> {
+  let summary = "a named weight whose bytes live outside the IR";
+  let description = [{
+    The importer registers the bytes (a view into the mmap-ed model or its
+    external-data file) under `name`; serialization copies them into an
+    aligned segment of the artifact. The IR never holds them.
+  }];
+  let arguments = (ins StrAttr:$name);
+  let results = (outs AnyRankedTensor:$result);
+  let assemblyFormat = "$name attr-dict `:` type($result)";
+}
+
+#endif // KILN_OPS_TD

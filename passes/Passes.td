@@ -1,0 +1,51 @@
+//===- Passes.td - Kiln passes ------------------------------*- tablegen -*-===//
+#ifndef KILN_PASSES_TD
+#define KILN_PASSES_TD
+
+include "mlir/Pass/PassBase.td"
+
+//===----------------------------------------------------------------------===//
+// Lowering out of the kiln dialect (shared by every target)
+//===----------------------------------------------------------------------===//
+
+def LowerToLinalg : Pass<"kiln-lower-to-linalg", "mlir::ModuleOp"> {
+  let summary = "Lower kiln ops to linalg/tensor/arith on tensors";
+  let description = [{
+    Composite ops (softmax, log_softmax, layer_norm) are first decomposed into
+    kiln primitives; every primitive becomes a `linalg.generic` (elementwise
+    with broadcasting maps, reductions, contractions) or a tensor op (reshape,
+    concat). `kiln.weight` stays: targets bind weights to their own storage.
+    Shapes must be static; a symbolic dim is reported at the op.
+  }];
+  let dependentDialects = [
+    "mlir::linalg::LinalgDialect", "mlir::tensor::TensorDialect",
+    "mlir::arith::ArithDialect", "mlir::math::MathDialect"
+  ];
+}
+
+def WeightsToArguments : Pass<"kiln-weights-to-arguments", "mlir::ModuleOp"> {
+  let summary = "Turn each kiln.weight into a trailing function argument";
+  let description = [{
+    After this pass a function reads weights only through its arguments;
+    the attribute `kiln.weights` on the function lists, in argument order,
+    the names of the weights that follow the graph inputs. Every argument
+    is marked `bufferization.writable = false`: inputs belong to the caller
+    and weights are mapped read-only.
+  }];
+}
+
+//===----------------------------------------------------------------------===//
+// Buffer-level cleanups shared by the targets
+//===----------------------------------------------------------------------===//
+
+def CopiesToLinalg : Pass<"kiln-copies-to-linalg", "mlir::ModuleOp"> {
+  let summary = "Rewrite memref.copy as linalg.copy";
+  let description = [{
+    `memref.copy` between strided buffers lowers to a call into MLIR's
+    runner-utils library, which artifacts cannot depend on. As `linalg.copy`
+    it becomes plain loops like every other kernel.
+  }];
+  let dependentDialects = ["mlir::linalg::LinalgDialect"];
+}
+
+#endif // KILN_PASSES_TD

@@ -1,0 +1,34 @@
+// The interface every device driver implements.
+#ifndef KILN_RUNTIME_DEVICE_H
+#define KILN_RUNTIME_DEVICE_H
+
+#include "artifact.h"
+
+#include <memory>
+#include <vector>
+
+namespace kiln::rt {
+
+/// Host pointers for one call, indexed as the artifact's bindings are.
+struct CallBuffers {
+  const kiln_tensor *inputs;
+  kiln_tensor *outputs;
+  const std::vector<const void *> *constants;
+};
+
+class Device {
+public:
+  virtual ~Device() = default;
+  /// Runs every dispatch of `impl` in order.
+  virtual kiln_status run(const kiln::fb::FunctionImpl *impl,
+                          const CallBuffers &buffers) = 0;
+};
+
+/// Loads the target's executables for the host CPU.
+kiln_status createCpuDevice(const kiln_artifact *artifact,
+                            const kiln::fb::Target *target,
+                            std::unique_ptr<Device> *out);
+
+} // namespace kiln::rt
+
+#endif

@@ -1,0 +1,171 @@
+// The CPU driver: executables are ELF shared objects produced by the
+// compiler. They are loaded without touching the file system: the image is
+// copied into a memfd and dlopen-ed through /proc/self/fd.
+#include "device.h"
+#include "status.h"
+
+#include <cerrno>
+#include <cstring>
+#include <dlfcn.h>
+#include <string>
+#include <sys/mman.h>
+#include <unistd.h>
+
+namespace kiln::rt {
+namespace {
+
+namespace fb = kiln::fb;
+using KernelFn = void (*)(void **);
+
+/// Whether the host can run code built with `feature` (LLVM's name).
+bool hostHasFeature(const std::string &f) {
+#if defined(__x86_64__)
+  __builtin_cpu_init();
+  if (f == "sse4.1") return __builtin_cpu_supports("sse4.1");
+  if (f == "sse4.2") return __builtin_cpu_supports("sse4.2");
+  if (f == "avx") return __builtin_cpu_supports("avx");
+  if (f == "avx2") return __builtin_cpu_supports("avx2");
+  if (f == "fma") return __builtin_cpu_supports("fma");
+  if (f == "bmi") return __builtin_cpu_supports("bmi");
+  if (f == "bmi2") return __builtin_cpu_supports("bmi2");
+  if (f == "avx512f") return __builtin_cpu_supports("avx512f");
+  if (f == "avx512bw") return __builtin_cpu_supports("avx512bw");
+  if (f == "avx512dq") return __builtin_cpu_supports("avx512dq");
+  if (f == "avx512vl") return __builtin_cpu_supports("avx512vl");
+  if (f == "avx512vnni") return __builtin_cpu_supports("avx512vnni");
+#endif
+  (void)f;
+  return true; // features the runtime cannot query are assumed present
+}
+
+const char *hostArch() {
+#if defined(__x86_64__)
+  return "x86_64";
+#elif defined(__aarch64__)
+  return "aarch64";
+#else
+  return "unknown";
+#endif
+}
+
+class CpuDevice final : public Device {
+public:
+  ~CpuDevice() override {
+    for (void *h : handles)
+      dlclose(h);
+  }
+
+  kiln_status load(const kiln_artifact *a, const fb::Target *target) {
+    for (uint32_t e = 0; e < target->executables()->size(); ++e) {
+      const fb::Executable *exe = target->executables()->Get(e);
+      if (exe->format() != fb::ExecutableFormat::ElfSharedObject)
+        return makeStatus(KILN_UNIMPLEMENTED,
+                          "cpu executable %u has format %s", e,
+                          fb::EnumNameExecutableFormat(exe->format()));
+      if (std::strcmp(exe->arch()->c_str(), hostArch()) != 0)
+        return makeStatus(KILN_UNAVAILABLE,
+                          "artifact '%s' has cpu code for %s, this host is %s",
+                          a->path.c_str(), exe->arch()->c_str(), hostArch());
+      if (exe->features()) {
+        std::string all = exe->features()->str();
+        size_t pos = 0;
+        while (pos < all.size()) {
+          size_t end = all.find(',', pos);
+          if (end == std::string::npos)
+            end = all.size();
+          std::string f = all.substr(pos, end - pos);
+          if (f.size() > 1 && f[0] == '+' && !hostHasFeature(f.substr(1)))
+            return makeStatus(KILN_UNAVAILABLE,
+                              "artifact '%s' was compiled for CPU feature %s, "
+                              "which this CPU lacks (recompile with --cpu=)",
+                              a->path.c_str(), f.c_str() + 1);
+          pos = end + 1;
+        }
+      }
+      void *handle;
+      KILN_RETURN_IF_ERROR(loadImage(a, exe, e, &handle));
+      handles.push_back(handle);
+      std::vector<KernelFn> fns;
+      for (const auto *name : *exe->kernels()) {
+        void *sym = dlsym(handle, name->c_str());
+        if (!sym)
+          return makeStatus(KILN_DATA_LOSS,
+                            "artifact '%s': cpu executable %u lacks kernel '%s'",
+                            a->path.c_str(), e, name->c_str());
+        fns.push_back(reinterpret_cast<KernelFn>(sym));
+      }
+      kernels.push_back(std::move(fns));
+    }
+    return nullptr;
+  }
+
+  kiln_status run(const fb::FunctionImpl *impl,
+                  const CallBuffers &buffers) override {
+    std::vector<void *> args;
+    for (const fb::Dispatch *d : *impl->dispatches()) {
+      args.clear();
+      for (const fb::Binding *b : *d->bindings()) {
+        switch (b->kind()) {
+        case fb::BindingKind::Input:
+          args.push_back(buffers.inputs[b->index()].data);
+          break;
+        case fb::BindingKind::Output:
+          args.push_back(buffers.outputs[b->index()].data);
+          break;
+        case fb::BindingKind::Constant:
+          args.push_back(const_cast<void *>((*buffers.constants)[b->index()]));
+          break;
+        default:
+          return makeStatus(KILN_UNIMPLEMENTED, "binding kind %s",
+                            fb::EnumNameBindingKind(b->kind()));
+        }
+      }
+      kernels[d->executable()][d->kernel()](args.data());
+    }
+    return nullptr;
+  }
+
+private:
+  static kiln_status loadImage(const kiln_artifact *a, const fb::Executable *exe,
+                               uint32_t index, void **handle) {
+    const uint8_t *image = a->segment(exe->image_segment());
+    uint64_t size = a->segmentSize(exe->image_segment());
+    int fd = memfd_create("kiln-cpu", MFD_CLOEXEC);
+    if (fd < 0)
+      return makeStatus(KILN_INTERNAL, "memfd_create failed: %s",
+                        strerror(errno));
+    uint64_t done = 0;
+    while (done < size) {
+      ssize_t n = write(fd, image + done, size - done);
+      if (n <= 0) {
+        close(fd);
+        return makeStatus(KILN_INTERNAL, "writing cpu executable failed");
+      }
+      done += static_cast<uint64_t>(n);
+    }
+    std::string path = "/proc/self/fd/" + std::to_string(fd);
+    *handle = dlopen(path.c_str(), RTLD_NOW | RTLD_LOCAL);
+    close(fd);
+    if (!*handle)
+      return makeStatus(KILN_DATA_LOSS,
+                        "artifact '%s': cpu executable %u does not load: %s",
+                        a->path.c_str(), index, dlerror());
+    return nullptr;
+  }
+
+  std::vector<void *> handles;
+  std::vector<std::vector<KernelFn>> kernels;
+};
+
+} // namespace
+
+kiln_status createCpuDevice(const kiln_artifact *artifact,
+                            const fb::Target *target,
+                            std::unique_ptr<Device> *out) {
+  auto device = std::make_unique<CpuDevice>();
+  KILN_RETURN_IF_ERROR(device->load(artifact, target));
+  *out = std::move(device);
+  return nullptr;
+}
+
+} // namespace kiln::rt

@@ -1,0 +1,125 @@
+// Sessions: one device, one artifact, calls checked against the signature.
+#include "device.h"
+#include "status.h"
+
+#include <cstring>
+#include <string>
+
+using kiln::rt::makeStatus;
+namespace fb = kiln::fb;
+
+struct kiln_session_s {
+  kiln_artifact *artifact;
+  const fb::Target *target;
+  std::unique_ptr<kiln::rt::Device> device;
+  std::vector<const void *> constants;
+};
+
+namespace {
+
+std::string shapeString(const int64_t *shape, int32_t rank) {
+  std::string s = "[";
+  for (int32_t i = 0; i < rank; ++i)
+    s += (i ? "," : "") + std::to_string(shape[i]);
+  return s + "]";
+}
+
+kiln_status checkTensors(const char *function, const char *role,
+                         const flatbuffers::Vector<flatbuffers::Offset<fb::TensorSig>> *sigs,
+                         const kiln_tensor *tensors, size_t count) {
+  if (count != sigs->size())
+    return makeStatus(KILN_INVALID_ARGUMENT,
+                      "function '%s' takes %u %ss, got %zu", function,
+                      sigs->size(), role, count);
+  for (size_t i = 0; i < count; ++i) {
+    const fb::TensorSig *s = sigs->Get(i);
+    const kiln_tensor &t = tensors[i];
+    const char *name = s->name()->c_str();
+    auto want = static_cast<kiln_dtype>(s->dtype());
+    if (t.dtype != want)
+      return makeStatus(KILN_INVALID_ARGUMENT,
+                        "%s %zu ('%s') of '%s': dtype %s given, %s expected",
+                        role, i, name, function, kiln_dtype_name(t.dtype),
+                        kiln_dtype_name(want));
+    bool same = t.rank == static_cast<int32_t>(s->shape()->size());
+    uint64_t numel = 1;
+    for (int32_t d = 0; same && d < t.rank; ++d) {
+      same = t.shape[d] == s->shape()->Get(d);
+      numel *= static_cast<uint64_t>(t.shape[d]);
+    }
+    if (!same) {
+      std::vector<int64_t> w(s->shape()->begin(), s->shape()->end());
+      return makeStatus(
+          KILN_INVALID_ARGUMENT, "%s %zu ('%s') of '%s': shape %s given, %s expected",
+          role, i, name, function,
+          shapeString(t.shape, t.rank > KILN_MAX_RANK ? 0 : t.rank).c_str(),
+          shapeString(w.data(), static_cast<int32_t>(w.size())).c_str());
+    }
+    uint64_t bytes = numel * kiln_dtype_size(want);
+    if (t.size_bytes < bytes || (!t.data && bytes))
+      return makeStatus(KILN_INVALID_ARGUMENT,
+                        "%s %zu ('%s') of '%s': buffer of %zu bytes, %llu needed",
+                        role, i, name, function, t.size_bytes,
+                        static_cast<unsigned long long>(bytes));
+  }
+  return nullptr;
+}
+
+} // namespace
+
+extern "C" {
+
+KILN_API kiln_status kiln_session_create(kiln_artifact *artifact,
+                                         const char *device,
+                                         kiln_session **out) {
+  *out = nullptr;
+  std::string name = device ? device : "cpu";
+  const fb::Target *target = nullptr;
+  std::string available;
+  for (const fb::Target *t : *artifact->model->targets()) {
+    available += (available.empty() ? "" : ", ") + t->device()->str();
+    if (t->device()->str() == name)
+      target = t;
+  }
+  if (!target)
+    return makeStatus(KILN_NOT_FOUND,
+                      "artifact '%s' has no code for device '%s' (it has: %s)",
+                      artifact->path.c_str(), name.c_str(),
+                      available.empty() ? "none" : available.c_str());
+  auto s = std::make_unique<kiln_session_s>();
+  s->artifact = artifact;
+  s->target = target;
+  if (name == "cpu") {
+    KILN_RETURN_IF_ERROR(kiln::rt::createCpuDevice(artifact, target, &s->device));
+  } else {
+    return makeStatus(KILN_UNIMPLEMENTED,
+                      "device '%s' is not supported by this runtime build",
+                      name.c_str());
+  }
+  for (const fb::Constant *c : *artifact->model->constants())
+    s->constants.push_back(artifact->segment(c->segment()));
+  *out = s.release();
+  return nullptr;
+}
+
+KILN_API void kiln_session_release(kiln_session *session) { delete session; }
+
+KILN_API kiln_status kiln_session_call(kiln_session *s, const char *function,
+                                       const kiln_tensor *inputs,
+                                       size_t num_inputs, kiln_tensor *outputs,
+                                       size_t num_outputs) {
+  int index = s->artifact->findFunction(function);
+  if (index < 0)
+    return makeStatus(KILN_NOT_FOUND, "artifact '%s' has no function '%s'",
+                      s->artifact->path.c_str(), function);
+  const fb::Function *f = s->artifact->model->functions()->Get(index);
+  KILN_RETURN_IF_ERROR(checkTensors(function, "input", f->inputs(), inputs, num_inputs));
+  KILN_RETURN_IF_ERROR(checkTensors(function, "output", f->outputs(), outputs, num_outputs));
+  for (const fb::FunctionImpl *impl : *s->target->functions())
+    if (impl->function() == static_cast<uint32_t>(index))
+      return s->device->run(impl, {inputs, outputs, &s->constants});
+  return makeStatus(KILN_NOT_FOUND, "device '%s' has no code for function '%s'",
+                    s->target->device()->c_str(), function);
+}
+
+} // extern "C"

@@ -1,0 +1,266 @@
+//===- CpuTarget.cpp - Native code for the host CPU -----------------------===//
+//
+// kiln -> linalg on tensors -> buffers -> loops -> LLVM dialect -> LLVM IR
+// (optimized at O3, which vectorizes the loops for the chosen CPU) -> object
+// file -> shared object (linked by ld.lld). Each function gets an exported
+// entry `void kiln_<name>(void **bindings)` that the runtime calls with
+// inputs, weights and outputs in that order.
+//
+//===----------------------------------------------------------------------===//
+#include "targets/cpu/CpuTarget.h"
+
+#include "mlir/Dialect/Func/IR/FuncOps.h"
+#include "mlir/IR/BuiltinAttributes.h"
+#include "mlir/Pass/PassManager.h"
+#include "mlir/Pass/PassRegistry.h"
+#include "mlir/Target/LLVMIR/Dialect/Builtin/BuiltinToLLVMIRTranslation.h"
+#include "mlir/Target/LLVMIR/Dialect/LLVMIR/LLVMToLLVMIRTranslation.h"
+#include "mlir/Target/LLVMIR/Export.h"
+
+#include "llvm/IR/IRBuilder.h"
+#include "llvm/IR/LegacyPassManager.h"
+#include "llvm/IR/Module.h"
+#include "llvm/MC/TargetRegistry.h"
+#include "llvm/Passes/PassBuilder.h"
+#include "llvm/Support/FileSystem.h"
+#include "llvm/Support/MemoryBuffer.h"
+#include "llvm/Support/Path.h"
+#include "llvm/Support/Program.h"
+#include "llvm/Support/TargetSelect.h"
+#include "llvm/Target/TargetMachine.h"
+#include "llvm/Target/TargetOptions.h"
+#include "llvm/TargetParser/Host.h"
+
+using namespace mlir;
+
+namespace kiln {
+
+std::string cpuLoweringPipeline(llvm::StringRef stopAfter) {
+  std::string p = "builtin.module(kiln-lower-to-linalg, "
+                  "kiln-weights-to-arguments, canonicalize, cse, "
+                  "func.func(linalg-fuse-elementwise-ops), canonicalize";
+  if (stopAfter == "linalg")
+    return p + ")";
+  p += ", one-shot-bufferize{bufferize-function-boundaries "
+       "function-boundary-type-conversion=identity-layout-map}, "
+       "buffer-results-to-out-params{modify-public-functions=1 "
+       "hoist-static-allocs=1}, canonicalize, "
+       "kiln-copies-to-linalg, "
+       "buffer-deallocation-pipeline";
+  if (stopAfter == "bufferize")
+    return p + ")";
+  p += ", func.func(convert-linalg-to-loops), lower-affine, "
+       "convert-scf-to-cf, expand-strided-metadata, lower-affine, "
+       "finalize-memref-to-llvm, convert-math-to-libm, convert-math-to-llvm, "
+       "convert-arith-to-llvm, convert-index-to-llvm, "
+       "convert-func-to-llvm{use-bare-ptr-memref-call-conv=1}, "
+       "convert-cf-to-llvm, reconcile-unrealized-casts)";
+  return p;
+}
+
+namespace {
+
+std::string hostFeatures() {
+  std::string features;
+  for (const auto &f : llvm::sys::getHostCPUFeatures()) {
+    if (!features.empty())
+      features += ",";
+    features += (f.second ? "+" : "-") + f.first().str();
+  }
+  return features;
+}
+
+/// Adds `void kiln_<fn>(void **bindings)` calling the lowered function.
+void addEntryPoint(llvm::Module &m, llvm::Function *impl,
+                   const std::string &symbol) {
+  llvm::LLVMContext &ctx = m.getContext();
+  auto *ptrTy = llvm::PointerType::getUnqual(ctx);
+  auto *fnTy = llvm::FunctionType::get(llvm::Type::getVoidTy(ctx), {ptrTy},
+                                       false);
+  auto *entry = llvm::Function::Create(fnTy, llvm::GlobalValue::ExternalLinkage,
+                                       symbol, m);
+  llvm::IRBuilder<> b(llvm::BasicBlock::Create(ctx, "entry", entry));
+  std::vector<llvm::Value *> args;
+  for (unsigned i = 0; i < impl->arg_size(); ++i) {
+    llvm::Value *slot = b.CreateConstGEP1_64(ptrTy, entry->getArg(0), i);
+    args.push_back(b.CreateLoad(ptrTy, slot));
+  }
+  b.CreateCall(impl, args);
+  b.CreateRetVoid();
+  impl->setLinkage(llvm::GlobalValue::InternalLinkage);
+}
+
+LogicalResult optimizeAndEmit(llvm::Module &m, llvm::TargetMachine &tm,
+                              llvm::SmallVectorImpl<char> &object) {
+  m.setDataLayout(tm.createDataLayout());
+  m.setTargetTriple(tm.getTargetTriple());
+  llvm::LoopAnalysisManager lam;
+  llvm::FunctionAnalysisManager fam;
+  llvm::CGSCCAnalysisManager cgam;
+  llvm::ModuleAnalysisManager mam;
+  llvm::PipelineTuningOptions tuning;
+  tuning.LoopVectorization = true;
+  tuning.SLPVectorization = true;
+  llvm::PassBuilder pb(&tm, tuning);
+  pb.registerModuleAnalyses(mam);
+  pb.registerCGSCCAnalyses(cgam);
+  pb.registerFunctionAnalyses(fam);
+  pb.registerLoopAnalyses(lam);
+  pb.crossRegisterProxies(lam, fam, cgam, mam);
+  pb.buildPerModuleDefaultPipeline(llvm::OptimizationLevel::O3).run(m, mam);
+
+  llvm::raw_svector_ostream os(object);
+  llvm::legacy::PassManager pm;
+  if (tm.addPassesToEmitFile(pm, os, nullptr, llvm::CodeGenFileType::ObjectFile))
+    return failure();
+  pm.run(m);
+  return success();
+}
+
+std::string findLinker() {
+  for (const char *name : {"ld.lld-22", "ld.lld"}) {
+    if (auto p = llvm::sys::findProgramByName(name, {"/usr/lib/llvm-22/bin"}))
+      return *p;
+    if (auto p = llvm::sys::findProgramByName(name))
+      return *p;
+  }
+  return "";
+}
+
+/// Links a relocatable object into a shared object. Undefined symbols (libm,
+/// malloc) resolve against the process that loads it.
+FailureOr<std::vector<char>> linkShared(ArrayRef<char> object, Location loc) {
+  std::string linker = findLinker();
+  if (linker.empty())
+    return emitError(loc) << "cannot find ld.lld (install lld-22)";
+  llvm::SmallString<128> objPath, soPath;
+  int fd;
+  if (llvm::sys::fs::createTemporaryFile("kiln", "o", fd, objPath))
+    return emitError(loc) << "cannot create a temporary file";
+  {
+    llvm::raw_fd_ostream out(fd, /*shouldClose=*/true);
+    out.write(object.data(), object.size());
+  }
+  if (llvm::sys::fs::createTemporaryFile("kiln", "so", soPath))
+    return emitError(loc) << "cannot create a temporary file";
+  std::string errMsg;
+  llvm::SmallVector<llvm::StringRef> args = {
+      linker, "-shared", "--hash-style=gnu", "-O1", "--no-undefined-version",
+      "-o", soPath, objPath};
+  int rc = llvm::sys::ExecuteAndWait(linker, args, std::nullopt, {}, 0, 0,
+                                     &errMsg);
+  llvm::sys::fs::remove(objPath);
+  if (rc != 0) {
+    llvm::sys::fs::remove(soPath);
+    return emitError(loc) << "linking the CPU kernels failed (" << linker
+                          << " exit " << rc << ") " << errMsg;
+  }
+  auto buf = llvm::MemoryBuffer::getFile(soPath);
+  llvm::sys::fs::remove(soPath);
+  if (!buf)
+    return emitError(loc) << "cannot read the linked kernels";
+  return std::vector<char>((*buf)->getBufferStart(), (*buf)->getBufferEnd());
+}
+
+} // namespace
+
+FailureOr<CpuExecutable> buildCpuExecutable(ModuleOp module,
+                                            const CpuTargetOptions &options,
+                                            llvm::raw_ostream &os) {
+  MLIRContext *ctx = module.getContext();
+  Location loc = module.getLoc();
+  CpuExecutable exe;
+  OwningOpRef<ModuleOp> work = cast<ModuleOp>(module->clone());
+
+  bool stopInMlir = options.stopAfter == "linalg" ||
+                    options.stopAfter == "bufferize" ||
+                    options.stopAfter == "llvm";
+  PassManager pm(ctx);
+  std::string pipeline = cpuLoweringPipeline(
+      options.stopAfter == "llvm-ir" ? "" : options.stopAfter);
+  std::string parseErr;
+  llvm::raw_string_ostream errOs(parseErr);
+  // `pm` is already anchored on builtin.module: parse what is inside.
+  llvm::StringRef inner = llvm::StringRef(pipeline)
+                              .drop_front(strlen("builtin.module("))
+                              .drop_back();
+  if (failed(parsePassPipeline(inner, pm, errOs)))
+    return emitError(loc) << "bad CPU pipeline: " << parseErr;
+  if (failed(pm.run(*work)))
+    return failure();
+
+  if (stopInMlir) {
+    work->print(os);
+    return exe;
+  }
+
+  for (auto fn : module.getOps<func::FuncOp>()) {
+    CpuKernel k;
+    k.function = fn.getName().str();
+    k.symbol = "kiln_" + k.function;
+    k.numInputs = fn.getNumArguments();
+    k.numOutputs = fn.getNumResults();
+    exe.kernels.push_back(k);
+  }
+  // The weight order was fixed by kiln-weights-to-arguments; it survives as
+  // an attribute on the lowered function.
+  for (CpuKernel &k : exe.kernels) {
+    Operation *fn = SymbolTable::lookupSymbolIn(*work, k.function);
+    if (!fn)
+      return emitError(loc) << "function '" << k.function << "' vanished";
+    if (auto names = fn->getAttrOfType<ArrayAttr>("kiln.weights"))
+      for (Attribute a : names)
+        k.weights.push_back(cast<StringAttr>(a).str());
+  }
+
+  registerBuiltinDialectTranslation(*ctx);
+  registerLLVMDialectTranslation(*ctx);
+  llvm::LLVMContext llvmCtx;
+  std::unique_ptr<llvm::Module> llvmModule =
+      translateModuleToLLVMIR(*work, llvmCtx, "kiln");
+  if (!llvmModule)
+    return emitError(loc) << "translation to LLVM IR failed";
+  for (CpuKernel &k : exe.kernels) {
+    llvm::Function *impl = llvmModule->getFunction(k.function);
+    if (!impl)
+      return emitError(loc) << "lowered function '" << k.function
+                            << "' is missing";
+    impl->setName("kiln_impl_" + k.function);
+    addEntryPoint(*llvmModule, impl, k.symbol);
+  }
+
+  llvm::InitializeNativeTarget();
+  llvm::InitializeNativeTargetAsmPrinter();
+  llvm::Triple triple(llvm::sys::getProcessTriple());
+  std::string error;
+  const llvm::Target *target = llvm::TargetRegistry::lookupTarget(triple, error);
+  if (!target)
+    return emitError(loc) << "no LLVM target for " << triple.str() << ": "
+                          << error;
+  exe.cpu = options.cpu == "native" ? llvm::sys::getHostCPUName().str()
+                                    : options.cpu;
+  exe.features = options.cpu == "native" ? hostFeatures() : "";
+  exe.arch = triple.getArchName().str();
+  llvm::TargetOptions to;
+  std::unique_ptr<llvm::TargetMachine> tm(target->createTargetMachine(
+      triple, exe.cpu, exe.features, to, llvm::Reloc::PIC_, std::nullopt,
+      llvm::CodeGenOptLevel::Aggressive));
+  if (!tm)
+    return emitError(loc) << "cannot create a target machine for CPU '"
+                          << exe.cpu << "'";
+  llvm::SmallVector<char, 0> object;
+  if (options.stopAfter == "llvm-ir") {
+    llvmModule->setDataLayout(tm->createDataLayout());
+    llvmModule->print(os, nullptr);
+    return exe;
+  }
+  if (failed(optimizeAndEmit(*llvmModule, *tm, object)))
+    return emitError(loc) << "LLVM cannot emit an object for " << exe.cpu;
+  auto image = linkShared(object, loc);
+  if (failed(image))
+    return failure();
+  exe.image = std::move(*image);
+  return exe;
+}
+
+} // namespace kiln

@@ -1,0 +1,13 @@
+import os
+import lit.formats
+
+config.name = "Kiln"
+config.test_format = lit.formats.ShTest(execute_external=True)
+config.suffixes = [".mlir", ".onnxtxt", ".test"]
+config.excludes = ["Inputs", "e2e", "node", "lit.cfg.py"]
+config.test_source_root = os.path.dirname(__file__)
+config.test_exec_root = os.path.join(config.kiln_obj_root, "test")
+tools = os.path.join(config.kiln_obj_root, "bin")
+config.environment["PATH"] = os.pathsep.join(
+    [tools, "/usr/lib/llvm-22/bin", config.environment.get("PATH", "")])
+config.substitutions.append(("%inputs", os.path.join(config.test_source_root, "Inputs")))

@@ -1,0 +1,199 @@
+//===- kiln-compile.cpp - ONNX model to Kiln artifact ---------------------===//
+//
+//   kiln-compile MODEL.onnx -o OUT.kiln [--target=cpu] [--compile-to=PHASE]
+//                [--dim NAME=N ...] [--const-input NAME=FILE.npy ...]
+//
+// Phases: import, graph, linalg, bufferize, llvm, llvm-ir, artifact.
+// A file ending in .onnxtxt is read as ONNX's textual syntax.
+//
+//===----------------------------------------------------------------------===//
+#include "compiler/Registration.h"
+#include "compiler/import/OnnxImporter.h"
+#include "compiler/serialize/ArtifactWriter.h"
+#include "targets/cpu/CpuTarget.h"
+
+#include "npy.h"
+
+#include "mlir/IR/Diagnostics.h"
+#include "mlir/IR/MLIRContext.h"
+#include "mlir/IR/Verifier.h"
+#include "mlir/Pass/PassManager.h"
+#include "mlir/Transforms/Passes.h"
+#include "llvm/Support/CommandLine.h"
+#include "llvm/Support/Format.h"
+#include "llvm/Support/InitLLVM.h"
+#include "llvm/Support/MemoryBuffer.h"
+#include "llvm/Support/raw_ostream.h"
+
+#include <chrono>
+
+using namespace mlir;
+namespace cl = llvm::cl;
+
+static cl::opt<std::string> inputPath(cl::Positional, cl::desc("<model.onnx>"),
+                                      cl::Required);
+static cl::opt<std::string> outputPath("o", cl::desc("Output artifact"),
+                                       cl::value_desc("file"));
+static cl::opt<std::string>
+    targetOpt("target", cl::desc("Targets to compile for: cpu"),
+              cl::init("cpu"));
+static cl::opt<std::string> compileTo(
+    "compile-to",
+    cl::desc("Stop after a phase and print its IR: import, graph, linalg, "
+             "bufferize, llvm, llvm-ir, artifact"),
+    cl::init("artifact"));
+static cl::list<std::string> dimOpts(
+    "dim", cl::desc("Bind a symbolic dim: NAME=VALUE"), cl::value_desc("NAME=N"));
+static cl::list<std::string> constInputOpts(
+    "const-input",
+    cl::desc("Make a graph input a compile-time constant: NAME=FILE.npy"),
+    cl::value_desc("NAME=FILE"));
+static cl::opt<std::string> cpuOpt("cpu",
+                                   cl::desc("LLVM CPU name for the cpu target "
+                                            "(native: this machine's CPU)"),
+                                   cl::init("native"));
+static cl::opt<bool> quiet("quiet", cl::desc("Print no progress"),
+                           cl::init(false));
+
+namespace {
+
+int32_t npyToOnnx(kiln::npy::DType d) {
+  using D = kiln::npy::DType;
+  switch (d) {
+  case D::F32: return kiln::kFloat;
+  case D::F16: return kiln::kFloat16;
+  case D::F64: return kiln::kDouble;
+  case D::I8: return kiln::kInt8;
+  case D::I16: return kiln::kInt16;
+  case D::I32: return kiln::kInt32;
+  case D::I64: return kiln::kInt64;
+  case D::Bool: return kiln::kBool;
+  }
+  return 0;
+}
+
+int fail(const llvm::Twine &msg) {
+  llvm::errs() << "kiln-compile: error: " << msg << "\n";
+  return 1;
+}
+
+bool splitKeyValue(llvm::StringRef s, llvm::StringRef &k, llvm::StringRef &v) {
+  std::tie(k, v) = s.split('=');
+  return !k.empty() && !v.empty();
+}
+
+} // namespace
+
+int main(int argc, char **argv) {
+  llvm::InitLLVM init(argc, argv);
+  cl::ParseCommandLineOptions(argc, argv, "Kiln ahead-of-time compiler\n");
+  static const char *phases[] = {"import", "graph",   "linalg",  "bufferize",
+                                 "llvm",   "llvm-ir", "artifact"};
+  if (!llvm::is_contained(phases, llvm::StringRef(compileTo)))
+    return fail("unknown phase '" + compileTo + "'");
+  if (targetOpt != "cpu")
+    return fail("unknown or unsupported target '" + targetOpt +
+                "' (this build supports: cpu)");
+  if (compileTo == "artifact" && outputPath.empty())
+    return fail("no output file (-o OUT.kiln)");
+
+  kiln::OnnxImportOptions importOptions;
+  for (const std::string &d : dimOpts) {
+    llvm::StringRef k, v;
+    long long n;
+    if (!splitKeyValue(d, k, v) || v.getAsInteger(10, n) || n <= 0)
+      return fail("--dim expects NAME=POSITIVE_INT, got '" + d + "'");
+    importOptions.dims[k.str()] = n;
+  }
+  for (const std::string &c : constInputOpts) {
+    llvm::StringRef k, v;
+    if (!splitKeyValue(c, k, v))
+      return fail("--const-input expects NAME=FILE.npy, got '" + c + "'");
+    kiln::npy::Array a;
+    std::string err;
+    if (!kiln::npy::read(v.str(), a, err))
+      return fail(err);
+    importOptions.constInputs[k.str()] = kiln::HostTensor::fromBytes(
+        npyToOnnx(a.dtype), a.shape, std::move(a.data));
+  }
+
+  DialectRegistry registry;
+  kiln::registerAllKilnDialects(registry);
+  kiln::registerAllKilnPasses();
+  MLIRContext context(registry);
+  context.disableMultithreading(); // 2-core machines; the pipeline is serial
+  context.getDiagEngine().registerHandler([](Diagnostic &diag) {
+    auto &os = llvm::errs();
+    os << "kiln-compile: "
+       << (diag.getSeverity() == DiagnosticSeverity::Error ? "error: "
+                                                           : "note: ");
+    // Importer errors name the node in the message already.
+    os << diag.str() << "\n";
+    for (const Diagnostic &note : diag.getNotes())
+      os << "  note: " << note.str() << "\n";
+    return success();
+  });
+
+  auto t0 = std::chrono::steady_clock::now();
+  auto progress = [&](const char *what) {
+    if (quiet || compileTo != "artifact")
+      return;
+    double s = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0)
+                   .count();
+    llvm::errs() << llvm::format("[%6.2fs] ", s) << what << "\n";
+  };
+
+  kiln::WeightStore weights;
+  OwningOpRef<ModuleOp> module;
+  if (llvm::StringRef(inputPath).ends_with(".onnxtxt")) {
+    auto text = llvm::MemoryBuffer::getFile(inputPath);
+    if (!text)
+      return fail("cannot read '" + inputPath + "': " + text.getError().message());
+    module = kiln::importOnnxText((*text)->getBuffer(), context, weights,
+                                  importOptions);
+  } else {
+    module = kiln::importOnnxFile(inputPath, context, weights, importOptions);
+  }
+  if (!module)
+    return 1;
+  if (failed(verify(*module)))
+    return fail("the imported module does not verify");
+  progress("imported");
+  if (compileTo == "import") {
+    module->print(llvm::outs());
+    return 0;
+  }
+
+  PassManager graph(&context);
+  graph.addPass(createCanonicalizerPass());
+  graph.addPass(createCSEPass());
+  graph.addPass(createSymbolDCEPass());
+  if (failed(graph.run(*module)))
+    return 1;
+  progress("graph passes done");
+  if (compileTo == "graph") {
+    module->print(llvm::outs());
+    return 0;
+  }
+
+  kiln::CpuTargetOptions cpuOptions;
+  cpuOptions.cpu = cpuOpt;
+  if (compileTo != "artifact")
+    cpuOptions.stopAfter = compileTo;
+  auto exe = kiln::buildCpuExecutable(*module, cpuOptions, llvm::outs());
+  if (failed(exe))
+    return 1;
+  if (compileTo != "artifact")
+    return 0;
+  progress("cpu code generated");
+
+  std::map<std::string, std::string> metadata = {
+      {"source", inputPath},
+      {"cpu", exe->cpu},
+      {"targets", "cpu"},
+  };
+  if (failed(kiln::writeArtifact(outputPath, *module, weights, *exe, metadata)))
+    return 1;
+  progress(("wrote " + outputPath).c_str());
+  return 0;
+}
