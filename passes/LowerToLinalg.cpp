@@ -163,6 +163,16 @@ Value unaryScalar(Operation *op, OpBuilder &b, Location loc, Value x,
             b, loc, x, arith::ConstantOp::create(b, loc, b.getBoolAttr(true)));
       })
       .Case([&](CastOp) -> Value { return castScalar(b, loc, x, outType); })
+      .Case([&](ClipOp clip) -> Value {
+        Value r = x;
+        if (auto lo = clip.getMin())
+          r = f ? Value(arith::MaximumFOp::create(b, loc, r, c(lo->convertToDouble())))
+                : Value(arith::MaxSIOp::create(b, loc, r, c(lo->convertToDouble())));
+        if (auto hi = clip.getMax())
+          r = f ? Value(arith::MinimumFOp::create(b, loc, r, c(hi->convertToDouble())))
+                : Value(arith::MinSIOp::create(b, loc, r, c(hi->convertToDouble())));
+        return r;
+      })
       .Default([&](Operation *) -> Value {
         if (!f)
           return nullptr;
@@ -223,14 +233,6 @@ Value unaryScalar(Operation *op, OpBuilder &b, Location loc, Value x,
               Value hx = arith::MulFOp::create(b, loc, half, x);
               return arith::MulFOp::create(
                   b, loc, hx, arith::AddFOp::create(b, loc, one, inner));
-            })
-            .Case([&](ClipOp clip) -> Value {
-              Value r = x;
-              if (auto lo = clip.getMin())
-                r = arith::MaximumFOp::create(b, loc, r, c(lo->convertToDouble()));
-              if (auto hi = clip.getMax())
-                r = arith::MinimumFOp::create(b, loc, r, c(hi->convertToDouble()));
-              return r;
             })
             .Default([](Operation *) { return Value(); });
       });
@@ -588,13 +590,18 @@ struct SliceLowering : OpRewritePattern<SliceOp> {
     if (failed(requireStatic(op, rewriter)))
       return failure();
     MLIRContext *ctx = rewriter.getContext();
+    Location loc = op.getLoc();
     auto inType = tensorTypeOf(op.getInput());
     auto resultType = tensorTypeOf(op.getResult());
     int64_t rank = resultType.getRank();
     if (static_cast<int64_t>(op.getStarts().size()) != rank ||
         static_cast<int64_t>(op.getSteps().size()) != rank)
       return op.emitOpError("needs one start and one step per dim");
-    SmallVector<AffineExpr> exprs;
+    // A negative step reads the same elements as a positive one started at
+    // the last element, in reverse: extract ascending, then flip those dims.
+    SmallVector<int64_t> offsets, strides;
+    SmallVector<AffineExpr> flip;
+    bool anyFlip = false;
     for (int64_t i = 0; i < rank; ++i) {
       int64_t start = op.getStarts()[i], step = op.getSteps()[i];
       int64_t n = resultType.getDimSize(i);
@@ -602,18 +609,36 @@ struct SliceLowering : OpRewritePattern<SliceOp> {
       if (n > 0 && (start < 0 || start >= inType.getDimSize(i) || last < 0 ||
                     last >= inType.getDimSize(i)))
         return op.emitOpError("reads out of bounds in dim ") << i;
-      exprs.push_back(getAffineDimExpr(i, ctx) * step + start);
+      AffineExpr d = getAffineDimExpr(i, ctx);
+      if (step < 0) {
+        offsets.push_back(last);
+        strides.push_back(-step);
+        flip.push_back(getAffineConstantExpr(n - 1, ctx) - d);
+        anyFlip = true;
+      } else {
+        offsets.push_back(start);
+        strides.push_back(step);
+        flip.push_back(d);
+      }
     }
-    SmallVector<AffineMap> maps = {AffineMap::get(rank, 0, exprs, ctx),
-                                   rewriter.getMultiDimIdentityMap(rank)};
-    SmallVector<utils::IteratorType> iters(rank, utils::IteratorType::parallel);
-    auto generic = linalg::GenericOp::create(
-        rewriter, op.getLoc(), TypeRange{resultType}, ValueRange{op.getInput()},
-        ValueRange{emptyTensor(rewriter, op.getLoc(), resultType)}, maps, iters,
-        [](OpBuilder &b, Location l, ValueRange a) {
-          linalg::YieldOp::create(b, l, a[0]);
-        });
-    rewriter.replaceOp(op, generic.getResult(0));
+    Value v = tensor::ExtractSliceOp::create(rewriter, loc, resultType,
+                                             op.getInput(), ValueRange{},
+                                             ValueRange{}, ValueRange{}, offsets,
+                                             resultType.getShape(), strides);
+    if (anyFlip) {
+      SmallVector<AffineMap> maps = {AffineMap::get(rank, 0, flip, ctx),
+                                     rewriter.getMultiDimIdentityMap(rank)};
+      SmallVector<utils::IteratorType> iters(rank,
+                                             utils::IteratorType::parallel);
+      v = linalg::GenericOp::create(
+              rewriter, loc, TypeRange{resultType}, ValueRange{v},
+              ValueRange{emptyTensor(rewriter, loc, resultType)}, maps, iters,
+              [](OpBuilder &b, Location l, ValueRange a) {
+                linalg::YieldOp::create(b, l, a[0]);
+              })
+              .getResult(0);
+    }
+    rewriter.replaceOp(op, v);
     return success();
   }
 };

@@ -222,6 +222,9 @@ private:
 
   LogicalResult importNode(const onnx::NodeProto &n);
   LogicalResult define(const onnx::NodeProto &n, int i, Val v) {
+    if (llvm::is_contained(v.shape, 0))
+      return err(n) << "output " << i << " is an empty tensor "
+                    << shapeStr(v.shape) << ", which Kiln does not support yet";
     if (i < n.output_size() && !n.output(i).empty())
       values[n.output(i)] = std::move(v);
     return success();
@@ -583,8 +586,9 @@ LogicalResult Importer::unary(const onnx::NodeProto &n, StringRef kind) {
         if (!bound)
           continue;
         if (!bound->host)
-          return err(n) << "bound '" << n.input(i)
-                        << "' must be a compile-time constant";
+          return constInts(n, i, i == 1 ? "min" : "max");
+        if (bound->numel() != 1)
+          return err(n) << "bound '" << n.input(i) << "' is not a scalar";
         FloatAttr a = b.getF64FloatAttr(bound->host->getF(0));
         (i == 1 ? lo : hi) = a;
       }
@@ -594,7 +598,7 @@ LogicalResult Importer::unary(const onnx::NodeProto &n, StringRef kind) {
     return err(n) << "unsupported unary kind";
   }
   if (!fl && kind != "Neg" && kind != "Abs" && kind != "Relu" &&
-      kind != "Sign" && kind != "Cast" && kind != "Not")
+      kind != "Sign" && kind != "Cast" && kind != "Not" && kind != "Clip")
     return err(n) << "needs a float input, got " << dtypeName(in.dtype);
   return define(n, 0, opVal(r, outType, in.shape));
 }
@@ -1306,6 +1310,12 @@ LogicalResult Importer::importNode(const onnx::NodeProto &n) {
   if (op == "Dropout") {
     if (n.output_size() > 1 && !n.output(1).empty())
       return err(n) << "the mask output is not supported";
+    // Inference only: a training_mode that is not a constant false would
+    // drop values at random.
+    if (const Val *training = input(n, 2))
+      if (!training->host || training->host->getI(0) != 0)
+        return err(n) << "training mode is not supported (training_mode "
+                         "must be a constant false)";
     return unary(n, "Identity");
   }
   if (binaryOps.contains(op))
@@ -1517,8 +1527,12 @@ LogicalResult Importer::importNode(const onnx::NodeProto &n) {
   }
   if (op == "Range") {
     const Val *st = input(n, 0), *li = input(n, 1), *de = input(n, 2);
-    if (!st || !li || !de || !st->host || !li->host || !de->host)
-      return err(n) << "start, limit and delta must be compile-time constants";
+    if (!st || !li || !de)
+      return err(n) << "needs start, limit and delta";
+    const char *names[] = {"start", "limit", "delta"};
+    for (int i = 0; i < 3; ++i)
+      if (failed(constInts(n, i, names[i])))
+        return failure();
     int32_t dt = st->dtype;
     if (isFloatDType(dt)) {
       double s = st->host->getF(0), l = li->host->getF(0), d = de->host->getF(0);

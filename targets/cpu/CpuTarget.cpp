@@ -51,7 +51,7 @@ std::string cpuLoweringPipeline(llvm::StringRef stopAfter) {
     return p + ")";
   p += ", func.func(convert-linalg-to-loops), lower-affine, "
        "convert-scf-to-cf, expand-strided-metadata, lower-affine, "
-       "finalize-memref-to-llvm, convert-math-to-libm, convert-math-to-llvm, "
+       "finalize-memref-to-llvm, convert-math-to-funcs, convert-math-to-libm, convert-math-to-llvm, "
        "convert-arith-to-llvm, convert-index-to-llvm, "
        "convert-func-to-llvm{use-bare-ptr-memref-call-conv=1}, "
        "convert-cf-to-llvm, reconcile-unrealized-casts)";

@@ -1,0 +1,181 @@
+#!/usr/bin/env python3
+"""Run the ONNX backend node tests through kiln-compile and kiln-run.
+
+Each test folder holds model.onnx and test_data_set_*/{input,output}_N.pb
+(made by onnx's reference implementation). A test passes when kiln-compile
+compiles the model, kiln-run runs it on the inputs, and every output has the
+expected dtype, shape and values (onnx's backend tolerance: rtol 1e-3,
+atol 1e-7; float16 gets atol 1e-3).
+
+Graph inputs that decide shapes (Reshape's shape, Expand's shape, ...) must
+be compile-time constants for Kiln: when kiln-compile says an input must be
+a compile-time constant, the runner binds it with --const-input and retries.
+
+Usage:
+  run_node_tests.py --build build [--expected test/node/expected_cpu.txt]
+                    [--filter REGEX] [--write-passing FILE] [-j N]
+
+With --expected, every test listed there must pass (the list only grows);
+a listed test that fails fails the run.
+"""
+import argparse
+import concurrent.futures
+import os
+import re
+import shutil
+import subprocess
+import sys
+import tempfile
+
+import numpy as np
+import onnx
+from onnx import numpy_helper
+
+DATA = "/usr/share/libonnx-testdata/data/node"
+CONST_RE = re.compile(r"input '([^']+)' \([^)]*\) must be a compile-time constant")
+
+
+def load_pb(path):
+    t = onnx.TensorProto()
+    with open(path, "rb") as f:
+        t.ParseFromString(f.read())
+    return numpy_helper.to_array(t)
+
+
+def run_one(name, build, workdir):
+    """Returns (name, ok, message)."""
+    folder = os.path.join(DATA, name)
+    model_path = os.path.join(folder, "model.onnx")
+    sets = sorted(d for d in os.listdir(folder) if d.startswith("test_data_set_"))
+    if not sets:
+        return name, False, "no test data"
+    model = onnx.load(model_path)
+    inits = {i.name for i in model.graph.initializer}
+    graph_inputs = [i.name for i in model.graph.input if i.name not in inits]
+    tmp = os.path.join(workdir, name)
+    os.makedirs(tmp, exist_ok=True)
+    data_dir = os.path.join(folder, sets[0])
+    inputs = []
+    declared = {i.name: i for i in model.graph.input}
+    for i, gname in enumerate(graph_inputs):
+        p = os.path.join(data_dir, f"input_{i}.pb")
+        if not os.path.exists(p):
+            return name, False, f"missing {p}"
+        arr = load_pb(p)
+        # Some test data stores a declared scalar as shape [1]; give the
+        # tensor the shape the model declares when the element count agrees.
+        dims = declared[gname].type.tensor_type.shape.dim
+        if all(d.HasField("dim_value") for d in dims):
+            shape = tuple(d.dim_value for d in dims)
+            if shape != arr.shape and int(np.prod(shape)) == arr.size:
+                arr = arr.reshape(shape)
+        inputs.append(arr)
+    expected = []
+    i = 0
+    while os.path.exists(os.path.join(data_dir, f"output_{i}.pb")):
+        expected.append(load_pb(os.path.join(data_dir, f"output_{i}.pb")))
+        i += 1
+    for arr in inputs:
+        if arr.dtype == object or arr.dtype.kind in "UOSc" or arr.dtype in (np.uint8, np.uint16, np.uint32, np.uint64):
+            return name, False, f"input dtype {arr.dtype} not supported"
+    npys = []
+    for i, arr in enumerate(inputs):
+        p = os.path.join(tmp, f"in{i}.npy")
+        np.save(p, np.array(arr, order="C"))  # keeps 0-d arrays 0-d
+        npys.append(p)
+
+    kiln = os.path.join(tmp, "model.kiln")
+    bound = {}
+    for _ in range(len(graph_inputs) + 1):
+        cmd = [os.path.join(build, "bin", "kiln-compile"), model_path, "-o", kiln, "--quiet"]
+        cmd += [f"--const-input={n}={npys[graph_inputs.index(n)]}" for n in bound]
+        r = subprocess.run(cmd, capture_output=True, text=True, timeout=300)
+        if r.returncode == 0:
+            break
+        m = CONST_RE.search(r.stderr)
+        if not m or m.group(1) not in graph_inputs or m.group(1) in bound:
+            return name, False, "compile: " + (r.stderr.strip().splitlines() or ["?"])[-1]
+        bound[m.group(1)] = True
+    else:
+        return name, False, "compile: too many constant inputs"
+
+    run_inputs = [npys[i] for i, n in enumerate(graph_inputs) if n not in bound]
+    outs = [os.path.join(tmp, f"out{i}.npy") for i in range(len(expected))]
+    cmd = [os.path.join(build, "bin", "kiln-run"), kiln]
+    cmd += [f"--input={p}" for p in run_inputs] + [f"--output={p}" for p in outs]
+    r = subprocess.run(cmd, capture_output=True, text=True, timeout=300)
+    if r.returncode != 0:
+        return name, False, "run: " + (r.stderr.strip().splitlines() or [f"exit {r.returncode}"])[-1]
+    for i, (p, want) in enumerate(zip(outs, expected)):
+        got = np.load(p)
+        if got.dtype != want.dtype:
+            return name, False, f"output {i}: dtype {got.dtype}, expected {want.dtype}"
+        if got.shape != want.shape:
+            return name, False, f"output {i}: shape {got.shape}, expected {want.shape}"
+        if want.dtype.kind == "f":
+            atol = 1e-3 if want.dtype == np.float16 else 1e-7
+            if not np.allclose(got, want, rtol=1e-3, atol=atol, equal_nan=True):
+                err = np.max(np.abs(got.astype(np.float64) - want.astype(np.float64)))
+                return name, False, f"output {i}: max abs error {err:.3g}"
+        elif not np.array_equal(got, want):
+            return name, False, f"output {i}: values differ"
+    shutil.rmtree(tmp, ignore_errors=True)
+    return name, True, ""
+
+
+def main():
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--build", default="build")
+    ap.add_argument("--expected", help="tests that must pass")
+    ap.add_argument("--filter", default="")
+    ap.add_argument("--write-passing", help="write the passing tests here")
+    ap.add_argument("-j", type=int, default=os.cpu_count() or 2)
+    ap.add_argument("-v", action="store_true", help="print every failure")
+    args = ap.parse_args()
+
+    names = sorted(n for n in os.listdir(DATA) if re.search(args.filter, n))
+    expected = set()
+    if args.expected:
+        with open(args.expected) as f:
+            expected = {l.strip() for l in f if l.strip() and not l.startswith("#")}
+        missing = expected - set(names)
+        if missing and not args.filter:
+            print(f"expected tests not in the test data: {sorted(missing)}")
+            return 1
+    results = {}
+    with tempfile.TemporaryDirectory() as work:
+        with concurrent.futures.ThreadPoolExecutor(args.j) as ex:
+            futs = [ex.submit(run_one, n, args.build, work) for n in names]
+            for f in concurrent.futures.as_completed(futs):
+                try:
+                    n, ok, msg = f.result()
+                except Exception as e:  # a test harness error is a failure
+                    n, ok, msg = "?", False, repr(e)
+                results[n] = (ok, msg)
+    passing = sorted(n for n, (ok, _) in results.items() if ok)
+    failing = sorted(n for n, (ok, _) in results.items() if not ok)
+    if args.v:
+        for n in failing:
+            print(f"FAIL {n}: {results[n][1]}")
+    if args.write_passing:
+        with open(args.write_passing, "w") as f:
+            f.write("# ONNX node tests that pass on the CPU target; this list only grows.\n")
+            f.write("# Regenerate: test/node/run_node_tests.py --write-passing FILE\n")
+            for n in passing:
+                f.write(n + "\n")
+    regressions = sorted(n for n in expected if n in results and not results[n][0])
+    for n in regressions:
+        print(f"REGRESSION {n}: {results[n][1]}")
+    new = sorted(set(passing) - expected) if expected else []
+    if new:
+        print(f"{len(new)} tests pass that are not in the expected list: {' '.join(new)}")
+    print(f"node tests: {len(passing)} of {len(results)} pass "
+          f"({len(expected)} expected)" if expected else
+          f"node tests: {len(passing)} of {len(results)} pass")
+    if expected:
+        print(f"node: {len(expected) - len(regressions)} passed, {len(regressions)} failed")
+    return 1 if regressions else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
