@@ -11,3 +11,5 @@ tools = os.path.join(config.kiln_obj_root, "bin")
 config.environment["PATH"] = os.pathsep.join(
     [tools, "/usr/lib/llvm-22/bin", config.environment.get("PATH", "")])
 config.substitutions.append(("%inputs", os.path.join(config.test_source_root, "Inputs")))
+import sys
+config.substitutions.append(("%python", sys.executable))
