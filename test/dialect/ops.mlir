@@ -1,0 +1,30 @@
+// Round trip of kiln ops through the parser and printer.
+// RUN: kiln-opt %s | kiln-opt | FileCheck %s
+
+// CHECK-LABEL: func.func @elementwise
+func.func @elementwise(%a: tensor<4x1xf32>, %b: tensor<3xf32>) -> tensor<4x3xi1> {
+  // CHECK: kiln.add %{{.*}}, %{{.*}} : (tensor<4x1xf32>, tensor<3xf32>) -> tensor<4x3xf32>
+  %0 = kiln.add %a, %b : (tensor<4x1xf32>, tensor<3xf32>) -> tensor<4x3xf32>
+  // CHECK: kiln.gelu %{{.*}} {tanh_approximation = true}
+  %1 = kiln.gelu %0 {tanh_approximation = true} : tensor<4x3xf32> -> tensor<4x3xf32>
+  // CHECK: kiln.greater
+  %2 = kiln.greater %1, %b : (tensor<4x3xf32>, tensor<3xf32>) -> tensor<4x3xi1>
+  return %2 : tensor<4x3xi1>
+}
+
+// CHECK-LABEL: func.func @values
+func.func @values() -> tensor<64x64xf32> {
+  // CHECK: kiln.weight "layers.0.w" : tensor<64x64xf32>
+  %w = kiln.weight "layers.0.w" : tensor<64x64xf32>
+  // CHECK: kiln.constant dense<2.000000e+00> : tensor<f32>
+  %c = kiln.constant dense<2.0> : tensor<f32>
+  %0 = kiln.mul %w, %c : (tensor<64x64xf32>, tensor<f32>) -> tensor<64x64xf32>
+  return %0 : tensor<64x64xf32>
+}
+
+// CHECK-LABEL: func.func @symbolic
+func.func @symbolic(%x: tensor<?x8xf32>, %s: tensor<8xf32>) -> tensor<?x8xf32> {
+  // CHECK: kiln.layer_norm %{{.*}}, %{{.*}} {axis = 1 : i64, epsilon = 9.99999974E-6 : f32} : (tensor<?x8xf32>, tensor<8xf32>) -> tensor<?x8xf32>
+  %0 = kiln.layer_norm %x, %s {axis = 1 : i64, epsilon = 1.0e-5 : f32} : (tensor<?x8xf32>, tensor<8xf32>) -> tensor<?x8xf32>
+  return %0 : tensor<?x8xf32>
+}
