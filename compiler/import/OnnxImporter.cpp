@@ -222,7 +222,9 @@ private:
 
   LogicalResult importNode(const onnx::NodeProto &n);
   LogicalResult define(const onnx::NodeProto &n, int i, Val v) {
-    if (llvm::is_contained(v.shape, 0))
+    // Empty compile-time values (e.g. an empty axes list) are fine; empty
+    // run-time tensors are not supported yet.
+    if (!v.host && llvm::is_contained(v.shape, 0))
       return err(n) << "output " << i << " is an empty tensor "
                     << shapeStr(v.shape) << ", which Kiln does not support yet";
     if (i < n.output_size() && !n.output(i).empty())
