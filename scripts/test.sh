@@ -1,0 +1,27 @@
+#!/usr/bin/env bash
+# The README's test command: sets up, builds, and runs every test suite.
+# Exits non-zero if any suite fails; prints one summary line per suite.
+set -uo pipefail
+cd "$(dirname "$0")/.."
+bash scripts/setup.sh || exit 1
+
+status=0
+run() {
+  local name=$1; shift
+  echo "=== $name"
+  if ! "$@"; then
+    echo "=== $name FAILED"
+    status=1
+  fi
+}
+run "lit (importer, dialect, passes, codegen, errors)" \
+  /usr/lib/llvm-22/bin/lit -sv build/test
+run "runtime unit tests" ctest --test-dir build --output-on-failure
+run "runtime links no LLVM/MLIR/protobuf" bash test/check_runtime_deps.sh build
+run "ONNX node tests (cpu)" \
+  .venv/bin/python test/node/run_node_tests.py --build build \
+    --expected test/node/expected_cpu.txt
+run "end-to-end models vs onnxruntime" \
+  .venv/bin/python test/e2e/test_models.py --build build
+if [ $status -eq 0 ]; then echo "all test suites passed"; else echo "some test suites FAILED"; fi
+exit $status
