@@ -509,9 +509,15 @@ struct MatMulLowering : OpRewritePattern<MatMulOp> {
     MLIRContext *ctx = rewriter.getContext();
     Location loc = op.getLoc();
     auto resultType = tensorTypeOf(op.getResult());
-    int64_t rank = resultType.getRank(); // loops: batch..., m, n, k
+    // Loops (batch..., m, k, n): with n innermost, the inner loop walks the
+    // rhs and the output contiguously and vectorizes without reassociating
+    // the reduction.
+    int64_t rank = resultType.getRank();
     int64_t batch = rank - 2;
-    auto operandMap = [&](RankedTensorType t, bool isLhs) {
+    AffineExpr m = getAffineDimExpr(batch, ctx);
+    AffineExpr k = getAffineDimExpr(batch + 1, ctx);
+    AffineExpr n = getAffineDimExpr(batch + 2, ctx);
+    auto batchExprs = [&](RankedTensorType t) {
       SmallVector<AffineExpr> exprs;
       int64_t tb = t.getRank() - 2;
       for (int64_t i = 0; i < tb; ++i) {
@@ -521,22 +527,22 @@ struct MatMulLowering : OpRewritePattern<MatMulOp> {
         else
           exprs.push_back(getAffineDimExpr(d, ctx));
       }
-      AffineExpr m = getAffineDimExpr(batch, ctx);
-      AffineExpr n = getAffineDimExpr(batch + 1, ctx);
-      AffineExpr k = getAffineDimExpr(batch + 2, ctx);
-      exprs.push_back(isLhs ? m : k);
-      exprs.push_back(isLhs ? k : n);
-      return AffineMap::get(rank + 1, 0, exprs, ctx);
+      return exprs;
     };
+    SmallVector<AffineExpr> lhsExprs = batchExprs(tensorTypeOf(op.getLhs()));
+    lhsExprs.append({m, k});
+    SmallVector<AffineExpr> rhsExprs = batchExprs(tensorTypeOf(op.getRhs()));
+    rhsExprs.append({k, n});
     SmallVector<AffineExpr> outExprs;
-    for (int64_t i = 0; i < rank; ++i)
+    for (int64_t i = 0; i < batch; ++i)
       outExprs.push_back(getAffineDimExpr(i, ctx));
-    SmallVector<AffineMap> maps = {
-        operandMap(tensorTypeOf(op.getLhs()), true),
-        operandMap(tensorTypeOf(op.getRhs()), false),
-        AffineMap::get(rank + 1, 0, outExprs, ctx)};
-    SmallVector<utils::IteratorType> iters(rank, utils::IteratorType::parallel);
-    iters.push_back(utils::IteratorType::reduction);
+    outExprs.append({m, n});
+    SmallVector<AffineMap> maps = {AffineMap::get(rank + 1, 0, lhsExprs, ctx),
+                                   AffineMap::get(rank + 1, 0, rhsExprs, ctx),
+                                   AffineMap::get(rank + 1, 0, outExprs, ctx)};
+    SmallVector<utils::IteratorType> iters(rank + 1,
+                                           utils::IteratorType::parallel);
+    iters[batch + 1] = utils::IteratorType::reduction;
     Type et = resultType.getElementType();
     Value init = linalg::FillOp::create(rewriter, loc,
                                         scalarConstant(rewriter, loc, et, 0),

@@ -48,4 +48,28 @@ def CopiesToLinalg : Pass<"kiln-copies-to-linalg", "mlir::ModuleOp"> {
   let dependentDialects = ["mlir::linalg::LinalgDialect"];
 }
 
+//===----------------------------------------------------------------------===//
+// Host (CPU) parallelism
+//===----------------------------------------------------------------------===//
+
+def OutlineParallelLoops
+    : Pass<"kiln-outline-parallel-loops", "mlir::ModuleOp"> {
+  let summary = "Run outermost scf.parallel loops through the runtime's "
+                "thread pool";
+  let description = [{
+    Each function gets a trailing `!llvm.ptr` argument: the runtime's CPU
+    environment, whose first field is
+    `void parallel_for(env, void (*body)(void *ctx, i64 begin, i64 end),
+    void *ctx, i64 n)`. Every outermost `scf.parallel` with a static trip
+    count above one in some dim becomes a private function
+    `@<func>_par<N>(ctx, begin, end)` running iterations [begin, end) of
+    that dim, and a call to `parallel_for`. Values the loop captures are
+    passed through `ctx`, an array of pointers to their LLVM-lowered forms
+    (memref descriptors, i64, floats); casts to and from those forms are
+    reconciled by the LLVM lowering.
+  }];
+  let dependentDialects = ["mlir::LLVM::LLVMDialect", "mlir::func::FuncDialect",
+                           "mlir::arith::ArithDialect", "mlir::scf::SCFDialect"];
+}
+
 #endif // KILN_PASSES_TD

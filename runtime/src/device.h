@@ -24,9 +24,10 @@ public:
                           const CallBuffers &buffers) = 0;
 };
 
-/// Loads the target's executables for the host CPU.
+/// Loads the target's executables for the host CPU. `threads` <= 0 means
+/// $KILN_NUM_THREADS, else one per hardware thread.
 kiln_status createCpuDevice(const kiln_artifact *artifact,
-                            const kiln::fb::Target *target,
+                            const kiln::fb::Target *target, int threads,
                             std::unique_ptr<Device> *out);
 
 } // namespace kiln::rt

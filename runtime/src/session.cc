@@ -2,6 +2,7 @@
 #include "device.h"
 #include "status.h"
 
+#include <cstdlib>
 #include <cstring>
 #include <string>
 
@@ -73,7 +74,19 @@ KILN_API kiln_status kiln_session_create(kiln_artifact *artifact,
                                          const char *device,
                                          kiln_session **out) {
   *out = nullptr;
-  std::string name = device ? device : "cpu";
+  // "cpu" or "cpu:N" (N threads); later "vulkan[:N]", "cuda[:N]".
+  std::string spec = device ? device : "cpu";
+  std::string name = spec.substr(0, spec.find(':'));
+  int ordinal = 0;
+  if (name.size() < spec.size()) {
+    char *end = nullptr;
+    long v = std::strtol(spec.c_str() + name.size() + 1, &end, 10);
+    if (!end || *end || v <= 0 || v > 4096)
+      return makeStatus(KILN_INVALID_ARGUMENT,
+                        "bad device '%s' (expected NAME or NAME:N)",
+                        spec.c_str());
+    ordinal = static_cast<int>(v);
+  }
   const fb::Target *target = nullptr;
   std::string available;
   for (const fb::Target *t : *artifact->model->targets()) {
@@ -90,7 +103,7 @@ KILN_API kiln_status kiln_session_create(kiln_artifact *artifact,
   s->artifact = artifact;
   s->target = target;
   if (name == "cpu") {
-    KILN_RETURN_IF_ERROR(kiln::rt::createCpuDevice(artifact, target, &s->device));
+    KILN_RETURN_IF_ERROR(kiln::rt::createCpuDevice(artifact, target, ordinal, &s->device));
   } else {
     return makeStatus(KILN_UNIMPLEMENTED,
                       "device '%s' is not supported by this runtime build",

@@ -3,7 +3,7 @@
 // kiln -> linalg on tensors -> buffers -> loops -> LLVM dialect -> LLVM IR
 // (optimized at O3, which vectorizes the loops for the chosen CPU) -> object
 // file -> shared object (linked by ld.lld). Each function gets an exported
-// entry `void kiln_<name>(void **bindings)` that the runtime calls with
+// entry `void kiln_<name>(void **bindings, void *env)` that the runtime calls with
 // inputs, weights and outputs in that order.
 //
 //===----------------------------------------------------------------------===//
@@ -49,7 +49,8 @@ std::string cpuLoweringPipeline(llvm::StringRef stopAfter) {
        "buffer-deallocation-pipeline";
   if (stopAfter == "bufferize")
     return p + ")";
-  p += ", func.func(convert-linalg-to-loops), lower-affine, "
+  p += ", func.func(convert-linalg-to-parallel-loops), "
+       "kiln-outline-parallel-loops, lower-affine, "
        "convert-scf-to-cf, expand-strided-metadata, lower-affine, "
        "finalize-memref-to-llvm, convert-math-to-funcs, convert-math-to-libm, convert-math-to-llvm, "
        "convert-arith-to-llvm, convert-index-to-llvm, "
@@ -70,21 +71,23 @@ std::string hostFeatures() {
   return features;
 }
 
-/// Adds `void kiln_<fn>(void **bindings)` calling the lowered function.
+/// Adds `void kiln_<fn>(void **bindings, void *env)` calling the lowered
+/// function, whose last parameter is the runtime environment.
 void addEntryPoint(llvm::Module &m, llvm::Function *impl,
                    const std::string &symbol) {
   llvm::LLVMContext &ctx = m.getContext();
   auto *ptrTy = llvm::PointerType::getUnqual(ctx);
-  auto *fnTy = llvm::FunctionType::get(llvm::Type::getVoidTy(ctx), {ptrTy},
-                                       false);
+  auto *fnTy = llvm::FunctionType::get(llvm::Type::getVoidTy(ctx),
+                                       {ptrTy, ptrTy}, false);
   auto *entry = llvm::Function::Create(fnTy, llvm::GlobalValue::ExternalLinkage,
                                        symbol, m);
   llvm::IRBuilder<> b(llvm::BasicBlock::Create(ctx, "entry", entry));
   std::vector<llvm::Value *> args;
-  for (unsigned i = 0; i < impl->arg_size(); ++i) {
+  for (unsigned i = 0; i + 1 < impl->arg_size(); ++i) {
     llvm::Value *slot = b.CreateConstGEP1_64(ptrTy, entry->getArg(0), i);
     args.push_back(b.CreateLoad(ptrTy, slot));
   }
+  args.push_back(entry->getArg(1));
   b.CreateCall(impl, args);
   b.CreateRetVoid();
   impl->setLinkage(llvm::GlobalValue::InternalLinkage);
@@ -228,6 +231,12 @@ FailureOr<CpuExecutable> buildCpuExecutable(ModuleOp module,
     impl->setName("kiln_impl_" + k.function);
     addEntryPoint(*llvmModule, impl, k.symbol);
   }
+  // Only the entry points are the executable's interface.
+  for (llvm::Function &f : *llvmModule)
+    if (!f.isDeclaration() &&
+        !llvm::any_of(exe.kernels,
+                      [&](const CpuKernel &k) { return k.symbol == f.getName(); }))
+      f.setLinkage(llvm::GlobalValue::InternalLinkage);
 
   llvm::InitializeNativeTarget();
   llvm::InitializeNativeTargetAsmPrinter();

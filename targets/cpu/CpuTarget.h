@@ -20,7 +20,7 @@ struct CpuTargetOptions {
 /// The compiled form of one kiln function on the CPU.
 struct CpuKernel {
   std::string function; // kiln function name
-  std::string symbol;   // exported `void symbol(void **bindings)`
+  std::string symbol;   // exported `void symbol(void **bindings, void *env)`
   unsigned numInputs = 0, numOutputs = 0;
   /// Weights bound after the inputs, in argument order.
   std::vector<std::string> weights;

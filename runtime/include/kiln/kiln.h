@@ -110,8 +110,9 @@ KILN_API kiln_status kiln_function_output(const kiln_artifact *artifact,
 
 typedef struct kiln_session_s kiln_session;
 
-/* `device`: "cpu" (more to come: "vulkan", "cuda"). The artifact must stay
- * open while the session lives. */
+/* `device`: "cpu", or "cpu:N" for N threads (default: $KILN_NUM_THREADS,
+ * else one per hardware thread); more to come: "vulkan", "cuda". The
+ * artifact must stay open while the session lives. */
 KILN_API kiln_status kiln_session_create(kiln_artifact *artifact,
                                          const char *device,
                                          kiln_session **out);

@@ -4,7 +4,13 @@
 #include "device.h"
 #include "status.h"
 
+#include <algorithm>
+#include <atomic>
 #include <cerrno>
+#include <condition_variable>
+#include <cstdlib>
+#include <mutex>
+#include <thread>
 #include <cstring>
 #include <dlfcn.h>
 #include <string>
@@ -15,7 +21,108 @@ namespace kiln::rt {
 namespace {
 
 namespace fb = kiln::fb;
-using KernelFn = void (*)(void **);
+struct CpuEnv;
+using BodyFn = void (*)(void *ctx, int64_t begin, int64_t end);
+using ParallelForFn = void (*)(CpuEnv *, BodyFn, void *, int64_t);
+using KernelFn = void (*)(void **bindings, CpuEnv *env);
+
+/// What generated code sees of the runtime (artifact ABI: docs/artifact.md):
+/// the first field is the parallel-for it calls for each parallel loop.
+struct CpuEnv {
+  ParallelForFn parallelFor;
+  class ThreadPool *pool;
+};
+
+/// A fixed set of workers that split [0, n) of one loop at a time. The
+/// caller takes the first share and waits for the rest; workers spin a
+/// little before sleeping, as kernels come in quick succession.
+class ThreadPool {
+public:
+  explicit ThreadPool(int threads) : numThreads(threads < 1 ? 1 : threads) {
+    for (int t = 1; t < numThreads; ++t)
+      workers.emplace_back([this, t] { work(t); });
+  }
+  ~ThreadPool() {
+    {
+      std::lock_guard<std::mutex> lock(mutex);
+      stopping = true;
+      ++generation;
+    }
+    wake.notify_all();
+    for (auto &w : workers)
+      w.join();
+  }
+  int size() const { return numThreads; }
+
+  void run(BodyFn fn, void *ctx, int64_t n) {
+    int shares = static_cast<int>(std::min<int64_t>(n, numThreads));
+    if (shares <= 1) {
+      fn(ctx, 0, n);
+      return;
+    }
+    {
+      std::lock_guard<std::mutex> lock(mutex);
+      job = {fn, ctx, n, shares};
+      pending.store(shares - 1, std::memory_order_relaxed);
+      generation.fetch_add(1, std::memory_order_release);
+    }
+    wake.notify_all();
+    runShare(0);
+    for (int spin = 0; pending.load(std::memory_order_acquire) != 0; ++spin)
+      if (spin > 1000)
+        std::this_thread::yield();
+  }
+
+private:
+  struct Job {
+    BodyFn fn;
+    void *ctx;
+    int64_t n;
+    int shares;
+  };
+
+  void runShare(int t) {
+    int64_t begin = job.n * t / job.shares, end = job.n * (t + 1) / job.shares;
+    if (begin < end)
+      job.fn(job.ctx, begin, end);
+  }
+
+  void work(int t) {
+    uint64_t seen = 0;
+    while (true) {
+      uint64_t g;
+      for (int spin = 0;; ++spin) {
+        g = generation.load(std::memory_order_acquire);
+        if (g != seen)
+          break;
+        if (spin > 20000) {
+          std::unique_lock<std::mutex> lock(mutex);
+          wake.wait(lock, [&] { return generation.load() != seen; });
+        }
+      }
+      seen = g;
+      if (stopping)
+        return;
+      if (t < job.shares) {
+        runShare(t);
+        pending.fetch_sub(1, std::memory_order_acq_rel);
+      }
+    }
+  }
+
+  int numThreads;
+  std::vector<std::thread> workers;
+  std::mutex mutex;
+  std::condition_variable wake;
+  std::atomic<uint64_t> generation{0};
+  std::atomic<int> pending{0};
+  Job job{};
+  bool stopping = false;
+};
+
+void parallelFor(CpuEnv *env, BodyFn fn, void *ctx, int64_t n) {
+  env->pool->run(fn, ctx, n);
+}
 
 /// Whether the host can run code built with `feature` (LLVM's name).
 bool hostHasFeature(const std::string &f) {
@@ -50,6 +157,10 @@ const char *hostArch() {
 
 class CpuDevice final : public Device {
 public:
+  explicit CpuDevice(int threads) : pool(threads) {
+    env.parallelFor = parallelFor;
+    env.pool = &pool;
+  }
   ~CpuDevice() override {
     for (void *h : handles)
       dlclose(h);
@@ -120,7 +231,7 @@ public:
                             fb::EnumNameBindingKind(b->kind()));
         }
       }
-      kernels[d->executable()][d->kernel()](args.data());
+      kernels[d->executable()][d->kernel()](args.data(), &env);
     }
     return nullptr;
   }
@@ -153,6 +264,8 @@ private:
     return nullptr;
   }
 
+  ThreadPool pool;
+  CpuEnv env;
   std::vector<void *> handles;
   std::vector<std::vector<KernelFn>> kernels;
 };
@@ -160,9 +273,15 @@ private:
 } // namespace
 
 kiln_status createCpuDevice(const kiln_artifact *artifact,
-                            const fb::Target *target,
+                            const fb::Target *target, int threads,
                             std::unique_ptr<Device> *out) {
-  auto device = std::make_unique<CpuDevice>();
+  if (threads <= 0) {
+    const char *env = std::getenv("KILN_NUM_THREADS");
+    threads = env ? std::atoi(env) : 0;
+    if (threads <= 0)
+      threads = static_cast<int>(std::thread::hardware_concurrency());
+  }
+  auto device = std::make_unique<CpuDevice>(threads);
   KILN_RETURN_IF_ERROR(device->load(artifact, target));
   *out = std::move(device);
   return nullptr;

@@ -1,0 +1,51 @@
+// RUN: kiln-opt %s --kiln-outline-parallel-loops --split-input-file | FileCheck %s
+
+// The outer parallel loop moves into @f_par0(ctx, begin, end), which runs
+// iterations [begin, end) of dim 0 with its captured memrefs read back from
+// ctx; the caller packs them and calls env->parallel_for.
+// CHECK-LABEL: func.func @f
+// CHECK-SAME: (%[[A:.+]]: memref<8x4xf32>, %[[B:.+]]: memref<8x4xf32>, %[[ENV:.+]]: !llvm.ptr)
+// CHECK: %[[ARR:.+]] = llvm.alloca %{{.+}} x !llvm.array<2 x ptr>
+// CHECK: %[[DA:.+]] = builtin.unrealized_conversion_cast %[[A]] : memref<8x4xf32> to !llvm.struct<(ptr, ptr, i64, array<2 x i64>, array<2 x i64>)>
+// CHECK: llvm.store %[[DA]]
+// CHECK: %[[FN:.+]] = constant @f_par0
+// CHECK: %[[FP:.+]] = builtin.unrealized_conversion_cast %[[FN]]
+// CHECK: %[[PF:.+]] = llvm.load %[[ENV]] : !llvm.ptr -> !llvm.ptr
+// CHECK: %[[N:.+]] = llvm.mlir.constant(8 : i64)
+// CHECK: llvm.call %[[PF]](%[[ENV]], %[[FP]], %[[ARR]], %[[N]])
+// CHECK-NOT: scf.parallel
+// CHECK: func.func private @f_par0(%[[CTX:.+]]: !llvm.ptr, %[[BEGIN:.+]]: index, %[[END:.+]]: index)
+// CHECK: llvm.getelementptr %[[CTX]][0]
+// CHECK: builtin.unrealized_conversion_cast %{{.+}} : !llvm.struct<(ptr, ptr, i64, array<2 x i64>, array<2 x i64>)> to memref<8x4xf32>
+// CHECK: scf.parallel (%{{.+}}, %{{.+}}) = (%{{.+}}, %{{.+}}) to (%{{.+}}, %{{.+}})
+// CHECK: math.exp
+func.func @f(%a: memref<8x4xf32>, %b: memref<8x4xf32>) {
+  %c0 = arith.constant 0 : index
+  %c1 = arith.constant 1 : index
+  %c4 = arith.constant 4 : index
+  %c8 = arith.constant 8 : index
+  scf.parallel (%i, %j) = (%c0, %c0) to (%c8, %c4) step (%c1, %c1) {
+    %x = memref.load %a[%i, %j] : memref<8x4xf32>
+    %y = math.exp %x : f32
+    memref.store %y, %b[%i, %j] : memref<8x4xf32>
+    scf.reduce
+  }
+  return
+}
+
+// -----
+
+// A loop whose dims all run once stays inline.
+// CHECK-LABEL: func.func @single
+// CHECK: scf.parallel
+// CHECK-NOT: llvm.call
+func.func @single(%a: memref<1x1xf32>) {
+  %c0 = arith.constant 0 : index
+  %c1 = arith.constant 1 : index
+  scf.parallel (%i) = (%c0) to (%c1) step (%c1) {
+    %x = memref.load %a[%i, %i] : memref<1x1xf32>
+    memref.store %x, %a[%i, %i] : memref<1x1xf32>
+    scf.reduce
+  }
+  return
+}
