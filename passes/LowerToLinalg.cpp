@@ -364,6 +364,31 @@ struct BinaryLowering : OpRewritePattern<OpTy> {
   }
 };
 
+/// x^2 and x^3 (GELU's tanh form, variance) as products: exact and
+/// vectorizable, unlike powf.
+struct SmallPowerToMul : OpRewritePattern<PowOp> {
+  using OpRewritePattern::OpRewritePattern;
+  LogicalResult matchAndRewrite(PowOp op,
+                                PatternRewriter &rewriter) const override {
+    auto c = op.getRhs().getDefiningOp<ConstantOp>();
+    auto value = c ? dyn_cast<DenseFPElementsAttr>(c.getValue()) : nullptr;
+    if (!value || !value.isSplat())
+      return failure();
+    double e = value.getSplatValue<APFloat>().convertToDouble();
+    if (e != 2.0 && e != 3.0)
+      return failure();
+    auto t = tensorTypeOf(op.getResult());
+    if (tensorTypeOf(op.getLhs()) != t)
+      return failure();
+    Value x = op.getLhs();
+    Value r = MulOp::create(rewriter, op.getLoc(), t, x, x);
+    if (e == 3.0)
+      r = MulOp::create(rewriter, op.getLoc(), t, r, x);
+    rewriter.replaceOp(op, r);
+    return success();
+  }
+};
+
 struct WhereLowering : OpRewritePattern<WhereOp> {
   using OpRewritePattern::OpRewritePattern;
   LogicalResult matchAndRewrite(WhereOp op,
@@ -894,6 +919,8 @@ struct LowerToLinalgPass
   void runOnOperation() override {
     MLIRContext *ctx = &getContext();
     RewritePatternSet patterns(ctx);
+    // Benefit 2: tried before the generic pow lowering.
+    patterns.add<SmallPowerToMul>(ctx, /*benefit=*/2);
     patterns.add<SoftmaxDecomposition<SoftmaxOp, false>,
                  SoftmaxDecomposition<LogSoftmaxOp, true>,
                  LayerNormDecomposition>(ctx);

@@ -35,6 +35,24 @@ def WeightsToArguments : Pass<"kiln-weights-to-arguments", "mlir::ModuleOp"> {
 }
 
 //===----------------------------------------------------------------------===//
+// Fusion
+//===----------------------------------------------------------------------===//
+
+def FuseElementwise : Pass<"kiln-fuse-elementwise", "mlir::ModuleOp"> {
+  let summary = "Fuse elementwise producers into consumers that read each "
+                "produced element once";
+  let description = [{
+    Upstream elementwise fusion also fuses a producer into a consumer that
+    reads each produced element many times (a GELU into the matmul that
+    reads it N times, a vector into its broadcast), recomputing it each
+    time. Here a producer is fused only when the consumer reads it through a
+    permutation of all its loops and has no reduction loop, so every
+    element is computed exactly once.
+  }];
+  let dependentDialects = ["mlir::linalg::LinalgDialect"];
+}
+
+//===----------------------------------------------------------------------===//
 // Buffer-level cleanups shared by the targets
 //===----------------------------------------------------------------------===//
 
@@ -46,6 +64,18 @@ def CopiesToLinalg : Pass<"kiln-copies-to-linalg", "mlir::ModuleOp"> {
     it becomes plain loops like every other kernel.
   }];
   let dependentDialects = ["mlir::linalg::LinalgDialect"];
+}
+
+def ApproximateMath : Pass<"kiln-approximate-math", "mlir::ModuleOp"> {
+  let summary = "Replace f32 transcendentals with polynomial approximations";
+  let description = [{
+    exp, expm1, log, log1p, tanh and erf on f32 become MLIR's polynomial
+    approximations (a few ulp, see docs/architecture.md), plain arithmetic
+    the vectorizer can widen, instead of scalar libm calls. f64 and f16
+    keep libm.
+  }];
+  let dependentDialects = ["mlir::math::MathDialect", "mlir::arith::ArithDialect",
+                           "mlir::vector::VectorDialect"];
 }
 
 //===----------------------------------------------------------------------===//

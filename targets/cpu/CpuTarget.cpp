@@ -38,7 +38,7 @@ namespace kiln {
 std::string cpuLoweringPipeline(llvm::StringRef stopAfter) {
   std::string p = "builtin.module(kiln-lower-to-linalg, "
                   "kiln-weights-to-arguments, canonicalize, cse, "
-                  "func.func(linalg-fuse-elementwise-ops), canonicalize";
+                  "kiln-fuse-elementwise, canonicalize";
   if (stopAfter == "linalg")
     return p + ")";
   p += ", one-shot-bufferize{bufferize-function-boundaries "
@@ -52,7 +52,8 @@ std::string cpuLoweringPipeline(llvm::StringRef stopAfter) {
   p += ", func.func(convert-linalg-to-parallel-loops), "
        "kiln-outline-parallel-loops, lower-affine, "
        "convert-scf-to-cf, expand-strided-metadata, lower-affine, "
-       "finalize-memref-to-llvm, convert-math-to-funcs, convert-math-to-libm, convert-math-to-llvm, "
+       "kiln-approximate-math, finalize-memref-to-llvm, convert-math-to-funcs, "
+       "convert-math-to-llvm, convert-math-to-libm, "
        "convert-arith-to-llvm, convert-index-to-llvm, "
        "convert-func-to-llvm{use-bare-ptr-memref-call-conv=1}, "
        "convert-cf-to-llvm, reconcile-unrealized-casts)";
