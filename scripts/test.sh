@@ -15,7 +15,7 @@ run() {
   fi
 }
 run "lit (importer, dialect, passes, codegen, errors)" \
-  /usr/lib/llvm-22/bin/lit -sv build/test
+  .venv/bin/python /usr/lib/llvm-22/bin/lit -sv build/test
 run "runtime unit tests" ctest --test-dir build --output-on-failure
 run "runtime links no LLVM/MLIR/protobuf" bash test/check_runtime_deps.sh build
 run "ONNX node tests (cpu)" \

@@ -12,4 +12,6 @@ config.environment["PATH"] = os.pathsep.join(
     [tools, "/usr/lib/llvm-22/bin", config.environment.get("PATH", "")])
 config.substitutions.append(("%inputs", os.path.join(config.test_source_root, "Inputs")))
 import sys
+# Run lit with the test venv's python (scripts/test.sh does) so that
+# %python has numpy and onnx.
 config.substitutions.append(("%python", sys.executable))
