@@ -580,6 +580,8 @@ struct MatMulLowering : OpRewritePattern<MatMulOp> {
           linalg::YieldOp::create(
               b, l, combineAdd(b, l, a[2], combineMul(b, l, a[0], a[1])));
         });
+    // Targets recognize their matmuls by this mark (the loop order above).
+    generic->setAttr("kiln.matmul", rewriter.getUnitAttr());
     rewriter.replaceOp(op, generic.getResult(0));
     return success();
   }

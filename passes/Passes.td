@@ -56,6 +56,20 @@ def FuseElementwise : Pass<"kiln-fuse-elementwise", "mlir::ModuleOp"> {
 // Buffer-level cleanups shared by the targets
 //===----------------------------------------------------------------------===//
 
+def PlanScratch : Pass<"kiln-plan-scratch", "mlir::ModuleOp"> {
+  let summary = "Place a function's temporary buffers in one scratch buffer";
+  let description = [{
+    Every static `memref.alloc` at the top level of a public function whose
+    lifetime ends in a `memref.dealloc` in the same block becomes a
+    `memref.view` into a new trailing `memref<Nxi8>` argument, at a 64-byte
+    aligned offset chosen so that buffers live at the same time never
+    overlap (largest first, lowest free offset). The deallocs go away and the
+    function gets `kiln.scratch_size = N`: the runtime allocates the scratch
+    once per session instead of the code calling malloc on every run.
+  }];
+  let dependentDialects = ["mlir::memref::MemRefDialect", "mlir::arith::ArithDialect"];
+}
+
 def CopiesToLinalg : Pass<"kiln-copies-to-linalg", "mlir::ModuleOp"> {
   let summary = "Rewrite memref.copy as linalg.copy";
   let description = [{
@@ -76,6 +90,30 @@ def ApproximateMath : Pass<"kiln-approximate-math", "mlir::ModuleOp"> {
   }];
   let dependentDialects = ["mlir::math::MathDialect", "mlir::arith::ArithDialect",
                            "mlir::vector::VectorDialect"];
+}
+
+def VectorizeContractions
+    : Pass<"kiln-vectorize-contractions", "mlir::ModuleOp"> {
+  let summary = "Register-blocked, vectorized matmul loops";
+  let description = [{
+    Runs on buffers. Each `linalg.generic` that kiln-lower-to-linalg marked
+    `kiln.matmul` (loops batch..., m, k, n) becomes an `scf.parallel` over
+    batch and `tile-m` x `tile-n` output blocks; each block keeps its
+    `tile-m` rows of `tile-n` lanes in vector registers across an `scf.for`
+    over k, adding `broadcast(lhs[m, k]) * rhs[k, n:n+tile-n]` (a multiply
+    then an add, as the scalar loops do, so results are bit-identical), and
+    stores them once. Sizes the tiles do not divide fall back to smaller
+    ones (m: 4, 2, 1; n: tile-n, 8); a matmul with no fitting n tile, or
+    whose rhs or output rows are not contiguous, keeps the scalar loops.
+  }];
+  let options = [
+    Option<"tileM", "tile-m", "int64_t", /*default=*/"4",
+           "Rows of the output block">,
+    Option<"tileN", "tile-n", "int64_t", /*default=*/"16",
+           "Columns of the output block (a multiple of the vector width)">
+  ];
+  let dependentDialects = ["mlir::vector::VectorDialect", "mlir::scf::SCFDialect",
+                           "mlir::memref::MemRefDialect", "mlir::arith::ArithDialect"];
 }
 
 //===----------------------------------------------------------------------===//

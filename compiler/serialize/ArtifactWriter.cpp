@@ -105,13 +105,16 @@ std::vector<char> buildFlatbuffer(const Plan &plan, const CpuExecutable &cpu,
     }
     for (unsigned i = 0; i < kern.numOutputs; ++i)
       binds.emplace_back(fb::BindingKind::Output, i);
+    if (kern.scratchBytes > 0)
+      binds.emplace_back(fb::BindingKind::Scratch, 0);
     auto fnIt = llvm::find_if(plan.functions, [&](const Plan::Function &f) {
       return f.name == kern.function;
     });
     auto dispatch = fb::CreateDispatch(b, 0, k, b.CreateVectorOfStructs(binds));
     impls.push_back(fb::CreateFunctionImpl(
         b, uint32_t(fnIt - plan.functions.begin()),
-        b.CreateVector(std::vector<flatbuffers::Offset<fb::Dispatch>>{dispatch})));
+        b.CreateVector(std::vector<flatbuffers::Offset<fb::Dispatch>>{dispatch}),
+        static_cast<uint64_t>(kern.scratchBytes)));
   }
   auto exe = fb::CreateExecutable(
       b, fb::ExecutableFormat::ElfSharedObject, b.CreateString(cpu.arch),

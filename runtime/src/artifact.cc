@@ -73,8 +73,9 @@ kiln_status verify(kiln_artifact_s &a) {
                    fbSize, a.size);
   if (!flatbuffers::BufferHasIdentifier(a.base + 4, fb::ModelIdentifier()))
     return corrupt(a, "no KILN file identifier (not a .kiln file?)");
-  flatbuffers::Verifier verifier(a.base + 4, fbSize);
-  if (!fb::VerifyModelBuffer(verifier))
+  // Verify with the size prefix: alignment is relative to the file start.
+  flatbuffers::Verifier verifier(a.base, 4 + static_cast<size_t>(fbSize));
+  if (!fb::VerifySizePrefixedModelBuffer(verifier))
     return corrupt(a, "the flatbuffer does not verify");
   a.model = fb::GetModel(a.base + 4);
   const fb::Model *m = a.model;
@@ -140,6 +141,10 @@ kiln_status verify(kiln_artifact_s &a) {
       if (impl->function() >= numFunctions || !impl->dispatches())
         return corrupt(a, "target '%s' implements function %u of %u",
                        t->device()->c_str(), impl->function(), numFunctions);
+      if (impl->scratch_size() > (uint64_t(1) << 40))
+        return corrupt(a, "function %u asks for %llu bytes of scratch",
+                       impl->function(),
+                       static_cast<unsigned long long>(impl->scratch_size()));
       const fb::Function *f = m->functions()->Get(impl->function());
       for (const fb::Dispatch *d : *impl->dispatches()) {
         if (d->executable() >= numExes || !d->bindings() ||
@@ -152,6 +157,7 @@ kiln_status verify(kiln_artifact_s &a) {
           case fb::BindingKind::Input: limit = f->inputs()->size(); break;
           case fb::BindingKind::Output: limit = f->outputs()->size(); break;
           case fb::BindingKind::Constant: limit = numConstants; break;
+          case fb::BindingKind::Scratch: limit = impl->scratch_size() ? 1 : 0; break;
           default: break;
           }
           if (b->index() >= limit)

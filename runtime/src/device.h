@@ -14,6 +14,7 @@ struct CallBuffers {
   const kiln_tensor *inputs;
   kiln_tensor *outputs;
   const std::vector<const void *> *constants;
+  void *scratch; // the function's temporaries, scratch_size bytes
 };
 
 class Device {

@@ -3,6 +3,7 @@
 #include "status.h"
 
 #include <cstdlib>
+#include <algorithm>
 #include <cstring>
 #include <string>
 
@@ -14,6 +15,9 @@ struct kiln_session_s {
   const fb::Target *target;
   std::unique_ptr<kiln::rt::Device> device;
   std::vector<const void *> constants;
+  // Temporaries of whichever function runs: a session runs one call at a
+  // time, so one buffer of the largest size serves them all.
+  std::unique_ptr<void, void (*)(void *)> scratch{nullptr, std::free};
 };
 
 namespace {
@@ -111,6 +115,17 @@ KILN_API kiln_status kiln_session_create(kiln_artifact *artifact,
   }
   for (const fb::Constant *c : *artifact->model->constants())
     s->constants.push_back(artifact->segment(c->segment()));
+  uint64_t scratch = 0;
+  for (const fb::FunctionImpl *impl : *target->functions())
+    scratch = std::max<uint64_t>(scratch, impl->scratch_size());
+  if (scratch) {
+    s->scratch.reset(std::aligned_alloc(64, (scratch + 63) / 64 * 64));
+    if (!s->scratch)
+      return makeStatus(KILN_INTERNAL,
+                        "cannot allocate %llu bytes of scratch for '%s'",
+                        static_cast<unsigned long long>(scratch),
+                        artifact->path.c_str());
+  }
   *out = s.release();
   return nullptr;
 }
@@ -130,7 +145,8 @@ KILN_API kiln_status kiln_session_call(kiln_session *s, const char *function,
   KILN_RETURN_IF_ERROR(checkTensors(function, "output", f->outputs(), outputs, num_outputs));
   for (const fb::FunctionImpl *impl : *s->target->functions())
     if (impl->function() == static_cast<uint32_t>(index))
-      return s->device->run(impl, {inputs, outputs, &s->constants});
+      return s->device->run(impl, {inputs, outputs, &s->constants,
+                                   s->scratch.get()});
   return makeStatus(KILN_NOT_FOUND, "device '%s' has no code for function '%s'",
                     s->target->device()->c_str(), function);
 }

@@ -46,13 +46,14 @@ std::string cpuLoweringPipeline(llvm::StringRef stopAfter) {
        "buffer-results-to-out-params{modify-public-functions=1 "
        "hoist-static-allocs=1}, canonicalize, "
        "kiln-copies-to-linalg, "
-       "buffer-deallocation-pipeline";
+       "buffer-deallocation-pipeline, canonicalize, kiln-plan-scratch";
   if (stopAfter == "bufferize")
     return p + ")";
-  p += ", func.func(convert-linalg-to-parallel-loops), "
+  p += ", kiln-vectorize-contractions, canonicalize, "
+       "func.func(convert-linalg-to-parallel-loops), "
        "kiln-outline-parallel-loops, lower-affine, "
        "convert-scf-to-cf, expand-strided-metadata, lower-affine, "
-       "kiln-approximate-math, finalize-memref-to-llvm, convert-math-to-funcs, "
+       "kiln-approximate-math, convert-vector-to-llvm, finalize-memref-to-llvm, convert-math-to-funcs, "
        "convert-math-to-llvm, convert-math-to-libm, "
        "convert-arith-to-llvm, convert-index-to-llvm, "
        "convert-func-to-llvm{use-bare-ptr-memref-call-conv=1}, "
@@ -215,6 +216,8 @@ FailureOr<CpuExecutable> buildCpuExecutable(ModuleOp module,
     if (auto names = fn->getAttrOfType<ArrayAttr>("kiln.weights"))
       for (Attribute a : names)
         k.weights.push_back(cast<StringAttr>(a).str());
+    if (auto bytes = fn->getAttrOfType<IntegerAttr>("kiln.scratch_size"))
+      k.scratchBytes = bytes.getInt();
   }
 
   registerBuiltinDialectTranslation(*ctx);

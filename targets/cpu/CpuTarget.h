@@ -24,6 +24,8 @@ struct CpuKernel {
   unsigned numInputs = 0, numOutputs = 0;
   /// Weights bound after the inputs, in argument order.
   std::vector<std::string> weights;
+  /// Bytes of the scratch buffer bound after the outputs (0: none).
+  int64_t scratchBytes = 0;
 };
 
 struct CpuExecutable {

@@ -13,6 +13,7 @@
 #include <thread>
 #include <cstring>
 #include <dlfcn.h>
+#include <fcntl.h>
 #include <string>
 #include <sys/mman.h>
 #include <unistd.h>
@@ -226,6 +227,9 @@ public:
         case fb::BindingKind::Constant:
           args.push_back(const_cast<void *>((*buffers.constants)[b->index()]));
           break;
+        case fb::BindingKind::Scratch:
+          args.push_back(buffers.scratch);
+          break;
         default:
           return makeStatus(KILN_UNIMPLEMENTED, "binding kind %s",
                             fb::EnumNameBindingKind(b->kind()));
@@ -241,7 +245,17 @@ private:
                                uint32_t index, void **handle) {
     const uint8_t *image = a->segment(exe->image_segment());
     uint64_t size = a->segmentSize(exe->image_segment());
-    int fd = memfd_create("kiln-cpu", MFD_CLOEXEC);
+    // For profilers: KILN_CPU_IMAGE_DIR=DIR loads the code from a real file
+    // there, so perf and gdb can name the kernels.
+    const char *dumpDir = std::getenv("KILN_CPU_IMAGE_DIR");
+    std::string dumpPath;
+    int fd;
+    if (dumpDir && *dumpDir) {
+      dumpPath = std::string(dumpDir) + "/kiln-cpu-" + std::to_string(index) + ".so";
+      fd = open(dumpPath.c_str(), O_RDWR | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
+    } else {
+      fd = memfd_create("kiln-cpu", MFD_CLOEXEC);
+    }
     if (fd < 0)
       return makeStatus(KILN_INTERNAL, "memfd_create failed: %s",
                         strerror(errno));
@@ -254,7 +268,8 @@ private:
       }
       done += static_cast<uint64_t>(n);
     }
-    std::string path = "/proc/self/fd/" + std::to_string(fd);
+    std::string path =
+        dumpPath.empty() ? "/proc/self/fd/" + std::to_string(fd) : dumpPath;
     *handle = dlopen(path.c_str(), RTLD_NOW | RTLD_LOCAL);
     close(fd);
     if (!*handle)
