@@ -184,6 +184,7 @@ Value unaryScalar(Operation *op, OpBuilder &b, Location loc, Value x,
             .Case([&](SqrtOp) { return math::SqrtOp::create(b, loc, x); })
             .Case([&](FloorOp) { return math::FloorOp::create(b, loc, x); })
             .Case([&](CeilOp) { return math::CeilOp::create(b, loc, x); })
+            .Case([&](RoundOp) { return math::RoundEvenOp::create(b, loc, x); })
             .Case([&](SinOp) { return math::SinOp::create(b, loc, x); })
             .Case([&](CosOp) { return math::CosOp::create(b, loc, x); })
             .Case([&](SigmoidOp) { return sigmoid(b, loc, x); })
@@ -278,6 +279,24 @@ Value binaryScalar(Operation *op, OpBuilder &b, Location loc, Value l,
       .Case([&](MinOp) -> Value {
         return f ? Value(arith::MinimumFOp::create(b, loc, l, r))
                  : Value(arith::MinSIOp::create(b, loc, l, r));
+      })
+      .Case([&](FModOp) -> Value {
+        return f ? Value(arith::RemFOp::create(b, loc, l, r))
+                 : Value(arith::RemSIOp::create(b, loc, l, r));
+      })
+      .Case([&](ModOp) -> Value {
+        if (f)
+          return arith::RemFOp::create(b, loc, l, r);
+        // Python's %: a nonzero remainder takes the divisor's sign.
+        Value rem = arith::RemSIOp::create(b, loc, l, r);
+        Value zero = arith::ConstantOp::create(b, loc, t, b.getIntegerAttr(t, 0));
+        Value nonzero = arith::CmpIOp::create(b, loc, arith::CmpIPredicate::ne, rem, zero);
+        Value remNeg = arith::CmpIOp::create(b, loc, arith::CmpIPredicate::slt, rem, zero);
+        Value rNeg = arith::CmpIOp::create(b, loc, arith::CmpIPredicate::slt, r, zero);
+        Value differ = arith::XOrIOp::create(b, loc, remNeg, rNeg);
+        Value fix = arith::AndIOp::create(b, loc, nonzero, differ);
+        Value adjusted = arith::AddIOp::create(b, loc, rem, r);
+        return arith::SelectOp::create(b, loc, fix, adjusted, rem);
       })
       .Case([&](AndOp) -> Value {
         return f ? Value() : Value(arith::AndIOp::create(b, loc, l, r));
@@ -799,6 +818,118 @@ struct GatherLowering : OpRewritePattern<GatherOp> {
   }
 };
 
+struct GatherElementsLowering : OpRewritePattern<GatherElementsOp> {
+  using OpRewritePattern::OpRewritePattern;
+  LogicalResult matchAndRewrite(GatherElementsOp op,
+                                PatternRewriter &rewriter) const override {
+    if (failed(requireStatic(op, rewriter)))
+      return failure();
+    auto inType = tensorTypeOf(op.getInput());
+    auto resultType = tensorTypeOf(op.getResult());
+    int64_t axis = static_cast<int64_t>(op.getAxis());
+    int64_t axisSize = inType.getDimSize(axis);
+    Value input = op.getInput();
+    Value r = buildElementwise(
+        rewriter, op.getLoc(), resultType, ValueRange{op.getIndices()},
+        [&](OpBuilder &b, Location l, ValueRange s) -> Value {
+          Value idx = arith::IndexCastOp::create(b, l, b.getIndexType(), s[0]);
+          Value size = arith::ConstantIndexOp::create(b, l, axisSize);
+          Value zero = arith::ConstantIndexOp::create(b, l, 0);
+          Value neg = arith::CmpIOp::create(b, l, arith::CmpIPredicate::slt,
+                                            idx, zero);
+          idx = arith::SelectOp::create(
+              b, l, neg, arith::AddIOp::create(b, l, idx, size), idx);
+          idx = arith::MaxSIOp::create(b, l, idx, zero);
+          idx = arith::MinSIOp::create(
+              b, l, idx, arith::ConstantIndexOp::create(b, l, axisSize - 1));
+          SmallVector<Value> coords;
+          for (int64_t i = 0; i < inType.getRank(); ++i)
+            coords.push_back(i == axis ? idx
+                                       : Value(linalg::IndexOp::create(b, l, i)));
+          return tensor::ExtractOp::create(b, l, input, coords);
+        });
+    rewriter.replaceOp(op, r);
+    return success();
+  }
+};
+
+/// arg_max / arg_min: one reduction carrying (best value, its index).
+template <typename OpTy, bool IsMax>
+struct ArgReduceLowering : OpRewritePattern<OpTy> {
+  using OpRewritePattern<OpTy>::OpRewritePattern;
+  LogicalResult matchAndRewrite(OpTy op,
+                                PatternRewriter &rewriter) const override {
+    if (failed(requireStatic(op, rewriter)))
+      return failure();
+    MLIRContext *ctx = rewriter.getContext();
+    Location loc = op.getLoc();
+    auto inType = tensorTypeOf(op.getInput());
+    Type et = inType.getElementType();
+    int64_t rank = inType.getRank();
+    int64_t axis = static_cast<int64_t>(op.getAxis());
+    bool keep = op.getKeepdims(), last = op.getSelectLastIndex();
+    SmallVector<int64_t> redShape;
+    SmallVector<AffineExpr> outExprs;
+    SmallVector<utils::IteratorType> iters;
+    for (int64_t i = 0; i < rank; ++i) {
+      if (i == axis) {
+        iters.push_back(utils::IteratorType::reduction);
+        if (keep) {
+          outExprs.push_back(getAffineConstantExpr(0, ctx));
+          redShape.push_back(1);
+        }
+      } else {
+        iters.push_back(utils::IteratorType::parallel);
+        outExprs.push_back(getAffineDimExpr(i, ctx));
+        redShape.push_back(inType.getDimSize(i));
+      }
+    }
+    auto valType = RankedTensorType::get(redShape, et);
+    auto idxType = RankedTensorType::get(redShape, rewriter.getI64Type());
+    Value valInit = linalg::FillOp::create(
+                        rewriter, loc,
+                        reductionInit(rewriter, loc, et, IsMax ? -INFINITY : INFINITY),
+                        emptyTensor(rewriter, loc, valType))
+                        .getResult(0);
+    Value idxInit = linalg::FillOp::create(
+                        rewriter, loc, scalarConstant(rewriter, loc, rewriter.getI64Type(), -1),
+                        emptyTensor(rewriter, loc, idxType))
+                        .getResult(0);
+    AffineMap outMap = AffineMap::get(rank, 0, outExprs, ctx);
+    SmallVector<AffineMap> maps = {rewriter.getMultiDimIdentityMap(rank), outMap,
+                                   outMap};
+    auto generic = linalg::GenericOp::create(
+        rewriter, loc, TypeRange{valType, idxType}, ValueRange{op.getInput()},
+        ValueRange{valInit, idxInit}, maps, iters,
+        [&](OpBuilder &b, Location l, ValueRange a) {
+          Value x = a[0], best = a[1], bestIdx = a[2];
+          Value i = arith::IndexCastOp::create(
+              b, l, b.getI64Type(), linalg::IndexOp::create(b, l, axis));
+          Value better;
+          if (isFloat(et)) {
+            auto strict = IsMax ? arith::CmpFPredicate::OGT : arith::CmpFPredicate::OLT;
+            auto loose = IsMax ? arith::CmpFPredicate::OGE : arith::CmpFPredicate::OLE;
+            better = arith::CmpFOp::create(b, l, last ? loose : strict, x, best);
+          } else {
+            auto strict = IsMax ? arith::CmpIPredicate::sgt : arith::CmpIPredicate::slt;
+            auto loose = IsMax ? arith::CmpIPredicate::sge : arith::CmpIPredicate::sle;
+            better = arith::CmpIOp::create(b, l, last ? loose : strict, x, best);
+          }
+          // The first element always wins (the init is only a sentinel).
+          Value first = arith::CmpIOp::create(
+              b, l, arith::CmpIPredicate::slt, bestIdx,
+              arith::ConstantOp::create(b, l, b.getI64IntegerAttr(0)));
+          Value take = arith::OrIOp::create(b, l, better, first);
+          linalg::YieldOp::create(
+              b, l,
+              ValueRange{arith::SelectOp::create(b, l, take, x, best),
+                         arith::SelectOp::create(b, l, take, i, bestIdx)});
+        });
+    rewriter.replaceOp(op, generic.getResult(1));
+    return success();
+  }
+};
+
 struct TriluLowering : OpRewritePattern<TriluOp> {
   using OpRewritePattern::OpRewritePattern;
   LogicalResult matchAndRewrite(TriluOp op,
@@ -936,7 +1067,8 @@ struct LowerToLinalgPass
                  UnaryLowering<CosOp>, UnaryLowering<SignOp>,
                  UnaryLowering<SoftplusOp>, UnaryLowering<CastOp>,
                  UnaryLowering<LeakyReluOp>, UnaryLowering<EluOp>,
-                 UnaryLowering<GeluOp>, UnaryLowering<ClipOp>>(ctx);
+                 UnaryLowering<GeluOp>, UnaryLowering<ClipOp>,
+                 UnaryLowering<RoundOp>>(ctx);
     patterns.add<BinaryLowering<AddOp>, BinaryLowering<SubOp>,
                  BinaryLowering<MulOp>, BinaryLowering<DivOp>,
                  BinaryLowering<PowOp>, BinaryLowering<MaxOp>,
@@ -944,11 +1076,14 @@ struct LowerToLinalgPass
                  BinaryLowering<OrOp>, BinaryLowering<XorOp>,
                  BinaryLowering<EqualOp>, BinaryLowering<LessOp>,
                  BinaryLowering<LessEqualOp>, BinaryLowering<GreaterOp>,
-                 BinaryLowering<GreaterEqualOp>>(ctx);
+                 BinaryLowering<GreaterEqualOp>, BinaryLowering<ModOp>,
+                 BinaryLowering<FModOp>>(ctx);
     patterns.add<WhereLowering, BroadcastLowering, MatMulLowering,
                  TransposeLowering, SliceLowering, ReshapeLowering,
                  ConcatLowering, GatherLowering, TriluLowering,
-                 ConstantLowering>(ctx);
+                 ConstantLowering, GatherElementsLowering,
+                 ArgReduceLowering<ArgMaxOp, true>,
+                 ArgReduceLowering<ArgMinOp, false>>(ctx);
     patterns.add<ReduceLowering<ReduceSumOp>>(ctx, ReduceKind{0, combineAdd},
                                               false);
     patterns.add<ReduceLowering<ReduceMeanOp>>(ctx, ReduceKind{0, combineAdd},

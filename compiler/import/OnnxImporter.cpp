@@ -248,6 +248,20 @@ private:
   LogicalResult gather(const onnx::NodeProto &n);
   LogicalResult concat(const onnx::NodeProto &n);
   LogicalResult constant(const onnx::NodeProto &n);
+  LogicalResult composedReduce(const onnx::NodeProto &n, StringRef kind);
+  LogicalResult argReduce(const onnx::NodeProto &n, bool isMax);
+  LogicalResult gatherElements(const onnx::NodeProto &n);
+  LogicalResult activation(const onnx::NodeProto &n, StringRef kind);
+  /// Reduce axes of a Reduce* node (attribute or input by opset), sorted,
+  /// non-negative; empty with noop means "return the input".
+  FailureOr<std::vector<int64_t>> reduceAxes(const onnx::NodeProto &n,
+                                             StringRef kind, int64_t rank,
+                                             bool &noop);
+  /// A rank-0 constant of `dtype`, materialized.
+  Value scalar(int32_t dtype, double v, Location loc) {
+    Val s = hostVal(HostTensor::fromDoubles(dtype, {}, {v}));
+    return materialize(s, loc);
+  }
 
   /// Emits a slice (host or kiln) with full per-dim starts/steps.
   Val sliceVal(Val &in, const Shape &starts, const Shape &steps,
@@ -565,6 +579,7 @@ LogicalResult Importer::unary(const onnx::NodeProto &n, StringRef kind) {
   else if (kind == "Not") r = make<NotOp>(loc, t, v);
   else if (kind == "Floor") r = make<FloorOp>(loc, t, v);
   else if (kind == "Ceil") r = make<CeilOp>(loc, t, v);
+  else if (kind == "Round") r = make<RoundOp>(loc, t, v);
   else if (kind == "Sin") r = make<SinOp>(loc, t, v);
   else if (kind == "Cos") r = make<CosOp>(loc, t, v);
   else if (kind == "Sign") r = make<SignOp>(loc, t, v);
@@ -656,7 +671,7 @@ LogicalResult Importer::binary(const onnx::NodeProto &n, StringRef kind) {
   bool allHost = llvm::all_of(ins, [](const Val &v) { return bool(v.host); });
   bool divByZero = false;
   if (allHost && product(*outShape) <= kMaxFoldElements &&
-      kind != "Pow") {
+      kind != "Pow" && kind != "Mod") {
     auto ff = [&](const std::vector<double> &a) -> double {
       if (isWhere) return a[0] ? a[1] : a[2];
       double x = a[0], y = a[1];
@@ -721,6 +736,12 @@ LogicalResult Importer::binary(const onnx::NodeProto &n, StringRef kind) {
   else if (kind == "Pow") res = make<PowOp>(loc, t, l, r);
   else if (kind == "Max") res = make<MaxOp>(loc, t, l, r);
   else if (kind == "Min") res = make<MinOp>(loc, t, l, r);
+  else if (kind == "Mod") {
+    bool fmod = attrInt(n, "fmod", 0);
+    if (fl && !fmod)
+      return err(n) << "float Mod needs fmod=1";
+    res = fmod ? make<FModOp>(loc, t, l, r) : make<ModOp>(loc, t, l, r);
+  }
   else if (kind == "And") res = make<AndOp>(loc, t, l, r);
   else if (kind == "Or") res = make<OrOp>(loc, t, l, r);
   else if (kind == "Xor") res = make<XorOp>(loc, t, l, r);
@@ -875,34 +896,13 @@ LogicalResult Importer::reduce(const onnx::NodeProto &n, StringRef kind) {
     return err(n) << "missing input";
   Val in = *x;
   int64_t rank = in.shape.size();
-  // Axes moved from attribute to input: ReduceSum at 13, the rest at 18.
-  bool axesInput = kind == "ReduceSum" ? opset >= 13 : opset >= 18;
-  std::vector<int64_t> axes;
-  if (axesInput) {
-    if (input(n, 1)) {
-      auto v = constInts(n, 1, "axes");
-      if (failed(v))
-        return failure();
-      axes = *v;
-    }
-  } else if (auto a = attrInts(n, "axes")) {
-    axes = *a;
-  }
-  bool keep = attrInt(n, "keepdims", 1);
-  if (axes.empty()) {
-    if (attrInt(n, "noop_with_empty_axes", 0))
-      return define(n, 0, in);
-    for (int64_t i = 0; i < rank; ++i)
-      axes.push_back(i);
-  }
-  for (int64_t &a : axes) {
-    if (a < -rank || a >= rank)
-      return err(n) << "axis " << a << " out of range for rank " << rank;
-    if (a < 0)
-      a += rank;
-  }
-  llvm::sort(axes);
-  axes.erase(std::unique(axes.begin(), axes.end()), axes.end());
+  bool keep = attrInt(n, "keepdims", 1), noop = false;
+  auto axesOr = reduceAxes(n, kind, rank, noop);
+  if (failed(axesOr))
+    return failure();
+  if (noop)
+    return define(n, 0, in);
+  std::vector<int64_t> axes = *axesOr;
   Shape os;
   for (int64_t i = 0; i < rank; ++i) {
     bool r = llvm::is_contained(axes, i);
@@ -925,6 +925,203 @@ LogicalResult Importer::reduce(const onnx::NodeProto &n, StringRef kind) {
   if (in.numel() == 0)
     return err(n) << "reduction over an empty tensor is not supported";
   return define(n, 0, opVal(r, in.dtype, os));
+}
+
+FailureOr<std::vector<int64_t>>
+Importer::reduceAxes(const onnx::NodeProto &n, StringRef kind, int64_t rank,
+                     bool &noop) {
+  // Axes moved from attribute to input: ReduceSum at 13, the rest at 18.
+  bool axesInput = kind == "ReduceSum" ? opset >= 13 : opset >= 18;
+  std::vector<int64_t> axes;
+  if (axesInput) {
+    if (input(n, 1)) {
+      auto v = constInts(n, 1, "axes");
+      if (failed(v))
+        return failure();
+      axes = *v;
+    }
+  } else if (auto a = attrInts(n, "axes")) {
+    axes = *a;
+  }
+  noop = false;
+  if (axes.empty()) {
+    if (attrInt(n, "noop_with_empty_axes", 0)) {
+      noop = true;
+      return axes;
+    }
+    for (int64_t i = 0; i < rank; ++i)
+      axes.push_back(i);
+  }
+  for (int64_t &a : axes) {
+    if (a < -rank || a >= rank)
+      return err(n) << "axis " << a << " out of range for rank " << rank;
+    if (a < 0)
+      a += rank;
+  }
+  llvm::sort(axes);
+  axes.erase(std::unique(axes.begin(), axes.end()), axes.end());
+  return axes;
+}
+
+/// ReduceL1/L2/SumSquare/LogSum/LogSumExp as kiln primitives.
+LogicalResult Importer::composedReduce(const onnx::NodeProto &n, StringRef kind) {
+  const Val *x = input(n, 0);
+  if (!x)
+    return err(n) << "missing input";
+  Val in = *x;
+  if (!isFloatDType(in.dtype) && kind != "ReduceL1" && kind != "ReduceSumSquare")
+    return err(n) << "needs a float input";
+  int64_t rank = in.shape.size();
+  bool keep = attrInt(n, "keepdims", 1), noop = false;
+  auto axesOr = reduceAxes(n, kind, rank, noop);
+  if (failed(axesOr))
+    return failure();
+  if (noop)
+    return define(n, 0, in);
+  std::vector<int64_t> axes = *axesOr;
+  Location loc = nodeLoc(n);
+  Value v = materialize(in, loc);
+  RankedTensorType t = tensorType(in.shape, in.dtype);
+  Shape ks = in.shape, os;
+  for (int64_t i = 0; i < rank; ++i) {
+    bool r = llvm::is_contained(axes, i);
+    if (r)
+      ks[i] = 1;
+    if (!r || keep)
+      os.push_back(r ? 1 : in.shape[i]);
+  }
+  RankedTensorType ot = tensorType(os, in.dtype);
+  auto axesAttr = b.getDenseI64ArrayAttr(axes);
+  auto sum = [&](Value x, RankedTensorType type, bool keepDims) {
+    return make<ReduceSumOp>(loc, type, x, axesAttr, b.getBoolAttr(keepDims));
+  };
+  Value r;
+  if (kind == "ReduceL1") {
+    r = sum(make<AbsOp>(loc, t, v), ot, keep);
+  } else if (kind == "ReduceSumSquare" || kind == "ReduceL2") {
+    r = sum(make<MulOp>(loc, t, v, v), ot, keep);
+    if (kind == "ReduceL2")
+      r = make<SqrtOp>(loc, ot, r);
+  } else if (kind == "ReduceLogSum") {
+    r = make<LogOp>(loc, ot, sum(v, ot, keep));
+  } else {
+    // log(sum(exp(x - max))) + max, the overflow-free form.
+    RankedTensorType kt = tensorType(ks, in.dtype);
+    Value mx = make<ReduceMaxOp>(loc, kt, v, axesAttr, b.getBoolAttr(true));
+    Value e = make<ExpOp>(loc, t, make<SubOp>(loc, t, v, mx));
+    Value l = make<LogOp>(loc, kt, sum(e, kt, true));
+    r = make<AddOp>(loc, kt, l, mx);
+    if (ks != os)
+      r = make<ReshapeOp>(loc, ot, r);
+  }
+  return define(n, 0, opVal(r, in.dtype, os));
+}
+
+LogicalResult Importer::argReduce(const onnx::NodeProto &n, bool isMax) {
+  const Val *x = input(n, 0);
+  if (!x)
+    return err(n) << "missing input";
+  Val in = *x;
+  int64_t rank = in.shape.size();
+  int64_t axis = attrInt(n, "axis", 0);
+  if (axis < -rank || axis >= rank)
+    return err(n) << "axis " << axis << " out of range for rank " << rank;
+  if (axis < 0)
+    axis += rank;
+  bool keep = attrInt(n, "keepdims", 1);
+  Shape os;
+  for (int64_t i = 0; i < rank; ++i)
+    if (i != axis || keep)
+      os.push_back(i == axis ? 1 : in.shape[i]);
+  Location loc = nodeLoc(n);
+  RankedTensorType t = tensorType(os, kInt64);
+  Value v = materialize(in, loc);
+  auto a = b.getI64IntegerAttr(axis);
+  auto k = b.getBoolAttr(keep);
+  auto last = b.getBoolAttr(attrInt(n, "select_last_index", 0));
+  Value r = isMax ? make<ArgMaxOp>(loc, t, v, a, k, last)
+                  : make<ArgMinOp>(loc, t, v, a, k, last);
+  return define(n, 0, opVal(r, kInt64, os));
+}
+
+LogicalResult Importer::gatherElements(const onnx::NodeProto &n) {
+  const Val *x = input(n, 0), *ix = input(n, 1);
+  if (!x || !ix)
+    return err(n) << "needs data and indices";
+  Val in = *x, idx = *ix;
+  int64_t rank = in.shape.size();
+  if (static_cast<int64_t>(idx.shape.size()) != rank)
+    return err(n) << "indices rank differs from data rank";
+  if (idx.dtype != kInt64 && idx.dtype != kInt32)
+    return err(n) << "indices must be int32 or int64";
+  int64_t axis = attrInt(n, "axis", 0);
+  if (axis < -rank || axis >= rank)
+    return err(n) << "axis " << axis << " out of range for rank " << rank;
+  if (axis < 0)
+    axis += rank;
+  if (idx.host)
+    for (int64_t i = 0; i < idx.numel(); ++i) {
+      int64_t k = idx.host->getI(i);
+      if (k < -in.shape[axis] || k >= in.shape[axis])
+        return err(n) << "index " << k << " out of range for dim "
+                      << in.shape[axis];
+    }
+  Location loc = nodeLoc(n);
+  Value v = make<GatherElementsOp>(loc, tensorType(idx.shape, in.dtype),
+                                   materialize(in, loc), materialize(idx, loc),
+                                   b.getI64IntegerAttr(axis));
+  return define(n, 0, opVal(v, in.dtype, idx.shape));
+}
+
+/// Activations that are short compositions of kiln primitives.
+LogicalResult Importer::activation(const onnx::NodeProto &n, StringRef kind) {
+  const Val *x = input(n, 0);
+  if (!x)
+    return err(n) << "missing input";
+  Val in = *x;
+  if (!isFloatDType(in.dtype))
+    return err(n) << "needs a float input";
+  Location loc = nodeLoc(n);
+  int32_t dt = in.dtype;
+  RankedTensorType t = tensorType(in.shape, dt);
+  Value v = materialize(in, loc);
+  auto c = [&](double d) { return scalar(dt, d, loc); };
+  RankedTensorType bt = tensorType(in.shape, kBool);
+  Value r;
+  if (kind == "Selu") {
+    float alpha = attrFloat(n, "alpha", 1.67326319217681884765625f);
+    float gamma = attrFloat(n, "gamma", 1.05070102214813232421875f);
+    Value elu = make<EluOp>(loc, t, v, b.getF32FloatAttr(alpha));
+    r = make<MulOp>(loc, t, elu, c(gamma));
+  } else if (kind == "HardSigmoid" || kind == "HardSwish") {
+    float alpha = kind == "HardSwish" ? 1.0f / 6 : attrFloat(n, "alpha", 0.2f);
+    float beta = kind == "HardSwish" ? 0.5f : attrFloat(n, "beta", 0.5f);
+    Value lin = make<AddOp>(loc, t, make<MulOp>(loc, t, v, c(alpha)), c(beta));
+    r = ClipOp::create(b, loc, t, lin, b.getF64FloatAttr(0.0),
+                       b.getF64FloatAttr(1.0))
+            .getResult();
+    if (kind == "HardSwish")
+      r = make<MulOp>(loc, t, v, r);
+  } else if (kind == "ThresholdedRelu") {
+    float alpha = attrFloat(n, "alpha", 1.0f);
+    Value above = make<GreaterOp>(loc, bt, v, c(alpha));
+    r = make<WhereOp>(loc, t, above, v, c(0));
+  } else if (kind == "Softsign") {
+    r = make<DivOp>(loc, t, v, make<AddOp>(loc, t, make<AbsOp>(loc, t, v), c(1)));
+  } else { // PRelu: x < 0 ? slope * x : x, slope broadcast
+    const Val *sl = input(n, 1);
+    if (!sl || sl->dtype != dt)
+      return err(n) << "needs a slope of the input's dtype";
+    Val slope = *sl;
+    auto os = broadcastShapes({&in.shape, &slope.shape});
+    if (!os || *os != in.shape)
+      return err(n) << "slope " << shapeStr(slope.shape)
+                    << " does not broadcast to " << shapeStr(in.shape);
+    Value neg = make<LessOp>(loc, bt, v, c(0));
+    Value scaled = make<MulOp>(loc, t, v, materialize(slope, loc));
+    r = make<WhereOp>(loc, t, neg, scaled, v);
+  }
+  return define(n, 0, opVal(r, dt, in.shape));
 }
 
 LogicalResult Importer::softmax(const onnx::NodeProto &n, bool log) {
@@ -1303,10 +1500,10 @@ LogicalResult Importer::importNode(const onnx::NodeProto &n) {
   static const llvm::StringSet<llvm::MallocAllocator> unaryOps = {
       "Neg", "Abs", "Exp", "Log", "Tanh", "Erf", "Sigmoid", "Relu", "Sqrt",
       "Reciprocal", "Not", "Floor", "Ceil", "Sin", "Cos", "Sign", "Softplus",
-      "Cast", "LeakyRelu", "Elu", "Gelu", "Clip", "Identity"};
+      "Cast", "LeakyRelu", "Elu", "Gelu", "Clip", "Identity", "Round"};
   static const llvm::StringSet<llvm::MallocAllocator> binaryOps = {
       "Add", "Sub", "Mul", "Div", "Pow", "And", "Or", "Xor", "Equal", "Less",
-      "LessOrEqual", "Greater", "GreaterOrEqual", "Where"};
+      "LessOrEqual", "Greater", "GreaterOrEqual", "Where", "Mod"};
   if (unaryOps.contains(op))
     return unary(n, op);
   if (op == "Dropout") {
@@ -1349,6 +1546,31 @@ LogicalResult Importer::importNode(const onnx::NodeProto &n) {
     return concat(n);
   if (op == "Constant")
     return constant(n);
+
+  if (op == "ReduceL1" || op == "ReduceL2" || op == "ReduceSumSquare" ||
+      op == "ReduceLogSum" || op == "ReduceLogSumExp")
+    return composedReduce(n, op);
+  if (op == "ArgMax" || op == "ArgMin")
+    return argReduce(n, op == "ArgMax");
+  if (op == "GatherElements")
+    return gatherElements(n);
+  if (op == "Selu" || op == "HardSigmoid" || op == "ThresholdedRelu" ||
+      op == "HardSwish" || op == "Softsign" || op == "PRelu")
+    return activation(n, op);
+  if (op == "CastLike") {
+    const Val *target = input(n, 1);
+    if (!target)
+      return err(n) << "needs a target_type input";
+    onnx::NodeProto cast = n;
+    cast.set_op_type("Cast");
+    cast.clear_attribute();
+    auto *to = cast.add_attribute();
+    to->set_name("to");
+    to->set_type(onnx::AttributeProto::INT);
+    to->set_i(target->dtype);
+    cast.mutable_input()->RemoveLast();
+    return unary(cast, "Cast");
+  }
 
   const Val *x0 = input(n, 0);
   if (op == "Shape" || op == "Size") {

@@ -36,6 +36,7 @@ def Kiln_SinOp : Kiln_UnaryOp<"sin", "sine">;
 def Kiln_CosOp : Kiln_UnaryOp<"cos", "cosine">;
 def Kiln_SignOp : Kiln_UnaryOp<"sign", "-1, 0 or 1">;
 def Kiln_SoftplusOp : Kiln_UnaryOp<"softplus", "log(1 + e^x)">;
+def Kiln_RoundOp : Kiln_UnaryOp<"round", "round half to even">;
 def Kiln_CastOp : Kiln_UnaryOp<"cast",
     "conversion to the result's element type (ONNX Cast semantics)">;
 
@@ -84,6 +85,10 @@ def Kiln_DivOp : Kiln_BinaryOp<"div", "lhs / rhs (integer division truncates)">;
 def Kiln_PowOp : Kiln_BinaryOp<"pow", "lhs ^ rhs">;
 def Kiln_MaxOp : Kiln_BinaryOp<"max", "max(lhs, rhs)">;
 def Kiln_MinOp : Kiln_BinaryOp<"min", "min(lhs, rhs)">;
+def Kiln_ModOp : Kiln_BinaryOp<"mod",
+    "remainder: for floats C fmod (sign of lhs), for integers the sign of "
+    "rhs (Python %)">;
+def Kiln_FModOp : Kiln_BinaryOp<"fmod", "C fmod remainder (sign of lhs)">;
 def Kiln_AndOp : Kiln_BinaryOp<"and", "logical and">;
 def Kiln_OrOp : Kiln_BinaryOp<"or", "logical or">;
 def Kiln_XorOp : Kiln_BinaryOp<"xor", "logical xor">;
@@ -133,6 +138,23 @@ def Kiln_ReduceMeanOp : Kiln_ReduceOp<"reduce_mean", "mean over axes">;
 def Kiln_ReduceMaxOp : Kiln_ReduceOp<"reduce_max", "maximum over axes">;
 def Kiln_ReduceMinOp : Kiln_ReduceOp<"reduce_min", "minimum over axes">;
 def Kiln_ReduceProdOp : Kiln_ReduceOp<"reduce_prod", "product over axes">;
+
+class Kiln_ArgReduceOp<string mnemonic, string doc>
+    : Kiln_Op<mnemonic, [Pure]> {
+  let summary = doc;
+  let description = [{
+    i64 index of the extreme element along `axis` (kept as a size-1 dim
+    when `keepdims`); ties go to the first index, or the last with
+    `select_last_index`.
+  }];
+  let arguments = (ins AnyRankedTensor:$input, I64Attr:$axis,
+                   BoolAttr:$keepdims, BoolAttr:$select_last_index);
+  let results = (outs AnyRankedTensor:$result);
+  let assemblyFormat =
+      "$input attr-dict `:` type($input) `->` type($result)";
+}
+def Kiln_ArgMaxOp : Kiln_ArgReduceOp<"arg_max", "index of the maximum">;
+def Kiln_ArgMinOp : Kiln_ArgReduceOp<"arg_min", "index of the minimum">;
 
 class Kiln_AxisOp<string mnemonic, string doc> : Kiln_Op<mnemonic, [Pure]> {
   let summary = doc;
@@ -209,6 +231,16 @@ def Kiln_SliceOp : Kiln_Op<"slice", [Pure]> {
 def Kiln_GatherOp : Kiln_Op<"gather", [Pure]> {
   let summary = "ONNX Gather: take slices along `axis` at `indices` (negative "
                 "indices count from the end)";
+  let arguments = (ins AnyRankedTensor:$input, AnyRankedTensor:$indices,
+                   I64Attr:$axis);
+  let results = (outs AnyRankedTensor:$result);
+  let assemblyFormat = "$input `,` $indices attr-dict `:` "
+                       "functional-type(operands, results)";
+}
+
+def Kiln_GatherElementsOp : Kiln_Op<"gather_elements", [Pure]> {
+  let summary = "ONNX GatherElements: result[i] = input[i with dim axis "
+                "replaced by indices[i]]";
   let arguments = (ins AnyRankedTensor:$input, AnyRankedTensor:$indices,
                    I64Attr:$axis);
   let results = (outs AnyRankedTensor:$result);

@@ -122,3 +122,42 @@ func.func @symbolic(%a: tensor<?x4xf32>) -> tensor<?x4xf32> {
   %0 = kiln.relu %a : tensor<?x4xf32> -> tensor<?x4xf32>
   return %0 : tensor<?x4xf32>
 }
+
+// -----
+
+// arg_max carries (best value, index) through one reduction; the first
+// element always wins over the sentinel.
+// CHECK-LABEL: func.func @arg_max
+// CHECK: %[[R:.+]]:2 = linalg.generic {{.*}} iterator_types = ["parallel", "reduction"]
+// CHECK: arith.cmpf ogt
+// CHECK: arith.cmpi slt
+// CHECK: return %[[R]]#1
+func.func @arg_max(%a: tensor<3x5xf32>) -> tensor<3xi64> {
+  %0 = kiln.arg_max %a {axis = 1 : i64, keepdims = false, select_last_index = false} : tensor<3x5xf32> -> tensor<3xi64>
+  return %0 : tensor<3xi64>
+}
+
+// -----
+
+// Integer mod takes the divisor's sign (Python %), fmod the dividend's.
+// CHECK-LABEL: func.func @mods
+// CHECK: arith.remsi
+// CHECK: arith.xori
+// CHECK: arith.select
+// CHECK: arith.remf
+func.func @mods(%a: tensor<4xi32>, %b: tensor<4xi32>, %x: tensor<4xf32>, %y: tensor<4xf32>) -> (tensor<4xi32>, tensor<4xf32>) {
+  %0 = kiln.mod %a, %b : (tensor<4xi32>, tensor<4xi32>) -> tensor<4xi32>
+  %1 = kiln.fmod %x, %y : (tensor<4xf32>, tensor<4xf32>) -> tensor<4xf32>
+  return %0, %1 : tensor<4xi32>, tensor<4xf32>
+}
+
+// -----
+
+// CHECK-LABEL: func.func @gather_elements
+// CHECK: linalg.generic
+// CHECK: %[[I:.+]] = linalg.index 0
+// CHECK: tensor.extract %arg0[%[[I]], %{{.+}}]
+func.func @gather_elements(%a: tensor<3x4xf32>, %i: tensor<3x2xi64>) -> tensor<3x2xf32> {
+  %0 = kiln.gather_elements %a, %i {axis = 1 : i64} : (tensor<3x4xf32>, tensor<3x2xi64>) -> tensor<3x2xf32>
+  return %0 : tensor<3x2xf32>
+}
