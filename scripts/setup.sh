@@ -7,7 +7,8 @@ cd "$(dirname "$0")/.."
 
 DEBS=(cmake ninja-build ccache clang-22 lld-22 llvm-22-dev llvm-22-tools
       libmlir-22-dev mlir-22-tools libonnx-dev libprotobuf-dev protobuf-compiler
-      libflatbuffers-dev flatbuffers-compiler libonnx-testdata python3-venv)
+      libflatbuffers-dev flatbuffers-compiler libonnx-testdata python3-venv
+      libclang-rt-22-dev)
 missing=()
 for p in "${DEBS[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")

@@ -18,6 +18,8 @@ run "lit (importer, dialect, passes, codegen, errors)" \
   .venv/bin/python /usr/lib/llvm-22/bin/lit -sv build/test
 run "runtime unit tests" ctest --test-dir build --output-on-failure
 run "runtime links no LLVM/MLIR/protobuf" bash test/check_runtime_deps.sh build
+run "runtime alone, ASan+UBSan, corruption sweep" \
+  bash test/check_runtime_sanitized.sh build build-rt-asan
 run "ONNX node tests (cpu)" \
   .venv/bin/python test/node/run_node_tests.py --build build \
     --expected test/node/expected_cpu.txt

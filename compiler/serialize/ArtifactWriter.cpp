@@ -25,6 +25,16 @@ constexpr uint64_t kAlign = 64;
 
 uint64_t alignUp(uint64_t v) { return (v + kAlign - 1) / kAlign * kAlign; }
 
+/// FNV-1a 64, the image checksum the runtime verifies.
+uint64_t fnv1a(ArrayRef<char> bytes) {
+  uint64_t h = 0xcbf29ce484222325ull;
+  for (char c : bytes) {
+    h ^= static_cast<uint8_t>(c);
+    h *= 0x100000001b3ull;
+  }
+  return h;
+}
+
 FailureOr<fb::DType> toDType(Type t, Location loc) {
   if (t.isF32()) return fb::DType::F32;
   if (t.isF16()) return fb::DType::F16;
@@ -118,7 +128,8 @@ std::vector<char> buildFlatbuffer(const Plan &plan, const CpuExecutable &cpu,
   }
   auto exe = fb::CreateExecutable(
       b, fb::ExecutableFormat::ElfSharedObject, b.CreateString(cpu.arch),
-      b.CreateString(cpu.features), imageSegment, b.CreateVector(kernelNames));
+      b.CreateString(cpu.features), imageSegment, b.CreateVector(kernelNames),
+      fnv1a(ArrayRef<char>(cpu.image.data(), cpu.image.size())));
   auto target = fb::CreateTarget(
       b, b.CreateString("cpu"),
       b.CreateVector(std::vector<flatbuffers::Offset<fb::Executable>>{exe}),

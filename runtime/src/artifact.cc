@@ -88,6 +88,11 @@ kiln_status verify(kiln_artifact_s &a) {
   if (!m->functions() || !m->segments() || !m->targets() || !m->constants())
     return corrupt(a, "missing functions, segments, targets or constants");
 
+  if (m->kv_cache())
+    return makeStatus(KILN_UNIMPLEMENTED,
+                      "artifact '%s' has a KV cache spec, which this runtime "
+                      "does not support yet",
+                      a.path.c_str());
   uint64_t dataStart = 4 + static_cast<uint64_t>(fbSize);
   uint32_t numSegments = m->segments()->size();
   for (uint32_t i = 0; i < numSegments; ++i) {

@@ -32,7 +32,8 @@ static bool contains(kiln_status s, const char *text) {
 struct Aligned {
   explicit Aligned(const std::vector<char> &bytes) : size(bytes.size()) {
     data = static_cast<char *>(std::aligned_alloc(64, (size + 64) / 64 * 64));
-    std::memcpy(data, bytes.data(), size);
+    if (size)
+      std::memcpy(data, bytes.data(), size);
   }
   ~Aligned() { std::free(data); }
   char *data;

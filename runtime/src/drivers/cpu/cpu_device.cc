@@ -13,6 +13,7 @@
 #include <thread>
 #include <cstring>
 #include <dlfcn.h>
+#include <elf.h>
 #include <fcntl.h>
 #include <string>
 #include <sys/mman.h>
@@ -156,6 +157,40 @@ const char *hostArch() {
 #endif
 }
 
+uint64_t fnv1a(const uint8_t *p, uint64_t n) {
+  uint64_t h = 0xcbf29ce484222325ull;
+  for (uint64_t i = 0; i < n; ++i) {
+    h ^= p[i];
+    h *= 0x100000001b3ull;
+  }
+  return h;
+}
+
+/// Checks that an ELF64 shared object's headers and loadable segments lie
+/// inside the image, so the dynamic loader never maps past its end.
+bool elfInBounds(const uint8_t *image, uint64_t size) {
+  if (size < sizeof(Elf64_Ehdr))
+    return false;
+  Elf64_Ehdr eh;
+  std::memcpy(&eh, image, sizeof eh);
+  if (std::memcmp(eh.e_ident, ELFMAG, SELFMAG) != 0 ||
+      eh.e_ident[EI_CLASS] != ELFCLASS64 || eh.e_type != ET_DYN ||
+      eh.e_phentsize != sizeof(Elf64_Phdr) ||
+      eh.e_phoff > size || eh.e_phnum > (size - eh.e_phoff) / sizeof(Elf64_Phdr))
+    return false;
+  if (eh.e_shnum && (eh.e_shentsize != sizeof(Elf64_Shdr) || eh.e_shoff > size ||
+                     eh.e_shnum > (size - eh.e_shoff) / sizeof(Elf64_Shdr)))
+    return false;
+  for (unsigned i = 0; i < eh.e_phnum; ++i) {
+    Elf64_Phdr ph;
+    std::memcpy(&ph, image + eh.e_phoff + i * sizeof ph, sizeof ph);
+    if (ph.p_offset > size || ph.p_filesz > size - ph.p_offset ||
+        ph.p_filesz > ph.p_memsz)
+      return false;
+  }
+  return true;
+}
+
 class CpuDevice final : public Device {
 public:
   explicit CpuDevice(int threads) : pool(threads) {
@@ -245,6 +280,12 @@ private:
                                uint32_t index, void **handle) {
     const uint8_t *image = a->segment(exe->image_segment());
     uint64_t size = a->segmentSize(exe->image_segment());
+    // Code is never loaded unless it is exactly what the compiler wrote.
+    if (fnv1a(image, size) != exe->image_hash() || !elfInBounds(image, size))
+      return makeStatus(KILN_DATA_LOSS,
+                        "artifact '%s' is corrupt: cpu executable %u does not "
+                        "match its checksum",
+                        a->path.c_str(), index);
     // For profilers: KILN_CPU_IMAGE_DIR=DIR loads the code from a real file
     // there, so perf and gdb can name the kernels.
     const char *dumpDir = std::getenv("KILN_CPU_IMAGE_DIR");
