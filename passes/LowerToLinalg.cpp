@@ -1047,6 +1047,95 @@ struct LayerNormDecomposition : OpRewritePattern<LayerNormOp> {
   }
 };
 
+struct RmsNormDecomposition : OpRewritePattern<RmsNormOp> {
+  using OpRewritePattern::OpRewritePattern;
+  LogicalResult matchAndRewrite(RmsNormOp op,
+                                PatternRewriter &rewriter) const override {
+    Location loc = op.getLoc();
+    Value x = op.getInput();
+    auto t = tensorTypeOf(x);
+    SmallVector<int64_t> axes = {t.getRank() - 1};
+    auto kt = keepDimsType(t, axes);
+    Type et = t.getElementType();
+    Value sq = MulOp::create(rewriter, loc, t, x, x);
+    Value mean = ReduceMeanOp::create(rewriter, loc, kt, sq,
+                                      rewriter.getDenseI64ArrayAttr(axes),
+                                      rewriter.getBoolAttr(true));
+    Value eps = splat(rewriter, loc, et, op.getEpsilon().convertToFloat());
+    Value inv = ReciprocalOp::create(
+        rewriter, loc, kt,
+        SqrtOp::create(rewriter, loc, kt,
+                       AddOp::create(rewriter, loc, kt, mean, eps)));
+    Value r = MulOp::create(rewriter, loc, t, x, inv);
+    rewriter.replaceOpWithNewOp<MulOp>(op, t, r, op.getScale());
+    return success();
+  }
+};
+
+/// Attention as kiln primitives: grouped heads repeated, q k^T, scale,
+/// mask, causal/window masking, softmax, times v.
+struct AttentionDecomposition : OpRewritePattern<AttentionOp> {
+  using OpRewritePattern::OpRewritePattern;
+  LogicalResult matchAndRewrite(AttentionOp op,
+                                PatternRewriter &rewriter) const override {
+    if (failed(requireStatic(op, rewriter)))
+      return failure();
+    Location loc = op.getLoc();
+    auto qt = tensorTypeOf(op.getQ());
+    Type et = qt.getElementType();
+    int64_t b = qt.getDimSize(0), hq = qt.getDimSize(1), s = qt.getDimSize(2);
+    auto repeatHeads = [&](Value kv) -> Value {
+      auto t = tensorTypeOf(kv);
+      int64_t hkv = t.getDimSize(1), l = t.getDimSize(2), d = t.getDimSize(3);
+      if (hkv == hq)
+        return kv;
+      int64_t g = hq / hkv;
+      Value r = ReshapeOp::create(
+          rewriter, loc, RankedTensorType::get({b, hkv, 1, l, d}, et), kv);
+      r = BroadcastOp::create(
+          rewriter, loc, RankedTensorType::get({b, hkv, g, l, d}, et), r);
+      return ReshapeOp::create(rewriter, loc,
+                               RankedTensorType::get({b, hq, l, d}, et), r);
+    };
+    Value k = repeatHeads(op.getK()), v = repeatHeads(op.getV());
+    auto kt = tensorTypeOf(k);
+    int64_t l = kt.getDimSize(2), d = kt.getDimSize(3);
+    Value kT = TransposeOp::create(
+        rewriter, loc, RankedTensorType::get({b, hq, d, l}, et), k,
+        ArrayRef<int64_t>{0, 1, 3, 2});
+    auto st = RankedTensorType::get({b, hq, s, l}, et);
+    Value scores = MatMulOp::create(rewriter, loc, st, op.getQ(), kT);
+    float scale = op.getScale().convertToFloat();
+    if (scale != 1.0f)
+      scores = MulOp::create(rewriter, loc, st, scores,
+                             splat(rewriter, loc, et, scale));
+    if (op.getMask())
+      scores = AddOp::create(rewriter, loc, st, scores, op.getMask());
+    int64_t window = op.getWindow(), sinks = op.getSinks();
+    if (op.getCausal() || window > 0) {
+      // Query i is position i + (l - s) of the keys.
+      SmallVector<bool> keep;
+      for (int64_t i = 0; i < s; ++i)
+        for (int64_t j = 0; j < l; ++j) {
+          int64_t pos = i + (l - s);
+          bool visible = !op.getCausal() || j <= pos;
+          if (window > 0)
+            visible = visible && (pos - j < window || j < sinks);
+          keep.push_back(visible);
+        }
+      auto mt = RankedTensorType::get({s, l}, rewriter.getI1Type());
+      Value m = ConstantOp::create(rewriter, loc, mt,
+                                   DenseElementsAttr::get(mt, keep));
+      scores = WhereOp::create(rewriter, loc, st, m, scores,
+                               splat(rewriter, loc, et, -INFINITY));
+    }
+    Value probs = SoftmaxOp::create(rewriter, loc, st, scores,
+                                    rewriter.getI64IntegerAttr(3));
+    rewriter.replaceOpWithNewOp<MatMulOp>(op, op.getType(), probs, v);
+    return success();
+  }
+};
+
 struct LowerToLinalgPass
     : kiln::impl::LowerToLinalgBase<LowerToLinalgPass> {
   void runOnOperation() override {
@@ -1056,7 +1145,8 @@ struct LowerToLinalgPass
     patterns.add<SmallPowerToMul>(ctx, /*benefit=*/2);
     patterns.add<SoftmaxDecomposition<SoftmaxOp, false>,
                  SoftmaxDecomposition<LogSoftmaxOp, true>,
-                 LayerNormDecomposition>(ctx);
+                 LayerNormDecomposition, RmsNormDecomposition,
+                 AttentionDecomposition>(ctx);
     patterns.add<UnaryLowering<NegOp>, UnaryLowering<AbsOp>,
                  UnaryLowering<ExpOp>, UnaryLowering<LogOp>,
                  UnaryLowering<TanhOp>, UnaryLowering<ErfOp>,

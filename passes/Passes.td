@@ -5,6 +5,25 @@
 include "mlir/Pass/PassBase.td"
 
 //===----------------------------------------------------------------------===//
+// LLM passes: find the structure exporters decompose
+//===----------------------------------------------------------------------===//
+
+def RaiseAttention : Pass<"kiln-raise-attention", "mlir::ModuleOp"> {
+  let summary = "Raise decomposed attention and RMSNorm to kiln.attention "
+                "and kiln.rms_norm";
+  let description = [{
+    Attention: `matmul(softmax(add?(scale?(matmul(q, kT)), mask), axis=-1), v)`
+    on rank-4 tensors, where `scale` is a multiply or divide by a scalar
+    constant, becomes `kiln.attention(q, transpose(kT), v, mask)`; every
+    intermediate must have no other use. RMSNorm: `x * reciprocal(sqrt(
+    reduce_mean(x*x or x^2, last dim) + eps))` (or `x / sqrt(...)`) times a
+    weight becomes `kiln.rms_norm`. Later passes (KV cache, fused kernels)
+    work on these ops; without them the ops decompose back into the same
+    primitives.
+  }];
+}
+
+//===----------------------------------------------------------------------===//
 // Lowering out of the kiln dialect (shared by every target)
 //===----------------------------------------------------------------------===//
 

@@ -3,6 +3,7 @@
 
 #include "mlir/IR/Builders.h"
 #include "mlir/IR/OpImplementation.h"
+#include "mlir/IR/PatternMatch.h"
 
 using namespace mlir;
 using namespace kiln;
@@ -33,6 +34,32 @@ LogicalResult MatMulOp::verify() {
   return success();
 }
 
+LogicalResult AttentionOp::verify() {
+  auto q = cast<RankedTensorType>(getQ().getType());
+  auto k = cast<RankedTensorType>(getK().getType());
+  auto v = cast<RankedTensorType>(getV().getType());
+  auto r = cast<RankedTensorType>(getResult().getType());
+  if (q.getRank() != 4 || k.getRank() != 4 || v.getRank() != 4 ||
+      r.getRank() != 4)
+    return emitOpError("q, k, v and the result must have rank 4");
+  auto known = [](int64_t a, int64_t b) {
+    return ShapedType::isDynamic(a) || ShapedType::isDynamic(b) || a == b;
+  };
+  int64_t hq = q.getDimSize(1), hkv = k.getDimSize(1);
+  if (!ShapedType::isDynamic(hq) && !ShapedType::isDynamic(hkv) &&
+      (hkv == 0 || hq % hkv))
+    return emitOpError("query heads (") << hq << ") are not a multiple of "
+                                        << "key/value heads (" << hkv << ")";
+  if (!known(q.getDimSize(3), k.getDimSize(3)))
+    return emitOpError("q and k head dims differ");
+  if (!known(k.getDimSize(2), v.getDimSize(2)) ||
+      !known(k.getDimSize(1), v.getDimSize(1)))
+    return emitOpError("k and v differ in heads or length");
+  if (getWindow() < 0 || getSinks() < 0)
+    return emitOpError("window and sinks must be >= 0");
+  return success();
+}
+
 LogicalResult ReshapeOp::verify() {
   int64_t in = staticNumElements(cast<ShapedType>(getInput().getType()));
   int64_t out = staticNumElements(cast<ShapedType>(getResult().getType()));
@@ -57,6 +84,54 @@ LogicalResult TransposeOp::verify() {
 }
 
 OpFoldResult ConstantOp::fold(FoldAdaptor) { return getValue(); }
+
+OpFoldResult CastOp::fold(FoldAdaptor) {
+  if (getInput().getType() == getType())
+    return getInput();
+  return {};
+}
+
+OpFoldResult ReshapeOp::fold(FoldAdaptor) {
+  if (getInput().getType() == getType())
+    return getInput();
+  // reshape(reshape(x)) is one reshape of x.
+  if (auto inner = getInput().getDefiningOp<ReshapeOp>()) {
+    getInputMutable().assign(inner.getInput());
+    return getResult();
+  }
+  return {};
+}
+
+OpFoldResult TransposeOp::fold(FoldAdaptor) {
+  for (auto [i, p] : llvm::enumerate(getPerm()))
+    if (static_cast<int64_t>(i) != p)
+      return {};
+  return getInput();
+}
+
+namespace {
+/// transpose(transpose(x, p), q) = transpose(x, p[q[i]]).
+struct ComposeTransposes : OpRewritePattern<TransposeOp> {
+  using OpRewritePattern::OpRewritePattern;
+  LogicalResult matchAndRewrite(TransposeOp op,
+                                PatternRewriter &rewriter) const override {
+    auto inner = op.getInput().getDefiningOp<TransposeOp>();
+    if (!inner)
+      return failure();
+    SmallVector<int64_t> perm;
+    for (int64_t q : op.getPerm())
+      perm.push_back(inner.getPerm()[q]);
+    rewriter.replaceOpWithNewOp<TransposeOp>(op, op.getType(), inner.getInput(),
+                                             perm);
+    return success();
+  }
+};
+} // namespace
+
+void TransposeOp::getCanonicalizationPatterns(RewritePatternSet &results,
+                                              MLIRContext *context) {
+  results.add<ComposeTransposes>(context);
+}
 
 ParseResult ConstantOp::parse(OpAsmParser &parser, OperationState &result) {
   ElementsAttr value;

@@ -38,7 +38,9 @@ def Kiln_SignOp : Kiln_UnaryOp<"sign", "-1, 0 or 1">;
 def Kiln_SoftplusOp : Kiln_UnaryOp<"softplus", "log(1 + e^x)">;
 def Kiln_RoundOp : Kiln_UnaryOp<"round", "round half to even">;
 def Kiln_CastOp : Kiln_UnaryOp<"cast",
-    "conversion to the result's element type (ONNX Cast semantics)">;
+    "conversion to the result's element type (ONNX Cast semantics)"> {
+  let hasFolder = 1;
+}
 
 class Kiln_UnaryAlphaOp<string mnemonic, string doc>
     : Kiln_Op<mnemonic, [Pure]> {
@@ -176,6 +178,41 @@ def Kiln_LayerNormOp : Kiln_Op<"layer_norm", [Pure]> {
                        "functional-type(operands, results)";
 }
 
+def Kiln_RmsNormOp : Kiln_Op<"rms_norm", [Pure]> {
+  let summary = "x / sqrt(mean(x^2 over the last dim) + epsilon) * scale";
+  let arguments = (ins AnyRankedTensor:$input, AnyRankedTensor:$scale,
+                   F32Attr:$epsilon);
+  let results = (outs AnyRankedTensor:$result);
+  let assemblyFormat = "$input `,` $scale attr-dict `:` "
+                       "functional-type(operands, results)";
+}
+
+def Kiln_AttentionOp : Kiln_Op<"attention", [Pure]> {
+  let summary = "scaled dot-product attention";
+  let description = [{
+    `q: [B, Hq, S, D]`, `k: [B, Hkv, L, D]`, `v: [B, Hkv, L, Dv]` with
+    `Hq` a multiple of `Hkv` (grouped-query attention: query head h reads
+    key/value head h / (Hq / Hkv)). Result `[B, Hq, S, Dv]`:
+
+        softmax(q k^T * scale + mask [+ causal/window masking]) v
+
+    `mask`, when present, broadcasts to `[B, Hq, S, L]` and is added to the
+    scores. `causal`: query i sees keys j <= i + (L - S) (the queries are
+    the last S positions). `window` > 0 also hides keys more than `window`
+    positions back, except the first `sinks` keys (StreamingLLM).
+  }];
+  let arguments = (ins AnyRankedTensor:$q, AnyRankedTensor:$k,
+                   AnyRankedTensor:$v, Optional<AnyRankedTensor>:$mask,
+                   F32Attr:$scale,
+                   DefaultValuedAttr<BoolAttr, "false">:$causal,
+                   DefaultValuedAttr<I64Attr, "0">:$window,
+                   DefaultValuedAttr<I64Attr, "0">:$sinks);
+  let results = (outs AnyRankedTensor:$result);
+  let assemblyFormat = "$q `,` $k `,` $v (`mask` $mask^)? attr-dict `:` "
+                       "functional-type(operands, results)";
+  let hasVerifier = 1;
+}
+
 //===----------------------------------------------------------------------===//
 // Data movement
 //===----------------------------------------------------------------------===//
@@ -187,6 +224,7 @@ def Kiln_ReshapeOp : Kiln_Op<"reshape", [Pure]> {
   let assemblyFormat =
       "$input attr-dict `:` type($input) `->` type($result)";
   let hasVerifier = 1;
+  let hasFolder = 1;
 }
 
 def Kiln_BroadcastOp : Kiln_Op<"broadcast", [Pure]> {
@@ -204,6 +242,8 @@ def Kiln_TransposeOp : Kiln_Op<"transpose", [Pure]> {
   let assemblyFormat =
       "$input attr-dict `:` type($input) `->` type($result)";
   let hasVerifier = 1;
+  let hasFolder = 1;
+  let hasCanonicalizer = 1;
 }
 
 def Kiln_ConcatOp : Kiln_Op<"concat", [Pure]> {

@@ -28,3 +28,12 @@ func.func @symbolic(%x: tensor<?x8xf32>, %s: tensor<8xf32>) -> tensor<?x8xf32> {
   %0 = kiln.layer_norm %x, %s {axis = 1 : i64, epsilon = 1.0e-5 : f32} : (tensor<?x8xf32>, tensor<8xf32>) -> tensor<?x8xf32>
   return %0 : tensor<?x8xf32>
 }
+
+// CHECK-LABEL: func.func @llm_ops
+func.func @llm_ops(%q: tensor<1x4x3x8xf32>, %k: tensor<1x2x5x8xf32>, %w: tensor<8xf32>) -> tensor<1x4x3x8xf32> {
+  // CHECK: kiln.attention %{{.+}}, %{{.+}}, %{{.+}} {causal = true, scale = 3.500000e-01 : f32, sinks = 1 : i64, window = 3 : i64}
+  %0 = kiln.attention %q, %k, %k {scale = 0.35 : f32, causal = true, window = 3 : i64, sinks = 1 : i64} : (tensor<1x4x3x8xf32>, tensor<1x2x5x8xf32>, tensor<1x2x5x8xf32>) -> tensor<1x4x3x8xf32>
+  // CHECK: kiln.rms_norm
+  %1 = kiln.rms_norm %0, %w {epsilon = 1.0e-6 : f32} : (tensor<1x4x3x8xf32>, tensor<8xf32>) -> tensor<1x4x3x8xf32>
+  return %1 : tensor<1x4x3x8xf32>
+}

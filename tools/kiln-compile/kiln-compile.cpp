@@ -3,13 +3,15 @@
 //   kiln-compile MODEL.onnx -o OUT.kiln [--target=cpu] [--compile-to=PHASE]
 //                [--dim NAME=N ...] [--const-input NAME=FILE.npy ...]
 //
-// Phases: import, graph, linalg, bufferize, llvm, llvm-ir, artifact.
-// A file ending in .onnxtxt is read as ONNX's textual syntax.
+// Phases: import, graph, llm, linalg, bufferize, llvm, llvm-ir, artifact.
+// A file ending in .onnxtxt is read as ONNX's textual syntax, one ending in
+// .mlir as a module in the kiln dialect.
 //
 //===----------------------------------------------------------------------===//
 #include "compiler/Registration.h"
 #include "compiler/import/OnnxImporter.h"
 #include "compiler/serialize/ArtifactWriter.h"
+#include "passes/Passes.h"
 #include "targets/cpu/CpuTarget.h"
 
 #include "npy.h"
@@ -17,6 +19,8 @@
 #include "mlir/IR/Diagnostics.h"
 #include "mlir/IR/MLIRContext.h"
 #include "mlir/IR/Verifier.h"
+#include "mlir/Parser/Parser.h"
+#include "dialects/kiln/KilnDialect.h"
 #include "mlir/Pass/PassManager.h"
 #include "mlir/Transforms/Passes.h"
 #include "llvm/Support/CommandLine.h"
@@ -39,8 +43,8 @@ static cl::opt<std::string>
               cl::init("cpu"));
 static cl::opt<std::string> compileTo(
     "compile-to",
-    cl::desc("Stop after a phase and print its IR: import, graph, linalg, "
-             "bufferize, llvm, llvm-ir, artifact"),
+    cl::desc("Stop after a phase and print its IR: import, graph, llm, "
+             "linalg, bufferize, llvm, llvm-ir, artifact"),
     cl::init("artifact"));
 static cl::list<std::string> dimOpts(
     "dim", cl::desc("Bind a symbolic dim: NAME=VALUE"), cl::value_desc("NAME=N"));
@@ -87,8 +91,8 @@ bool splitKeyValue(llvm::StringRef s, llvm::StringRef &k, llvm::StringRef &v) {
 int main(int argc, char **argv) {
   llvm::InitLLVM init(argc, argv);
   cl::ParseCommandLineOptions(argc, argv, "Kiln ahead-of-time compiler\n");
-  static const char *phases[] = {"import", "graph",   "linalg",  "bufferize",
-                                 "llvm",   "llvm-ir", "artifact"};
+  static const char *phases[] = {"import", "graph",   "llm",     "linalg",
+                                 "bufferize", "llvm", "llvm-ir", "artifact"};
   if (!llvm::is_contained(phases, llvm::StringRef(compileTo)))
     return fail("unknown phase '" + compileTo + "'");
   if (targetOpt != "cpu")
@@ -145,7 +149,20 @@ int main(int argc, char **argv) {
 
   kiln::WeightStore weights;
   OwningOpRef<ModuleOp> module;
-  if (llvm::StringRef(inputPath).ends_with(".onnxtxt")) {
+  if (llvm::StringRef(inputPath).ends_with(".mlir")) {
+    // A module in the kiln dialect (tests, experiments); it cannot name
+    // weights, as no weight data comes with it.
+    module = parseSourceFile<ModuleOp>(inputPath, &context);
+    if (module) {
+      bool hasWeights = false;
+      module->walk([&](kiln::WeightOp op) {
+        op.emitError("a .mlir input cannot use kiln.weight (no data)");
+        hasWeights = true;
+      });
+      if (hasWeights)
+        return 1;
+    }
+  } else if (llvm::StringRef(inputPath).ends_with(".onnxtxt")) {
     auto text = llvm::MemoryBuffer::getFile(inputPath);
     if (!text)
       return fail("cannot read '" + inputPath + "': " + text.getError().message());
@@ -172,6 +189,18 @@ int main(int argc, char **argv) {
     return 1;
   progress("graph passes done");
   if (compileTo == "graph") {
+    module->print(llvm::outs());
+    return 0;
+  }
+
+  PassManager llm(&context);
+  llm.addPass(kiln::createRaiseAttention());
+  llm.addPass(createCanonicalizerPass());
+  llm.addPass(createCSEPass());
+  if (failed(llm.run(*module)))
+    return 1;
+  progress("llm passes done");
+  if (compileTo == "llm") {
     module->print(llvm::outs());
     return 0;
   }

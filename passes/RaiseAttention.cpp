@@ -1,0 +1,162 @@
+//===- RaiseAttention.cpp - kiln.attention and kiln.rms_norm from parts ---===//
+#include "dialects/kiln/KilnDialect.h"
+#include "passes/Passes.h"
+
+#include "mlir/IR/Matchers.h"
+#include "mlir/IR/PatternMatch.h"
+#include "mlir/Transforms/GreedyPatternRewriteDriver.h"
+
+namespace kiln {
+#define GEN_PASS_DEF_RAISEATTENTION
+#include "passes/Passes.h.inc"
+} // namespace kiln
+
+using namespace mlir;
+using namespace kiln;
+
+namespace {
+
+/// The value of a splat float constant of any shape with one element.
+std::optional<double> scalarConstant(Value v) {
+  auto c = v.getDefiningOp<ConstantOp>();
+  if (!c)
+    return std::nullopt;
+  auto attr = dyn_cast<DenseFPElementsAttr>(c.getValue());
+  if (!attr || !attr.isSplat() || attr.getNumElements() != 1)
+    return std::nullopt;
+  return attr.getSplatValue<APFloat>().convertToDouble();
+}
+
+int64_t rankOf(Value v) { return cast<RankedTensorType>(v.getType()).getRank(); }
+
+/// matmul(softmax(add?(mul|div?(matmul(q, kT), c), mask)), v)
+struct RaiseAttentionPattern : OpRewritePattern<MatMulOp> {
+  using OpRewritePattern::OpRewritePattern;
+  LogicalResult matchAndRewrite(MatMulOp pv,
+                                PatternRewriter &rewriter) const override {
+    auto softmax = pv.getLhs().getDefiningOp<SoftmaxOp>();
+    if (!softmax || !softmax->hasOneUse() || rankOf(pv.getLhs()) != 4 ||
+        softmax.getAxis() != 3)
+      return failure();
+    Value scores = softmax.getInput();
+    Value mask;
+    if (auto add = scores.getDefiningOp<AddOp>()) {
+      if (!add->hasOneUse())
+        return failure();
+      // The mask is whichever operand does not come from the q.k product.
+      Value l = add.getLhs(), r = add.getRhs();
+      bool lhsIsScores = l.getDefiningOp<MatMulOp>() || l.getDefiningOp<MulOp>() ||
+                         l.getDefiningOp<DivOp>();
+      scores = lhsIsScores ? l : r;
+      mask = lhsIsScores ? r : l;
+    }
+    double scale = 1.0;
+    if (auto mul = scores.getDefiningOp<MulOp>()) {
+      auto c = scalarConstant(mul.getRhs());
+      if (!c || !mul->hasOneUse())
+        return failure();
+      scale = *c;
+      scores = mul.getLhs();
+    } else if (auto div = scores.getDefiningOp<DivOp>()) {
+      auto c = scalarConstant(div.getRhs());
+      if (!c || *c == 0 || !div->hasOneUse())
+        return failure();
+      scale = 1.0 / *c;
+      scores = div.getLhs();
+    }
+    auto qk = scores.getDefiningOp<MatMulOp>();
+    if (!qk || !qk->hasOneUse() || rankOf(qk.getLhs()) != 4 ||
+        rankOf(qk.getRhs()) != 4 || rankOf(pv.getRhs()) != 4)
+      return failure();
+    if (mask && cast<RankedTensorType>(mask.getType()).getElementType() !=
+                    cast<RankedTensorType>(scores.getType()).getElementType())
+      return failure();
+    Location loc = pv.getLoc();
+    auto kT = cast<RankedTensorType>(qk.getRhs().getType());
+    auto kType = RankedTensorType::get(
+        {kT.getDimSize(0), kT.getDimSize(1), kT.getDimSize(3), kT.getDimSize(2)},
+        kT.getElementType());
+    Value k = TransposeOp::create(rewriter, loc, kType, qk.getRhs(),
+                                  ArrayRef<int64_t>{0, 1, 3, 2});
+    rewriter.replaceOpWithNewOp<AttentionOp>(
+        pv, pv.getType(), qk.getLhs(), k, pv.getRhs(), mask,
+        rewriter.getF32FloatAttr(static_cast<float>(scale)),
+        rewriter.getBoolAttr(false), rewriter.getI64IntegerAttr(0),
+        rewriter.getI64IntegerAttr(0));
+    return success();
+  }
+};
+
+/// x * reciprocal(sqrt(mean(x^2) + eps)) * w, or x / sqrt(...) * w.
+struct RaiseRmsNormPattern : OpRewritePattern<MulOp> {
+  using OpRewritePattern::OpRewritePattern;
+
+  /// The x of `x * (1 / sqrt(mean(x*x) + eps))`, and eps.
+  static std::optional<std::pair<Value, double>> normalized(Value v) {
+    Value x, denom;
+    if (auto div = v.getDefiningOp<DivOp>()) {
+      x = div.getLhs();
+      denom = div.getRhs();
+    } else if (auto mul = v.getDefiningOp<MulOp>()) {
+      for (auto [a, b] : {std::pair{mul.getLhs(), mul.getRhs()},
+                          std::pair{mul.getRhs(), mul.getLhs()}})
+        if (auto rec = b.getDefiningOp<ReciprocalOp>()) {
+          x = a;
+          denom = rec.getInput();
+        }
+    }
+    if (!x)
+      return std::nullopt;
+    auto sqrt = denom.getDefiningOp<SqrtOp>();
+    auto add = sqrt ? sqrt.getInput().getDefiningOp<AddOp>() : AddOp();
+    if (!add)
+      return std::nullopt;
+    auto eps = scalarConstant(add.getRhs());
+    auto mean = add.getLhs().getDefiningOp<ReduceMeanOp>();
+    int64_t rank = rankOf(x);
+    if (!eps || !mean || !mean.getKeepdims() || mean.getAxes().size() != 1 ||
+        mean.getAxes()[0] != rank - 1)
+      return std::nullopt;
+    Value sq = mean.getInput();
+    bool squares = false;
+    if (auto m = sq.getDefiningOp<MulOp>())
+      squares = m.getLhs() == x && m.getRhs() == x;
+    else if (auto p = sq.getDefiningOp<PowOp>())
+      squares = p.getLhs() == x && scalarConstant(p.getRhs()) == 2.0;
+    if (!squares)
+      return std::nullopt;
+    return std::make_pair(x, *eps);
+  }
+
+  LogicalResult matchAndRewrite(MulOp op,
+                                PatternRewriter &rewriter) const override {
+    for (auto [normed, weight] : {std::pair{op.getLhs(), op.getRhs()},
+                                  std::pair{op.getRhs(), op.getLhs()}}) {
+      auto found = normalized(normed);
+      if (!found || !normed.hasOneUse())
+        continue;
+      auto [x, eps] = *found;
+      auto wType = cast<RankedTensorType>(weight.getType());
+      int64_t last = cast<RankedTensorType>(x.getType()).getShape().back();
+      if (wType.getRank() != 1 || wType.getDimSize(0) != last ||
+          op.getType() != x.getType())
+        continue;
+      rewriter.replaceOpWithNewOp<RmsNormOp>(
+          op, op.getType(), x, weight,
+          rewriter.getF32FloatAttr(static_cast<float>(eps)));
+      return success();
+    }
+    return failure();
+  }
+};
+
+struct RaiseAttentionPass : kiln::impl::RaiseAttentionBase<RaiseAttentionPass> {
+  void runOnOperation() override {
+    RewritePatternSet patterns(&getContext());
+    patterns.add<RaiseAttentionPattern, RaiseRmsNormPattern>(&getContext());
+    if (failed(applyPatternsGreedily(getOperation(), std::move(patterns))))
+      signalPassFailure();
+  }
+};
+
+} // namespace
