@@ -23,6 +23,8 @@ run "runtime alone, ASan+UBSan, corruption sweep" \
 run "ONNX node tests (cpu)" \
   .venv/bin/python test/node/run_node_tests.py --build build \
     --expected test/node/expected_cpu.txt
+run "importer fuzzing (mutated models never crash)" \
+  .venv/bin/python test/fuzz/fuzz_importer.py --build build --iterations 300 --seed 1
 run "end-to-end models vs onnxruntime" \
   .venv/bin/python test/e2e/test_models.py --build build
 if [ $status -eq 0 ]; then echo "all test suites passed"; else echo "some test suites FAILED"; fi

@@ -465,6 +465,9 @@ FailureOr<Val> Importer::graphInput(const onnx::ValueInfoProto &vi) {
   for (int i = 0; i < tt.shape().dim_size(); ++i) {
     const auto &d = tt.shape().dim(i);
     if (d.has_dim_value()) {
+      if (d.dim_value() < 1)
+        return e() << "dim " << i << " is " << d.dim_value()
+                   << "; Kiln needs sizes >= 1";
       shape.push_back(d.dim_value());
       continue;
     }
@@ -474,6 +477,12 @@ FailureOr<Val> Importer::graphInput(const onnx::ValueInfoProto &vi) {
                  << "'); bind it with --dim " << d.dim_param() << "=N";
     shape.push_back(it->second);
   }
+  // Byte sizes must stay far from int64 overflow in every later phase.
+  double bytes = static_cast<double>(dtypeSize(tt.elem_type()));
+  for (int64_t d : shape)
+    bytes *= static_cast<double>(d);
+  if (bytes > static_cast<double>(int64_t(1) << 44))
+    return e() << "is " << shapeStr(shape) << ", over 16 TiB";
   Val v;
   v.dtype = tt.elem_type();
   v.shape = shape;
@@ -852,6 +861,8 @@ LogicalResult Importer::gemm(const onnx::NodeProto &n) {
   Val A = *a, B = *bb;
   if (A.shape.size() != 2 || B.shape.size() != 2)
     return err(n) << "A and B must be 2-D";
+  if (B.dtype != A.dtype || (c && c->dtype != A.dtype))
+    return err(n) << "A, B and C must have one dtype";
   int32_t dt = A.dtype;
   Value av = materialize(A, loc), bv = materialize(B, loc);
   Shape as = A.shape, bs = B.shape;
@@ -1171,6 +1182,18 @@ LogicalResult Importer::layerNorm(const onnx::NodeProto &n) {
     axis += rank;
   if (!isFloatDType(in.dtype))
     return err(n) << "needs a float input";
+  if (scale.dtype != in.dtype || (bias && bias->dtype != in.dtype))
+    return err(n) << "scale and bias must have the input's dtype";
+  Shape normalized(in.shape.begin() + axis, in.shape.end());
+  for (const Val *p : {static_cast<const Val *>(&scale), bias}) {
+    if (!p)
+      continue;
+    auto s = broadcastShapes({&normalized, &p->shape});
+    if (!s || *s != normalized)
+      return err(n) << "scale/bias " << shapeStr(p->shape)
+                    << " do not broadcast to the normalized dims "
+                    << shapeStr(normalized);
+  }
   float eps = attrFloat(n, "epsilon", 1e-5f);
   Location loc = nodeLoc(n);
   Value xv = materialize(in, loc), sv = materialize(scale, loc);
@@ -1324,6 +1347,8 @@ LogicalResult Importer::split(const onnx::NodeProto &n) {
   }
   if (sizes.empty()) {
     int64_t parts = attrInt(n, "num_outputs", outs);
+    if (parts <= 0)
+      return err(n) << "needs at least one output";
     int64_t chunk = (dim + parts - 1) / parts;
     for (int64_t i = 0; i < parts; ++i)
       sizes.push_back(std::min(chunk, dim - i * chunk));

@@ -131,8 +131,13 @@ int main(int argc, char **argv) {
     os << "kiln-compile: "
        << (diag.getSeverity() == DiagnosticSeverity::Error ? "error: "
                                                            : "note: ");
-    // Importer errors name the node in the message already.
-    os << diag.str() << "\n";
+    // Importer errors name the node in their message; errors from later
+    // phases get it from the op's location, which the importer set.
+    std::string msg = diag.str();
+    if (auto name = dyn_cast<NameLoc>(diag.getLocation());
+        name && !llvm::StringRef(msg).starts_with("node '"))
+      os << "node '" << name.getName().strref() << "': ";
+    os << msg << "\n";
     for (const Diagnostic &note : diag.getNotes())
       os << "  note: " << note.str() << "\n";
     return success();
