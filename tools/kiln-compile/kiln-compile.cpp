@@ -31,6 +31,7 @@
 #include "llvm/Support/raw_ostream.h"
 
 #include <chrono>
+#include <functional>
 
 using namespace mlir;
 namespace cl = llvm::cl;
@@ -193,28 +194,35 @@ int main(int argc, char **argv) {
     return 0;
   }
 
-  PassManager graph(&context);
-  graph.addPass(createCanonicalizerPass());
-  graph.addPass(createCSEPass());
-  graph.addPass(createSymbolDCEPass());
-  if (failed(graph.run(*module)))
-    return 1;
-  progress("graph passes done");
-  if (compileTo == "graph") {
-    module->print(llvm::outs());
-    return 0;
-  }
-
-  PassManager llm(&context);
-  llm.addPass(kiln::createRaiseAttention());
-  llm.addPass(createCanonicalizerPass());
-  llm.addPass(createCSEPass());
-  if (failed(llm.run(*module)))
-    return 1;
-  progress("llm passes done");
-  if (compileTo == "llm") {
-    module->print(llvm::outs());
-    return 0;
+  // The target-independent phases; each may be where the user stops.
+  struct Phase {
+    const char *name;
+    std::function<void(PassManager &)> add;
+  };
+  Phase phasesBeforeTarget[] = {
+      {"graph",
+       [](PassManager &pm) {
+         pm.addPass(createCanonicalizerPass());
+         pm.addPass(createCSEPass());
+         pm.addPass(createSymbolDCEPass());
+       }},
+      {"llm",
+       [](PassManager &pm) {
+         pm.addPass(kiln::createRaiseAttention());
+         pm.addPass(createCanonicalizerPass());
+         pm.addPass(createCSEPass());
+       }},
+  };
+  for (const Phase &phase : phasesBeforeTarget) {
+    PassManager pm(&context);
+    phase.add(pm);
+    if (failed(pm.run(*module)))
+      return 1;
+    progress((std::string(phase.name) + " passes done").c_str());
+    if (compileTo == phase.name) {
+      module->print(llvm::outs());
+      return 0;
+    }
   }
 
   kiln::CpuTargetOptions cpuOptions;
