@@ -45,15 +45,54 @@ struct OutlineParallelLoopsPass
           loops.push_back(loop);
       });
       unsigned counter = 0;
+      Scratch scratch;
+      scratch.entry = &func.getBody().front();
       for (scf::ParallelOp loop : loops)
-        if (failed(outline(module, func, loop, env, converter, counter)))
+        if (failed(outline(module, func, loop, env, converter, counter, scratch)))
           return signalPassFailure();
     }
   }
 
+  /// Stack slots for packing captures, made once at the function's entry and
+  /// reused by every call (each call returns before the next one packs): a
+  /// large model would otherwise carry thousands of allocas in one block,
+  /// which LLVM's InstCombine and code generation handle in quadratic time.
+  struct Scratch {
+    Block *entry;
+    SmallVector<Value> arrays;                 // by capture count
+    llvm::DenseMap<Type, SmallVector<Value>> slots; // by lowered type
+    Value array(OpBuilder &b, Location loc, size_t n) {
+      n = std::max<size_t>(n, 1);
+      OpBuilder::InsertionGuard g(b);
+      b.setInsertionPointToStart(entry);
+      auto ptr = LLVM::LLVMPointerType::get(b.getContext());
+      Value one = LLVM::ConstantOp::create(b, loc, b.getI64Type(),
+                                           b.getI64IntegerAttr(1));
+      if (arrays.size() <= n)
+        arrays.resize(n + 1);
+      if (!arrays[n])
+        arrays[n] = LLVM::AllocaOp::create(
+            b, loc, ptr, LLVM::LLVMArrayType::get(ptr, n), one);
+      return arrays[n];
+    }
+    Value slot(OpBuilder &b, Location loc, Type t, unsigned index) {
+      SmallVector<Value> &pool = slots[t];
+      if (pool.size() <= index) {
+        OpBuilder::InsertionGuard g(b);
+        b.setInsertionPointToStart(entry);
+        Value one = LLVM::ConstantOp::create(b, loc, b.getI64Type(),
+                                             b.getI64IntegerAttr(1));
+        pool.push_back(LLVM::AllocaOp::create(
+            b, loc, LLVM::LLVMPointerType::get(b.getContext()), t, one));
+      }
+      return pool[index];
+    }
+  };
+
   LogicalResult outline(ModuleOp module, func::FuncOp func,
                         scf::ParallelOp loop, Value env,
-                        LLVMTypeConverter &converter, unsigned &counter) {
+                        LLVMTypeConverter &converter, unsigned &counter,
+                        Scratch &scratch) {
     MLIRContext *ctx = &getContext();
     Location loc = loop.getLoc();
     auto ptrType = LLVM::LLVMPointerType::get(ctx);
@@ -140,13 +179,12 @@ struct OutlineParallelLoopsPass
 
     // The call site: pack the captures, call env->parallel_for.
     b.setInsertionPoint(loop);
-    Value one = LLVM::ConstantOp::create(b, loc, i64, b.getI64IntegerAttr(1));
-    auto arrayType = LLVM::LLVMArrayType::get(ptrType, std::max<size_t>(captures.size(), 1));
-    Value array = LLVM::AllocaOp::create(b, loc, ptrType, arrayType, one);
+    Value array = scratch.array(b, loc, captures.size());
+    llvm::DenseMap<Type, unsigned> used;
     for (auto [i, v] : llvm::enumerate(captures)) {
       Value lowered =
           UnrealizedConversionCastOp::create(b, loc, llvmTypes[i], v).getResult(0);
-      Value storage = LLVM::AllocaOp::create(b, loc, ptrType, llvmTypes[i], one);
+      Value storage = scratch.slot(b, loc, llvmTypes[i], used[llvmTypes[i]]++);
       LLVM::StoreOp::create(b, loc, lowered, storage);
       Value slot = LLVM::GEPOp::create(b, loc, ptrType, ptrType, array,
                                        ArrayRef<LLVM::GEPArg>{int32_t(i)});

@@ -49,3 +49,31 @@ func.func @single(%a: memref<1x1xf32>) {
   }
   return
 }
+
+// -----
+
+// Two loops share the entry block's stack slots for their captures.
+// CHECK-LABEL: func.func @two_loops
+// CHECK-DAG: llvm.alloca %{{.+}} x !llvm.array<1 x ptr>
+// CHECK-DAG: llvm.alloca %{{.+}} x !llvm.struct
+// CHECK-NOT: llvm.alloca
+// CHECK: llvm.call
+// CHECK-NOT: llvm.alloca
+// CHECK: llvm.call
+func.func @two_loops(%a: memref<8xf32>) {
+  %c0 = arith.constant 0 : index
+  %c1 = arith.constant 1 : index
+  %c8 = arith.constant 8 : index
+  %one = arith.constant 1.0 : f32
+  scf.parallel (%i) = (%c0) to (%c8) step (%c1) {
+    memref.store %one, %a[%i] : memref<8xf32>
+    scf.reduce
+  }
+  scf.parallel (%i) = (%c0) to (%c8) step (%c1) {
+    %x = memref.load %a[%i] : memref<8xf32>
+    %y = arith.addf %x, %x : f32
+    memref.store %y, %a[%i] : memref<8xf32>
+    scf.reduce
+  }
+  return
+}
