@@ -221,6 +221,15 @@ private:
   }
 
   LogicalResult importNode(const onnx::NodeProto &n);
+  /// Maps a possibly negative ONNX axis into [0, rank); an error otherwise.
+  LogicalResult normalizeAxis(const onnx::NodeProto &n, int64_t &axis,
+                              int64_t rank) {
+    if (axis < -rank || axis >= rank)
+      return err(n) << "axis " << axis << " out of range for rank " << rank;
+    if (axis < 0)
+      axis += rank;
+    return success();
+  }
   LogicalResult define(const onnx::NodeProto &n, int i, Val v) {
     // Empty compile-time values (e.g. an empty axes list) are fine; empty
     // run-time tensors are not supported yet.
@@ -963,10 +972,8 @@ Importer::reduceAxes(const onnx::NodeProto &n, StringRef kind, int64_t rank,
       axes.push_back(i);
   }
   for (int64_t &a : axes) {
-    if (a < -rank || a >= rank)
-      return err(n) << "axis " << a << " out of range for rank " << rank;
-    if (a < 0)
-      a += rank;
+    if (failed(normalizeAxis(n, a, rank)))
+      return failure();
   }
   llvm::sort(axes);
   axes.erase(std::unique(axes.begin(), axes.end()), axes.end());
@@ -1034,10 +1041,8 @@ LogicalResult Importer::argReduce(const onnx::NodeProto &n, bool isMax) {
   Val in = *x;
   int64_t rank = in.shape.size();
   int64_t axis = attrInt(n, "axis", 0);
-  if (axis < -rank || axis >= rank)
-    return err(n) << "axis " << axis << " out of range for rank " << rank;
-  if (axis < 0)
-    axis += rank;
+  if (failed(normalizeAxis(n, axis, rank)))
+    return failure();
   bool keep = attrInt(n, "keepdims", 1);
   Shape os;
   for (int64_t i = 0; i < rank; ++i)
@@ -1065,10 +1070,8 @@ LogicalResult Importer::gatherElements(const onnx::NodeProto &n) {
   if (idx.dtype != kInt64 && idx.dtype != kInt32)
     return err(n) << "indices must be int32 or int64";
   int64_t axis = attrInt(n, "axis", 0);
-  if (axis < -rank || axis >= rank)
-    return err(n) << "axis " << axis << " out of range for rank " << rank;
-  if (axis < 0)
-    axis += rank;
+  if (failed(normalizeAxis(n, axis, rank)))
+    return failure();
   if (idx.host)
     for (int64_t i = 0; i < idx.numel(); ++i) {
       int64_t k = idx.host->getI(i);
@@ -1143,10 +1146,8 @@ LogicalResult Importer::softmax(const onnx::NodeProto &n, bool log) {
   if (!isFloatDType(in.dtype))
     return err(n) << "needs a float input";
   int64_t axis = attrInt(n, "axis", opset < 13 ? 1 : -1);
-  if (axis < -rank || axis >= rank)
-    return err(n) << "axis " << axis << " out of range for rank " << rank;
-  if (axis < 0)
-    axis += rank;
+  if (failed(normalizeAxis(n, axis, rank)))
+    return failure();
   Location loc = nodeLoc(n);
   Value v = materialize(in, loc);
   Shape work = in.shape;
@@ -1175,10 +1176,8 @@ LogicalResult Importer::layerNorm(const onnx::NodeProto &n) {
   Val in = *x, scale = *s;
   int64_t rank = in.shape.size();
   int64_t axis = attrInt(n, "axis", -1);
-  if (axis < -rank || axis >= rank)
-    return err(n) << "axis " << axis << " out of range for rank " << rank;
-  if (axis < 0)
-    axis += rank;
+  if (failed(normalizeAxis(n, axis, rank)))
+    return failure();
   if (!isFloatDType(in.dtype))
     return err(n) << "needs a float input";
   if (scale.dtype != in.dtype || (bias && bias->dtype != in.dtype))
@@ -1292,10 +1291,8 @@ LogicalResult Importer::slice(const onnx::NodeProto &n) {
   Shape fullStarts(rank, 0), fullSteps(rank, 1), outShape = in.shape;
   for (size_t i = 0; i < axes.size(); ++i) {
     int64_t a = axes[i];
-    if (a < -rank || a >= rank)
-      return err(n) << "axis " << a << " out of range for rank " << rank;
-    if (a < 0)
-      a += rank;
+    if (failed(normalizeAxis(n, a, rank)))
+      return failure();
     int64_t dim = in.shape[a], step = steps[i];
     if (step == 0)
       return err(n) << "step is 0";
@@ -1329,10 +1326,8 @@ LogicalResult Importer::split(const onnx::NodeProto &n) {
   Val in = *x;
   int64_t rank = in.shape.size();
   int64_t axis = attrInt(n, "axis", 0);
-  if (axis < -rank || axis >= rank)
-    return err(n) << "axis " << axis << " out of range for rank " << rank;
-  if (axis < 0)
-    axis += rank;
+  if (failed(normalizeAxis(n, axis, rank)))
+    return failure();
   int64_t dim = in.shape[axis];
   int outs = n.output_size();
   std::vector<int64_t> sizes;
@@ -1381,10 +1376,8 @@ LogicalResult Importer::gather(const onnx::NodeProto &n) {
     return err(n) << "indices must be int32 or int64";
   int64_t rank = in.shape.size();
   int64_t axis = attrInt(n, "axis", 0);
-  if (axis < -rank || axis >= rank)
-    return err(n) << "axis " << axis << " out of range for rank " << rank;
-  if (axis < 0)
-    axis += rank;
+  if (failed(normalizeAxis(n, axis, rank)))
+    return failure();
   Shape os(in.shape.begin(), in.shape.begin() + axis);
   os.insert(os.end(), idx.shape.begin(), idx.shape.end());
   os.insert(os.end(), in.shape.begin() + axis + 1, in.shape.end());
@@ -1432,10 +1425,8 @@ LogicalResult Importer::concat(const onnx::NodeProto &n) {
     return err(n) << "needs inputs";
   int64_t rank = ins[0].shape.size();
   int64_t axis = attrInt(n, "axis", 0);
-  if (axis < -rank || axis >= rank)
-    return err(n) << "axis " << axis << " out of range for rank " << rank;
-  if (axis < 0)
-    axis += rank;
+  if (failed(normalizeAxis(n, axis, rank)))
+    return failure();
   Shape os = ins[0].shape;
   os[axis] = 0;
   for (auto &v : ins) {
