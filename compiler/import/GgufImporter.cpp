@@ -32,6 +32,17 @@ namespace {
 
 using Shape = SmallVector<int64_t>;
 
+/// `m` [rows, cols] row-major as [cols, rows]: GGUF stores projections as
+/// [out, in], the matmul reads [in, out] along its contiguous n.
+std::vector<float> transposed(const std::vector<float> &m, int64_t rows,
+                              int64_t cols) {
+  std::vector<float> t(m.size());
+  for (int64_t r = 0; r < rows; ++r)
+    for (int64_t c = 0; c < cols; ++c)
+      t[c * rows + r] = m[r * cols + c];
+  return t;
+}
+
 class LlamaBuilder {
 public:
   LlamaBuilder(const gguf::File &file, MLIRContext &ctx, WeightStore &store,
@@ -182,12 +193,7 @@ FailureOr<Value> LlamaBuilder::linear(Value x, StringRef name, int64_t in,
   auto w = dequantize(*t);
   if (failed(w))
     return failure();
-  // [out, in] row-major -> [in, out], the layout the matmul reads along n.
-  std::vector<float> wt(w->size());
-  for (int64_t o = 0; o < out; ++o)
-    for (int64_t i = 0; i < in; ++i)
-      wt[i * out + o] = (*w)[o * in + i];
-  Value wv = weight(name, std::move(wt), {in, out});
+  Value wv = weight(name, transposed(*w, out, in), {in, out});
   int64_t rows = cast<RankedTensorType>(x.getType()).getDimSize(0);
   return MatMulOp::create(b, loc, f32({rows, out}), x, wv).getResult();
 }
@@ -302,8 +308,8 @@ OwningOpRef<ModuleOp> LlamaBuilder::build() {
   auto table = dequantize(*embd);
   if (failed(table))
     return nullptr;
-  std::vector<float> embCopy = *table; // also the tied output projection
-  Value emb = weight("token_embd.weight", std::move(*table), {vocab, dModel});
+  const std::vector<float> &embTable = *table; // also the tied output head
+  Value emb = weight("token_embd.weight", embTable, {vocab, dModel});
   Value x = GatherOp::create(b, loc, f32({1, seq, dModel}), emb,
                              entry->getArgument(0), b.getI64IntegerAttr(0))
                 .getResult();
@@ -369,11 +375,8 @@ OwningOpRef<ModuleOp> LlamaBuilder::build() {
     logits = *o;
   } else {
     // Tied embeddings: the output projection is the embedding table.
-    std::vector<float> t(embCopy.size());
-    for (int64_t r = 0; r < vocab; ++r)
-      for (int64_t c = 0; c < dModel; ++c)
-        t[c * vocab + r] = embCopy[r * dModel + c];
-    Value w = weight("output.tied", std::move(t), {dModel, vocab});
+    Value w = weight("output.tied", transposed(embTable, vocab, dModel),
+                     {dModel, vocab});
     logits = MatMulOp::create(b, loc, f32({seq, vocab}), h2, w);
   }
   Value out = ReshapeOp::create(b, loc, logitsType, logits);
