@@ -414,7 +414,6 @@ Value Importer::materialize(Val &v, Location loc) {
   for (int64_t i = 1; splat && i < n; ++i)
     splat = isFloatDType(h.dtype) ? h.getF(i) == h.getF(0)
                                   : h.getI(i) == h.getI(0);
-  OpBuilder::InsertionGuard g(b);
   if (n <= kMaxInlineElements || splat) {
     DenseElementsAttr attr;
     Type et = type.getElementType();
