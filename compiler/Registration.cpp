@@ -1,5 +1,6 @@
 //===- Registration.cpp - Dialects and passes the tools know --------------===//
 #include "compiler/Registration.h"
+#include "dialects/kiln/BufferizableOpInterfaceImpl.h"
 #include "dialects/kiln/KilnDialect.h"
 #include "passes/Passes.h"
 
@@ -13,6 +14,7 @@ void registerAllKilnDialects(mlir::DialectRegistry &registry) {
   registry.insert<KilnDialect>();
   mlir::registerAllDialects(registry);
   mlir::registerAllExtensions(registry);
+  registerBufferizableOpInterfaceExternalModels(registry);
 }
 
 void registerAllKilnPasses() {

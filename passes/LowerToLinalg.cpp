@@ -1189,7 +1189,10 @@ struct LowerToLinalgPass
       return signalPassFailure();
     // A pattern that declined has already said why at the op.
     WalkResult left = getOperation().walk([](Operation *op) {
-      if (isa<KilnDialect>(op->getDialect()) && !isa<WeightOp>(op))
+      // Weights become arguments; the paged-cache ops lower while
+      // bufferizing (dialects/kiln/BufferizableOpInterfaceImpl.cpp).
+      if (isa<KilnDialect>(op->getDialect()) &&
+          !isa<WeightOp, KvStoreOp, PagedAttentionOp>(op))
         return WalkResult::interrupt();
       return WalkResult::advance();
     });

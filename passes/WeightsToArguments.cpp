@@ -48,7 +48,8 @@ struct WeightsToArgumentsPass
       // Inputs belong to the caller and weights are mapped read-only:
       // bufferization must never write into an argument.
       for (unsigned i = 0; i < func.getNumArguments(); ++i)
-        func.setArgAttr(i, "bufferization.writable",
+        if (isa<TensorType>(func.getArgument(i).getType()))
+          func.setArgAttr(i, "bufferization.writable",
                         BoolAttr::get(&getContext(), false));
     }
   }

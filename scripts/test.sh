@@ -30,9 +30,9 @@ run "GGUF reader fuzzing (libFuzzer, ASan+UBSan, 20 s)" \
 run "end-to-end models vs onnxruntime" \
   .venv/bin/python test/e2e/test_models.py --build build
 smol=$(.venv/bin/python test/gguf/gguf_tool.py smollm2-path)
-smol_kiln=build/smollm2-seq16.kiln
-run "SmolLM2-135M GGUF (real weights) vs transformers" bash -c \
-  "build/bin/kiln-compile '$smol' -o $smol_kiln --dim seq=16 --quiet &&
-   .venv/bin/python test/gguf/check_smollm2.py $smol_kiln --build build"
+smol_kiln=build/smollm2.kiln
+run "SmolLM2-135M GGUF (real weights): prefill logits and greedy tokens vs transformers" bash -c \
+  "build/bin/kiln-compile '$smol' -o $smol_kiln --max-context=256 --prefill-chunk=16 --quiet &&
+   .venv/bin/python test/gguf/check_generate.py $smol_kiln --refs smollm2 --build build"
 if [ $status -eq 0 ]; then echo "all test suites passed"; else echo "some test suites FAILED"; fi
 exit $status

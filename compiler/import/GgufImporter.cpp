@@ -7,6 +7,13 @@
 // attention -> output projection -> residual -> RMSNorm -> SwiGLU MLP ->
 // residual, then the final norm and the (possibly tied) output projection.
 //
+// Two forms: `main(input_ids[1, seq])` returns the logits of every position
+// (a whole-sequence forward, for numerics checks), and the LLM form returns
+// `prefill` (a chunk of tokens) and `decode` (one token) functions whose
+// keys and values live in the runtime's paged cache (kiln.kv_store,
+// kiln.paged_attention) and which return the logits of the last real
+// token only.
+//
 // RoPE follows GGUF's layout: llama.cpp's converter permutes the q and k
 // rows of each head so that rotated pairs are adjacent, (2i, 2i+1), with
 // frequency base^(-2i/d); the same pairs are (i, i + d/2) in the original
@@ -46,8 +53,9 @@ std::vector<float> transposed(const std::vector<float> &m, int64_t rows,
 class LlamaBuilder {
 public:
   LlamaBuilder(const gguf::File &file, MLIRContext &ctx, WeightStore &store,
-               Location loc, int64_t seq)
-      : file(file), ctx(ctx), store(store), b(&ctx), loc(loc), seq(seq) {}
+               Location loc, const GgufImportOptions &options)
+      : file(file), ctx(ctx), store(store), b(&ctx), loc(loc),
+        options(options) {}
 
   OwningOpRef<ModuleOp> build();
 
@@ -63,6 +71,16 @@ private:
   FailureOr<std::vector<float>> dequantize(const gguf::TensorInfo &t);
   /// Registers `data` under `name` and returns a kiln.weight of `shape`.
   Value weight(StringRef name, std::vector<float> data, ArrayRef<int64_t> shape);
+  /// A kiln.weight of an already registered name.
+  Value weight(StringRef name, ArrayRef<int64_t> shape) {
+    return WeightOp::create(b, loc, f32(shape), b.getStringAttr(name))
+        .getResult();
+  }
+  LogicalResult readHyperparameters();
+  /// The forward pass over `seq` tokens as function `name`; `cached`: the
+  /// LLM form over the paged cache.
+  LogicalResult buildFunction(ModuleOp module, StringRef name, int64_t seq,
+                              bool cached);
   Value scalar(float v) {
     auto t = f32({});
     return ConstantOp::create(b, loc, t,
@@ -72,18 +90,24 @@ private:
   /// x[rows, in] @ W^T for W a [out, in] GGUF matrix.
   FailureOr<Value> linear(Value x, StringRef name, int64_t in, int64_t out);
   FailureOr<Value> norm(Value x, StringRef name);
-  /// RoPE on x[1, heads, seq, headDim] in GGUF's adjacent-pair layout.
-  Value rope(Value x, int64_t heads);
+  /// RoPE on x[1, heads, seq, headDim] in GGUF's adjacent-pair layout, at
+  /// the positions `positions` ([1, seq] i64).
+  Value rope(Value x, int64_t heads, Value positions);
 
   const gguf::File &file;
   MLIRContext &ctx;
   WeightStore &store;
   OpBuilder b;
   Location loc;
-  int64_t seq;
-  int64_t dModel = 0, heads = 0, kvHeads = 0, headDim = 0, ffn = 0, vocab = 0;
+  const GgufImportOptions &options;
+  int64_t layers = 0, dModel = 0, heads = 0, kvHeads = 0, headDim = 0,
+          ffn = 0, vocab = 0;
   double eps = 1e-5, ropeBase = 10000;
-  Value ropeCos, ropeSin;
+  /// Rows of the RoPE tables: the largest position a function can see.
+  int64_t ropeRows = 0;
+  /// The paged cache argument's type in the LLM form.
+  MemRefType cacheType;
+  int64_t tableLen = 0;
 };
 
 FailureOr<int64_t> LlamaBuilder::intKey(StringRef key) {
@@ -178,7 +202,7 @@ Value LlamaBuilder::weight(StringRef name, std::vector<float> data,
   std::vector<char> bytes(data.size() * 4);
   std::memcpy(bytes.data(), data.data(), bytes.size());
   store.addOwned(name, std::move(bytes));
-  return WeightOp::create(b, loc, f32(shape), b.getStringAttr(name)).getResult();
+  return weight(name, shape);
 }
 
 FailureOr<Value> LlamaBuilder::linear(Value x, StringRef name, int64_t in,
@@ -190,10 +214,15 @@ FailureOr<Value> LlamaBuilder::linear(Value x, StringRef name, int64_t in,
       t->dims[1] != static_cast<uint64_t>(out))
     return err() << "tensor '" << name << "' is not [" << in << ", " << out
                  << "] (ggml order)";
-  auto w = dequantize(*t);
-  if (failed(w))
-    return failure();
-  Value wv = weight(name, transposed(*w, out, in), {in, out});
+  Value wv;
+  if (store.contains(name)) {
+    wv = weight(name, {in, out});
+  } else {
+    auto w = dequantize(*t);
+    if (failed(w))
+      return failure();
+    wv = weight(name, transposed(*w, out, in), {in, out});
+  }
   int64_t rows = cast<RankedTensorType>(x.getType()).getDimSize(0);
   return MatMulOp::create(b, loc, f32({rows, out}), x, wv).getResult();
 }
@@ -203,33 +232,47 @@ FailureOr<Value> LlamaBuilder::norm(Value x, StringRef name) {
   if (!t || t->dims.size() != 1 || t->dims[0] != static_cast<uint64_t>(dModel))
     return err() << "GGUF file lacks a [" << dModel << "] tensor '" << name
                  << "'";
-  auto w = dequantize(*t);
-  if (failed(w))
-    return failure();
-  Value wv = weight(name, std::move(*w), {dModel});
+  Value wv;
+  if (store.contains(name)) {
+    wv = weight(name, {dModel});
+  } else {
+    auto w = dequantize(*t);
+    if (failed(w))
+      return failure();
+    wv = weight(name, std::move(*w), {dModel});
+  }
   return RmsNormOp::create(b, loc, x.getType(), x, wv,
                            b.getF32FloatAttr(static_cast<float>(eps)))
       .getResult();
 }
 
-Value LlamaBuilder::rope(Value x, int64_t h) {
+Value LlamaBuilder::rope(Value x, int64_t h, Value positions) {
   int64_t half = headDim / 2;
-  if (!ropeCos) {
+  int64_t seq = cast<RankedTensorType>(x.getType()).getDimSize(2);
+  if (!store.contains("rope.cos")) {
     // As the source model computes them, in f32.
-    std::vector<float> c(seq * half), s(seq * half);
+    std::vector<float> c(ropeRows * half), s(ropeRows * half);
     for (int64_t i = 0; i < half; ++i) {
       float invFreq = 1.0f / std::pow(static_cast<float>(ropeBase),
                                       static_cast<float>(2 * i) /
                                           static_cast<float>(headDim));
-      for (int64_t pos = 0; pos < seq; ++pos) {
+      for (int64_t pos = 0; pos < ropeRows; ++pos) {
         float angle = static_cast<float>(pos) * invFreq;
         c[pos * half + i] = std::cos(angle);
         s[pos * half + i] = std::sin(angle);
       }
     }
-    ropeCos = weight("rope.cos", std::move(c), {seq, half, 1});
-    ropeSin = weight("rope.sin", std::move(s), {seq, half, 1});
+    weight("rope.cos", std::move(c), {ropeRows, half, 1});
+    weight("rope.sin", std::move(s), {ropeRows, half, 1});
   }
+  // Rows at the tokens' positions: [1, seq, half, 1] -> [seq, half, 1].
+  auto table = [&](StringRef name) {
+    Value t = weight(name, {ropeRows, half, 1});
+    Value g = GatherOp::create(b, loc, f32({1, seq, half, 1}), t, positions,
+                               b.getI64IntegerAttr(0));
+    return ReshapeOp::create(b, loc, f32({seq, half, 1}), g).getResult();
+  };
+  Value ropeCos = table("rope.cos"), ropeSin = table("rope.sin");
   auto pairs = f32({1, h, seq, half, 2});
   auto lane = f32({1, h, seq, half, 1});
   Value p = ReshapeOp::create(b, loc, pairs, x);
@@ -247,7 +290,7 @@ Value LlamaBuilder::rope(Value x, int64_t h) {
   return ReshapeOp::create(b, loc, x.getType(), r);
 }
 
-OwningOpRef<ModuleOp> LlamaBuilder::build() {
+LogicalResult LlamaBuilder::readHyperparameters() {
   auto need = [&](StringRef key, int64_t &out) {
     auto v = intKey(key);
     if (failed(v))
@@ -255,135 +298,229 @@ OwningOpRef<ModuleOp> LlamaBuilder::build() {
     out = *v;
     return true;
   };
-  int64_t layers = 0;
   if (!need("llama.block_count", layers) ||
       !need("llama.embedding_length", dModel) ||
       !need("llama.attention.head_count", heads) ||
       !need("llama.feed_forward_length", ffn))
-    return nullptr;
+    return failure();
   kvHeads = heads;
   if (file.find("llama.attention.head_count_kv") &&
       !need("llama.attention.head_count_kv", kvHeads))
-    return nullptr;
-  if (auto e = floatKey("llama.attention.layer_norm_rms_epsilon");
-      succeeded(e))
-    eps = *e;
-  else
-    return nullptr;
+    return failure();
+  auto e = floatKey("llama.attention.layer_norm_rms_epsilon");
+  if (failed(e))
+    return failure();
+  eps = *e;
   if (file.find("llama.rope.freq_base")) {
     auto r = floatKey("llama.rope.freq_base");
     if (failed(r))
-      return nullptr;
+      return failure();
     ropeBase = *r;
   }
   if (heads <= 0 || kvHeads <= 0 || heads % kvHeads || dModel % heads ||
-      layers <= 0 || ffn <= 0) {
-    err() << "inconsistent llama hyperparameters (heads " << heads
-          << ", kv heads " << kvHeads << ", width " << dModel << ")";
-    return nullptr;
-  }
+      layers <= 0 || ffn <= 0)
+    return err() << "inconsistent llama hyperparameters (heads " << heads
+                 << ", kv heads " << kvHeads << ", width " << dModel << ")";
   headDim = dModel / heads;
-  if (headDim % 2) {
-    err() << "head dim " << headDim << " is odd; RoPE needs pairs";
-    return nullptr;
-  }
+  if (headDim % 2)
+    return err() << "head dim " << headDim << " is odd; RoPE needs pairs";
   const gguf::TensorInfo *embd = tensor("token_embd.weight");
   if (!embd || embd->dims.size() != 2 ||
-      embd->dims[0] != static_cast<uint64_t>(dModel)) {
-    err() << "GGUF file lacks a [" << dModel << ", vocab] token_embd.weight";
-    return nullptr;
-  }
+      embd->dims[0] != static_cast<uint64_t>(dModel))
+    return err() << "GGUF file lacks a [" << dModel
+                 << ", vocab] token_embd.weight";
   vocab = static_cast<int64_t>(embd->dims[1]);
-  int64_t kvDim = kvHeads * headDim;
+  return success();
+}
 
-  OwningOpRef<ModuleOp> module = ModuleOp::create(loc);
-  auto idsType = RankedTensorType::get({1, seq}, b.getI64Type());
-  auto logitsType = f32({1, seq, vocab});
-  auto func = func::FuncOp::create(loc, "main",
-                                   b.getFunctionType({idsType}, {logitsType}));
-  module->push_back(func);
+LogicalResult LlamaBuilder::buildFunction(ModuleOp module, StringRef name,
+                                          int64_t seq, bool cached) {
+  int64_t kvDim = kvHeads * headDim;
+  auto i64 = b.getI64Type();
+  auto idsType = RankedTensorType::get({1, seq}, i64);
+  SmallVector<Type> argTypes = {idsType};
+  SmallVector<Attribute> argNames = {b.getStringAttr("tokens")};
+  if (cached) {
+    argTypes.append({idsType, RankedTensorType::get({tableLen}, b.getI32Type()),
+                     RankedTensorType::get({2}, i64), cacheType});
+    for (StringRef n : {"positions", "block_table", "step"})
+      argNames.push_back(b.getStringAttr(n));
+  }
+  // The LLM form returns the last real token's logits only.
+  int64_t outRows = cached ? 1 : seq;
+  auto logitsType = cached ? f32({1, vocab}) : f32({1, seq, vocab});
+  b.setInsertionPointToEnd(module.getBody());
+  auto func = func::FuncOp::create(b, loc, name,
+                                   b.getFunctionType(argTypes, {logitsType}));
   Block *entry = func.addEntryBlock();
   b.setInsertionPointToStart(entry);
+  Value tokens = entry->getArgument(0), positions, table, step, cache;
+  if (cached) {
+    positions = entry->getArgument(1);
+    table = entry->getArgument(2);
+    step = entry->getArgument(3);
+    cache = entry->getArgument(4);
+  } else {
+    SmallVector<int64_t> iota(seq);
+    for (int64_t i = 0; i < seq; ++i)
+      iota[i] = i;
+    positions = ConstantOp::create(
+        b, loc, idsType, DenseElementsAttr::get(idsType, ArrayRef(iota)));
+  }
 
-  auto table = dequantize(*embd);
-  if (failed(table))
-    return nullptr;
-  const std::vector<float> &embTable = *table; // also the tied output head
-  Value emb = weight("token_embd.weight", embTable, {vocab, dModel});
-  Value x = GatherOp::create(b, loc, f32({1, seq, dModel}), emb,
-                             entry->getArgument(0), b.getI64IntegerAttr(0))
+  const gguf::TensorInfo *embd = tensor("token_embd.weight");
+  Value emb;
+  if (store.contains("token_embd.weight")) {
+    emb = weight("token_embd.weight", {vocab, dModel});
+  } else {
+    auto table = dequantize(*embd);
+    if (failed(table))
+      return failure();
+    emb = weight("token_embd.weight", std::move(*table), {vocab, dModel});
+  }
+  Value x = GatherOp::create(b, loc, f32({1, seq, dModel}), emb, tokens,
+                             b.getI64IntegerAttr(0))
                 .getResult();
   auto flat = f32({seq, dModel});
   for (int64_t l = 0; l < layers; ++l) {
     std::string p = "blk." + std::to_string(l) + ".";
     auto h = norm(x, p + "attn_norm.weight");
     if (failed(h))
-      return nullptr;
+      return failure();
     Value h2 = ReshapeOp::create(b, loc, flat, *h);
     auto q = linear(h2, p + "attn_q.weight", dModel, dModel);
     auto k = linear(h2, p + "attn_k.weight", dModel, kvDim);
     auto v = linear(h2, p + "attn_v.weight", dModel, kvDim);
     if (failed(q) || failed(k) || failed(v))
-      return nullptr;
+      return failure();
     auto heads4 = [&](Value t, int64_t n) {
       Value r = ReshapeOp::create(b, loc, f32({1, seq, n, headDim}), t);
       return TransposeOp::create(b, loc, f32({1, n, seq, headDim}), r,
                                  ArrayRef<int64_t>{0, 2, 1, 3})
           .getResult();
     };
-    Value qh = rope(heads4(*q, heads), heads);
-    Value kh = rope(heads4(*k, kvHeads), kvHeads);
+    Value qh = rope(heads4(*q, heads), heads, positions);
+    Value kh = rope(heads4(*k, kvHeads), kvHeads, positions);
     Value vh = heads4(*v, kvHeads);
-    Value a = AttentionOp::create(
-        b, loc, f32({1, heads, seq, headDim}), qh, kh, vh, Value(),
-        b.getF32FloatAttr(1.0f / std::sqrt(static_cast<float>(headDim))),
-        b.getBoolAttr(true), b.getI64IntegerAttr(0), b.getI64IntegerAttr(0));
+    auto scale =
+        b.getF32FloatAttr(1.0f / std::sqrt(static_cast<float>(headDim)));
+    Value a;
+    if (cached) {
+      KvStoreOp::create(b, loc, cache, kh, vh, table, step,
+                        b.getI64IntegerAttr(l));
+      a = PagedAttentionOp::create(b, loc, qh.getType(), qh, cache, table,
+                                   step, b.getI64IntegerAttr(l), scale,
+                                   b.getI64IntegerAttr(0),
+                                   b.getI64IntegerAttr(0));
+    } else {
+      a = AttentionOp::create(b, loc, f32({1, heads, seq, headDim}), qh, kh,
+                              vh, Value(), scale, b.getBoolAttr(true),
+                              b.getI64IntegerAttr(0), b.getI64IntegerAttr(0));
+    }
     Value at = TransposeOp::create(b, loc, f32({1, seq, heads, headDim}), a,
                                    ArrayRef<int64_t>{0, 2, 1, 3});
     Value a2 = ReshapeOp::create(b, loc, flat, at);
     auto o = linear(a2, p + "attn_output.weight", dModel, dModel);
     if (failed(o))
-      return nullptr;
+      return failure();
     x = AddOp::create(b, loc, x.getType(), x,
                       ReshapeOp::create(b, loc, x.getType(), *o));
     auto hf = norm(x, p + "ffn_norm.weight");
     if (failed(hf))
-      return nullptr;
+      return failure();
     Value hf2 = ReshapeOp::create(b, loc, flat, *hf);
     auto g = linear(hf2, p + "ffn_gate.weight", dModel, ffn);
     auto u = linear(hf2, p + "ffn_up.weight", dModel, ffn);
     if (failed(g) || failed(u))
-      return nullptr;
+      return failure();
     auto ft = f32({seq, ffn});
     Value silu = MulOp::create(b, loc, ft, *g, SigmoidOp::create(b, loc, ft, *g));
     Value m = MulOp::create(b, loc, ft, silu, *u);
     auto d = linear(m, p + "ffn_down.weight", ffn, dModel);
     if (failed(d))
-      return nullptr;
+      return failure();
     x = AddOp::create(b, loc, x.getType(), x,
                       ReshapeOp::create(b, loc, x.getType(), *d));
   }
+  if (cached && seq > 1) {
+    // Only the last real token (index n - 1 of the chunk) needs logits.
+    auto one = RankedTensorType::get({1}, i64);
+    Value n = SliceOp::create(b, loc, one, step, ArrayRef<int64_t>{1},
+                              ArrayRef<int64_t>{1});
+    Value last = SubOp::create(
+        b, loc, one, n,
+        ConstantOp::create(b, loc, one,
+                           DenseElementsAttr::get(one, int64_t(1))));
+    x = GatherOp::create(b, loc, f32({1, 1, dModel}), x, last,
+                         b.getI64IntegerAttr(1));
+  }
   auto hn = norm(x, "output_norm.weight");
   if (failed(hn))
-    return nullptr;
-  Value h2 = ReshapeOp::create(b, loc, flat, *hn);
+    return failure();
+  Value h2 = ReshapeOp::create(b, loc, f32({outRows, dModel}), *hn);
   Value logits;
   if (tensor("output.weight")) {
     auto o = linear(h2, "output.weight", dModel, vocab);
     if (failed(o))
-      return nullptr;
+      return failure();
     logits = *o;
   } else {
     // Tied embeddings: the output projection is the embedding table.
-    Value w = weight("output.tied", transposed(embTable, vocab, dModel),
-                     {dModel, vocab});
-    logits = MatMulOp::create(b, loc, f32({seq, vocab}), h2, w);
+    Value w;
+    if (store.contains("output.tied")) {
+      w = weight("output.tied", {dModel, vocab});
+    } else {
+      auto table = dequantize(*embd);
+      if (failed(table))
+        return failure();
+      w = weight("output.tied", transposed(*table, vocab, dModel),
+                 {dModel, vocab});
+    }
+    logits = MatMulOp::create(b, loc, f32({outRows, vocab}), h2, w);
   }
   Value out = ReshapeOp::create(b, loc, logitsType, logits);
   func::ReturnOp::create(b, loc, out);
-  func->setAttr("kiln.input_names",
-                b.getArrayAttr({b.getStringAttr("input_ids")}));
+  func->setAttr("kiln.input_names", b.getArrayAttr(argNames));
   func->setAttr("kiln.output_names", b.getArrayAttr({b.getStringAttr("logits")}));
+  return success();
+}
+
+OwningOpRef<ModuleOp> LlamaBuilder::build() {
+  if (failed(readHyperparameters()))
+    return nullptr;
+  OwningOpRef<ModuleOp> module = ModuleOp::create(loc);
+  if (options.seqLen > 0) {
+    ropeRows = options.seqLen;
+    if (failed(buildFunction(*module, "main", options.seqLen, false)))
+      return nullptr;
+    return module;
+  }
+  int64_t trained = 0;
+  if (file.find("llama.context_length")) {
+    auto c = intKey("llama.context_length");
+    if (failed(c))
+      return nullptr;
+    trained = *c;
+  }
+  int64_t context = options.maxContext;
+  if (context <= 0)
+    context = trained > 0 ? std::min<int64_t>(trained, 4096) : 2048;
+  int64_t block = options.blockSize, chunk = options.prefillChunk;
+  if (block <= 0 || chunk <= 0) {
+    err() << "block size and prefill chunk must be positive";
+    return nullptr;
+  }
+  tableLen = (context + block - 1) / block;
+  // Round the context to whole blocks; padding of the last prefill chunk
+  // may reach past it, so RoPE rows cover that too (the gather clamps).
+  context = tableLen * block;
+  ropeRows = context + chunk;
+  cacheType = MemRefType::get({tableLen, layers, 2, kvHeads, block, headDim},
+                              b.getF32Type());
+  if (failed(buildFunction(*module, "prefill", chunk, true)) ||
+      failed(buildFunction(*module, "decode", 1, true)))
+    return nullptr;
+  (*module)->setAttr("kiln.max_context", b.getI64IntegerAttr(context));
   return module;
 }
 
@@ -401,10 +538,6 @@ OwningOpRef<ModuleOp> importGgufFile(StringRef path, MLIRContext &context,
     return nullptr;
   }
   weights.keepAlive(file);
-  if (options.seqLen <= 0) {
-    emitError(loc) << "GGUF models need the sequence length: --dim seq=N";
-    return nullptr;
-  }
   const gguf::Value *arch = file->find("general.architecture");
   if (!arch || arch->type != gguf::ValueType::String) {
     emitError(loc) << "GGUF file has no general.architecture";
@@ -415,7 +548,7 @@ OwningOpRef<ModuleOp> importGgufFile(StringRef path, MLIRContext &context,
                    << "' is not supported (supported: llama)";
     return nullptr;
   }
-  LlamaBuilder builder(*file, context, weights, loc, options.seqLen);
+  LlamaBuilder builder(*file, context, weights, loc, options);
   return builder.build();
 }
 

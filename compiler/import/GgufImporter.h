@@ -13,8 +13,15 @@
 namespace kiln {
 
 struct GgufImportOptions {
-  /// Sequence length of `main(input_ids[1, seq]) -> logits[1, seq, vocab]`.
+  /// > 0: one whole-sequence function
+  /// `main(input_ids[1, seq]) -> logits[1, seq, vocab]`. Otherwise the LLM
+  /// form: `prefill` (chunks of `prefillChunk` tokens) and `decode` over a
+  /// paged KV cache of `maxContext` tokens in blocks of `blockSize`.
   int64_t seqLen = 0;
+  /// 0: the model's trained context, at most 4096.
+  int64_t maxContext = 0;
+  int64_t prefillChunk = 32;
+  int64_t blockSize = 16;
 };
 
 /// Builds the graph the file's `general.architecture` describes (llama

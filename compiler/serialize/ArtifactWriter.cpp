@@ -74,6 +74,10 @@ struct Plan {
   std::vector<Function> functions;
   std::vector<TensorDesc> constants;
   std::vector<ArrayRef<char>> segments; // constants first, then the image
+  /// The paged KV cache's type ([blocks, layers, 2, kv_heads, block_size,
+  /// head_dim]) when a function has one.
+  MemRefType cache;
+  int64_t maxContext = 0;
 };
 
 std::vector<char> buildFlatbuffer(const Plan &plan, const CpuExecutable &cpu,
@@ -107,6 +111,8 @@ std::vector<char> buildFlatbuffer(const Plan &plan, const CpuExecutable &cpu,
     std::vector<fb::Binding> binds;
     for (unsigned i = 0; i < kern.numInputs; ++i)
       binds.emplace_back(fb::BindingKind::Input, i);
+    if (kern.kvCache)
+      binds.emplace_back(fb::BindingKind::KvCache, 0);
     for (const std::string &w : kern.weights) {
       auto it = llvm::find_if(plan.constants,
                               [&](const TensorDesc &c) { return c.name == w; });
@@ -140,11 +146,22 @@ std::vector<char> buildFlatbuffer(const Plan &plan, const CpuExecutable &cpu,
   std::vector<fb::Segment> segs;
   for (size_t i = 0; i < plan.segments.size(); ++i)
     segs.emplace_back(offsets[i], plan.segments[i].size());
+  flatbuffers::Offset<fb::KvCacheSpec> kvSpec;
+  if (plan.cache) {
+    ArrayRef<int64_t> c = plan.cache.getShape();
+    std::vector<flatbuffers::Offset<fb::KvLayerSpec>> layers;
+    for (int64_t l = 0; l < c[1]; ++l)
+      layers.push_back(fb::CreateKvLayerSpec(b, 0, 0));
+    kvSpec = fb::CreateKvCacheSpec(
+        b, c[1], c[3], c[5], fb::DType::F32, c[4],
+        fb::CacheLayout::BlockHeadToken, fb::DType::F32, b.CreateVector(layers),
+        plan.maxContext, c[0]);
+  }
   auto model = fb::CreateModel(
       b, kFormatVersion, b.CreateString("kiln-compile"), b.CreateVector(kvs),
       b.CreateVector(fns), b.CreateVector(consts),
       b.CreateVector(std::vector<flatbuffers::Offset<fb::Target>>{target}),
-      b.CreateVectorOfStructs(segs));
+      b.CreateVectorOfStructs(segs), kvSpec);
   b.FinishSizePrefixed(model, fb::ModelIdentifier());
   return std::vector<char>(b.GetBufferPointer(),
                            b.GetBufferPointer() + b.GetSize());
@@ -163,6 +180,12 @@ LogicalResult writeArtifact(StringRef path, ModuleOp module,
     auto inNames = fn->getAttrOfType<ArrayAttr>("kiln.input_names");
     auto outNames = fn->getAttrOfType<ArrayAttr>("kiln.output_names");
     for (auto [i, t] : llvm::enumerate(fn.getArgumentTypes())) {
+      if (auto cache = dyn_cast<MemRefType>(t)) {
+        if (plan.cache && plan.cache != cache)
+          return emitError(loc) << "functions disagree on the KV cache type";
+        plan.cache = cache;
+        continue;
+      }
       std::string name = inNames ? cast<StringAttr>(inNames[i]).str()
                                  : "input" + std::to_string(i);
       auto d = describe(name, t, loc);
@@ -179,6 +202,11 @@ LogicalResult writeArtifact(StringRef path, ModuleOp module,
       f.outputs.push_back(*d);
     }
     plan.functions.push_back(std::move(f));
+  }
+  if (plan.cache) {
+    auto context = module->getAttrOfType<IntegerAttr>("kiln.max_context");
+    plan.maxContext = context ? context.getInt()
+                              : plan.cache.getDimSize(0) * plan.cache.getDimSize(4);
   }
   // Types of the weights, from the ops that name them.
   llvm::StringMap<Type> weightTypes;

@@ -60,6 +60,62 @@ LogicalResult AttentionOp::verify() {
   return success();
 }
 
+/// Shared checks of the paged-cache operands; `heads` and `seq` come from
+/// the new tokens' tensor ([1, heads, S, head_dim]).
+static LogicalResult verifyPagedCache(Operation *op, MemRefType cache,
+                                      RankedTensorType tokens,
+                                      RankedTensorType table,
+                                      RankedTensorType step, int64_t layer,
+                                      bool queries) {
+  if (cache.getRank() != 6 || !cache.hasStaticShape() ||
+      !cache.getElementType().isF32())
+    return op->emitOpError("cache must be a static f32 memref [blocks, "
+                           "layers, 2, kv_heads, block_size, head_dim]");
+  ArrayRef<int64_t> c = cache.getShape();
+  if (c[2] != 2)
+    return op->emitOpError("cache dim 2 must be 2 (keys, values)");
+  if (layer < 0 || layer >= c[1])
+    return op->emitOpError("layer ") << layer << " is outside the cache's "
+                                     << c[1] << " layers";
+  if (tokens.getRank() != 4 || !tokens.hasStaticShape() ||
+      tokens.getDimSize(0) != 1 || tokens.getDimSize(3) != c[5])
+    return op->emitOpError("new tokens must be [1, heads, S, ")
+           << c[5] << "], got " << tokens;
+  int64_t heads = tokens.getDimSize(1);
+  if (queries ? heads % c[3] != 0 : heads != c[3])
+    return op->emitOpError(queries ? "query heads (" : "key/value heads (")
+           << heads << ") do not match the cache's " << c[3] << " kv heads";
+  if (table.getRank() != 1 || !table.getElementType().isInteger(32) ||
+      !table.hasStaticShape())
+    return op->emitOpError("block_table must be a static 1-D i32 tensor");
+  if (step.getRank() != 1 || step.getDimSize(0) != 2 ||
+      !step.getElementType().isInteger(64))
+    return op->emitOpError("step must be tensor<2xi64> ([pos, n])");
+  return success();
+}
+
+LogicalResult KvStoreOp::verify() {
+  auto k = cast<RankedTensorType>(getK().getType());
+  if (getV().getType() != k)
+    return emitOpError("k and v types differ");
+  return verifyPagedCache(*this, cast<MemRefType>(getCache().getType()), k,
+                          cast<RankedTensorType>(getBlockTable().getType()),
+                          cast<RankedTensorType>(getStep().getType()),
+                          getLayer(), /*queries=*/false);
+}
+
+LogicalResult PagedAttentionOp::verify() {
+  auto q = cast<RankedTensorType>(getQ().getType());
+  if (getResult().getType() != q)
+    return emitOpError("result type must equal the queries' type");
+  if (getWindow() < 0 || getSinks() < 0)
+    return emitOpError("window and sinks must be >= 0");
+  return verifyPagedCache(*this, cast<MemRefType>(getCache().getType()), q,
+                          cast<RankedTensorType>(getBlockTable().getType()),
+                          cast<RankedTensorType>(getStep().getType()),
+                          getLayer(), /*queries=*/true);
+}
+
 LogicalResult ReshapeOp::verify() {
   int64_t in = staticNumElements(cast<ShapedType>(getInput().getType()));
   int64_t out = staticNumElements(cast<ShapedType>(getResult().getType()));

@@ -214,6 +214,56 @@ def Kiln_AttentionOp : Kiln_Op<"attention", [Pure]> {
 }
 
 //===----------------------------------------------------------------------===//
+// Runtime-owned paged KV cache
+//===----------------------------------------------------------------------===//
+
+// The cache is a memref argument the runtime binds (BindingKind KvCache):
+// `[blocks, layers, 2 (k, v), kv_heads, block_size, head_dim]`, a pool of
+// blocks that every layer shares, so one block id covers a token range in
+// all layers. `block_table[i]` is the pool block holding the sequence's
+// tokens [i * block_size, (i + 1) * block_size). `step` is `[pos, n]`: the
+// call's S tokens sit at positions pos, pos + 1, ...; only the first n are
+// real (the rest pad a fixed-size prefill chunk).
+
+def Kiln_KvStoreOp : Kiln_Op<"kv_store"> {
+  let summary = "write one layer's new keys and values into the paged cache";
+  let description = [{
+    `k`, `v`: `[1, kv_heads, S, head_dim]`. Token i < n goes to cache
+    position pos + i of layer `layer`; padding tokens are not written.
+  }];
+  let arguments = (ins Arg<AnyMemRef, "paged cache", [MemWrite]>:$cache,
+                   AnyRankedTensor:$k, AnyRankedTensor:$v,
+                   AnyRankedTensor:$block_table, AnyRankedTensor:$step,
+                   I64Attr:$layer);
+  let assemblyFormat = "$k `,` $v `into` $cache `[` $block_table `,` $step `]`"
+                       " attr-dict `:` type($k) `,` type($v) `,` type($cache)"
+                       " `,` type($block_table) `,` type($step)";
+  let hasVerifier = 1;
+}
+
+def Kiln_PagedAttentionOp : Kiln_Op<"paged_attention"> {
+  let summary = "causal attention of new queries over the paged cache";
+  let description = [{
+    `q: [1, heads, S, head_dim]`, heads a multiple of the cache's kv_heads
+    (grouped-query attention). Query i, at position p = pos + i, attends to
+    cached positions j <= p (and j < pos + n, so padding queries read only
+    real tokens); `window` > 0 keeps only p - j < window, plus the first
+    `sinks` positions. Result `[1, heads, S, head_dim]`.
+  }];
+  let arguments = (ins AnyRankedTensor:$q,
+                   Arg<AnyMemRef, "paged cache", [MemRead]>:$cache,
+                   AnyRankedTensor:$block_table, AnyRankedTensor:$step,
+                   I64Attr:$layer, F32Attr:$scale,
+                   DefaultValuedAttr<I64Attr, "0">:$window,
+                   DefaultValuedAttr<I64Attr, "0">:$sinks);
+  let results = (outs AnyRankedTensor:$result);
+  let assemblyFormat = "$q `over` $cache `[` $block_table `,` $step `]` "
+                       "attr-dict `:` type($q) `,` type($cache) `,` "
+                       "type($block_table) `,` type($step) `->` type($result)";
+  let hasVerifier = 1;
+}
+
+//===----------------------------------------------------------------------===//
 // Data movement
 //===----------------------------------------------------------------------===//
 

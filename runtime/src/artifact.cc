@@ -88,11 +88,30 @@ kiln_status verify(kiln_artifact_s &a) {
   if (!m->functions() || !m->segments() || !m->targets() || !m->constants())
     return corrupt(a, "missing functions, segments, targets or constants");
 
-  if (m->kv_cache())
-    return makeStatus(KILN_UNIMPLEMENTED,
-                      "artifact '%s' has a KV cache spec, which this runtime "
-                      "does not support yet",
-                      a.path.c_str());
+  if (const fb::KvCacheSpec *kv = m->kv_cache()) {
+    uint64_t bytes = 4;
+    for (uint64_t d : {uint64_t(kv->num_blocks()), uint64_t(kv->num_layers()),
+                       uint64_t(2), uint64_t(kv->num_kv_heads()),
+                       uint64_t(kv->block_size()), uint64_t(kv->head_dim())}) {
+      if (d == 0 || d > (uint64_t(1) << 24))
+        return corrupt(a, "the KV cache spec has a zero or huge dim");
+      bytes *= d;
+    }
+    if (bytes > (uint64_t(1) << 40) ||
+        kv->max_context() >
+            uint64_t(kv->num_blocks()) * kv->block_size() ||
+        kv->max_context() == 0)
+      return corrupt(a, "the KV cache spec is inconsistent (%u blocks of %u "
+                        "tokens for a context of %u)",
+                     kv->num_blocks(), kv->block_size(), kv->max_context());
+    if (kv->dtype() != fb::DType::F32 ||
+        kv->layout() != fb::CacheLayout::BlockHeadToken)
+      return makeStatus(KILN_UNIMPLEMENTED,
+                        "artifact '%s': KV cache dtype %s / layout %s is not "
+                        "supported by this runtime",
+                        a.path.c_str(), fb::EnumNameDType(kv->dtype()),
+                        fb::EnumNameCacheLayout(kv->layout()));
+  }
   uint64_t dataStart = 4 + static_cast<uint64_t>(fbSize);
   uint32_t numSegments = m->segments()->size();
   for (uint32_t i = 0; i < numSegments; ++i) {
@@ -163,6 +182,7 @@ kiln_status verify(kiln_artifact_s &a) {
           case fb::BindingKind::Output: limit = f->outputs()->size(); break;
           case fb::BindingKind::Constant: limit = numConstants; break;
           case fb::BindingKind::Scratch: limit = impl->scratch_size() ? 1 : 0; break;
+          case fb::BindingKind::KvCache: limit = m->kv_cache() ? 1 : 0; break;
           default: break;
           }
           if (b->index() >= limit)

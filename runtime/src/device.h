@@ -15,6 +15,7 @@ struct CallBuffers {
   kiln_tensor *outputs;
   const std::vector<const void *> *constants;
   void *scratch; // the function's temporaries, scratch_size bytes
+  void *kvCache; // the LLM session's paged KV cache pool, or null
 };
 
 class Device {

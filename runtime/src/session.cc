@@ -1,5 +1,5 @@
 // Sessions: one device, one artifact, calls checked against the signature.
-#include "device.h"
+#include "session.h"
 #include "status.h"
 
 #include <cstdlib>
@@ -9,16 +9,6 @@
 
 using kiln::rt::makeStatus;
 namespace fb = kiln::fb;
-
-struct kiln_session_s {
-  kiln_artifact *artifact;
-  const fb::Target *target;
-  std::unique_ptr<kiln::rt::Device> device;
-  std::vector<const void *> constants;
-  // Temporaries of whichever function runs: a session runs one call at a
-  // time, so one buffer of the largest size serves them all.
-  std::unique_ptr<void, void (*)(void *)> scratch{nullptr, std::free};
-};
 
 namespace {
 
@@ -71,6 +61,25 @@ kiln_status checkTensors(const char *function, const char *role,
 }
 
 } // namespace
+
+namespace kiln::rt {
+
+const fb::FunctionImpl *findImpl(const kiln_session *s, int function) {
+  for (const fb::FunctionImpl *impl : *s->target->functions())
+    if (impl->function() == static_cast<uint32_t>(function))
+      return impl;
+  return nullptr;
+}
+
+bool usesKvCache(const fb::FunctionImpl *impl) {
+  for (const fb::Dispatch *d : *impl->dispatches())
+    for (const fb::Binding *b : *d->bindings())
+      if (b->kind() == fb::BindingKind::KvCache)
+        return true;
+  return false;
+}
+
+} // namespace kiln::rt
 
 extern "C" {
 
@@ -143,12 +152,18 @@ KILN_API kiln_status kiln_session_call(kiln_session *s, const char *function,
   const fb::Function *f = s->artifact->model->functions()->Get(index);
   KILN_RETURN_IF_ERROR(checkTensors(function, "input", f->inputs(), inputs, num_inputs));
   KILN_RETURN_IF_ERROR(checkTensors(function, "output", f->outputs(), outputs, num_outputs));
-  for (const fb::FunctionImpl *impl : *s->target->functions())
-    if (impl->function() == static_cast<uint32_t>(index))
-      return s->device->run(impl, {inputs, outputs, &s->constants,
-                                   s->scratch.get()});
-  return makeStatus(KILN_NOT_FOUND, "device '%s' has no code for function '%s'",
-                    s->target->device()->c_str(), function);
+  const fb::FunctionImpl *impl = kiln::rt::findImpl(s, index);
+  if (!impl)
+    return makeStatus(KILN_NOT_FOUND,
+                      "device '%s' has no code for function '%s'",
+                      s->target->device()->c_str(), function);
+  if (kiln::rt::usesKvCache(impl))
+    return makeStatus(KILN_INVALID_ARGUMENT,
+                      "function '%s' works on the KV cache; call it through "
+                      "kiln_llm_prefill/kiln_llm_decode",
+                      function);
+  return s->device->run(impl, {inputs, outputs, &s->constants,
+                               s->scratch.get(), nullptr});
 }
 
 } // extern "C"

@@ -203,7 +203,21 @@ FailureOr<CpuExecutable> buildCpuExecutable(ModuleOp module,
     CpuKernel k;
     k.function = fn.getName().str();
     k.symbol = "kiln_" + k.function;
-    k.numInputs = fn.getNumArguments();
+    // Tensor arguments are the caller's inputs; a trailing memref argument
+    // is the runtime-owned KV cache.
+    for (Type t : fn.getArgumentTypes()) {
+      if (isa<MemRefType>(t)) {
+        if (k.kvCache)
+          return emitError(loc) << "function '" << k.function
+                                << "' has more than one cache argument";
+        k.kvCache = true;
+      } else if (k.kvCache) {
+        return emitError(loc) << "function '" << k.function
+                              << "': the cache must be the last argument";
+      } else {
+        ++k.numInputs;
+      }
+    }
     k.numOutputs = fn.getNumResults();
     exe.kernels.push_back(k);
   }

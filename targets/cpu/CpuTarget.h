@@ -22,6 +22,8 @@ struct CpuKernel {
   std::string function; // kiln function name
   std::string symbol;   // exported `void symbol(void **bindings, void *env)`
   unsigned numInputs = 0, numOutputs = 0;
+  /// Bound after the inputs: the paged KV cache (kiln.kv_store).
+  bool kvCache = false;
   /// Weights bound after the inputs, in argument order.
   std::vector<std::string> weights;
   /// Bytes of the scratch buffer bound after the outputs (0: none).

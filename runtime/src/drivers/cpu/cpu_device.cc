@@ -265,6 +265,12 @@ public:
         case fb::BindingKind::Scratch:
           args.push_back(buffers.scratch);
           break;
+        case fb::BindingKind::KvCache:
+          if (!buffers.kvCache)
+            return makeStatus(KILN_INVALID_ARGUMENT,
+                              "a kernel needs the KV cache, none was given");
+          args.push_back(buffers.kvCache);
+          break;
         default:
           return makeStatus(KILN_UNIMPLEMENTED, "binding kind %s",
                             fb::EnumNameBindingKind(b->kind()));

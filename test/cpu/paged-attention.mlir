@@ -1,0 +1,35 @@
+// kiln.kv_store and kiln.paged_attention become loops while bufferizing:
+// the store writes the n real tokens through the block table; attention is
+// one online-softmax pass per (head, query) whose trip count is the run-time
+// context (pos + i + 1, at most pos + n), with window and sink ranges.
+// RUN: kiln-compile %s --compile-to=bufferize | FileCheck %s
+
+func.func @step(%q: tensor<1x4x2x8xf32>, %k: tensor<1x2x2x8xf32>, %table: tensor<4xi32>, %step: tensor<2xi64>, %cache: memref<4x1x2x2x4x8xf32>) -> tensor<1x4x2x8xf32> {
+  kiln.kv_store %k, %k into %cache[%table, %step] {layer = 0 : i64} : tensor<1x2x2x8xf32>, tensor<1x2x2x8xf32>, memref<4x1x2x2x4x8xf32>, tensor<4xi32>, tensor<2xi64>
+  %r = kiln.paged_attention %q over %cache[%table, %step] {layer = 0 : i64, scale = 0.5 : f32, window = 3 : i64, sinks = 1 : i64} : tensor<1x4x2x8xf32>, memref<4x1x2x2x4x8xf32>, tensor<4xi32>, tensor<2xi64> -> tensor<1x4x2x8xf32>
+  return %r : tensor<1x4x2x8xf32>
+}
+
+// CHECK-LABEL: func.func @step(
+// CHECK-SAME: %[[Q:[^:]+]]: memref<1x4x2x8xf32>, %[[K:[^:]+]]: memref<1x2x2x8xf32>, %[[T:[^:]+]]: memref<4xi32>, %[[S:[^:]+]]: memref<2xi64>, %[[C:[^:]+]]: memref<4x1x2x2x4x8xf32>, %[[OUT:[^:]+]]: memref<1x4x2x8xf32>)
+// The store: n = step[1] tokens, block = clamp(table[j / 4], 0, 3), slot j % 4.
+// CHECK: %[[N:.+]] = memref.load %[[S]][%c1
+// CHECK: %[[NI:.+]] = arith.index_cast %[[N]]
+// CHECK: scf.for %{{.+}} = %c0 to %[[NI]]
+// CHECK: arith.divui
+// CHECK: arith.remui
+// CHECK: memref.load %[[T]]
+// CHECK: arith.maxsi
+// CHECK: arith.minsi
+// CHECK: vector.store %{{.+}}, %[[C]]
+// Attention: parallel over heads x queries, online softmax over the keys.
+// CHECK: scf.parallel (%{{.+}}, %{{.+}}) = (%c0, %c0) to (%c4, %c2)
+// CHECK: vector.load %[[Q]]
+// The sink range, then the window range.
+// CHECK: scf.for {{.+}} iter_args
+// CHECK: scf.for {{.+}} iter_args
+// CHECK: vector.load %[[C]]
+// CHECK: vector.reduction <add>, {{.+}} fastmath<reassoc>
+// CHECK: math.exp
+// CHECK: math.exp
+// CHECK: vector.store %{{.+}}, %[[OUT]]

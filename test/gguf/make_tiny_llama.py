@@ -1,0 +1,114 @@
+#!/usr/bin/env python3
+"""A tiny random-weight llama GGUF and its reference outputs.
+
+Writes test/gguf/models/tiny_llama.gguf (2 layers, width 64, 4 query and 2
+key/value heads, vocab 256; projections stored as Q8_0, Q4_0, Q4_1 and F16
+blocks so every dequantizer runs) and test/gguf/reference/tiny_llama_refs.npz:
+for each prompt, the token ids, the logits after the prompt and after each
+of 32 greedy steps ([33, vocab]), and the greedy tokens, all computed by
+transformers loading the same file (gguf_file=...) with its own KV cache.
+
+Needs torch, transformers and gguf (not CI):
+
+  .venv-export/bin/python test/gguf/make_tiny_llama.py
+"""
+import os
+import tempfile
+
+import gguf
+import numpy as np
+import torch
+import transformers
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+VOCAB, WIDTH, LAYERS, HEADS, KV_HEADS, FFN, CONTEXT = 256, 64, 2, 4, 2, 128, 256
+PROMPTS = [[1, 17, 42, 99, 3], [5] * 20 + [200, 201, 7], list(range(60, 100))]
+STEPS = 32
+
+
+def write_gguf(path, rng):
+    w = gguf.GGUFWriter(path, "llama")
+    w.add_name("kiln-tiny-llama")
+    w.add_context_length(CONTEXT)
+    w.add_embedding_length(WIDTH)
+    w.add_block_count(LAYERS)
+    w.add_feed_forward_length(FFN)
+    w.add_head_count(HEADS)
+    w.add_head_count_kv(KV_HEADS)
+    w.add_rope_dimension_count(WIDTH // HEADS)
+    w.add_rope_freq_base(10000.0)
+    w.add_layer_norm_rms_eps(1e-5)
+    w.add_vocab_size(VOCAB)
+    # A byte-level vocabulary so tokenizer loaders accept the file.
+    w.add_tokenizer_model("gpt2")
+    w.add_token_list([f"<{i}>" for i in range(VOCAB)])
+    w.add_token_types([1] * VOCAB)
+    w.add_bos_token_id(1)
+    w.add_eos_token_id(2)
+
+    def t(name, shape, scale, qtype=gguf.GGMLQuantizationType.F32):
+        data = (rng.standard_normal(shape) * scale).astype(np.float32)
+        if qtype == gguf.GGMLQuantizationType.F32:
+            w.add_tensor(name, data)
+        elif qtype == gguf.GGMLQuantizationType.F16:
+            w.add_tensor(name, data.astype(np.float16))
+        else:
+            w.add_tensor(name, gguf.quants.quantize(data, qtype), raw_dtype=qtype)
+
+    Q = gguf.GGMLQuantizationType
+    kv = KV_HEADS * (WIDTH // HEADS)
+    t("token_embd.weight", (VOCAB, WIDTH), 1.0, Q.Q8_0)
+    for l in range(LAYERS):
+        p = f"blk.{l}."
+        t(p + "attn_norm.weight", (WIDTH,), 0.2)
+        t(p + "attn_q.weight", (WIDTH, WIDTH), 0.25, Q.Q4_0)
+        t(p + "attn_k.weight", (kv, WIDTH), 0.25, Q.Q4_1)
+        t(p + "attn_v.weight", (kv, WIDTH), 0.25, Q.Q8_0)
+        t(p + "attn_output.weight", (WIDTH, WIDTH), 0.15, Q.F16)
+        t(p + "ffn_norm.weight", (WIDTH,), 0.2)
+        t(p + "ffn_gate.weight", (FFN, WIDTH), 0.15, Q.Q8_0)
+        t(p + "ffn_up.weight", (FFN, WIDTH), 0.15, Q.Q4_0)
+        t(p + "ffn_down.weight", (WIDTH, FFN), 0.1, Q.Q4_1)
+    t("output_norm.weight", (WIDTH,), 0.2)
+    t("output.weight", (VOCAB, WIDTH), 0.5, Q.Q8_0)
+    w.write_header_to_file()
+    w.write_kv_data_to_file()
+    w.write_tensors_to_file()
+    w.close()
+
+
+def main():
+    rng = np.random.default_rng(7)
+    path = os.path.join(HERE, "models", "tiny_llama.gguf")
+    write_gguf(path, rng)
+    model = transformers.AutoModelForCausalLM.from_pretrained(
+        os.path.dirname(path), gguf_file=os.path.basename(path),
+        torch_dtype=torch.float32)
+    model.eval()
+    out = {}
+    for i, ids in enumerate(PROMPTS):
+        rows, tokens = [], []
+        with torch.no_grad():
+            o = model(torch.tensor([ids]), use_cache=True)
+            for _ in range(STEPS + 1):
+                logits = o.logits[0, -1]
+                rows.append(logits.numpy().astype(np.float32))
+                nxt = int(logits.argmax())
+                if len(tokens) == STEPS:
+                    break
+                tokens.append(nxt)
+                o = model(torch.tensor([[nxt]]), past_key_values=o.past_key_values,
+                          use_cache=True)
+        out[f"ids{i}"] = np.array(ids, np.int64)
+        out[f"logits{i}"] = np.stack(rows)
+        out[f"greedy{i}"] = np.array(tokens, np.int64)
+        top2 = np.sort(np.stack(rows), axis=1)[:, -2:]
+        print(f"prompt {i}: {len(ids)} tokens, greedy {tokens[:8]}..., smallest "
+              f"top-2 logit gap {float((top2[:, 1] - top2[:, 0]).min()):.3g}")
+    dest = os.path.join(HERE, "reference", "tiny_llama_refs.npz")
+    np.savez_compressed(dest, **out)
+    print("wrote", path, os.path.getsize(path), "bytes and", dest)
+
+
+if __name__ == "__main__":
+    main()
