@@ -524,11 +524,88 @@ OwningOpRef<ModuleOp> LlamaBuilder::build() {
   return module;
 }
 
+/// tokenizer.ggml.*: byte-level BPE ("gpt2") only; other models are
+/// reported, and the artifact then has no tokenizer.
+LogicalResult readTokenizer(const gguf::File &file, Location loc,
+                            std::optional<TokenizerSpec> &out) {
+  const gguf::Value *model = file.find("tokenizer.ggml.model");
+  if (!model)
+    return success();
+  if (model->type != gguf::ValueType::String)
+    return emitError(loc) << "tokenizer.ggml.model is not a string";
+  if (model->s != "gpt2") {
+    emitWarning(loc) << "tokenizer model '" << model->s
+                     << "' is not supported (supported: gpt2, byte-level "
+                        "BPE); the artifact gets no tokenizer";
+    return success();
+  }
+  auto strings = [&](StringRef key, std::vector<std::string> &dst,
+                     bool required) -> LogicalResult {
+    const gguf::Value *v = file.find(key);
+    if (!v)
+      return required ? emitError(loc) << "GGUF file lacks '" << key << "'"
+                      : success();
+    if (v->type != gguf::ValueType::Array ||
+        v->elementType != gguf::ValueType::String)
+      return emitError(loc) << "'" << key << "' is not an array of strings";
+    for (const gguf::Value &e : v->array)
+      dst.push_back(e.s);
+    return success();
+  };
+  TokenizerSpec t;
+  t.model = model->s;
+  t.pre = "gpt2";
+  if (const gguf::Value *pre = file.find("tokenizer.ggml.pre");
+      pre && pre->type == gguf::ValueType::String)
+    t.pre = pre->s == "default" ? "gpt2" : pre->s;
+  if (t.pre != "gpt2" && t.pre != "smollm") {
+    emitWarning(loc) << "pre-tokenizer '" << t.pre
+                     << "' is not supported (supported: gpt2, smollm); the "
+                        "artifact gets no tokenizer";
+    return success();
+  }
+  if (failed(strings("tokenizer.ggml.tokens", t.tokens, true)) ||
+      failed(strings("tokenizer.ggml.merges", t.merges, true)))
+    return failure();
+  t.types.assign(t.tokens.size(), 1);
+  if (const gguf::Value *types = file.find("tokenizer.ggml.token_type")) {
+    if (types->type != gguf::ValueType::Array ||
+        types->array.size() != t.tokens.size())
+      return emitError(loc) << "tokenizer.ggml.token_type does not match the "
+                               "token list";
+    for (size_t i = 0; i < types->array.size(); ++i)
+      t.types[i] = static_cast<uint8_t>(types->array[i].i ? types->array[i].i
+                                                          : types->array[i].u);
+  }
+  auto id = [&](StringRef key, int32_t &dst) -> LogicalResult {
+    const gguf::Value *v = file.find(key);
+    if (!v)
+      return success();
+    uint64_t x = v->u ? v->u : static_cast<uint64_t>(v->i);
+    if (x >= t.tokens.size())
+      return emitError(loc) << "'" << key << "' is " << x << ", outside the "
+                            << t.tokens.size() << " tokens";
+    dst = static_cast<int32_t>(x);
+    return success();
+  };
+  if (failed(id("tokenizer.ggml.bos_token_id", t.bos)) ||
+      failed(id("tokenizer.ggml.eos_token_id", t.eos)))
+    return failure();
+  if (const gguf::Value *v = file.find("tokenizer.ggml.add_bos_token"))
+    t.addBos = v->u != 0;
+  if (const gguf::Value *v = file.find("tokenizer.chat_template");
+      v && v->type == gguf::ValueType::String)
+    t.chatTemplate = v->s;
+  out = std::move(t);
+  return success();
+}
+
 } // namespace
 
 OwningOpRef<ModuleOp> importGgufFile(StringRef path, MLIRContext &context,
                                      WeightStore &weights,
-                                     const GgufImportOptions &options) {
+                                     const GgufImportOptions &options,
+                                     std::optional<TokenizerSpec> *tokenizer) {
   context.loadDialect<KilnDialect, func::FuncDialect>();
   Location loc = FileLineColLoc::get(&context, path, 0, 0);
   std::string error;
@@ -548,6 +625,8 @@ OwningOpRef<ModuleOp> importGgufFile(StringRef path, MLIRContext &context,
                    << "' is not supported (supported: llama)";
     return nullptr;
   }
+  if (tokenizer && failed(readTokenizer(*file, loc, *tokenizer)))
+    return nullptr;
   LlamaBuilder builder(*file, context, weights, loc, options);
   return builder.build();
 }

@@ -3,11 +3,13 @@
 #define KILN_COMPILER_IMPORT_GGUFIMPORTER_H
 
 #include "compiler/WeightStore.h"
+#include "compiler/serialize/ArtifactWriter.h"
 
 #include "mlir/IR/BuiltinOps.h"
 #include "mlir/IR/OwningOpRef.h"
 
 #include <map>
+#include <optional>
 #include <string>
 
 namespace kiln {
@@ -25,10 +27,13 @@ struct GgufImportOptions {
 };
 
 /// Builds the graph the file's `general.architecture` describes (llama
-/// today) with weights dequantized to f32. Errors are emitted on `context`.
+/// today) with weights dequantized to f32, and, when the file has one and
+/// `tokenizer` is given, reads its byte-level BPE tokenizer into it. Errors
+/// are emitted on `context`.
 mlir::OwningOpRef<mlir::ModuleOp>
 importGgufFile(llvm::StringRef path, mlir::MLIRContext &context,
-               WeightStore &weights, const GgufImportOptions &options);
+               WeightStore &weights, const GgufImportOptions &options,
+               std::optional<TokenizerSpec> *tokenizer = nullptr);
 
 } // namespace kiln
 

@@ -82,8 +82,16 @@ struct Plan {
 
 std::vector<char> buildFlatbuffer(const Plan &plan, const CpuExecutable &cpu,
                                   const std::map<std::string, std::string> &meta,
+                                  const TokenizerSpec *tok,
                                   const std::vector<uint64_t> &offsets) {
   flatbuffers::FlatBufferBuilder b(1 << 16);
+  flatbuffers::Offset<fb::Tokenizer> tokenizer;
+  if (tok)
+    tokenizer = fb::CreateTokenizer(
+        b, b.CreateString(tok->model), b.CreateString(tok->pre),
+        b.CreateVectorOfStrings(tok->tokens), b.CreateVector(tok->types),
+        b.CreateVectorOfStrings(tok->merges), tok->bos, tok->eos, tok->addBos,
+        b.CreateString(tok->chatTemplate));
   auto sig = [&](const TensorDesc &d) {
     return fb::CreateTensorSig(b, b.CreateString(d.name), d.dtype,
                                b.CreateVector(d.shape));
@@ -161,7 +169,7 @@ std::vector<char> buildFlatbuffer(const Plan &plan, const CpuExecutable &cpu,
       b, kFormatVersion, b.CreateString("kiln-compile"), b.CreateVector(kvs),
       b.CreateVector(fns), b.CreateVector(consts),
       b.CreateVector(std::vector<flatbuffers::Offset<fb::Target>>{target}),
-      b.CreateVectorOfStructs(segs), kvSpec);
+      b.CreateVectorOfStructs(segs), kvSpec, tokenizer);
   b.FinishSizePrefixed(model, fb::ModelIdentifier());
   return std::vector<char>(b.GetBufferPointer(),
                            b.GetBufferPointer() + b.GetSize());
@@ -171,7 +179,8 @@ std::vector<char> buildFlatbuffer(const Plan &plan, const CpuExecutable &cpu,
 
 LogicalResult writeArtifact(StringRef path, ModuleOp module,
                             const WeightStore &weights, const CpuExecutable &cpu,
-                            const std::map<std::string, std::string> &metadata) {
+                            const std::map<std::string, std::string> &metadata,
+                            const TokenizerSpec *tokenizer) {
   Location loc = module.getLoc();
   Plan plan;
   for (auto fn : module.getOps<func::FuncOp>()) {
@@ -228,13 +237,13 @@ LogicalResult writeArtifact(StringRef path, ModuleOp module,
   plan.segments.push_back(ArrayRef<char>(cpu.image.data(), cpu.image.size()));
 
   std::vector<uint64_t> offsets(plan.segments.size(), 0);
-  std::vector<char> buf = buildFlatbuffer(plan, cpu, metadata, offsets);
+  std::vector<char> buf = buildFlatbuffer(plan, cpu, metadata, tokenizer, offsets);
   uint64_t cursor = alignUp(buf.size());
   for (size_t i = 0; i < plan.segments.size(); ++i) {
     offsets[i] = cursor;
     cursor = alignUp(cursor + plan.segments[i].size());
   }
-  std::vector<char> final = buildFlatbuffer(plan, cpu, metadata, offsets);
+  std::vector<char> final = buildFlatbuffer(plan, cpu, metadata, tokenizer, offsets);
   if (final.size() != buf.size())
     return emitError(loc) << "artifact header changed size between passes";
 

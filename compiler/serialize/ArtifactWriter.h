@@ -9,15 +9,26 @@
 
 #include <map>
 #include <string>
+#include <vector>
 
 namespace kiln {
+
+/// A byte-level BPE tokenizer to embed (schema table Tokenizer).
+struct TokenizerSpec {
+  std::string model, pre, chatTemplate;
+  std::vector<std::string> tokens, merges;
+  std::vector<uint8_t> types;
+  int32_t bos = -1, eos = -1;
+  bool addBos = false;
+};
 
 /// Writes `module`'s functions (kiln dialect: signatures and weight types),
 /// the weights they use and the CPU executable to `path`.
 mlir::LogicalResult
 writeArtifact(llvm::StringRef path, mlir::ModuleOp module,
               const WeightStore &weights, const CpuExecutable &cpu,
-              const std::map<std::string, std::string> &metadata);
+              const std::map<std::string, std::string> &metadata,
+              const TokenizerSpec *tokenizer = nullptr);
 
 } // namespace kiln
 

@@ -23,6 +23,10 @@ PROMPTS = [
     "The capital of France is",
     "def fibonacci(n):",
     "<|im_start|>user\nWhat is 2+2?<|im_end|>\n<|im_start|>assistant\n",
+    # Longer than one prefill chunk: what `kiln-run generate --chat` sends.
+    "<|im_start|>system\nYou are a helpful AI assistant named SmolLM, trained "
+    "by Hugging Face<|im_end|>\n<|im_start|>user\nWhat is the capital of "
+    "France?<|im_end|>\n<|im_start|>assistant\n",
 ]
 
 

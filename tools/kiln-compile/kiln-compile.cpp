@@ -169,6 +169,7 @@ int main(int argc, char **argv) {
   };
 
   kiln::WeightStore weights;
+  std::optional<kiln::TokenizerSpec> tokenizer;
   OwningOpRef<ModuleOp> module;
   if (llvm::StringRef(inputPath).ends_with(".gguf")) {
     kiln::GgufImportOptions ggufOptions;
@@ -178,7 +179,8 @@ int main(int argc, char **argv) {
     ggufOptions.maxContext = maxContext;
     ggufOptions.prefillChunk = prefillChunk;
     ggufOptions.blockSize = kvBlockSize;
-    module = kiln::importGgufFile(inputPath, context, weights, ggufOptions);
+    module = kiln::importGgufFile(inputPath, context, weights, ggufOptions,
+                                    &tokenizer);
   } else if (llvm::StringRef(inputPath).ends_with(".mlir")) {
     // A module in the kiln dialect (tests, experiments); it cannot name
     // weights, as no weight data comes with it.
@@ -258,7 +260,8 @@ int main(int argc, char **argv) {
       {"cpu", exe->cpu},
       {"targets", "cpu"},
   };
-  if (failed(kiln::writeArtifact(outputPath, *module, weights, *exe, metadata)))
+  if (failed(kiln::writeArtifact(outputPath, *module, weights, *exe, metadata,
+                                 tokenizer ? &*tokenizer : nullptr)))
     return 1;
   progress(("wrote " + outputPath).c_str());
   return 0;

@@ -3,16 +3,22 @@
 //
 //   kiln-run OUT.kiln [--function=main] --input=a.npy ... --output=y.npy ...
 //            [--device=cpu] [--repeat=N] [--print-signature]
-//   kiln-run generate OUT.kiln --prompt-ids=ID,ID,... [-n N] [--temp=T]
-//            [--top-k=K] [--top-p=P] [--repeat-penalty=R] [--seed=S]
+//   kiln-run generate OUT.kiln (-p TEXT [--chat] [--system=TEXT] |
+//            --prompt-ids=ID,ID,...) [-n N] [--temp=T] [--top-k=K]
+//            [--top-p=P] [--repeat-penalty=R] [--seed=S] [--ignore-eos]
 //            [--print-ids] [--logits-out=FILE.npy] [--context=N] [--device=]
 //   kiln-run bench OUT.kiln [-p 128] [-n 64] [-r 5] [--device=]
+//   kiln-run tokenize OUT.kiln (--text=TEXT | --file=FILE) [--special]
+//            [--roundtrip]
 //
 // Inputs and outputs are in the graph's order. Errors are one line on
 // stderr and a non-zero exit. `generate --print-ids` prints the generated
 // ids, space-separated, as the only line on stdout; `--logits-out` writes
 // float32 [1 + N, vocab]: the logits after the prompt, then after each
-// generated token is fed back.
+// generated token is fed back. A text prompt (-p) streams text and stops at
+// the end-of-text token (unless --ignore-eos); --prompt-ids generates
+// exactly N tokens. `tokenize --file` encodes each NUL-separated item of
+// FILE and prints its ids on one line.
 #include "kiln/kiln.h"
 #include "npy.h"
 
@@ -63,12 +69,15 @@ std::string shapeStr(const int64_t *shape, int32_t rank) {
 
 int generateMain(int argc, char **argv);
 int benchMain(int argc, char **argv);
+int tokenizeMain(int argc, char **argv);
 
 int main(int argc, char **argv) {
   if (argc > 1 && !std::strcmp(argv[1], "generate"))
     return generateMain(argc - 1, argv + 1);
   if (argc > 1 && !std::strcmp(argv[1], "bench"))
     return benchMain(argc - 1, argv + 1);
+  if (argc > 1 && !std::strcmp(argv[1], "tokenize"))
+    return tokenizeMain(argc - 1, argv + 1);
   std::string artifactPath, function = "main", device = "cpu";
   std::vector<std::string> inputs, outputs;
   int repeat = 1;
@@ -231,11 +240,44 @@ const char *optionValue(int argc, char **argv, int &i, const char *shortName,
 struct Llm {
   kiln_artifact *artifact = nullptr;
   kiln_llm *llm = nullptr;
+  kiln_tokenizer *tokenizer = nullptr;
   ~Llm() {
+    kiln_tokenizer_release(tokenizer);
     kiln_llm_release(llm);
     kiln_artifact_release(artifact);
   }
 };
+
+kiln_status encode(kiln_tokenizer *tok, const std::string &text, bool special,
+                   std::vector<int32_t> &ids) {
+  size_t n = 0;
+  if (kiln_status s = kiln_tokenizer_encode(tok, text.data(), text.size(),
+                                            special, nullptr, 0, &n))
+    return s;
+  ids.resize(n);
+  return kiln_tokenizer_encode(tok, text.data(), text.size(), special,
+                               ids.data(), n, &n);
+}
+
+/// The ChatML prompt (<|im_start|>role ... <|im_end|>) for one user turn,
+/// with the template's default system message when it has one.
+bool chatPrompt(const std::string &tmpl, const std::string &user,
+                std::string system, std::string &out) {
+  if (tmpl.find("<|im_start|>") == std::string::npos)
+    return false;
+  const std::string head = "<|im_start|>system\n";
+  size_t at = tmpl.find(head);
+  if (system.empty() && at != std::string::npos) {
+    size_t end = tmpl.find("<|im_end|>", at);
+    if (end != std::string::npos)
+      system = tmpl.substr(at + head.size(), end - at - head.size());
+  }
+  out.clear();
+  if (!system.empty())
+    out += head + system + "<|im_end|>\n";
+  out += "<|im_start|>user\n" + user + "<|im_end|>\n<|im_start|>assistant\n";
+  return true;
+}
 
 kiln_status openLlm(const LlmArgs &a, Llm &out) {
   if (kiln_status s = kiln_artifact_open(a.artifactPath.c_str(), &out.artifact))
@@ -253,7 +295,9 @@ double seconds(std::chrono::steady_clock::time_point t0) {
 int generateMain(int argc, char **argv) {
   LlmArgs a;
   std::vector<int32_t> prompt;
-  bool havePrompt = false, printIds = false;
+  bool havePrompt = false, printIds = false, chat = false, ignoreEos = false;
+  std::string text, system;
+  bool haveText = false;
   int n = 32;
   std::string logitsOut;
   kiln_sampler_params sp{0.0f, 0, 1.0f, 1.0f, 0};
@@ -270,6 +314,15 @@ int generateMain(int argc, char **argv) {
         prompt.push_back(static_cast<int32_t>(id));
         p = *end ? end + 1 : end;
       }
+    } else if ((v = optionValue(argc, argv, i, "-p", "--prompt="))) {
+      text = v;
+      haveText = true;
+    } else if (!std::strcmp(argv[i], "--chat")) {
+      chat = true;
+    } else if (startsWith(argv[i], "--system=", &v)) {
+      system = v;
+    } else if (!std::strcmp(argv[i], "--ignore-eos")) {
+      ignoreEos = true;
     } else if ((v = optionValue(argc, argv, i, "-n", "--n-predict="))) {
       n = std::atoi(v);
     } else if (startsWith(argv[i], "--temp=", &v)) {
@@ -292,8 +345,10 @@ int generateMain(int argc, char **argv) {
   }
   if (a.artifactPath.empty())
     return fail("generate: no artifact given");
-  if (!havePrompt || prompt.empty())
-    return fail("generate: give the prompt as --prompt-ids=ID,ID,...");
+  if (havePrompt == haveText)
+    return fail("generate: give the prompt as -p TEXT or --prompt-ids=ID,...");
+  if (havePrompt && prompt.empty())
+    return fail("generate: --prompt-ids is empty");
   if (n < 0)
     return fail("generate: -n must be >= 0");
 
@@ -302,6 +357,27 @@ int generateMain(int argc, char **argv) {
   if (kiln_status s = openLlm(a, m))
     return failStatus(s);
   double loadS = seconds(t0);
+  kiln_status ts = kiln_tokenizer_create(m.artifact, &m.tokenizer);
+  if (ts && haveText)
+    return failStatus(ts);
+  kiln_status_free(ts);
+  int32_t eos = -1;
+  if (haveText) {
+    std::string wrapped;
+    if (chat) {
+      if (!chatPrompt(kiln_tokenizer_chat_template(m.tokenizer), text, system,
+                      wrapped))
+        return fail("generate: --chat needs a ChatML chat template, the "
+                    "model's is different or missing");
+      text = wrapped;
+    }
+    if (kiln_status s = encode(m.tokenizer, text, true, prompt))
+      return failStatus(s);
+    if (prompt.empty())
+      return fail("generate: the prompt encodes to no tokens");
+    if (!ignoreEos)
+      eos = kiln_tokenizer_eos(m.tokenizer);
+  }
   kiln_sampler *sampler;
   if (kiln_status s = kiln_sampler_create(&sp, &sampler))
     return failStatus(s);
@@ -328,10 +404,20 @@ int generateMain(int argc, char **argv) {
                                             vocab, history.data(),
                                             history.size(), &next))
       return failStatus(s);
+    if (next == eos)
+      break;
     generated.push_back(next);
     history.push_back(next);
     if (!printIds) {
-      std::printf("%s%d", i ? " " : "", next);
+      if (m.tokenizer) {
+        const char *piece;
+        size_t len;
+        if (kiln_status s = kiln_tokenizer_piece(m.tokenizer, next, 0, &piece, &len))
+          return failStatus(s);
+        std::fwrite(piece, 1, len, stdout);
+      } else {
+        std::printf("%s%d", i ? " " : "", next);
+      }
       std::fflush(stdout);
     }
     if (kiln_status s = kiln_llm_decode(m.llm, next))
@@ -345,7 +431,8 @@ int generateMain(int argc, char **argv) {
   }
   std::printf("\n");
   if (!logitsOut.empty()) {
-    logits.shape = {static_cast<int64_t>(1 + n), static_cast<int64_t>(vocab)};
+    logits.shape = {static_cast<int64_t>(logits.data.size() / (vocab * 4)),
+                    static_cast<int64_t>(vocab)};
     std::string err;
     if (!kiln::npy::write(logitsOut, logits, err))
       return fail(err);
@@ -353,8 +440,10 @@ int generateMain(int argc, char **argv) {
   std::fprintf(stderr,
                "kiln-run: load %.2f s; prompt %zu tokens in %.3f s (%.1f t/s); "
                "%d tokens in %.3f s (%.1f t/s); KV cache %.1f KiB\n",
-               loadS, prompt.size(), promptS, prompt.size() / promptS, n, genS,
-               n ? n / genS : 0.0, kiln_llm_kv_bytes(m.llm) / 1024.0);
+               loadS, prompt.size(), promptS, prompt.size() / promptS,
+               static_cast<int>(generated.size()), genS,
+               generated.empty() ? 0.0 : generated.size() / genS,
+               kiln_llm_kv_bytes(m.llm) / 1024.0);
   kiln_sampler_release(sampler);
   return 0;
 }
@@ -418,4 +507,71 @@ int benchMain(int argc, char **argv) {
   std::printf("| %s | %s | tg%d | %.2f |\n", a.artifactPath.c_str(),
               a.device.c_str(), tg, median(tgRate));
   return 0;
+}
+
+int tokenizeMain(int argc, char **argv) {
+  LlmArgs a;
+  std::vector<std::string> items;
+  bool special = false, roundtrip = false;
+  for (int i = 1; i < argc; ++i) {
+    const char *v;
+    std::string err;
+    if (startsWith(argv[i], "--text=", &v)) {
+      items.push_back(v);
+    } else if (startsWith(argv[i], "--file=", &v)) {
+      std::FILE *f = std::fopen(v, "rb");
+      if (!f)
+        return fail(std::string("cannot read '") + v + "'");
+      std::string all;
+      char buf[65536];
+      size_t got;
+      while ((got = std::fread(buf, 1, sizeof buf, f)) > 0)
+        all.append(buf, got);
+      std::fclose(f);
+      size_t start = 0;
+      for (size_t k = 0; k <= all.size(); ++k)
+        if (k == all.size() || all[k] == '\0') {
+          if (k > start || k < all.size())
+            items.push_back(all.substr(start, k - start));
+          start = k + 1;
+        }
+    } else if (!std::strcmp(argv[i], "--special")) {
+      special = true;
+    } else if (!std::strcmp(argv[i], "--roundtrip")) {
+      roundtrip = true;
+    } else if (!parseCommon(argv[i], a, err)) {
+      return fail("tokenize: " + err);
+    }
+  }
+  if (a.artifactPath.empty())
+    return fail("tokenize: no artifact given");
+  kiln_artifact *artifact;
+  if (kiln_status s = kiln_artifact_open(a.artifactPath.c_str(), &artifact))
+    return failStatus(s);
+  kiln_tokenizer *tok;
+  if (kiln_status s = kiln_tokenizer_create(artifact, &tok))
+    return failStatus(s);
+  int bad = 0;
+  for (size_t k = 0; k < items.size(); ++k) {
+    std::vector<int32_t> ids;
+    if (kiln_status s = encode(tok, items[k], special, ids))
+      return failStatus(s);
+    std::string line, back;
+    for (size_t i = 0; i < ids.size(); ++i) {
+      line += (i ? " " : "") + std::to_string(ids[i]);
+      const char *piece;
+      size_t len;
+      if (kiln_status s = kiln_tokenizer_piece(tok, ids[i], special, &piece, &len))
+        return failStatus(s);
+      back.append(piece, len);
+    }
+    std::printf("%s\n", line.c_str());
+    if (roundtrip && back != items[k]) {
+      std::fprintf(stderr, "kiln-run: item %zu does not decode to itself\n", k);
+      ++bad;
+    }
+  }
+  kiln_tokenizer_release(tok);
+  kiln_artifact_release(artifact);
+  return bad ? 1 : 0;
 }

@@ -183,6 +183,36 @@ KILN_API kiln_status kiln_sampler_sample(kiln_sampler *sampler,
                                          const int32_t *history,
                                          size_t history_len, int32_t *token);
 
+
+/*--- Tokenizer ----------------------------------------------------------*/
+
+/* The artifact's byte-level BPE tokenizer (from the GGUF file or the
+ * tokenizer.json it was compiled with). KILN_NOT_FOUND when it has none. */
+typedef struct kiln_tokenizer_s kiln_tokenizer;
+
+KILN_API kiln_status kiln_tokenizer_create(const kiln_artifact *artifact,
+                                           kiln_tokenizer **out);
+KILN_API void kiln_tokenizer_release(kiln_tokenizer *tokenizer);
+/* Encodes `length` bytes of UTF-8 `text` (invalid bytes are kept as byte
+ * tokens). `special` != 0: control-token texts such as "<|im_start|>"
+ * become those tokens. Writes at most `capacity` ids and sets *count to
+ * the full count (call again with a larger buffer if it is bigger). */
+KILN_API kiln_status kiln_tokenizer_encode(kiln_tokenizer *tokenizer,
+                                           const char *text, size_t length,
+                                           int special, int32_t *ids,
+                                           size_t capacity, size_t *count);
+/* The bytes token `id` stands for (possibly part of a UTF-8 character);
+ * control tokens give "" unless `special`. Valid until the next call. */
+KILN_API kiln_status kiln_tokenizer_piece(kiln_tokenizer *tokenizer,
+                                          int32_t id, int special,
+                                          const char **data, size_t *length);
+KILN_API size_t kiln_tokenizer_vocab_size(const kiln_tokenizer *tokenizer);
+/* -1 when the model has none. */
+KILN_API int32_t kiln_tokenizer_bos(const kiln_tokenizer *tokenizer);
+KILN_API int32_t kiln_tokenizer_eos(const kiln_tokenizer *tokenizer);
+/* The Jinja chat template from the model, or "". */
+KILN_API const char *kiln_tokenizer_chat_template(const kiln_tokenizer *tokenizer);
+
 #ifdef __cplusplus
 }
 #endif

@@ -1,0 +1,372 @@
+// Byte-level BPE (GPT-2 family) from the artifact's Tokenizer table.
+//
+// Encoding: split out special tokens (control and user-defined token texts,
+// longest first), pre-tokenize the rest with the GPT-2 rules (for "smollm",
+// every digit is a piece of its own first), map each piece's bytes to
+// GPT-2's printable code points, merge adjacent symbols by merge rank, look
+// the symbols up. Decoding maps a token's code points back to bytes.
+#include "artifact.h"
+#include "status.h"
+
+#include <algorithm>
+#include <cstring>
+#include <string>
+#include <unordered_map>
+#include <vector>
+
+using kiln::rt::makeStatus;
+namespace fb = kiln::fb;
+
+namespace {
+
+struct CodepointRange {
+  uint32_t first, last;
+};
+#include "unicode_tables.inc"
+
+bool inRanges(const CodepointRange *r, size_t n, uint32_t cp) {
+  const CodepointRange *end = r + n;
+  const CodepointRange *it = std::upper_bound(
+      r, end, cp, [](uint32_t c, const CodepointRange &x) { return c < x.first; });
+  return it != r && cp <= (it - 1)->last;
+}
+bool isLetter(uint32_t cp) {
+  return inRanges(kLetters, sizeof kLetters / sizeof *kLetters, cp);
+}
+bool isNumber(uint32_t cp) {
+  return inRanges(kNumbers, sizeof kNumbers / sizeof *kNumbers, cp);
+}
+/// Unicode White_Space (what \s matches).
+bool isSpace(uint32_t cp) {
+  return (cp >= 0x09 && cp <= 0x0D) || cp == 0x20 || cp == 0x85 ||
+         cp == 0xA0 || cp == 0x1680 || (cp >= 0x2000 && cp <= 0x200A) ||
+         cp == 0x2028 || cp == 0x2029 || cp == 0x202F || cp == 0x205F ||
+         cp == 0x3000;
+}
+
+/// Decodes UTF-8; an invalid byte becomes a code point of its own
+/// (0xDC80 + byte, never a letter, number or space) that re-encodes to
+/// the same byte, so no input is lost.
+struct Cpt {
+  uint32_t cp;
+  uint32_t begin, end; // byte range in the text
+};
+std::vector<Cpt> decodeUtf8(const char *s, size_t n) {
+  std::vector<Cpt> out;
+  const auto *u = reinterpret_cast<const uint8_t *>(s);
+  for (size_t i = 0; i < n;) {
+    uint8_t c = u[i];
+    size_t len = c < 0x80 ? 1 : (c >> 5) == 6 ? 2 : (c >> 4) == 14 ? 3
+                          : (c >> 3) == 30 ? 4 : 0;
+    uint32_t cp = len == 1 ? c : len == 2 ? c & 0x1F : len == 3 ? c & 0x0F : c & 0x07;
+    bool ok = len > 0 && i + len <= n;
+    for (size_t k = 1; ok && k < len; ++k) {
+      ok = (u[i + k] & 0xC0) == 0x80;
+      cp = (cp << 6) | (u[i + k] & 0x3F);
+    }
+    if (!ok) {
+      out.push_back({0xDC80u + c, uint32_t(i), uint32_t(i + 1)});
+      ++i;
+      continue;
+    }
+    out.push_back({cp, uint32_t(i), uint32_t(i + len)});
+    i += len;
+  }
+  return out;
+}
+
+void appendUtf8(std::string &s, uint32_t cp) {
+  if (cp < 0x80) {
+    s += char(cp);
+  } else if (cp < 0x800) {
+    s += char(0xC0 | (cp >> 6));
+    s += char(0x80 | (cp & 0x3F));
+  } else if (cp < 0x10000) {
+    s += char(0xE0 | (cp >> 12));
+    s += char(0x80 | ((cp >> 6) & 0x3F));
+    s += char(0x80 | (cp & 0x3F));
+  } else {
+    s += char(0xF0 | (cp >> 18));
+    s += char(0x80 | ((cp >> 12) & 0x3F));
+    s += char(0x80 | ((cp >> 6) & 0x3F));
+    s += char(0x80 | (cp & 0x3F));
+  }
+}
+
+/// The pieces (byte ranges) the GPT-2 regex
+///   's|'t|'re|'ve|'m|'ll|'d| ?\p{L}+| ?\p{N}+| ?[^\s\p{L}\p{N}]+|\s+(?!\S)|\s+
+/// cuts [begin, end) of `c` into.
+void splitGpt2(const std::vector<Cpt> &c, size_t begin, size_t end,
+               std::vector<std::pair<uint32_t, uint32_t>> &pieces) {
+  auto at = [&](size_t i) -> uint32_t { return i < end ? c[i].cp : 0xFFFFFFFF; };
+  auto kind = [&](size_t i) {
+    uint32_t cp = at(i);
+    if (i >= end) return 0;     // none
+    if (isLetter(cp)) return 1; // L
+    if (isNumber(cp)) return 2; // N
+    if (isSpace(cp)) return 3;  // \s
+    return 4;                   // other
+  };
+  size_t i = begin;
+  while (i < end) {
+    size_t start = i;
+    // Contractions.
+    if (at(i) == '\'') {
+      static const char *suffixes[] = {"s", "t", "re", "ve", "m", "ll", "d"};
+      size_t best = 0;
+      for (const char *sfx : suffixes) {
+        size_t k = 0;
+        while (sfx[k] && at(i + 1 + k) == uint32_t(sfx[k]))
+          ++k;
+        if (!sfx[k])
+          best = std::max(best, k);
+      }
+      // Leftmost alternative wins: 're before 'r... none overlap but 's
+      // vs 'se: the regex takes the listed literal, exactly 1-2 chars.
+      if (best) {
+        i += 1 + best;
+        pieces.push_back({c[start].begin, c[i - 1].end});
+        continue;
+      }
+    }
+    size_t j = i + (at(i) == ' ' ? 1 : 0);
+    int k = kind(j);
+    if (k == 1 || k == 2 || k == 4) {
+      while (kind(j) == k)
+        ++j;
+      pieces.push_back({c[start].begin, c[j - 1].end});
+      i = j;
+      continue;
+    }
+    // Whitespace: a run not followed by a non-space is taken whole; one
+    // followed by a non-space leaves its last char to the next piece
+    // (\s+(?!\S)), unless the run is a single char (then \s+ takes it).
+    j = i;
+    while (kind(j) == 3)
+      ++j;
+    if (j > i) {
+      if (j < end && j - i > 1)
+        --j;
+      pieces.push_back({c[start].begin, c[j - 1].end});
+      i = j;
+      continue;
+    }
+    // Unreachable for valid kinds; keep progress.
+    pieces.push_back({c[i].begin, c[i].end});
+    ++i;
+  }
+}
+
+} // namespace
+
+struct kiln_tokenizer_s {
+  const fb::Tokenizer *t;
+  bool splitDigits = false;
+  std::unordered_map<std::string, int32_t> vocab;
+  std::unordered_map<std::string, int32_t> mergeRank; // "left right"
+  std::vector<int32_t> specials; // control / user-defined, longest first
+  uint32_t byteToCp[256];
+  std::unordered_map<uint32_t, uint8_t> cpToByte;
+  std::string piece;
+
+  void bpe(const std::string &text, std::vector<int32_t> &out) const;
+};
+
+void kiln_tokenizer_s::bpe(const std::string &bytes,
+                           std::vector<int32_t> &out) const {
+  std::vector<std::string> sym;
+  for (unsigned char b : bytes) {
+    std::string s;
+    appendUtf8(s, byteToCp[b]);
+    sym.push_back(std::move(s));
+  }
+  while (sym.size() > 1) {
+    int32_t best = INT32_MAX;
+    size_t at = 0;
+    for (size_t i = 0; i + 1 < sym.size(); ++i) {
+      auto it = mergeRank.find(sym[i] + " " + sym[i + 1]);
+      if (it != mergeRank.end() && it->second < best) {
+        best = it->second;
+        at = i;
+      }
+    }
+    if (best == INT32_MAX)
+      break;
+    sym[at] += sym[at + 1];
+    sym.erase(sym.begin() + at + 1);
+  }
+  for (const std::string &s : sym) {
+    auto it = vocab.find(s);
+    if (it != vocab.end()) {
+      out.push_back(it->second);
+      continue;
+    }
+    // Not in the vocabulary: fall back to its single-byte symbols.
+    for (const Cpt &c : decodeUtf8(s.data(), s.size())) {
+      auto b = vocab.find(s.substr(c.begin, c.end - c.begin));
+      if (b != vocab.end())
+        out.push_back(b->second);
+    }
+  }
+}
+
+extern "C" {
+
+KILN_API kiln_status kiln_tokenizer_create(const kiln_artifact *artifact,
+                                           kiln_tokenizer **out) {
+  *out = nullptr;
+  const fb::Tokenizer *t = artifact->model->tokenizer();
+  if (!t)
+    return makeStatus(KILN_NOT_FOUND, "artifact '%s' has no tokenizer",
+                      artifact->path.c_str());
+  if (!t->model() || t->model()->str() != "gpt2" || !t->pre() || !t->tokens() ||
+      !t->merges())
+    return makeStatus(KILN_UNIMPLEMENTED,
+                      "artifact '%s': tokenizer model '%s' is not supported "
+                      "(supported: gpt2 byte-level BPE)",
+                      artifact->path.c_str(),
+                      t->model() ? t->model()->c_str() : "?");
+  std::string pre = t->pre()->str();
+  if (pre != "gpt2" && pre != "smollm")
+    return makeStatus(KILN_UNIMPLEMENTED,
+                      "artifact '%s': pre-tokenizer '%s' is not supported",
+                      artifact->path.c_str(), pre.c_str());
+  size_t n = t->tokens()->size();
+  if ((t->token_types() && t->token_types()->size() != n) ||
+      t->bos_id() >= int32_t(n) || t->eos_id() >= int32_t(n))
+    return makeStatus(KILN_DATA_LOSS,
+                      "artifact '%s': the tokenizer's types or bos/eos ids do "
+                      "not match its %zu tokens",
+                      artifact->path.c_str(), n);
+  auto tok = std::make_unique<kiln_tokenizer_s>();
+  tok->t = t;
+  tok->splitDigits = pre == "smollm";
+  for (size_t i = 0; i < n; ++i) {
+    std::string s = t->tokens()->Get(i)->str();
+    uint8_t type = t->token_types() ? t->token_types()->Get(i) : 1;
+    if ((type == 3 || type == 4) && !s.empty())
+      tok->specials.push_back(int32_t(i));
+    tok->vocab.emplace(std::move(s), int32_t(i));
+  }
+  std::sort(tok->specials.begin(), tok->specials.end(),
+            [&](int32_t a, int32_t b) {
+              uint32_t la = t->tokens()->Get(a)->size();
+              uint32_t lb = t->tokens()->Get(b)->size();
+              return la != lb ? la > lb : a < b;
+            });
+  for (size_t i = 0; i < t->merges()->size(); ++i)
+    tok->mergeRank.emplace(t->merges()->Get(i)->str(), int32_t(i));
+  // GPT-2's bytes_to_unicode: printable Latin-1 bytes map to themselves,
+  // the others to 256, 257, ... in byte order.
+  uint32_t next = 256;
+  for (uint32_t b = 0; b < 256; ++b) {
+    bool printable = (b >= 0x21 && b <= 0x7E) || (b >= 0xA1 && b <= 0xAC) ||
+                     (b >= 0xAE && b <= 0xFF);
+    tok->byteToCp[b] = printable ? b : next++;
+    tok->cpToByte[tok->byteToCp[b]] = uint8_t(b);
+  }
+  *out = tok.release();
+  return nullptr;
+}
+
+KILN_API void kiln_tokenizer_release(kiln_tokenizer *tok) { delete tok; }
+
+KILN_API kiln_status kiln_tokenizer_encode(kiln_tokenizer *tok,
+                                           const char *text, size_t length,
+                                           int special, int32_t *ids,
+                                           size_t capacity, size_t *count) {
+  std::vector<int32_t> out;
+  if (tok->t->add_bos() && tok->t->bos_id() >= 0)
+    out.push_back(tok->t->bos_id());
+  // Special tokens first: the text between them is ordinary text.
+  size_t pos = 0;
+  auto ordinary = [&](size_t begin, size_t end) {
+    if (begin >= end)
+      return;
+    std::vector<Cpt> c = decodeUtf8(text + begin, end - begin);
+    std::vector<std::pair<uint32_t, uint32_t>> pieces;
+    size_t runStart = 0;
+    for (size_t i = 0; i <= c.size(); ++i) {
+      bool digit = tok->splitDigits && i < c.size() && isNumber(c[i].cp);
+      if (i == c.size() || digit) {
+        splitGpt2(c, runStart, i, pieces);
+        if (digit)
+          pieces.push_back({c[i].begin, c[i].end});
+        runStart = i + 1;
+      }
+    }
+    for (auto [b, e] : pieces)
+      tok->bpe(std::string(text + begin + b, e - b), out);
+  };
+  // As llama.cpp: user-defined tokens always match, control tokens only
+  // when `special` is set.
+  size_t i = 0;
+  while (!tok->specials.empty() && i < length) {
+    int32_t match = -1;
+    for (int32_t id : tok->specials) {
+      if (!special && tok->t->token_types()->Get(id) == 3)
+        continue;
+      const flatbuffers::String *s = tok->t->tokens()->Get(id);
+      if (s->size() <= length - i && !std::memcmp(text + i, s->data(), s->size())) {
+        match = id;
+        break;
+      }
+    }
+    if (match < 0) {
+      ++i;
+      continue;
+    }
+    ordinary(pos, i);
+    out.push_back(match);
+    i += tok->t->tokens()->Get(match)->size();
+    pos = i;
+  }
+  ordinary(pos, length);
+  *count = out.size();
+  if (ids)
+    std::memcpy(ids, out.data(), std::min(capacity, out.size()) * sizeof(int32_t));
+  return nullptr;
+}
+
+KILN_API kiln_status kiln_tokenizer_piece(kiln_tokenizer *tok, int32_t id,
+                                          int special, const char **data,
+                                          size_t *length) {
+  const auto *tokens = tok->t->tokens();
+  if (id < 0 || static_cast<size_t>(id) >= tokens->size())
+    return makeStatus(KILN_INVALID_ARGUMENT,
+                      "token %d is outside the vocabulary [0, %u)", id,
+                      tokens->size());
+  const flatbuffers::String *s = tokens->Get(id);
+  uint8_t type = tok->t->token_types() ? tok->t->token_types()->Get(id) : 1;
+  tok->piece.clear();
+  if (type == 3 || type == 4) {
+    if (type == 4 || special)
+      tok->piece.assign(s->data(), s->size());
+  } else {
+    for (const Cpt &c : decodeUtf8(s->data(), s->size())) {
+      auto it = tok->cpToByte.find(c.cp);
+      if (it != tok->cpToByte.end())
+        tok->piece += char(it->second);
+      else
+        tok->piece.append(s->data() + c.begin, c.end - c.begin);
+    }
+  }
+  *data = tok->piece.data();
+  *length = tok->piece.size();
+  return nullptr;
+}
+
+KILN_API size_t kiln_tokenizer_vocab_size(const kiln_tokenizer *tok) {
+  return tok->t->tokens()->size();
+}
+KILN_API int32_t kiln_tokenizer_bos(const kiln_tokenizer *tok) {
+  return tok->t->bos_id();
+}
+KILN_API int32_t kiln_tokenizer_eos(const kiln_tokenizer *tok) {
+  return tok->t->eos_id();
+}
+KILN_API const char *kiln_tokenizer_chat_template(const kiln_tokenizer *tok) {
+  return tok->t->chat_template() ? tok->t->chat_template()->c_str() : "";
+}
+
+} // extern "C"
