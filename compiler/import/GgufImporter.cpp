@@ -564,8 +564,9 @@ LogicalResult readTokenizer(const gguf::File &file, Location loc,
                         "artifact gets no tokenizer";
     return success();
   }
+  // No merges is a valid byte-level BPE: every byte is its own token.
   if (failed(strings("tokenizer.ggml.tokens", t.tokens, true)) ||
-      failed(strings("tokenizer.ggml.merges", t.merges, true)))
+      failed(strings("tokenizer.ggml.merges", t.merges, false)))
     return failure();
   t.types.assign(t.tokens.size(), 1);
   if (const gguf::Value *types = file.find("tokenizer.ggml.token_type")) {

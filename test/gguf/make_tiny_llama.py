@@ -26,6 +26,16 @@ PROMPTS = [[1, 17, 42, 99, 3], [5] * 20 + [200, 201, 7], list(range(60, 100))]
 STEPS = 32
 
 
+def byte_symbol(b):
+    """GPT-2's bytes_to_unicode."""
+    printable = 0x21 <= b <= 0x7E or 0xA1 <= b <= 0xAC or 0xAE <= b <= 0xFF
+    if printable:
+        return chr(b)
+    others = [x for x in range(256)
+              if not (0x21 <= x <= 0x7E or 0xA1 <= x <= 0xAC or 0xAE <= x <= 0xFF)]
+    return chr(256 + others.index(b))
+
+
 def write_gguf(path, rng):
     w = gguf.GGUFWriter(path, "llama")
     w.add_name("kiln-tiny-llama")
@@ -39,10 +49,12 @@ def write_gguf(path, rng):
     w.add_rope_freq_base(10000.0)
     w.add_layer_norm_rms_eps(1e-5)
     w.add_vocab_size(VOCAB)
-    # A byte-level vocabulary so tokenizer loaders accept the file.
+    # A byte-level BPE vocabulary of the 256 bytes (GPT-2's byte-to-unicode
+    # mapping) and no merges: text prompts encode to their bytes.
     w.add_tokenizer_model("gpt2")
-    w.add_token_list([f"<{i}>" for i in range(VOCAB)])
+    w.add_token_list([byte_symbol(b) for b in range(VOCAB)])
     w.add_token_types([1] * VOCAB)
+    w.add_token_merges([])
     w.add_bos_token_id(1)
     w.add_eos_token_id(2)
 
