@@ -1189,10 +1189,11 @@ struct LowerToLinalgPass
       return signalPassFailure();
     // A pattern that declined has already said why at the op.
     WalkResult left = getOperation().walk([](Operation *op) {
-      // Weights become arguments; the paged-cache ops lower while
-      // bufferizing (dialects/kiln/BufferizableOpInterfaceImpl.cpp).
+      // Weights become arguments; the paged-cache and quantized ops lower
+      // while bufferizing (dialects/kiln/BufferizableOpInterfaceImpl.cpp).
       if (isa<KilnDialect>(op->getDialect()) &&
-          !isa<WeightOp, KvStoreOp, PagedAttentionOp>(op))
+          !isa<WeightOp, KvStoreOp, PagedAttentionOp, QuantMatMulOp,
+               QuantGatherOp>(op))
         return WalkResult::interrupt();
       return WalkResult::advance();
     });

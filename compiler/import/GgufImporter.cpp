@@ -1,8 +1,9 @@
 //===- GgufImporter.cpp - GGUF model to the kiln dialect ------------------===//
 //
 // Builds the kiln graph of a GGUF model from its architecture metadata, the
-// same dialect the ONNX importer produces. This first version dequantizes
-// every weight to f32 (F32, F16, Q8_0, Q4_0, Q4_1) and builds `llama`:
+// same dialect the ONNX importer produces. Q8_0, Q4_0 and Q4_1 weights stay
+// as the file's blocks (kiln.quant_matmul, kiln.quant_gather) unless asked
+// to dequantize; F16 and F32 ones become f32. It builds `llama`:
 // token embedding, per layer RMSNorm -> q/k/v -> RoPE -> causal grouped-query
 // attention -> output projection -> residual -> RMSNorm -> SwiGLU MLP ->
 // residual, then the final norm and the (possibly tied) output projection.
@@ -89,6 +90,11 @@ private:
   }
   /// x[rows, in] @ W^T for W a [out, in] GGUF matrix.
   FailureOr<Value> linear(Value x, StringRef name, int64_t in, int64_t out);
+  /// The quantization format kept packed for `t` ("q8_0", ...), or "".
+  StringRef packedFormat(const gguf::TensorInfo &t) const;
+  /// The file's blocks of `t` ([rows, cols] in values) as an i8 weight.
+  Value packedWeight(const gguf::TensorInfo &t, StringRef format, int64_t rows,
+                     int64_t cols);
   FailureOr<Value> norm(Value x, StringRef name);
   /// RoPE on x[1, heads, seq, headDim] in GGUF's adjacent-pair layout, at
   /// the positions `positions` ([1, seq] i64).
@@ -205,6 +211,29 @@ Value LlamaBuilder::weight(StringRef name, std::vector<float> data,
   return weight(name, shape);
 }
 
+StringRef LlamaBuilder::packedFormat(const gguf::TensorInfo &t) const {
+  if (!options.keepQuantized)
+    return "";
+  switch (static_cast<gguf::TensorType>(t.type)) {
+  case gguf::TensorType::Q8_0: return "q8_0";
+  case gguf::TensorType::Q4_0: return "q4_0";
+  case gguf::TensorType::Q4_1: return "q4_1";
+  default: return "";
+  }
+}
+
+Value LlamaBuilder::packedWeight(const gguf::TensorInfo &t, StringRef format,
+                                 int64_t rows, int64_t cols) {
+  // A view of the mapped file: the artifact gets the same bytes.
+  if (!store.contains(t.name))
+    store.addView(t.name, ArrayRef<char>(reinterpret_cast<const char *>(
+                                             file.data(t)),
+                                         t.bytes));
+  auto type = RankedTensorType::get(
+      {rows, cols / 32 * quantBlockBytes(format)}, b.getI8Type());
+  return WeightOp::create(b, loc, type, b.getStringAttr(t.name)).getResult();
+}
+
 FailureOr<Value> LlamaBuilder::linear(Value x, StringRef name, int64_t in,
                                       int64_t out) {
   const gguf::TensorInfo *t = tensor(name);
@@ -214,6 +243,12 @@ FailureOr<Value> LlamaBuilder::linear(Value x, StringRef name, int64_t in,
       t->dims[1] != static_cast<uint64_t>(out))
     return err() << "tensor '" << name << "' is not [" << in << ", " << out
                  << "] (ggml order)";
+  int64_t rows = cast<RankedTensorType>(x.getType()).getDimSize(0);
+  if (StringRef format = packedFormat(*t); !format.empty())
+    return QuantMatMulOp::create(b, loc, f32({rows, out}), x,
+                                 packedWeight(*t, format, out, in),
+                                 b.getStringAttr(format))
+        .getResult();
   Value wv;
   if (store.contains(name)) {
     wv = weight(name, {in, out});
@@ -223,7 +258,6 @@ FailureOr<Value> LlamaBuilder::linear(Value x, StringRef name, int64_t in,
       return failure();
     wv = weight(name, transposed(*w, out, in), {in, out});
   }
-  int64_t rows = cast<RankedTensorType>(x.getType()).getDimSize(0);
   return MatMulOp::create(b, loc, f32({rows, out}), x, wv).getResult();
 }
 
@@ -369,18 +403,25 @@ LogicalResult LlamaBuilder::buildFunction(ModuleOp module, StringRef name,
   }
 
   const gguf::TensorInfo *embd = tensor("token_embd.weight");
-  Value emb;
-  if (store.contains("token_embd.weight")) {
-    emb = weight("token_embd.weight", {vocab, dModel});
+  StringRef embdFormat = packedFormat(*embd);
+  Value x;
+  if (!embdFormat.empty()) {
+    x = QuantGatherOp::create(b, loc, f32({1, seq, dModel}),
+                              packedWeight(*embd, embdFormat, vocab, dModel),
+                              tokens, b.getStringAttr(embdFormat));
   } else {
-    auto table = dequantize(*embd);
-    if (failed(table))
-      return failure();
-    emb = weight("token_embd.weight", std::move(*table), {vocab, dModel});
+    Value emb;
+    if (store.contains("token_embd.weight")) {
+      emb = weight("token_embd.weight", {vocab, dModel});
+    } else {
+      auto table = dequantize(*embd);
+      if (failed(table))
+        return failure();
+      emb = weight("token_embd.weight", std::move(*table), {vocab, dModel});
+    }
+    x = GatherOp::create(b, loc, f32({1, seq, dModel}), emb, tokens,
+                         b.getI64IntegerAttr(0));
   }
-  Value x = GatherOp::create(b, loc, f32({1, seq, dModel}), emb, tokens,
-                             b.getI64IntegerAttr(0))
-                .getResult();
   auto flat = f32({seq, dModel});
   for (int64_t l = 0; l < layers; ++l) {
     std::string p = "blk." + std::to_string(l) + ".";
@@ -464,6 +505,13 @@ LogicalResult LlamaBuilder::buildFunction(ModuleOp module, StringRef name,
     if (failed(o))
       return failure();
     logits = *o;
+  } else if (!embdFormat.empty()) {
+    // Tied embeddings: the output projection is the embedding table, whose
+    // [vocab, width] rows are what quant_matmul reads.
+    logits = QuantMatMulOp::create(
+        b, loc, f32({outRows, vocab}), h2,
+        packedWeight(*embd, embdFormat, vocab, dModel),
+        b.getStringAttr(embdFormat));
   } else {
     // Tied embeddings: the output projection is the embedding table.
     Value w;

@@ -24,6 +24,9 @@ struct GgufImportOptions {
   int64_t maxContext = 0;
   int64_t prefillChunk = 32;
   int64_t blockSize = 16;
+  /// Keep Q8_0/Q4_0/Q4_1 weights packed (kiln.quant_matmul/quant_gather);
+  /// false: dequantize every weight to f32.
+  bool keepQuantized = true;
 };
 
 /// Builds the graph the file's `general.architecture` describes (llama

@@ -1,4 +1,13 @@
-//===- BufferizableOpInterfaceImpl.cpp - Paged-cache ops to loops ---------===//
+//===- BufferizableOpInterfaceImpl.cpp - Hand-built kernels ---------------===//
+//
+// Ops whose kernels are written here as loops over buffers take part in
+// One-Shot Bufferize directly: their tensor operands are only read, their
+// result is a new buffer, and bufferizing them emits their loops.
+//
+// kiln.quant_matmul and kiln.quant_gather read GGUF blocks as they are in
+// the file and dequantize them in vector registers (16 lanes of f32 per
+// half block); the matmul processes up to four rows of x per dequantized
+// block, so a prefill chunk pays the unpacking once per four tokens.
 //
 // kiln.kv_store and kiln.paged_attention read tensors and a memref (the
 // runtime's KV cache), so they take part in One-Shot Bufferize directly:
@@ -86,6 +95,239 @@ struct CacheAddressing {
     block = arith::MinSIOp::create(
         b, loc, block, arith::ConstantIndexOp::create(b, loc, maxBlock));
     return {block, slot};
+  }
+};
+
+/// Block `blk` of row `row` of a quantized weight `w` (memref<R x B x i8>)
+/// as two vector<16xf32>: values 0-15 and 16-31.
+std::pair<Value, Value> dequantBlock(OpBuilder &b, Location loc, Value w,
+                                     Value row, Value blk, StringRef format) {
+  int64_t bb = quantBlockBytes(format);
+  auto c = [&](int64_t i) {
+    return arith::ConstantIndexOp::create(b, loc, i).getResult();
+  };
+  Value base = arith::MulIOp::create(b, loc, blk, c(bb));
+  auto at = [&](int64_t off) {
+    return arith::AddIOp::create(b, loc, base, c(off)).getResult();
+  };
+  Type f32 = b.getF32Type(), i8 = b.getI8Type();
+  auto scale = [&](int64_t off) {
+    Value raw = vector::LoadOp::create(b, loc, VectorType::get({2}, i8), w,
+                                       ValueRange{row, at(off)});
+    Value h = vector::BitCastOp::create(
+        b, loc, VectorType::get({1}, b.getF16Type()), raw);
+    Value e = vector::ExtractOp::create(b, loc, h, ArrayRef<int64_t>{0});
+    return arith::ExtFOp::create(b, loc, f32, e).getResult();
+  };
+  auto v16i8 = VectorType::get({16}, i8), v16f = VectorType::get({16}, f32);
+  auto splat = [&](Value s) {
+    return vector::BroadcastOp::create(b, loc, v16f, s).getResult();
+  };
+  Value d = splat(scale(0));
+  if (format == "q8_0") {
+    auto half = [&](int64_t off) {
+      Value q = vector::LoadOp::create(b, loc, v16i8, w, ValueRange{row, at(off)});
+      Value f = arith::SIToFPOp::create(b, loc, v16f, q);
+      return arith::MulFOp::create(b, loc, f, d).getResult();
+    };
+    return {half(2), half(18)};
+  }
+  bool q40 = format == "q4_0";
+  Value q = vector::LoadOp::create(b, loc, v16i8, w,
+                                   ValueRange{row, at(q40 ? 2 : 4)});
+  auto i8splat = [&](int64_t v) {
+    return arith::ConstantOp::create(
+        b, loc, v16i8, DenseElementsAttr::get(v16i8, b.getI8IntegerAttr(v)));
+  };
+  Value lo = arith::AndIOp::create(b, loc, q, i8splat(0x0F));
+  Value hi = arith::ShRUIOp::create(b, loc, q, i8splat(4));
+  // q4_0: d * (n - 8) = d * n - 8 d; q4_1: d * n + m.
+  Value offset =
+      q40 ? arith::MulFOp::create(
+                b, loc, d,
+                splat(arith::ConstantOp::create(b, loc, b.getF32FloatAttr(-8.0f))))
+                .getResult()
+          : splat(scale(2));
+  auto value = [&](Value n) {
+    Value f = arith::UIToFPOp::create(b, loc, v16f, n);
+    return vector::FMAOp::create(b, loc, f, d, offset).getResult();
+  };
+  return {value(lo), value(hi)};
+}
+
+struct QuantMatMulOpInterface
+    : BufferizableOpInterface::ExternalModel<QuantMatMulOpInterface,
+                                             QuantMatMulOp> {
+  bool bufferizesToMemoryRead(Operation *, OpOperand &,
+                              const AnalysisState &) const {
+    return true;
+  }
+  bool bufferizesToMemoryWrite(Operation *, OpOperand &,
+                               const AnalysisState &) const {
+    return false;
+  }
+  AliasingValueList getAliasingValues(Operation *, OpOperand &,
+                                      const AnalysisState &) const {
+    return {};
+  }
+  bool bufferizesToAllocation(Operation *, Value) const { return true; }
+
+  LogicalResult bufferize(Operation *op, RewriterBase &rewriter,
+                          const BufferizationOptions &options,
+                          BufferizationState &state) const {
+    auto mm = cast<QuantMatMulOp>(op);
+    Location loc = op->getLoc();
+    rewriter.setInsertionPoint(op);
+    auto rType = cast<RankedTensorType>(mm.getResult().getType());
+    FailureOr<Value> x =
+        contiguousBuffer(rewriter, loc, mm.getInput(), options, state);
+    FailureOr<Value> w = getBuffer(rewriter, mm.getWeight(), options, state);
+    if (failed(x) || failed(w))
+      return failure();
+    auto outType = MemRefType::get(rType.getShape(), rType.getElementType());
+    FailureOr<Value> out = options.createAlloc(rewriter, loc, outType, {});
+    if (failed(out))
+      return failure();
+    int64_t rows = rType.getDimSize(0), n = rType.getDimSize(1);
+    int64_t blocks = cast<MemRefType>(x->getType()).getDimSize(1) / 32;
+    StringRef format = mm.getFormat();
+    auto v16f = VectorType::get({16}, rewriter.getF32Type());
+    auto c = [&](OpBuilder &b, int64_t i) {
+      return arith::ConstantIndexOp::create(b, loc, i).getResult();
+    };
+    auto fast = arith::FastMathFlagsAttr::get(rewriter.getContext(),
+                                              arith::FastMathFlags::reassoc);
+    // Rows [m0, m0 + count) of x against output column `col`.
+    auto rowsTimesColumn = [&](OpBuilder &b, Value m0, int64_t count,
+                               Value col) {
+      SmallVector<Value> init(
+          count, arith::ConstantOp::create(
+                     b, loc, v16f,
+                     DenseElementsAttr::get(v16f, b.getF32FloatAttr(0.0f))));
+      auto loop = scf::ForOp::create(
+          b, loc, c(b, 0), c(b, blocks), c(b, 1), init,
+          [&](OpBuilder &b, Location loc, Value blk, ValueRange acc) {
+            auto [lo, hi] = dequantBlock(b, loc, *w, col, blk, format);
+            Value k0 = arith::MulIOp::create(b, loc, blk, c(b, 32));
+            Value k1 = arith::AddIOp::create(b, loc, k0, c(b, 16));
+            SmallVector<Value> next;
+            for (int64_t r = 0; r < count; ++r) {
+              Value m = arith::AddIOp::create(b, loc, m0, c(b, r));
+              Value xl = vector::LoadOp::create(b, loc, v16f, *x, ValueRange{m, k0});
+              Value xh = vector::LoadOp::create(b, loc, v16f, *x, ValueRange{m, k1});
+              Value a = vector::FMAOp::create(b, loc, lo, xl, acc[r]);
+              next.push_back(vector::FMAOp::create(b, loc, hi, xh, a));
+            }
+            scf::YieldOp::create(b, loc, next);
+          });
+      for (int64_t r = 0; r < count; ++r) {
+        Value sum = vector::ReductionOp::create(
+            b, loc, vector::CombiningKind::ADD, loop.getResult(r), Value(),
+            fast.getValue());
+        Value m = arith::AddIOp::create(b, loc, m0, c(b, r));
+        memref::StoreOp::create(b, loc, sum, *out, ValueRange{m, col});
+      }
+    };
+    constexpr int64_t kTile = 4;
+    scf::ParallelOp::create(
+        rewriter, loc, ValueRange{c(rewriter, 0)}, ValueRange{c(rewriter, n)},
+        ValueRange{c(rewriter, 1)},
+        [&](OpBuilder &b, Location loc, ValueRange ivs) {
+          Value col = ivs[0];
+          int64_t full = rows / kTile * kTile;
+          if (full > 0)
+            scf::ForOp::create(
+                b, loc, c(b, 0), c(b, full), c(b, kTile), ValueRange{},
+                [&](OpBuilder &b, Location loc, Value m0, ValueRange) {
+                  rowsTimesColumn(b, m0, kTile, col);
+                  scf::YieldOp::create(b, loc);
+                });
+          if (rows % kTile)
+            rowsTimesColumn(b, c(b, full), rows % kTile, col);
+        });
+    replaceOpWithBufferizedValues(rewriter, op, *out);
+    return success();
+  }
+};
+
+struct QuantGatherOpInterface
+    : BufferizableOpInterface::ExternalModel<QuantGatherOpInterface,
+                                             QuantGatherOp> {
+  bool bufferizesToMemoryRead(Operation *, OpOperand &,
+                              const AnalysisState &) const {
+    return true;
+  }
+  bool bufferizesToMemoryWrite(Operation *, OpOperand &,
+                               const AnalysisState &) const {
+    return false;
+  }
+  AliasingValueList getAliasingValues(Operation *, OpOperand &,
+                                      const AnalysisState &) const {
+    return {};
+  }
+  bool bufferizesToAllocation(Operation *, Value) const { return true; }
+
+  LogicalResult bufferize(Operation *op, RewriterBase &rewriter,
+                          const BufferizationOptions &options,
+                          BufferizationState &state) const {
+    auto g = cast<QuantGatherOp>(op);
+    Location loc = op->getLoc();
+    rewriter.setInsertionPoint(op);
+    auto rType = cast<RankedTensorType>(g.getResult().getType());
+    FailureOr<Value> idx =
+        contiguousBuffer(rewriter, loc, g.getIndices(), options, state);
+    FailureOr<Value> table = getBuffer(rewriter, g.getTable(), options, state);
+    if (failed(idx) || failed(table))
+      return failure();
+    auto outType = MemRefType::get(rType.getShape(), rType.getElementType());
+    FailureOr<Value> out = options.createAlloc(rewriter, loc, outType, {});
+    if (failed(out))
+      return failure();
+    int64_t k = rType.getShape().back();
+    int64_t count = 1;
+    for (int64_t d : rType.getShape().drop_back())
+      count *= d;
+    int64_t vocab = cast<MemRefType>(table->getType()).getDimSize(0);
+    // Both as 2-D/1-D views: [count] indices, [count, K] rows.
+    SmallVector<ReassociationIndices> all(1), rowsAndK(2);
+    for (int64_t d = 0; d < cast<MemRefType>(idx->getType()).getRank(); ++d)
+      all[0].push_back(d);
+    for (int64_t d = 0; d + 1 < rType.getRank(); ++d)
+      rowsAndK[0].push_back(d);
+    rowsAndK[1].push_back(rType.getRank() - 1);
+    Value flatIdx = all[0].size() == 1 ? *idx
+                                       : memref::CollapseShapeOp::create(
+                                             rewriter, loc, *idx, all)
+                                             .getResult();
+    Value flatOut = rowsAndK[0].size() == 1 ? *out
+                                            : memref::CollapseShapeOp::create(
+                                                  rewriter, loc, *out, rowsAndK)
+                                                  .getResult();
+    auto c = [&](OpBuilder &b, int64_t i) {
+      return arith::ConstantIndexOp::create(b, loc, i).getResult();
+    };
+    StringRef format = g.getFormat();
+    scf::ForOp::create(
+        rewriter, loc, c(rewriter, 0), c(rewriter, count), c(rewriter, 1),
+        ValueRange{}, [&](OpBuilder &b, Location loc, Value p, ValueRange) {
+          Value id = memref::LoadOp::create(b, loc, flatIdx, ValueRange{p});
+          Value row = arith::IndexCastOp::create(b, loc, b.getIndexType(), id);
+          row = arith::MaxSIOp::create(b, loc, row, c(b, 0));
+          row = arith::MinSIOp::create(b, loc, row, c(b, vocab - 1));
+          scf::ForOp::create(
+              b, loc, c(b, 0), c(b, k / 32), c(b, 1), ValueRange{},
+              [&](OpBuilder &b, Location loc, Value blk, ValueRange) {
+                auto [lo, hi] = dequantBlock(b, loc, *table, row, blk, format);
+                Value k0 = arith::MulIOp::create(b, loc, blk, c(b, 32));
+                Value k1 = arith::AddIOp::create(b, loc, k0, c(b, 16));
+                vector::StoreOp::create(b, loc, lo, flatOut, ValueRange{p, k0});
+                vector::StoreOp::create(b, loc, hi, flatOut, ValueRange{p, k1});
+                scf::YieldOp::create(b, loc);
+              });
+          scf::YieldOp::create(b, loc);
+        });
+    replaceOpWithBufferizedValues(rewriter, op, *out);
+    return success();
   }
 };
 
@@ -295,6 +537,8 @@ void registerBufferizableOpInterfaceExternalModels(DialectRegistry &registry) {
     ctx->loadDialect<arith::ArithDialect, math::MathDialect,
                      memref::MemRefDialect, scf::SCFDialect,
                      vector::VectorDialect>();
+    QuantMatMulOp::attachInterface<QuantMatMulOpInterface>(*ctx);
+    QuantGatherOp::attachInterface<QuantGatherOpInterface>(*ctx);
     KvStoreOp::attachInterface<KvStoreOpInterface>(*ctx);
     PagedAttentionOp::attachInterface<PagedAttentionOpInterface>(*ctx);
   });

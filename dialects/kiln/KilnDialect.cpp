@@ -4,6 +4,7 @@
 #include "mlir/IR/Builders.h"
 #include "mlir/IR/OpImplementation.h"
 #include "mlir/IR/PatternMatch.h"
+#include "llvm/ADT/StringSwitch.h"
 
 using namespace mlir;
 using namespace kiln;
@@ -114,6 +115,60 @@ LogicalResult PagedAttentionOp::verify() {
                           cast<RankedTensorType>(getBlockTable().getType()),
                           cast<RankedTensorType>(getStep().getType()),
                           getLayer(), /*queries=*/true);
+}
+
+int64_t kiln::quantBlockBytes(StringRef format) {
+  return llvm::StringSwitch<int64_t>(format)
+      .Case("q8_0", 34)
+      .Case("q4_0", 18)
+      .Case("q4_1", 20)
+      .Default(0);
+}
+
+/// Checks a quantized [rows, K / 32 * block_bytes] i8 weight for rows of K.
+static LogicalResult verifyQuantWeight(Operation *op, Type weight,
+                                       StringRef format, int64_t k) {
+  int64_t bb = quantBlockBytes(format);
+  if (!bb)
+    return op->emitOpError("unknown quantization format '")
+           << format << "' (known: q8_0, q4_0, q4_1)";
+  auto w = cast<RankedTensorType>(weight);
+  if (k % 32)
+    return op->emitOpError("K = ") << k << " is not a multiple of 32";
+  if (w.getRank() != 2 || !w.getElementType().isInteger(8) ||
+      w.getDimSize(1) != k / 32 * bb)
+    return op->emitOpError("weight must be i8 [rows, ")
+           << k / 32 * bb << "] for K = " << k << " in " << format
+           << ", got " << w;
+  return success();
+}
+
+LogicalResult QuantMatMulOp::verify() {
+  auto x = cast<RankedTensorType>(getInput().getType());
+  auto r = cast<RankedTensorType>(getResult().getType());
+  if (x.getRank() != 2 || !x.hasStaticShape() || !x.getElementType().isF32())
+    return emitOpError("input must be a static f32 [M, K]");
+  if (failed(verifyQuantWeight(*this, getWeight().getType(), getFormat(),
+                               x.getDimSize(1))))
+    return failure();
+  auto w = cast<RankedTensorType>(getWeight().getType());
+  if (r.getRank() != 2 || r.getDimSize(0) != x.getDimSize(0) ||
+      r.getDimSize(1) != w.getDimSize(0) || !r.getElementType().isF32())
+    return emitOpError("result must be f32 [M, N] = [")
+           << x.getDimSize(0) << ", " << w.getDimSize(0) << "]";
+  return success();
+}
+
+LogicalResult QuantGatherOp::verify() {
+  auto idx = cast<RankedTensorType>(getIndices().getType());
+  auto r = cast<RankedTensorType>(getResult().getType());
+  if (!idx.hasStaticShape() || !idx.getElementType().isInteger(64))
+    return emitOpError("indices must be a static i64 tensor");
+  if (r.getRank() != idx.getRank() + 1 || !r.getElementType().isF32() ||
+      r.getShape().drop_back() != idx.getShape())
+    return emitOpError("result must be f32 indices.shape + [K]");
+  return verifyQuantWeight(*this, getTable().getType(), getFormat(),
+                           r.getShape().back());
 }
 
 LogicalResult ReshapeOp::verify() {

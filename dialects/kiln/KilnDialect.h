@@ -13,4 +13,10 @@
 #define GET_OP_CLASSES
 #include "dialects/kiln/KilnOps.h.inc"
 
+namespace kiln {
+/// Bytes of one 32-value block of a GGUF quantization format ("q8_0",
+/// "q4_0", "q4_1"); 0 for an unknown one.
+int64_t quantBlockBytes(llvm::StringRef format);
+} // namespace kiln
+
 #endif // KILN_DIALECTS_KILN_KILNDIALECT_H

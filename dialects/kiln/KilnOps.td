@@ -214,6 +214,40 @@ def Kiln_AttentionOp : Kiln_Op<"attention", [Pure]> {
 }
 
 //===----------------------------------------------------------------------===//
+// GGUF-quantized weights, consumed packed
+//===----------------------------------------------------------------------===//
+
+// A quantized weight is an i8 tensor `[rows, (K / 32) * block_bytes]`: each
+// row is K values in GGUF blocks of 32 (`format` q8_0: f16 d, i8 q[32],
+// value d*q; q4_0: f16 d, u8 q[16] holding nibbles, d*(q - 8); q4_1: f16 d,
+// f16 m, u8 q[16], d*q + m; the low nibbles are values 0-15, the high ones
+// 16-31). The kernels dequantize in registers; the bytes are the file's.
+
+def Kiln_QuantMatMulOp : Kiln_Op<"quant_matmul", [Pure]> {
+  let summary = "x[M, K] times the transpose of a quantized W[N, K]";
+  let arguments = (ins AnyRankedTensor:$input, AnyRankedTensor:$weight,
+                   StrAttr:$format);
+  let results = (outs AnyRankedTensor:$result);
+  let assemblyFormat = "$input `,` $weight attr-dict `:` "
+                       "functional-type(operands, results)";
+  let hasVerifier = 1;
+}
+
+def Kiln_QuantGatherOp : Kiln_Op<"quant_gather", [Pure]> {
+  let summary = "rows of a quantized table [V, K] at `indices`, as f32";
+  let description = [{
+    Result `indices.shape + [K]`; indices outside [0, V) are clamped (the
+    runtime checks token ids before a call).
+  }];
+  let arguments = (ins AnyRankedTensor:$table, AnyRankedTensor:$indices,
+                   StrAttr:$format);
+  let results = (outs AnyRankedTensor:$result);
+  let assemblyFormat = "$table `[` $indices `]` attr-dict `:` "
+                       "functional-type(operands, results)";
+  let hasVerifier = 1;
+}
+
+//===----------------------------------------------------------------------===//
 // Runtime-owned paged KV cache
 //===----------------------------------------------------------------------===//
 

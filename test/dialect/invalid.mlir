@@ -78,3 +78,27 @@ func.func @paged_attention_cache(%q: tensor<1x4x2x8xf32>, %t: tensor<4xi32>, %s:
   %0 = kiln.paged_attention %q over %c[%t, %s] {layer = 0 : i64, scale = 1.0 : f32} : tensor<1x4x2x8xf32>, memref<4x1x3x2x4x8xf32>, tensor<4xi32>, tensor<2xi64> -> tensor<1x4x2x8xf32>
   return %0 : tensor<1x4x2x8xf32>
 }
+
+// -----
+
+func.func @quant_format(%x: tensor<2x64xf32>, %w: tensor<3x40xi8>) -> tensor<2x3xf32> {
+  // expected-error @+1 {{unknown quantization format 'q5_k' (known: q8_0, q4_0, q4_1)}}
+  %0 = kiln.quant_matmul %x, %w {format = "q5_k"} : (tensor<2x64xf32>, tensor<3x40xi8>) -> tensor<2x3xf32>
+  return %0 : tensor<2x3xf32>
+}
+
+// -----
+
+func.func @quant_bytes(%x: tensor<2x64xf32>, %w: tensor<3x40xi8>) -> tensor<2x3xf32> {
+  // expected-error @+1 {{weight must be i8 [rows, 68] for K = 64 in q8_0}}
+  %0 = kiln.quant_matmul %x, %w {format = "q8_0"} : (tensor<2x64xf32>, tensor<3x40xi8>) -> tensor<2x3xf32>
+  return %0 : tensor<2x3xf32>
+}
+
+// -----
+
+func.func @quant_k(%x: tensor<2x48xf32>, %w: tensor<3x40xi8>) -> tensor<2x3xf32> {
+  // expected-error @+1 {{K = 48 is not a multiple of 32}}
+  %0 = kiln.quant_matmul %x, %w {format = "q4_1"} : (tensor<2x48xf32>, tensor<3x40xi8>) -> tensor<2x3xf32>
+  return %0 : tensor<2x3xf32>
+}

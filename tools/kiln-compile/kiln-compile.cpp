@@ -72,6 +72,11 @@ static cl::opt<int64_t> prefillChunk(
 static cl::opt<int64_t> kvBlockSize(
     "kv-block-size", cl::desc("LLM form: tokens per paged KV cache block"),
     cl::init(16));
+static cl::opt<bool> dequantizeWeights(
+    "dequantize-weights",
+    cl::desc("GGUF: dequantize Q8_0/Q4_0/Q4_1 weights to f32 instead of "
+             "keeping their blocks"),
+    cl::init(false));
 static cl::opt<bool> quiet("quiet", cl::desc("Print no progress"),
                            cl::init(false));
 
@@ -179,6 +184,7 @@ int main(int argc, char **argv) {
     ggufOptions.maxContext = maxContext;
     ggufOptions.prefillChunk = prefillChunk;
     ggufOptions.blockSize = kvBlockSize;
+    ggufOptions.keepQuantized = !dequantizeWeights;
     module = kiln::importGgufFile(inputPath, context, weights, ggufOptions,
                                     &tokenizer);
   } else if (llvm::StringRef(inputPath).ends_with(".mlir")) {

@@ -1,0 +1,31 @@
+// kiln.quant_matmul and kiln.quant_gather become loops over the packed
+// GGUF blocks while bufferizing: the scale is a bitcast f16, nibbles are
+// masked and shifted, four rows of x share each dequantized block (M = 6:
+// one tile of four, its single-trip loop folded away, then a tail of two),
+// and the output column is the
+// parallel dimension.
+// RUN: kiln-compile %s --compile-to=bufferize | FileCheck %s
+
+func.func @mm(%x: tensor<6x64xf32>, %w: tensor<3x40xi8>, %ids: tensor<1x2xi64>) -> (tensor<6x3xf32>, tensor<1x2x64xf32>) {
+  %0 = kiln.quant_matmul %x, %w {format = "q4_1"} : (tensor<6x64xf32>, tensor<3x40xi8>) -> tensor<6x3xf32>
+  %1 = kiln.quant_gather %w[%ids] {format = "q4_1"} : (tensor<3x40xi8>, tensor<1x2xi64>) -> tensor<1x2x64xf32>
+  return %0, %1 : tensor<6x3xf32>, tensor<1x2x64xf32>
+}
+
+// CHECK-LABEL: func.func @mm(
+// CHECK: scf.parallel (%[[N:.+]]) = (%c0) to (%c3) step (%c1)
+// CHECK: scf.for {{.+}} iter_args({{.+}}, {{.+}}, {{.+}}, {{.+}}) -> (vector<16xf32>, vector<16xf32>, vector<16xf32>, vector<16xf32>)
+// CHECK: vector.load %{{.+}} : memref<3x40xi8>, vector<2xi8>
+// CHECK: vector.bitcast {{.+}} : vector<2xi8> to vector<1xf16>
+// CHECK: arith.extf
+// CHECK: arith.andi
+// CHECK: arith.shrui
+// CHECK: arith.uitofp
+// CHECK: vector.fma
+// The tail of two rows.
+// CHECK: scf.for {{.+}} iter_args({{.+}}, {{.+}}) -> (vector<16xf32>, vector<16xf32>)
+// The gather: one row per index, clamped into the table.
+// CHECK: memref.collapse_shape
+// CHECK: arith.maxsi
+// CHECK: arith.minsi
+// CHECK: vector.store
