@@ -9,9 +9,14 @@ cmake -G Ninja -S runtime -B "$out" -DKILN_SANITIZE=ON -DCMAKE_BUILD_TYPE=Debug 
   -DCMAKE_C_COMPILER=clang-22 -DCMAKE_CXX_COMPILER=clang++-22 > /dev/null
 ninja -C "$out" > /dev/null
 art=$(mktemp --suffix=.kiln)
-trap 'rm -f "$art"' EXIT
+llm=$(mktemp --suffix=.kiln)
+trap 'rm -f "$art" "$llm"' EXIT
 "$build/bin/kiln-compile" test/e2e/models/gpt2_tiny.onnx -o "$art" --quiet \
   --dim batch=1 --dim seq=8
 # A corrupt scratch size may ask for terabytes: the runtime must report the
 # failed allocation, which ASan allows only with allocator_may_return_null.
 ASAN_OPTIONS=detect_leaks=1:allocator_may_return_null=1 "$out/test/runtime_unit_tests" "$art"
+# The LLM API, KV cache and tokenizer on the tiny llama, and its sweep.
+"$build/bin/kiln-compile" test/gguf/models/tiny_llama.gguf -o "$llm" --quiet \
+  --prefill-chunk=8 --max-context=64
+ASAN_OPTIONS=detect_leaks=1:allocator_may_return_null=1 "$out/test/runtime_unit_tests" "$llm"

@@ -20,7 +20,7 @@ using namespace mlir;
 namespace kiln {
 namespace {
 
-constexpr uint32_t kFormatVersion = 1;
+constexpr uint32_t kFormatVersion = 2;
 constexpr uint64_t kAlign = 64;
 
 uint64_t alignUp(uint64_t v) { return (v + kAlign - 1) / kAlign * kAlign; }
@@ -238,7 +238,10 @@ LogicalResult writeArtifact(StringRef path, ModuleOp module,
 
   std::vector<uint64_t> offsets(plan.segments.size(), 0);
   std::vector<char> buf = buildFlatbuffer(plan, cpu, metadata, tokenizer, offsets);
-  uint64_t cursor = alignUp(buf.size());
+  // The header's checksum follows it (8 bytes, FNV-1a 64 of everything
+  // before), so the runtime rejects a damaged header before trusting any
+  // size or shape in it.
+  uint64_t cursor = alignUp(buf.size() + 8);
   for (size_t i = 0; i < plan.segments.size(); ++i) {
     offsets[i] = cursor;
     cursor = alignUp(cursor + plan.segments[i].size());
@@ -253,7 +256,9 @@ LogicalResult writeArtifact(StringRef path, ModuleOp module,
     return emitError(loc) << "cannot write '" << path << "': " << ec.message();
   static const char zeros[kAlign] = {};
   os.write(final.data(), final.size());
-  uint64_t pos = final.size();
+  uint64_t headerHash = fnv1a(ArrayRef<char>(final.data(), final.size()));
+  os.write(reinterpret_cast<const char *>(&headerHash), 8);
+  uint64_t pos = final.size() + 8;
   for (size_t i = 0; i < plan.segments.size(); ++i) {
     os.write(zeros, offsets[i] - pos);
     os.write(plan.segments[i].data(), plan.segments[i].size());

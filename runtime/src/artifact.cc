@@ -73,6 +73,12 @@ kiln_status verify(kiln_artifact_s &a) {
                    fbSize, a.size);
   if (!flatbuffers::BufferHasIdentifier(a.base + 4, fb::ModelIdentifier()))
     return corrupt(a, "no KILN file identifier (not a .kiln file?)");
+  uint64_t stored;
+  if (static_cast<uint64_t>(fbSize) + 12 > a.size)
+    return corrupt(a, "the file ends inside the header checksum (truncated?)");
+  std::memcpy(&stored, a.base + 4 + fbSize, 8);
+  if (kiln::rt::fnv1a(a.base, 4 + static_cast<uint64_t>(fbSize)) != stored)
+    return corrupt(a, "the header does not match its checksum");
   // Verify with the size prefix: alignment is relative to the file start.
   flatbuffers::Verifier verifier(a.base, 4 + static_cast<size_t>(fbSize));
   if (!fb::VerifySizePrefixedModelBuffer(verifier))
@@ -112,7 +118,7 @@ kiln_status verify(kiln_artifact_s &a) {
                         a.path.c_str(), fb::EnumNameDType(kv->dtype()),
                         fb::EnumNameCacheLayout(kv->layout()));
   }
-  uint64_t dataStart = 4 + static_cast<uint64_t>(fbSize);
+  uint64_t dataStart = 4 + static_cast<uint64_t>(fbSize) + 8;
   uint32_t numSegments = m->segments()->size();
   for (uint32_t i = 0; i < numSegments; ++i) {
     const fb::Segment *s = m->segments()->Get(i);
@@ -198,6 +204,15 @@ kiln_status verify(kiln_artifact_s &a) {
 }
 
 } // namespace
+
+uint64_t kiln::rt::fnv1a(const uint8_t *p, uint64_t n) {
+  uint64_t h = 0xcbf29ce484222325ull;
+  for (uint64_t i = 0; i < n; ++i) {
+    h ^= p[i];
+    h *= 0x100000001b3ull;
+  }
+  return h;
+}
 
 extern "C" {
 

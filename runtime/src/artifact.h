@@ -33,7 +33,9 @@ struct kiln_artifact_s {
 
 namespace kiln::rt {
 /// Current artifact format; the compiler writes the same number.
-constexpr uint32_t kFormatVersion = 1;
+constexpr uint32_t kFormatVersion = 2;
+/// FNV-1a 64: the checksum of the header and of executable images.
+uint64_t fnv1a(const uint8_t *p, uint64_t n);
 } // namespace kiln::rt
 
 #endif

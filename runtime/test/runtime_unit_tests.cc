@@ -76,6 +76,79 @@ static void testBasics() {
   kiln_status_free(s);
 }
 
+/// The LLM API on an artifact with prefill/decode and a KV cache.
+static void testLlm(kiln_artifact *a, kiln_llm *llm) {
+  size_t vocab = kiln_llm_vocab_size(llm);
+  EXPECT(vocab > 4);
+  EXPECT(kiln_llm_logits(llm) == nullptr);
+  EXPECT(kiln_llm_position(llm) == 0 && kiln_llm_kv_bytes(llm) == 0);
+  int32_t prompt[3] = {1, 2, 3};
+  EXPECT(kiln_llm_prefill(llm, prompt, 3) == nullptr);
+  EXPECT(kiln_llm_position(llm) == 3 && kiln_llm_logits(llm) != nullptr);
+  uint64_t oneBlock = kiln_llm_kv_bytes(llm);
+  EXPECT(oneBlock > 0);
+  std::vector<float> first(kiln_llm_logits(llm), kiln_llm_logits(llm) + vocab);
+
+  // Greedy sampling is the argmax; a seed reproduces a sampled sequence.
+  kiln_sampler_params greedy = {0.0f, 0, 1.0f, 1.0f, 0};
+  kiln_sampler *g;
+  EXPECT(kiln_sampler_create(&greedy, &g) == nullptr);
+  int32_t pick = -1;
+  EXPECT(kiln_sampler_sample(g, first.data(), vocab, prompt, 3, &pick) == nullptr);
+  EXPECT(pick == std::max_element(first.begin(), first.end()) - first.begin());
+  kiln_sampler_release(g);
+  kiln_sampler_params warm = {0.9f, 20, 0.9f, 1.2f, 7};
+  int32_t seqA[8], seqB[8];
+  for (int32_t *seq : {seqA, seqB}) {
+    kiln_sampler *sm;
+    EXPECT(kiln_sampler_create(&warm, &sm) == nullptr);
+    for (int i = 0; i < 8; ++i)
+      EXPECT(kiln_sampler_sample(sm, first.data(), vocab, seq, i, &seq[i]) == nullptr);
+    kiln_sampler_release(sm);
+  }
+  EXPECT(std::equal(seqA, seqA + 8, seqB));
+  kiln_sampler_params bad = {0.5f, 0, 1.0f, 0.0f, 0};
+  kiln_sampler *none;
+  kiln_status s = kiln_sampler_create(&bad, &none);
+  EXPECT(kiln_status_get_code(s) == KILN_INVALID_ARGUMENT);
+  kiln_status_free(s);
+
+  // A bad token leaves the sequence as it was.
+  s = kiln_llm_decode(llm, static_cast<int32_t>(vocab));
+  EXPECT(kiln_status_get_code(s) == KILN_INVALID_ARGUMENT);
+  kiln_status_free(s);
+  EXPECT(kiln_llm_position(llm) == 3);
+  EXPECT(kiln_llm_decode(llm, pick) == nullptr && kiln_llm_position(llm) == 4);
+
+  // Reset empties the cache; the same prompt gives the same logits.
+  kiln_llm_reset(llm);
+  EXPECT(kiln_llm_position(llm) == 0 && kiln_llm_kv_bytes(llm) == 0);
+  EXPECT(kiln_llm_prefill(llm, prompt, 3) == nullptr);
+  EXPECT(std::equal(first.begin(), first.end(), kiln_llm_logits(llm)));
+
+  // A small context overflows with a clear error.
+  kiln_llm *small;
+  EXPECT(kiln_llm_create(a, "cpu", 4, &small) == nullptr);
+  int32_t five[5] = {1, 2, 3, 4, 5};
+  s = kiln_llm_prefill(small, five, 5);
+  EXPECT(contains(s, "context full"));
+  kiln_status_free(s);
+  EXPECT(kiln_llm_position(small) == 0);
+  kiln_llm_release(small);
+  s = kiln_llm_create(a, "cpu", 1u << 30, &small);
+  EXPECT(contains(s, "larger than the artifact's maximum"));
+  kiln_status_free(s);
+  // Its functions cannot be called without the cache.
+  kiln_session *session;
+  EXPECT(kiln_session_create(a, "cpu", &session) == nullptr);
+  s = kiln_session_call(session, "decode", nullptr, 0, nullptr, 0);
+  EXPECT(kiln_status_get_code(s) == KILN_INVALID_ARGUMENT);
+  kiln_status_free(s);
+  kiln_session_release(session);
+  std::printf("llm api: vocab %zu, %llu bytes per cache block\n", vocab,
+              static_cast<unsigned long long>(oneBlock));
+}
+
 static void testArtifact(const char *path) {
   std::ifstream f(path, std::ios::binary);
   std::vector<char> bytes((std::istreambuf_iterator<char>(f)),
@@ -96,6 +169,16 @@ static void testArtifact(const char *path) {
     EXPECT(kiln_artifact_function_count(a) >= 1);
     EXPECT(kiln_artifact_metadata(a, "targets") != nullptr);
     EXPECT(kiln_artifact_metadata(a, "no-such-key") == nullptr);
+    kiln_llm *llm;
+    if (kiln_status ls = kiln_llm_create(a, "cpu", 0, &llm)) {
+      kiln_status_free(ls);
+    } else {
+      testLlm(a, llm);
+      kiln_llm_release(llm);
+      kiln_artifact_release(a);
+      goto sweep;
+    }
+    {
     size_t nin, nout;
     s = kiln_function_arity(a, "main", &nin, &nout);
     EXPECT(s == nullptr && nout >= 1);
@@ -115,8 +198,10 @@ static void testArtifact(const char *path) {
     }
     kiln_status_free(s);
     kiln_artifact_release(a);
+    }
   }
 
+sweep:
   uint32_t fbSize;
   std::memcpy(&fbSize, bytes.data(), 4);
   size_t header = std::min<size_t>(bytes.size(), 4 + size_t(fbSize));
@@ -136,6 +221,23 @@ static void testArtifact(const char *path) {
     if (!cs)
       kiln_session_release(session);
     kiln_status_free(cs);
+    kiln_llm *llm;
+    if (kiln_status ls = kiln_llm_create(a, "cpu", 0, &llm)) {
+      kiln_status_free(ls);
+    } else {
+      int32_t t = 1;
+      kiln_status_free(kiln_llm_prefill(llm, &t, 1));
+      kiln_llm_release(llm);
+    }
+    kiln_tokenizer *tok;
+    if (kiln_status ts = kiln_tokenizer_create(a, &tok)) {
+      kiln_status_free(ts);
+    } else {
+      size_t n;
+      kiln_status_free(kiln_tokenizer_encode(tok, "hi there 42", 11, 1,
+                                             nullptr, 0, &n));
+      kiln_tokenizer_release(tok);
+    }
     kiln_artifact_release(a);
   };
   for (size_t i = 0; i < header; ++i) {

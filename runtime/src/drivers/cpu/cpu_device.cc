@@ -157,15 +157,6 @@ const char *hostArch() {
 #endif
 }
 
-uint64_t fnv1a(const uint8_t *p, uint64_t n) {
-  uint64_t h = 0xcbf29ce484222325ull;
-  for (uint64_t i = 0; i < n; ++i) {
-    h ^= p[i];
-    h *= 0x100000001b3ull;
-  }
-  return h;
-}
-
 /// Checks that an ELF64 shared object's headers and loadable segments lie
 /// inside the image, so the dynamic loader never maps past its end.
 bool elfInBounds(const uint8_t *image, uint64_t size) {
@@ -287,7 +278,7 @@ private:
     const uint8_t *image = a->segment(exe->image_segment());
     uint64_t size = a->segmentSize(exe->image_segment());
     // Code is never loaded unless it is exactly what the compiler wrote.
-    if (fnv1a(image, size) != exe->image_hash() || !elfInBounds(image, size))
+    if (kiln::rt::fnv1a(image, size) != exe->image_hash() || !elfInBounds(image, size))
       return makeStatus(KILN_DATA_LOSS,
                         "artifact '%s' is corrupt: cpu executable %u does not "
                         "match its checksum",

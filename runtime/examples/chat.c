@@ -1,0 +1,83 @@
+/* Embedding the LLM API: load an LLM artifact, encode a prompt with its
+ * tokenizer, prefill, then sample and decode until end-of-text or N tokens,
+ * printing the text as it comes. Plain C against libkiln.so.
+ *
+ *   kiln_chat_example MODEL.kiln "prompt" [N] [temperature] [seed]
+ */
+#include "kiln/kiln.h"
+
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+static int check(kiln_status s, const char *what) {
+  if (!s)
+    return 0;
+  fprintf(stderr, "chat: %s: %s\n", what, kiln_status_message(s));
+  kiln_status_free(s);
+  return 1;
+}
+
+int main(int argc, char **argv) {
+  if (argc < 3) {
+    fprintf(stderr, "usage: %s MODEL.kiln PROMPT [N] [TEMP] [SEED]\n", argv[0]);
+    return 2;
+  }
+  int n = argc > 3 ? atoi(argv[3]) : 32;
+  kiln_sampler_params params = {argc > 4 ? (float)atof(argv[4]) : 0.0f, 40,
+                                0.95f, 1.0f,
+                                argc > 5 ? strtoull(argv[5], NULL, 10) : 1};
+  kiln_artifact *art = NULL;
+  kiln_llm *llm = NULL;
+  kiln_tokenizer *tok = NULL;
+  kiln_sampler *smp = NULL;
+  int32_t *ids = NULL;
+  int rc = 1;
+  if (check(kiln_artifact_open(argv[1], &art), "cannot open artifact") ||
+      check(kiln_llm_create(art, "cpu", 0, &llm), "not an LLM artifact") ||
+      check(kiln_tokenizer_create(art, &tok), "no tokenizer") ||
+      check(kiln_sampler_create(&params, &smp), "bad sampler"))
+    goto done;
+
+  size_t len = strlen(argv[2]), count = 0;
+  if (check(kiln_tokenizer_encode(tok, argv[2], len, 1, NULL, 0, &count),
+            "encode"))
+    goto done;
+  /* Room for the prompt and every token we may generate (the history the
+   * repetition penalty reads). */
+  ids = malloc((count + (size_t)n + 1) * sizeof *ids);
+  if (!ids ||
+      check(kiln_tokenizer_encode(tok, argv[2], len, 1, ids, count, &count),
+            "encode") ||
+      check(kiln_llm_prefill(llm, ids, count), "prefill"))
+    goto done;
+  for (int i = 0; i < n; ++i) {
+    int32_t next;
+    if (check(kiln_sampler_sample(smp, kiln_llm_logits(llm),
+                                  kiln_llm_vocab_size(llm), ids, count, &next),
+              "sample"))
+      goto done;
+    if (next == kiln_tokenizer_eos(tok))
+      break;
+    const char *piece;
+    size_t piece_len;
+    if (check(kiln_tokenizer_piece(tok, next, 0, &piece, &piece_len), "piece"))
+      goto done;
+    fwrite(piece, 1, piece_len, stdout);
+    fflush(stdout);
+    ids[count++] = next;
+    if (check(kiln_llm_decode(llm, next), "decode"))
+      goto done;
+  }
+  printf("\n");
+  fprintf(stderr, "chat: %zu tokens in the cache, %llu bytes of KV cache\n",
+          kiln_llm_position(llm), (unsigned long long)kiln_llm_kv_bytes(llm));
+  rc = 0;
+done:
+  free(ids);
+  kiln_sampler_release(smp);
+  kiln_tokenizer_release(tok);
+  kiln_llm_release(llm);
+  kiln_artifact_release(art);
+  return rc;
+}
