@@ -23,6 +23,31 @@ def RaiseAttention : Pass<"kiln-raise-attention", "mlir::ModuleOp"> {
   }];
 }
 
+def KvLayout : Pass<"kiln-kv-layout", "mlir::ModuleOp"> {
+  let summary = "Past/present KV tensors of a decoder graph become the "
+                "runtime's paged cache";
+  let description = [{
+    For every public function whose `kiln.attention` ops read
+    `concat(past, new, axis 2)` of a graph input `past` (through the
+    grouped-query `reshape/broadcast/reshape` repeat when present), with a
+    causal mask (the attribute, or a constant equal to the causal mask of
+    the new tokens over past + new positions): each layer writes `new` keys
+    and values with `kiln.kv_store` and attends with
+    `kiln.paged_attention` over one paged cache argument; the past inputs
+    and present outputs leave the signature. The function becomes the LLM
+    step `(tokens[1, S], positions[1, S], block_table[blocks], step[2],
+    cache) -> logits[1, vocab]`: the logits of the last real token
+    (`step[1] - 1`). Anything else using a past or present tensor is an
+    error naming it.
+  }];
+  let options = [
+    Option<"blockSize", "block-size", "int64_t", "16",
+           "Tokens per cache block">,
+    Option<"maxContext", "max-context", "int64_t", "2048",
+           "Most tokens a sequence holds">,
+  ];
+}
+
 //===----------------------------------------------------------------------===//
 // Lowering out of the kiln dialect (shared by every target)
 //===----------------------------------------------------------------------===//

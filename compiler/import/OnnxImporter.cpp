@@ -414,7 +414,8 @@ Value Importer::materialize(Val &v, Location loc) {
   for (int64_t i = 1; splat && i < n; ++i)
     splat = isFloatDType(h.dtype) ? h.getF(i) == h.getF(0)
                                   : h.getI(i) == h.getI(0);
-  if (n <= kMaxInlineElements || splat) {
+  if (n <= kMaxInlineElements || splat ||
+      (h.owned && n <= opts.maxInlineFolded)) {
     DenseElementsAttr attr;
     Type et = type.getElementType();
     if (h.dtype == kBool) {
@@ -433,9 +434,22 @@ Value Importer::materialize(Val &v, Location loc) {
     v.value = *v.slot = ConstantOp::create(b, loc, type, attr).getResult();
     return v.value;
   }
+  // A name another import already registered with the same bytes (the
+  // LLM form imports a model twice) is shared; otherwise names are unique.
   std::string name = v.name;
+  auto same = [&](llvm::StringRef n) {
+    ArrayRef<char> had = store.lookup(n);
+    return had.size() == h.size && !std::memcmp(had.data(), h.data, h.size);
+  };
+  if (!name.empty() && store.contains(name) && same(name)) {
+    v.value = *v.slot =
+        WeightOp::create(b, loc, type, b.getStringAttr(name)).getResult();
+    return v.value;
+  }
   if (name.empty() || store.contains(name))
-    name = "__const" + std::to_string(constCounter++);
+    do
+      name = "__const" + std::to_string(constCounter++);
+    while (store.contains(name));
   if (h.owned)
     store.addOwned(name, std::vector<char>(h.data, h.data + h.size));
   else
@@ -1312,9 +1326,11 @@ LogicalResult Importer::slice(const onnx::NodeProto &n) {
     fullSteps[a] = step;
     outShape[a] = len;
   }
+  // An empty slice is known at compile time whatever its input: Concat
+  // drops it (Phi-3's `x[..., rotary_dim:]` when all dims rotate); any
+  // other use reports the empty tensor.
   if (product(outShape) == 0)
-    return err(n) << "produces an empty tensor " << shapeStr(outShape)
-                  << ", which Kiln does not support yet";
+    return define(n, 0, hostVal(HostTensor::fromBytes(in.dtype, outShape, {})));
   return define(n, 0, sliceVal(in, fullStarts, fullSteps, outShape, nodeLoc(n)));
 }
 
@@ -1954,6 +1970,74 @@ OwningOpRef<ModuleOp> importOnnxFile(StringRef path, MLIRContext &context,
   return importModel(std::move(model), context, weights, options,
                      dir.empty() ? "." : dir,
                      llvm::sys::path::filename(path).str());
+}
+
+OwningOpRef<ModuleOp> importOnnxDecoderFile(StringRef path,
+                                            MLIRContext &context,
+                                            WeightStore &weights,
+                                            const OnnxImportOptions &options,
+                                            int64_t prefillChunk,
+                                            int64_t maxContext) {
+  Location loc = FileLineColLoc::get(&context, path, 0, 0);
+  auto file = llvm::MemoryBuffer::getFile(path, /*IsText=*/false,
+                                          /*RequiresNullTerminator=*/false);
+  if (!file) {
+    emitError(loc) << "cannot read '" << path
+                   << "': " << file.getError().message();
+    return nullptr;
+  }
+  auto model = std::make_shared<onnx::ModelProto>();
+  llvm::StringRef data = (*file)->getBuffer();
+  if (data.size() > INT32_MAX ||
+      !model->ParseFromArray(data.data(), static_cast<int>(data.size())) ||
+      !model->has_graph()) {
+    emitError(loc) << "'" << path << "' is not a valid ONNX model";
+    return nullptr;
+  }
+  // The sequence dim is the token ids' dim 1, the past length the first
+  // past input's dim 2 (HF: past_key_values.N.key [batch, heads, past, d]).
+  std::string seqDim, pastDim;
+  for (const onnx::ValueInfoProto &in : model->graph().input()) {
+    const auto &dims = in.type().tensor_type().shape().dim();
+    if (seqDim.empty() && dims.size() == 2 && dims[1].has_dim_param())
+      seqDim = dims[1].dim_param();
+    if (pastDim.empty() && llvm::StringRef(in.name()).contains("past") &&
+        dims.size() == 4 && dims[2].has_dim_param())
+      pastDim = dims[2].dim_param();
+  }
+  if (seqDim.empty() || pastDim.empty()) {
+    emitError(loc) << "'" << path << "' is not a decoder with a KV cache: "
+                   << "expected token ids [batch, seq] and past_key_values "
+                   << "inputs [batch, heads, past_seq, head_dim] with "
+                   << "symbolic seq and past_seq dims";
+    return nullptr;
+  }
+  std::string dir = llvm::sys::path::parent_path(path).str();
+  OwningOpRef<ModuleOp> result;
+  for (auto [name, seq] : {std::pair<const char *, int64_t>{"prefill", prefillChunk},
+                           {"decode", 1}}) {
+    OnnxImportOptions o = options;
+    o.dims[seqDim] = seq;
+    // The largest past this function can see: kiln-kv-layout replaces every
+    // use of it, and a sliding window shorter than the context shows in the
+    // folded mask.
+    o.dims[pastDim] = std::max<int64_t>(1, maxContext - seq);
+    o.maxInlineFolded = std::max<int64_t>(o.maxInlineFolded, 1 << 16);
+    OwningOpRef<ModuleOp> m = importModel(model, context, weights, o,
+                                          dir.empty() ? "." : dir,
+                                          llvm::sys::path::filename(path).str());
+    if (!m)
+      return nullptr;
+    auto fn = *m->getOps<func::FuncOp>().begin();
+    fn.setName(name);
+    if (!result) {
+      result = std::move(m);
+    } else {
+      fn->remove();
+      result->push_back(fn);
+    }
+  }
+  return result;
 }
 
 OwningOpRef<ModuleOp> importOnnxText(StringRef text, MLIRContext &context,

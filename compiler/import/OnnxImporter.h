@@ -19,6 +19,10 @@ struct OnnxImportOptions {
   /// Graph inputs turned into compile-time constants; they leave the
   /// function's signature.
   std::map<std::string, HostTensor> constInputs;
+  /// Values computed on the host (not initializers) up to this many
+  /// elements stay in the IR as constants, where passes can read them
+  /// (the LLM form reads folded attention masks).
+  int64_t maxInlineFolded = 64;
 };
 
 /// Imports a binary .onnx file (external data is read relative to its
@@ -26,6 +30,15 @@ struct OnnxImportOptions {
 mlir::OwningOpRef<mlir::ModuleOp>
 importOnnxFile(llvm::StringRef path, mlir::MLIRContext &context,
                WeightStore &weights, const OnnxImportOptions &options);
+
+/// Imports a decoder exported with its KV cache as inputs and outputs
+/// (past_key_values.* / present.*) twice: as `prefill` over chunks of
+/// `prefillChunk` tokens and as `decode` over one, with the past length
+/// bound to the most a call can see under `maxContext`, for kiln-kv-layout.
+mlir::OwningOpRef<mlir::ModuleOp>
+importOnnxDecoderFile(llvm::StringRef path, mlir::MLIRContext &context,
+                      WeightStore &weights, const OnnxImportOptions &options,
+                      int64_t prefillChunk, int64_t maxContext);
 
 /// Imports ONNX's textual syntax (onnx/defs/parser.h), used by lit tests.
 mlir::OwningOpRef<mlir::ModuleOp>

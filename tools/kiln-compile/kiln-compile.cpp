@@ -77,6 +77,11 @@ static cl::opt<bool> dequantizeWeights(
     cl::desc("GGUF: dequantize Q8_0/Q4_0/Q4_1 weights to f32 instead of "
              "keeping their blocks"),
     cl::init(false));
+static cl::opt<bool> llmForm(
+    "llm",
+    cl::desc("ONNX decoder with past_key_values inputs: compile prefill and "
+             "decode over the runtime's paged KV cache"),
+    cl::init(false));
 static cl::opt<bool> quiet("quiet", cl::desc("Print no progress"),
                            cl::init(false));
 
@@ -206,6 +211,10 @@ int main(int argc, char **argv) {
       return fail("cannot read '" + inputPath + "': " + text.getError().message());
     module = kiln::importOnnxText((*text)->getBuffer(), context, weights,
                                   importOptions);
+  } else if (llmForm) {
+    module = kiln::importOnnxDecoderFile(inputPath, context, weights,
+                                         importOptions, prefillChunk,
+                                         maxContext > 0 ? maxContext : 2048);
   } else {
     module = kiln::importOnnxFile(inputPath, context, weights, importOptions);
   }
@@ -236,6 +245,14 @@ int main(int argc, char **argv) {
          pm.addPass(kiln::createRaiseAttention());
          pm.addPass(createCanonicalizerPass());
          pm.addPass(createCSEPass());
+         if (llmForm) {
+           kiln::KvLayoutOptions kv;
+           kv.blockSize = kvBlockSize;
+           kv.maxContext = maxContext > 0 ? maxContext : 2048;
+           pm.addPass(kiln::createKvLayout(kv));
+           pm.addPass(createCanonicalizerPass());
+           pm.addPass(createCSEPass());
+         }
        }},
   };
   for (const Phase &phase : phasesBeforeTarget) {

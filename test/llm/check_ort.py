@@ -1,0 +1,91 @@
+#!/usr/bin/env python3
+"""An LLM artifact compiled from an ONNX decoder export (kiln-compile --llm)
+against onnxruntime running the original graph with its explicit past and
+present tensors.
+
+onnxruntime: the prompt with an empty past, then one token at a time,
+feeding each step's present tensors back as the next past, greedy. Kiln:
+`kiln-run generate --prompt-ids=... -n N --temp=0 --print-ids
+--logits-out=...` (runtime-owned paged cache). Checks, per prompt: logits
+after the prompt and after each of the N steps within --tol (max abs), and
+identical greedy tokens.
+
+  check_ort.py MODEL.onnx ARTIFACT.kiln --build build [-n 32] [--tol 1e-3]
+"""
+import argparse
+import subprocess
+import sys
+import tempfile
+
+import numpy as np
+import onnxruntime as ort
+
+PROMPTS = [[1, 17, 42, 99, 3], [5] * 20 + [200, 201, 7], list(range(60, 100))]
+
+
+def ort_greedy(sess, ids, steps):
+    inputs = {i.name: i for i in sess.get_inputs()}
+    past_names = [n for n in inputs if "past" in n]
+    outs = [o.name for o in sess.get_outputs()]
+    feeds = {}
+    for n in past_names:
+        shape = [1 if isinstance(d, str) and "batch" in d else d for d in inputs[n].shape]
+        shape = [0 if isinstance(d, str) else d for d in shape]
+        shape[0] = 1
+        feeds[n] = np.zeros(shape, np.float32)
+    rows, tokens, pos = [], [], 0
+    cur = list(ids)
+    for step in range(steps + 1):
+        feeds["input_ids"] = np.array([cur], np.int64)
+        if "position_ids" in inputs:
+            feeds["position_ids"] = np.arange(pos, pos + len(cur), dtype=np.int64)[None]
+        if "attention_mask" in inputs:
+            feeds["attention_mask"] = np.ones((1, pos + len(cur)), np.int64)
+        res = dict(zip(outs, sess.run(None, feeds)))
+        logits = res["logits"][0, -1]
+        rows.append(logits)
+        pos += len(cur)
+        for n in past_names:
+            feeds[n] = res[n.replace("past_key_values", "present")]
+        if step == steps:
+            break
+        nxt = int(logits.argmax())
+        tokens.append(nxt)
+        cur = [nxt]
+    return np.stack(rows), tokens
+
+
+def main():
+    ap = argparse.ArgumentParser()
+    ap.add_argument("model")
+    ap.add_argument("artifact")
+    ap.add_argument("--build", default="build")
+    ap.add_argument("-n", type=int, default=32)
+    ap.add_argument("--tol", type=float, default=1e-3)
+    args = ap.parse_args()
+    sess = ort.InferenceSession(args.model, providers=["CPUExecutionProvider"])
+    failed = 0
+    with tempfile.TemporaryDirectory() as work:
+        for i, ids in enumerate(PROMPTS):
+            want, greedy = ort_greedy(sess, ids, args.n)
+            out = subprocess.run(
+                [f"{args.build}/bin/kiln-run", "generate", args.artifact,
+                 "--prompt-ids=" + ",".join(map(str, ids)), "-n", str(args.n),
+                 "--temp=0", "--print-ids", f"--logits-out={work}/l.npy"],
+                check=True, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL,
+                text=True).stdout
+            tokens = [int(t) for t in out.split()]
+            got = np.load(f"{work}/l.npy")
+            err = float(np.abs(got - want).max()) if got.shape == want.shape else float("inf")
+            agree = sum(a == b for a, b in zip(tokens, greedy))
+            ok = err <= args.tol and tokens == greedy
+            failed += not ok
+            print(f"{'ok' if ok else 'FAIL'} prompt {i} ({len(ids)} tokens): prefill + "
+                  f"{args.n} steps max abs logit error {err:.2e} (bound {args.tol}); "
+                  f"greedy tokens {agree}/{args.n} identical")
+    print(f"{'FAILED' if failed else 'passed'}: {len(PROMPTS) - failed}/{len(PROMPTS)} prompts")
+    return 1 if failed else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
