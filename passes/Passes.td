@@ -16,8 +16,9 @@ def RaiseAttention : Pass<"kiln-raise-attention", "mlir::ModuleOp"> {
     on rank-4 tensors, where `scale` is a multiply or divide by a scalar
     constant, becomes `kiln.attention(q, transpose(kT), v, mask)`; every
     intermediate must have no other use. RMSNorm: `x * reciprocal(sqrt(
-    reduce_mean(x*x or x^2, last dim) + eps))` (or `x / sqrt(...)`) times a
-    weight becomes `kiln.rms_norm`. Later passes (KV cache, fused kernels)
+    reduce_mean(x*x or x^2, last dim) + eps))` (or `x / sqrt(...)`, or
+    `x * (1 / sqrt(...))` as HF Llama exports torch.rsqrt) times a weight
+    becomes `kiln.rms_norm`. Later passes (KV cache, fused kernels)
     work on these ops; without them the ops decompose back into the same
     primitives.
   }];

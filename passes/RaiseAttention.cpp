@@ -98,12 +98,18 @@ struct RaiseRmsNormPattern : OpRewritePattern<MulOp> {
       x = div.getLhs();
       denom = div.getRhs();
     } else if (auto mul = v.getDefiningOp<MulOp>()) {
+      // x * reciprocal(d), or x * (1 / d) as HF Llama's torch.rsqrt exports.
       for (auto [a, b] : {std::pair{mul.getLhs(), mul.getRhs()},
-                          std::pair{mul.getRhs(), mul.getLhs()}})
+                          std::pair{mul.getRhs(), mul.getLhs()}}) {
         if (auto rec = b.getDefiningOp<ReciprocalOp>()) {
           x = a;
           denom = rec.getInput();
+        } else if (auto inv = b.getDefiningOp<DivOp>();
+                   inv && scalarConstant(inv.getLhs()) == 1.0) {
+          x = a;
+          denom = inv.getRhs();
         }
+      }
     }
     if (!x)
       return std::nullopt;

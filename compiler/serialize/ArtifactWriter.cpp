@@ -78,6 +78,8 @@ struct Plan {
   /// head_dim]) when a function has one.
   MemRefType cache;
   int64_t maxContext = 0;
+  /// Per cache layer: (window, sinks) of its paged attention.
+  std::map<int64_t, std::pair<int64_t, int64_t>> layerWindows;
 };
 
 std::vector<char> buildFlatbuffer(const Plan &plan, const CpuExecutable &cpu,
@@ -158,8 +160,13 @@ std::vector<char> buildFlatbuffer(const Plan &plan, const CpuExecutable &cpu,
   if (plan.cache) {
     ArrayRef<int64_t> c = plan.cache.getShape();
     std::vector<flatbuffers::Offset<fb::KvLayerSpec>> layers;
-    for (int64_t l = 0; l < c[1]; ++l)
-      layers.push_back(fb::CreateKvLayerSpec(b, 0, 0));
+    for (int64_t l = 0; l < c[1]; ++l) {
+      auto it = plan.layerWindows.find(l);
+      auto [window, sinks] =
+          it == plan.layerWindows.end() ? std::pair<int64_t, int64_t>{0, 0}
+                                        : it->second;
+      layers.push_back(fb::CreateKvLayerSpec(b, window, sinks));
+    }
     kvSpec = fb::CreateKvCacheSpec(
         b, c[1], c[3], c[5], fb::DType::F32, c[4],
         fb::CacheLayout::BlockHeadToken, fb::DType::F32, b.CreateVector(layers),
@@ -212,6 +219,9 @@ LogicalResult writeArtifact(StringRef path, ModuleOp module,
     }
     plan.functions.push_back(std::move(f));
   }
+  module.walk([&](PagedAttentionOp op) {
+    plan.layerWindows[op.getLayer()] = {op.getWindow(), op.getSinks()};
+  });
   if (plan.cache) {
     auto context = module->getAttrOfType<IntegerAttr>("kiln.max_context");
     plan.maxContext = context ? context.getInt()

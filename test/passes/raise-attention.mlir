@@ -91,3 +91,24 @@ func.func @not_rms_norm(%x: tensor<4x32xf32>, %w: tensor<32xf32>) -> tensor<4x32
   %y = kiln.mul %n, %w : (tensor<4x32xf32>, tensor<32xf32>) -> tensor<4x32xf32>
   return %y : tensor<4x32xf32>
 }
+
+// -----
+
+// HF Llama's export of x * torch.rsqrt(mean(x^2) + eps) * w:
+// x * (1 / sqrt(...)), the weight on the left.
+// CHECK-LABEL: func.func @rms_norm_hf_llama
+// CHECK: %[[N:.+]] = kiln.rms_norm %arg0, %arg1 {epsilon = 9.99999997E-7 : f32}
+// CHECK: return %[[N]]
+func.func @rms_norm_hf_llama(%x: tensor<1x4x64xf32>, %w: tensor<64xf32>) -> tensor<1x4x64xf32> {
+  %one = kiln.constant dense<1.0> : tensor<f32>
+  %two = kiln.constant dense<2.0> : tensor<f32>
+  %eps = kiln.constant dense<1.0e-6> : tensor<f32>
+  %sq = kiln.pow %x, %two : (tensor<1x4x64xf32>, tensor<f32>) -> tensor<1x4x64xf32>
+  %m = kiln.reduce_mean %sq {axes = array<i64: 2>, keepdims = true} : tensor<1x4x64xf32> -> tensor<1x4x1xf32>
+  %a = kiln.add %m, %eps : (tensor<1x4x1xf32>, tensor<f32>) -> tensor<1x4x1xf32>
+  %r = kiln.sqrt %a : tensor<1x4x1xf32> -> tensor<1x4x1xf32>
+  %i = kiln.div %one, %r : (tensor<f32>, tensor<1x4x1xf32>) -> tensor<1x4x1xf32>
+  %n = kiln.mul %x, %i : (tensor<1x4x64xf32>, tensor<1x4x1xf32>) -> tensor<1x4x64xf32>
+  %y = kiln.mul %w, %n : (tensor<64xf32>, tensor<1x4x64xf32>) -> tensor<1x4x64xf32>
+  return %y : tensor<1x4x64xf32>
+}
