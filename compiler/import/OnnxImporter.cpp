@@ -2021,7 +2021,21 @@ OwningOpRef<ModuleOp> importOnnxDecoderFile(StringRef path,
     // The largest past this function can see: kiln-kv-layout replaces every
     // use of it, and a sliding window shorter than the context shows in the
     // folded mask.
-    o.dims[pastDim] = std::max<int64_t>(1, maxContext - seq);
+    int64_t past = std::max<int64_t>(1, maxContext - seq);
+    o.dims[pastDim] = past;
+    // Batch 1 has no padding: an attention_mask input is all ones over
+    // past + new, which folds into the causal mask kiln-kv-layout reads.
+    for (const onnx::ValueInfoProto &in : model->graph().input())
+      if (in.name() == "attention_mask" && !o.constInputs.count(in.name())) {
+        const auto &dims = in.type().tensor_type().shape().dim();
+        if (dims.size() == 2 && dims[1].has_dim_param())
+          o.dims[dims[1].dim_param()] = past + seq;
+        std::vector<int64_t> ones(past + seq, 1);
+        std::vector<char> bytes(ones.size() * sizeof(int64_t));
+        std::memcpy(bytes.data(), ones.data(), bytes.size());
+        o.constInputs[in.name()] = HostTensor::fromBytes(
+            kInt64, {1, past + seq}, std::move(bytes));
+      }
     o.maxInlineFolded = std::max<int64_t>(o.maxInlineFolded, 1 << 16);
     OwningOpRef<ModuleOp> m = importModel(model, context, weights, o,
                                           dir.empty() ? "." : dir,

@@ -48,18 +48,23 @@ MODELS = {
 
 
 class WithPast(torch.nn.Module):
-    def __init__(self, model):
+    def __init__(self, model, mask=False):
         super().__init__()
         self.model = model
         self.layers = model.config.num_hidden_layers
+        self.mask = mask
 
     def forward(self, input_ids, position_ids, *past):
+        attention_mask = None
+        if self.mask:  # optimum's layout: attention_mask [1, past + seq]
+            attention_mask, past = past[0], past[1:]
         # Full-length layers for every model (no sliding-window truncation
         # of the cache): past + new is what the graph attends over.
         cache = transformers.DynamicCache()
         for i in range(self.layers):
             cache.update(past[2 * i], past[2 * i + 1], i)
         out = self.model(input_ids=input_ids, position_ids=position_ids,
+                         attention_mask=attention_mask,
                          past_key_values=cache, use_cache=True)
         present = []
         for layer in out.past_key_values.layers:
@@ -67,7 +72,7 @@ class WithPast(torch.nn.Module):
         return (out.logits, *present)
 
 
-def export(name, model):
+def export(name, model, mask=False):
     model.eval()
     cfg = model.config
     layers = cfg.num_hidden_layers
@@ -78,16 +83,19 @@ def export(name, model):
     ids = torch.randint(0, 256, (1, seq))
     pos = torch.arange(past_len, past_len + seq)[None]
     past = [torch.randn(1, kv, past_len, head_dim) for _ in range(2 * layers)]
-    names_in = ["input_ids", "position_ids"] + [
+    extra = [torch.ones(1, past_len + seq, dtype=torch.int64)] if mask else []
+    names_in = ["input_ids", "position_ids"] + (["attention_mask"] if mask else []) + [
         f"past_key_values.{i}.{k}" for i in range(layers) for k in ("key", "value")]
     names_out = ["logits"] + [
         f"present.{i}.{k}" for i in range(layers) for k in ("key", "value")]
     dyn = {"input_ids": {1: "seq"}, "position_ids": {1: "seq"}, "logits": {1: "seq"}}
-    dyn.update({n: {2: "past_seq"} for n in names_in[2:]})
+    dyn.update({n: {2: "past_seq"} for n in names_in if n.startswith("past")})
+    if mask:
+        dyn["attention_mask"] = {1: "total_seq"}
     dyn.update({n: {2: "total_seq"} for n in names_out[1:]})
-    path = os.path.join(OUT, f"{name}_kv.onnx")
+    path = os.path.join(OUT, f"{name}{'_mask' if mask else ''}_kv.onnx")
     with torch.no_grad():
-        torch.onnx.export(WithPast(model), (ids, pos, *past), path,
+        torch.onnx.export(WithPast(model, mask), (ids, pos, *extra, *past), path,
                           input_names=names_in, output_names=names_out,
                           dynamic_axes=dyn, opset_version=17, dynamo=False)
     print(f"wrote {path} ({os.path.getsize(path)} bytes)")
@@ -101,6 +109,10 @@ def main():
             continue
         torch.manual_seed(10 + i)
         export(name, make())
+    if not only or "llama_mask" in only:
+        # With an attention_mask input, as optimum exports decoders.
+        torch.manual_seed(10)
+        export("llama", MODELS["llama"](), mask=True)
 
 
 if __name__ == "__main__":
