@@ -14,6 +14,7 @@
 #include "compiler/Registration.h"
 #include "compiler/import/GgufImporter.h"
 #include "compiler/import/OnnxImporter.h"
+#include "compiler/import/TokenizerJson.h"
 #include "compiler/serialize/ArtifactWriter.h"
 #include "passes/Passes.h"
 #include "targets/cpu/CpuTarget.h"
@@ -30,7 +31,9 @@
 #include "llvm/Support/CommandLine.h"
 #include "llvm/Support/Format.h"
 #include "llvm/Support/InitLLVM.h"
+#include "llvm/Support/FileSystem.h"
 #include "llvm/Support/MemoryBuffer.h"
+#include "llvm/Support/Path.h"
 #include "llvm/Support/raw_ostream.h"
 
 #include <chrono>
@@ -82,6 +85,11 @@ static cl::opt<bool> llmForm(
     cl::desc("ONNX decoder with past_key_values inputs: compile prefill and "
              "decode over the runtime's paged KV cache"),
     cl::init(false));
+static cl::opt<std::string> tokenizerPath(
+    "tokenizer",
+    cl::desc("ONNX: the model's tokenizer.json to embed (default: the one "
+             "beside the model, if any)"),
+    cl::value_desc("file"));
 static cl::opt<bool> quiet("quiet", cl::desc("Print no progress"),
                            cl::init(false));
 
@@ -220,6 +228,20 @@ int main(int argc, char **argv) {
   }
   if (!module)
     return 1;
+  if (!llvm::StringRef(inputPath).ends_with(".gguf")) {
+    // A tokenizer.json beside an ONNX model (or the one named) goes in.
+    std::string tokPath = tokenizerPath;
+    llvm::SmallString<256> beside = llvm::sys::path::parent_path(inputPath);
+    llvm::sys::path::append(beside, "tokenizer.json");
+    if (tokPath.empty() && llvm::sys::fs::exists(beside))
+      tokPath = beside.str().str();
+    if (!tokPath.empty()) {
+      auto t = kiln::readTokenizerJson(tokPath, module->getLoc());
+      if (failed(t))
+        return 1;
+      tokenizer = std::move(*t);
+    }
+  }
   if (failed(verify(*module)))
     return fail("the imported module does not verify");
   progress("imported");

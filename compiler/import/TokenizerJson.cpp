@@ -1,0 +1,158 @@
+//===- TokenizerJson.cpp - Hugging Face tokenizer.json to TokenizerSpec ---===//
+//
+// Reads the byte-level BPE tokenizers (GPT-2 family) of the `tokenizers`
+// library: model BPE with a ByteLevel pre-tokenizer using the GPT-2 regex.
+// Added tokens become control tokens (special) or user-defined ones; bos,
+// eos and the chat template come from tokenizer_config.json beside it.
+// Anything else is reported, never approximated.
+//
+//===----------------------------------------------------------------------===//
+#include "compiler/import/TokenizerJson.h"
+
+#include "llvm/Support/FileSystem.h"
+#include "llvm/Support/JSON.h"
+#include "llvm/Support/MemoryBuffer.h"
+#include "llvm/Support/Path.h"
+
+using namespace mlir;
+
+namespace kiln {
+namespace {
+
+FailureOr<llvm::json::Value> parseFile(StringRef path, Location loc) {
+  auto buf = llvm::MemoryBuffer::getFile(path);
+  if (!buf)
+    return emitError(loc) << "cannot read '" << path
+                          << "': " << buf.getError().message();
+  auto v = llvm::json::parse((*buf)->getBuffer());
+  if (!v)
+    return emitError(loc) << "'" << path << "' is not valid JSON: "
+                          << llvm::toString(v.takeError());
+  return std::move(*v);
+}
+
+/// A token given as a string or as {"content": string}.
+std::optional<std::string> tokenText(const llvm::json::Value *v) {
+  if (!v)
+    return std::nullopt;
+  if (auto s = v->getAsString())
+    return s->str();
+  if (auto *o = v->getAsObject())
+    if (auto s = o->getString("content"))
+      return s->str();
+  return std::nullopt;
+}
+
+} // namespace
+
+FailureOr<TokenizerSpec> readTokenizerJson(StringRef path, Location loc) {
+  auto root = parseFile(path, loc);
+  if (failed(root))
+    return failure();
+  auto fail = [&](const Twine &msg) -> InFlightDiagnostic {
+    return emitError(loc) << "tokenizer '" << path << "': " << msg;
+  };
+  const llvm::json::Object *top = root->getAsObject();
+  const llvm::json::Object *model = top ? top->getObject("model") : nullptr;
+  if (!model || model->getString("type") != "BPE")
+    return fail("only BPE models are supported");
+  const llvm::json::Object *pre = top->getObject("pre_tokenizer");
+  if (!pre || pre->getString("type") != "ByteLevel" ||
+      pre->getBoolean("use_regex") == false ||
+      pre->getBoolean("add_prefix_space") == true)
+    return fail("only the ByteLevel pre-tokenizer with the GPT-2 regex and "
+                "no prefix space is supported");
+  if (const llvm::json::Value *norm = top->get("normalizer");
+      norm && norm->kind() != llvm::json::Value::Null)
+    return fail("normalizers are not supported");
+
+  TokenizerSpec t;
+  t.model = "gpt2";
+  t.pre = "gpt2";
+  const llvm::json::Object *vocab = model->getObject("vocab");
+  if (!vocab)
+    return fail("model.vocab is missing");
+  auto place = [&](StringRef text, int64_t id) -> LogicalResult {
+    if (id < 0 || id > (1 << 24))
+      return fail("token id ") << id << " is out of range";
+    if (static_cast<size_t>(id) >= t.tokens.size()) {
+      t.tokens.resize(id + 1);
+      t.types.resize(id + 1, 0);
+    }
+    t.tokens[id] = text.str();
+    if (!t.types[id])
+      t.types[id] = 1;
+    return success();
+  };
+  for (const auto &[text, idv] : *vocab) {
+    auto id = idv.getAsInteger();
+    if (!id || failed(place(text, *id)))
+      return fail("bad id for token '") << text.str() << "'";
+  }
+  if (const llvm::json::Array *added = top->getArray("added_tokens"))
+    for (const llvm::json::Value &a : *added) {
+      const llvm::json::Object *o = a.getAsObject();
+      auto id = o ? o->getInteger("id") : std::nullopt;
+      auto content = o ? o->getString("content") : std::nullopt;
+      if (!id || !content || failed(place(*content, *id)))
+        return fail("malformed added token");
+      t.types[*id] = o->getBoolean("special").value_or(false) ? 3 : 4;
+    }
+  for (size_t i = 0; i < t.types.size(); ++i)
+    if (!t.types[i])
+      return fail("token id ") << i << " is missing from the vocabulary";
+  const llvm::json::Array *merges = model->getArray("merges");
+  if (!merges)
+    return fail("model.merges is missing");
+  for (const llvm::json::Value &m : *merges) {
+    if (auto s = m.getAsString()) {
+      t.merges.push_back(s->str());
+    } else if (const llvm::json::Array *pair = m.getAsArray();
+               pair && pair->size() == 2 && (*pair)[0].getAsString() &&
+               (*pair)[1].getAsString()) {
+      t.merges.push_back((*(*pair)[0].getAsString() + " " +
+                          *(*pair)[1].getAsString())
+                             .str());
+    } else {
+      return fail("a merge is neither \"a b\" nor [a, b]");
+    }
+  }
+
+  // bos / eos / chat template from tokenizer_config.json, when present.
+  llvm::SmallString<256> configPath = llvm::sys::path::parent_path(path);
+  llvm::sys::path::append(configPath, "tokenizer_config.json");
+  if (llvm::sys::fs::exists(configPath)) {
+    auto config = parseFile(configPath, loc);
+    if (failed(config))
+      return failure();
+    const llvm::json::Object *c = config->getAsObject();
+    auto idOf = [&](StringRef key, int32_t &dst) -> LogicalResult {
+      std::optional<std::string> text = tokenText(c ? c->get(key) : nullptr);
+      if (!text)
+        return success();
+      for (size_t i = 0; i < t.tokens.size(); ++i)
+        if (t.tokens[i] == *text) {
+          dst = static_cast<int32_t>(i);
+          return success();
+        }
+      return fail(key) << " '" << *text << "' is not a token";
+    };
+    if (failed(idOf("bos_token", t.bos)) || failed(idOf("eos_token", t.eos)))
+      return failure();
+    if (c) {
+      t.addBos = c->getBoolean("add_bos_token").value_or(false);
+      if (auto tmpl = c->getString("chat_template"))
+        t.chatTemplate = tmpl->str();
+    }
+  }
+  if (t.chatTemplate.empty()) {
+    // Newer transformers write the template to its own file.
+    llvm::SmallString<256> jinja = llvm::sys::path::parent_path(path);
+    llvm::sys::path::append(jinja, "chat_template.jinja");
+    if (auto buf = llvm::MemoryBuffer::getFile(jinja))
+      t.chatTemplate = (*buf)->getBuffer().str();
+  }
+  return t;
+}
+
+} // namespace kiln
