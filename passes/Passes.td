@@ -185,4 +185,25 @@ def OutlineParallelLoops
                            "mlir::arith::ArithDialect", "mlir::scf::SCFDialect"];
 }
 
+
+def MapParallelLoopsToGpu : Pass<"kiln-map-parallel-loops-to-gpu",
+                                 "mlir::func::FuncOp"> {
+  let summary = "Each top-level scf.parallel becomes one gpu.launch";
+  let description = [{
+    For GPU targets. A top-level `scf.parallel` with static bounds is
+    linearized: its N iterations become `ceil(N / workgroup-size)`
+    workgroups of `workgroup-size` invocations, each running the body once
+    for its linear id (guarded by `id < N`), with the loop's inner loops
+    (reductions) inside. Any other top-level loop that touches memory runs
+    as a one-invocation launch, so the host part of a function is only
+    allocations and launches.
+  }];
+  let options = [
+    Option<"workgroupSize", "workgroup-size", "int64_t", "64",
+           "Invocations per workgroup">,
+  ];
+  let dependentDialects = ["mlir::gpu::GPUDialect", "mlir::arith::ArithDialect",
+                           "mlir::scf::SCFDialect"];
+}
+
 #endif // KILN_PASSES_TD

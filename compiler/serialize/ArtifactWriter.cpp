@@ -82,7 +82,8 @@ struct Plan {
   std::map<int64_t, std::pair<int64_t, int64_t>> layerWindows;
 };
 
-std::vector<char> buildFlatbuffer(const Plan &plan, const CpuExecutable &cpu,
+std::vector<char> buildFlatbuffer(const Plan &plan, const CpuExecutable *cpu,
+                                  const VulkanExecutable *vk,
                                   const std::map<std::string, std::string> &meta,
                                   const TokenizerSpec *tok,
                                   const std::vector<uint64_t> &offsets) {
@@ -112,44 +113,105 @@ std::vector<char> buildFlatbuffer(const Plan &plan, const CpuExecutable &cpu,
     consts.push_back(fb::CreateConstant(b, b.CreateString(c.name), c.dtype,
                                         b.CreateVector(c.shape), i));
   }
-  uint32_t imageSegment = plan.constants.size();
-  std::vector<flatbuffers::Offset<flatbuffers::String>> kernelNames;
-  std::vector<flatbuffers::Offset<fb::FunctionImpl>> impls;
-  for (size_t k = 0; k < cpu.kernels.size(); ++k) {
-    const CpuKernel &kern = cpu.kernels[k];
-    kernelNames.push_back(b.CreateString(kern.symbol));
-    std::vector<fb::Binding> binds;
-    for (unsigned i = 0; i < kern.numInputs; ++i)
-      binds.emplace_back(fb::BindingKind::Input, i);
-    if (kern.kvCache)
-      binds.emplace_back(fb::BindingKind::KvCache, 0);
-    for (const std::string &w : kern.weights) {
-      auto it = llvm::find_if(plan.constants,
-                              [&](const TensorDesc &c) { return c.name == w; });
-      binds.emplace_back(fb::BindingKind::Constant,
-                         uint32_t(it - plan.constants.begin()));
-    }
-    for (unsigned i = 0; i < kern.numOutputs; ++i)
-      binds.emplace_back(fb::BindingKind::Output, i);
-    if (kern.scratchBytes > 0)
-      binds.emplace_back(fb::BindingKind::Scratch, 0);
-    auto fnIt = llvm::find_if(plan.functions, [&](const Plan::Function &f) {
-      return f.name == kern.function;
+  std::vector<flatbuffers::Offset<fb::Target>> targets;
+  auto constantIndex = [&](const std::string &w) {
+    auto it = llvm::find_if(plan.constants,
+                            [&](const TensorDesc &c) { return c.name == w; });
+    return uint32_t(it - plan.constants.begin());
+  };
+  auto functionIndex = [&](const std::string &name) {
+    auto it = llvm::find_if(plan.functions, [&](const Plan::Function &f) {
+      return f.name == name;
     });
-    auto dispatch = fb::CreateDispatch(b, 0, k, b.CreateVectorOfStructs(binds));
-    impls.push_back(fb::CreateFunctionImpl(
-        b, uint32_t(fnIt - plan.functions.begin()),
-        b.CreateVector(std::vector<flatbuffers::Offset<fb::Dispatch>>{dispatch}),
-        static_cast<uint64_t>(kern.scratchBytes)));
+    return uint32_t(it - plan.functions.begin());
+  };
+  uint32_t segment = plan.constants.size();
+  if (cpu) {
+    uint32_t imageSegment = segment++;
+    std::vector<flatbuffers::Offset<flatbuffers::String>> kernelNames;
+    std::vector<flatbuffers::Offset<fb::FunctionImpl>> impls;
+    for (size_t k = 0; k < cpu->kernels.size(); ++k) {
+      const CpuKernel &kern = cpu->kernels[k];
+      kernelNames.push_back(b.CreateString(kern.symbol));
+      std::vector<fb::Binding> binds;
+      for (unsigned i = 0; i < kern.numInputs; ++i)
+        binds.emplace_back(fb::BindingKind::Input, i);
+      if (kern.kvCache)
+        binds.emplace_back(fb::BindingKind::KvCache, 0);
+      for (const std::string &w : kern.weights)
+        binds.emplace_back(fb::BindingKind::Constant, constantIndex(w));
+      for (unsigned i = 0; i < kern.numOutputs; ++i)
+        binds.emplace_back(fb::BindingKind::Output, i);
+      if (kern.scratchBytes > 0)
+        binds.emplace_back(fb::BindingKind::Scratch, 0);
+      auto dispatch =
+          fb::CreateDispatch(b, 0, k, b.CreateVectorOfStructs(binds));
+      impls.push_back(fb::CreateFunctionImpl(
+          b, functionIndex(kern.function),
+          b.CreateVector(
+              std::vector<flatbuffers::Offset<fb::Dispatch>>{dispatch}),
+          static_cast<uint64_t>(kern.scratchBytes)));
+    }
+    auto exe = fb::CreateExecutable(
+        b, fb::ExecutableFormat::ElfSharedObject, b.CreateString(cpu->arch),
+        b.CreateString(cpu->features), imageSegment,
+        b.CreateVector(kernelNames),
+        fnv1a(ArrayRef<char>(cpu->image.data(), cpu->image.size())));
+    targets.push_back(fb::CreateTarget(
+        b, b.CreateString("cpu"),
+        b.CreateVector(std::vector<flatbuffers::Offset<fb::Executable>>{exe}),
+        b.CreateVector(impls)));
   }
-  auto exe = fb::CreateExecutable(
-      b, fb::ExecutableFormat::ElfSharedObject, b.CreateString(cpu.arch),
-      b.CreateString(cpu.features), imageSegment, b.CreateVector(kernelNames),
-      fnv1a(ArrayRef<char>(cpu.image.data(), cpu.image.size())));
-  auto target = fb::CreateTarget(
-      b, b.CreateString("cpu"),
-      b.CreateVector(std::vector<flatbuffers::Offset<fb::Executable>>{exe}),
-      b.CreateVector(impls));
+  if (vk) {
+    // One executable per kernel: a SPIR-V module and its entry point.
+    std::vector<flatbuffers::Offset<fb::Executable>> exes;
+    for (size_t k = 0; k < vk->kernels.size(); ++k) {
+      const std::vector<uint32_t> &words = vk->modules[k];
+      exes.push_back(fb::CreateExecutable(
+          b, fb::ExecutableFormat::Spirv, b.CreateString("spirv1.3"),
+          b.CreateString(""), segment++,
+          b.CreateVector(std::vector<flatbuffers::Offset<flatbuffers::String>>{
+              b.CreateString(vk->kernels[k])}),
+          fnv1a(ArrayRef<char>(reinterpret_cast<const char *>(words.data()),
+                               words.size() * 4))));
+    }
+    std::vector<flatbuffers::Offset<fb::FunctionImpl>> impls;
+    for (const GpuFunction &f : vk->functions) {
+      std::vector<flatbuffers::Offset<fb::Dispatch>> dispatches;
+      for (const GpuDispatch &d : f.dispatches) {
+        std::vector<fb::Binding> binds;
+        for (const GpuBinding &g : d.bindings) {
+          switch (g.kind) {
+          case GpuBinding::Input:
+            binds.emplace_back(fb::BindingKind::Input, g.index);
+            break;
+          case GpuBinding::Output:
+            binds.emplace_back(fb::BindingKind::Output, g.index);
+            break;
+          case GpuBinding::Constant:
+            binds.emplace_back(fb::BindingKind::Constant,
+                               constantIndex(g.weight));
+            break;
+          case GpuBinding::Temporary:
+            binds.emplace_back(fb::BindingKind::Temporary, g.index);
+            break;
+          }
+        }
+        dispatches.push_back(fb::CreateDispatch(
+            b, d.kernel, 0, b.CreateVectorOfStructs(binds),
+            b.CreateVector(std::vector<uint32_t>(d.workgroups,
+                                                 d.workgroups + 3))));
+      }
+      std::vector<uint64_t> temps(f.temporaryBytes.begin(),
+                                  f.temporaryBytes.end());
+      impls.push_back(fb::CreateFunctionImpl(b, functionIndex(f.function),
+                                             b.CreateVector(dispatches), 0,
+                                             b.CreateVector(temps)));
+    }
+    targets.push_back(fb::CreateTarget(b, b.CreateString("vulkan"),
+                                       b.CreateVector(exes),
+                                       b.CreateVector(impls)));
+  }
   std::vector<flatbuffers::Offset<fb::KeyValue>> kvs;
   for (const auto &[k, v] : meta)
     kvs.push_back(fb::CreateKeyValue(b, b.CreateString(k), b.CreateString(v)));
@@ -175,8 +237,8 @@ std::vector<char> buildFlatbuffer(const Plan &plan, const CpuExecutable &cpu,
   auto model = fb::CreateModel(
       b, kFormatVersion, b.CreateString("kiln-compile"), b.CreateVector(kvs),
       b.CreateVector(fns), b.CreateVector(consts),
-      b.CreateVector(std::vector<flatbuffers::Offset<fb::Target>>{target}),
-      b.CreateVectorOfStructs(segs), kvSpec, tokenizer);
+      b.CreateVector(targets), b.CreateVectorOfStructs(segs), kvSpec,
+      tokenizer);
   b.FinishSizePrefixed(model, fb::ModelIdentifier());
   return std::vector<char>(b.GetBufferPointer(),
                            b.GetBufferPointer() + b.GetSize());
@@ -185,7 +247,8 @@ std::vector<char> buildFlatbuffer(const Plan &plan, const CpuExecutable &cpu,
 } // namespace
 
 LogicalResult writeArtifact(StringRef path, ModuleOp module,
-                            const WeightStore &weights, const CpuExecutable &cpu,
+                            const WeightStore &weights, const CpuExecutable *cpu,
+                            const VulkanExecutable *vk,
                             const std::map<std::string, std::string> &metadata,
                             const TokenizerSpec *tokenizer) {
   Location loc = module.getLoc();
@@ -230,8 +293,17 @@ LogicalResult writeArtifact(StringRef path, ModuleOp module,
   // Types of the weights, from the ops that name them.
   llvm::StringMap<Type> weightTypes;
   module.walk([&](WeightOp op) { weightTypes[op.getName()] = op.getType(); });
-  for (const CpuKernel &k : cpu.kernels)
-    for (const std::string &w : k.weights) {
+  std::vector<std::string> used;
+  if (cpu)
+    for (const CpuKernel &k : cpu->kernels)
+      used.insert(used.end(), k.weights.begin(), k.weights.end());
+  if (vk)
+    for (const GpuFunction &f : vk->functions)
+      for (const GpuDispatch &d : f.dispatches)
+        for (const GpuBinding &g : d.bindings)
+          if (g.kind == GpuBinding::Constant)
+            used.push_back(g.weight);
+  for (const std::string &w : used) {
       if (llvm::any_of(plan.constants,
                        [&](const TensorDesc &c) { return c.name == w; }))
         continue;
@@ -244,10 +316,15 @@ LogicalResult writeArtifact(StringRef path, ModuleOp module,
       plan.constants.push_back(*d);
       plan.segments.push_back(bytes);
     }
-  plan.segments.push_back(ArrayRef<char>(cpu.image.data(), cpu.image.size()));
+  if (cpu)
+    plan.segments.push_back(ArrayRef<char>(cpu->image.data(), cpu->image.size()));
+  if (vk)
+    for (const std::vector<uint32_t> &m : vk->modules)
+      plan.segments.push_back(ArrayRef<char>(
+          reinterpret_cast<const char *>(m.data()), m.size() * 4));
 
   std::vector<uint64_t> offsets(plan.segments.size(), 0);
-  std::vector<char> buf = buildFlatbuffer(plan, cpu, metadata, tokenizer, offsets);
+  std::vector<char> buf = buildFlatbuffer(plan, cpu, vk, metadata, tokenizer, offsets);
   // The header's checksum follows it (8 bytes, FNV-1a 64 of everything
   // before), so the runtime rejects a damaged header before trusting any
   // size or shape in it.
@@ -256,7 +333,7 @@ LogicalResult writeArtifact(StringRef path, ModuleOp module,
     offsets[i] = cursor;
     cursor = alignUp(cursor + plan.segments[i].size());
   }
-  std::vector<char> final = buildFlatbuffer(plan, cpu, metadata, tokenizer, offsets);
+  std::vector<char> final = buildFlatbuffer(plan, cpu, vk, metadata, tokenizer, offsets);
   if (final.size() != buf.size())
     return emitError(loc) << "artifact header changed size between passes";
 

@@ -4,6 +4,7 @@
 
 #include "compiler/WeightStore.h"
 #include "targets/cpu/CpuTarget.h"
+#include "targets/vulkan/VulkanTarget.h"
 
 #include "mlir/IR/BuiltinOps.h"
 
@@ -23,10 +24,11 @@ struct TokenizerSpec {
 };
 
 /// Writes `module`'s functions (kiln dialect: signatures and weight types),
-/// the weights they use and the CPU executable to `path`.
+/// the weights they use and the executables of each target given to `path`.
 mlir::LogicalResult
 writeArtifact(llvm::StringRef path, mlir::ModuleOp module,
-              const WeightStore &weights, const CpuExecutable &cpu,
+              const WeightStore &weights, const CpuExecutable *cpu,
+              const VulkanExecutable *vk,
               const std::map<std::string, std::string> &metadata,
               const TokenizerSpec *tokenizer = nullptr);
 

@@ -189,6 +189,9 @@ kiln_status verify(kiln_artifact_s &a) {
           case fb::BindingKind::Constant: limit = numConstants; break;
           case fb::BindingKind::Scratch: limit = impl->scratch_size() ? 1 : 0; break;
           case fb::BindingKind::KvCache: limit = m->kv_cache() ? 1 : 0; break;
+          case fb::BindingKind::Temporary:
+            limit = impl->temporaries() ? impl->temporaries()->size() : 0;
+            break;
           default: break;
           }
           if (b->index() >= limit)

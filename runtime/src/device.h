@@ -32,6 +32,12 @@ kiln_status createCpuDevice(const kiln_artifact *artifact,
                             const kiln::fb::Target *target, int threads,
                             std::unique_ptr<Device> *out);
 
+/// Opens Vulkan device `ordinal` (libvulkan.so.1 through dlopen) and makes
+/// the target's pipelines; weights are uploaded once.
+kiln_status createVulkanDevice(const kiln_artifact *artifact,
+                               const kiln::fb::Target *target, int ordinal,
+                               std::unique_ptr<Device> *out);
+
 } // namespace kiln::rt
 
 #endif

@@ -87,14 +87,14 @@ KILN_API kiln_status kiln_session_create(kiln_artifact *artifact,
                                          const char *device,
                                          kiln_session **out) {
   *out = nullptr;
-  // "cpu" or "cpu:N" (N threads); later "vulkan[:N]", "cuda[:N]".
+  // "cpu" or "cpu:N" (N threads); "vulkan" or "vulkan:N" (device N).
   std::string spec = device ? device : "cpu";
   std::string name = spec.substr(0, spec.find(':'));
   int ordinal = 0;
   if (name.size() < spec.size()) {
     char *end = nullptr;
     long v = std::strtol(spec.c_str() + name.size() + 1, &end, 10);
-    if (!end || *end || v <= 0 || v > 4096)
+    if (!end || *end || v < 0 || v > 4096 || (v == 0 && name == "cpu"))
       return makeStatus(KILN_INVALID_ARGUMENT,
                         "bad device '%s' (expected NAME or NAME:N)",
                         spec.c_str());
@@ -117,6 +117,11 @@ KILN_API kiln_status kiln_session_create(kiln_artifact *artifact,
   s->target = target;
   if (name == "cpu") {
     KILN_RETURN_IF_ERROR(kiln::rt::createCpuDevice(artifact, target, ordinal, &s->device));
+#ifdef KILN_HAVE_VULKAN
+  } else if (name == "vulkan") {
+    KILN_RETURN_IF_ERROR(
+        kiln::rt::createVulkanDevice(artifact, target, ordinal, &s->device));
+#endif
   } else {
     return makeStatus(KILN_UNIMPLEMENTED,
                       "device '%s' is not supported by this runtime build",

@@ -18,6 +18,7 @@
 #include "compiler/serialize/ArtifactWriter.h"
 #include "passes/Passes.h"
 #include "targets/cpu/CpuTarget.h"
+#include "targets/vulkan/VulkanTarget.h"
 
 #include "npy.h"
 
@@ -47,7 +48,9 @@ static cl::opt<std::string> inputPath(cl::Positional, cl::desc("<model.onnx>"),
 static cl::opt<std::string> outputPath("o", cl::desc("Output artifact"),
                                        cl::value_desc("file"));
 static cl::opt<std::string>
-    targetOpt("target", cl::desc("Targets to compile for: cpu"),
+    targetOpt("target",
+              cl::desc("Targets to compile for: cpu, vulkan, or a list "
+                       "(cpu,vulkan)"),
               cl::init("cpu"));
 static cl::opt<std::string> compileTo(
     "compile-to",
@@ -125,13 +128,25 @@ bool splitKeyValue(llvm::StringRef s, llvm::StringRef &k, llvm::StringRef &v) {
 int main(int argc, char **argv) {
   llvm::InitLLVM init(argc, argv);
   cl::ParseCommandLineOptions(argc, argv, "Kiln ahead-of-time compiler\n");
-  static const char *phases[] = {"import", "graph",   "llm",     "linalg",
-                                 "bufferize", "llvm", "llvm-ir", "artifact"};
+  static const char *phases[] = {"import",    "graph", "llm",
+                                 "linalg",    "bufferize", "llvm",
+                                 "llvm-ir",   "spirv", "artifact"};
   if (!llvm::is_contained(phases, llvm::StringRef(compileTo)))
     return fail("unknown phase '" + compileTo + "'");
-  if (targetOpt != "cpu")
-    return fail("unknown or unsupported target '" + targetOpt +
-                "' (this build supports: cpu)");
+  bool wantCpu = false, wantVulkan = false;
+  {
+    llvm::SmallVector<llvm::StringRef> targets;
+    llvm::StringRef(targetOpt).split(targets, ',');
+    for (llvm::StringRef t : targets) {
+      if (t == "cpu")
+        wantCpu = true;
+      else if (t == "vulkan")
+        wantVulkan = true;
+      else
+        return fail("unknown or unsupported target '" + t.str() +
+                    "' (this build supports: cpu, vulkan)");
+    }
+  }
   if (compileTo == "artifact" && outputPath.empty())
     return fail("no output file (-o OUT.kiln)");
 
@@ -289,24 +304,46 @@ int main(int argc, char **argv) {
     }
   }
 
-  kiln::CpuTargetOptions cpuOptions;
-  cpuOptions.cpu = cpuOpt;
-  if (compileTo != "artifact")
-    cpuOptions.stopAfter = compileTo;
-  auto exe = kiln::buildCpuExecutable(*module, cpuOptions, llvm::outs());
-  if (failed(exe))
-    return 1;
-  if (compileTo != "artifact")
-    return 0;
-  progress("cpu code generated");
+  std::optional<kiln::VulkanExecutable> vk;
+  if (wantVulkan) {
+    kiln::VulkanTargetOptions vkOptions;
+    bool printVk = compileTo == "spirv" || (!wantCpu && compileTo != "artifact");
+    if (printVk)
+      vkOptions.stopAfter = compileTo == "llvm" ? std::string("spirv")
+                                                : std::string(compileTo);
+    auto built = kiln::buildVulkanExecutable(*module, vkOptions, llvm::outs());
+    if (failed(built))
+      return 1;
+    if (printVk)
+      return 0;
+    vk = std::move(*built);
+    progress("vulkan kernels generated");
+  }
+
+  std::optional<kiln::CpuExecutable> exe;
+  if (wantCpu) {
+    kiln::CpuTargetOptions cpuOptions;
+    cpuOptions.cpu = cpuOpt;
+    if (compileTo != "artifact")
+      cpuOptions.stopAfter = compileTo;
+    auto built = kiln::buildCpuExecutable(*module, cpuOptions, llvm::outs());
+    if (failed(built))
+      return 1;
+    if (compileTo != "artifact")
+      return 0;
+    exe = std::move(*built);
+    progress("cpu code generated");
+  }
 
   std::map<std::string, std::string> metadata = {
       {"source", inputPath},
-      {"cpu", exe->cpu},
-      {"targets", "cpu"},
+      {"targets", targetOpt},
   };
-  if (failed(kiln::writeArtifact(outputPath, *module, weights, *exe, metadata,
-                                 tokenizer ? &*tokenizer : nullptr)))
+  if (exe)
+    metadata["cpu"] = exe->cpu;
+  if (failed(kiln::writeArtifact(outputPath, *module, weights,
+                                 exe ? &*exe : nullptr, vk ? &*vk : nullptr,
+                                 metadata, tokenizer ? &*tokenizer : nullptr)))
     return 1;
   progress(("wrote " + outputPath).c_str());
   return 0;

@@ -1,0 +1,472 @@
+// The Vulkan driver: libvulkan.so.1 through dlopen and a symbol table (no
+// link dependency), one compute queue, SPIR-V pipelines made at load,
+// weights uploaded once. A call binds its buffers, records every dispatch
+// of the function into one command buffer with barriers between them, and
+// waits once: no host round trip between kernels.
+#define VK_NO_PROTOTYPES
+#include <vulkan/vulkan.h>
+
+#include "device.h"
+#include "status.h"
+
+#include <dlfcn.h>
+
+#include <cstring>
+#include <string>
+
+using kiln::rt::makeStatus;
+namespace fb = kiln::fb;
+
+namespace {
+
+#define KILN_VK_FUNCTIONS(X)                                                   \
+  X(vkDestroyInstance) X(vkEnumeratePhysicalDevices)                           \
+  X(vkGetPhysicalDeviceProperties) X(vkGetPhysicalDeviceQueueFamilyProperties) \
+  X(vkGetPhysicalDeviceMemoryProperties) X(vkCreateDevice) X(vkDestroyDevice)  \
+  X(vkGetDeviceQueue) X(vkCreateBuffer) X(vkDestroyBuffer)                     \
+  X(vkGetBufferMemoryRequirements) X(vkAllocateMemory) X(vkFreeMemory)         \
+  X(vkBindBufferMemory) X(vkMapMemory) X(vkUnmapMemory)                        \
+  X(vkCreateShaderModule) X(vkDestroyShaderModule)                             \
+  X(vkCreateDescriptorSetLayout) X(vkDestroyDescriptorSetLayout)               \
+  X(vkCreatePipelineLayout) X(vkDestroyPipelineLayout)                         \
+  X(vkCreateComputePipelines) X(vkDestroyPipeline)                             \
+  X(vkCreateDescriptorPool) X(vkDestroyDescriptorPool)                         \
+  X(vkAllocateDescriptorSets) X(vkUpdateDescriptorSets)                        \
+  X(vkCreateCommandPool) X(vkDestroyCommandPool)                               \
+  X(vkAllocateCommandBuffers) X(vkBeginCommandBuffer) X(vkEndCommandBuffer)    \
+  X(vkCmdBindPipeline) X(vkCmdBindDescriptorSets) X(vkCmdDispatch)             \
+  X(vkCmdPipelineBarrier) X(vkQueueSubmit) X(vkQueueWaitIdle)                  \
+  X(vkResetCommandPool) X(vkResetDescriptorPool)
+
+struct Vk {
+  void *lib = nullptr;
+  PFN_vkGetInstanceProcAddr getInstanceProcAddr = nullptr;
+  PFN_vkCreateInstance createInstance = nullptr;
+#define KILN_VK_MEMBER(name) PFN_##name name = nullptr;
+  KILN_VK_FUNCTIONS(KILN_VK_MEMBER)
+#undef KILN_VK_MEMBER
+};
+
+/// A Vulkan info struct, zeroed, with its type set.
+template <class T> T make(VkStructureType type) {
+  T v{};
+  v.sType = type;
+  return v;
+}
+
+struct Buffer {
+  VkBuffer buffer = VK_NULL_HANDLE;
+  VkDeviceMemory memory = VK_NULL_HANDLE;
+  void *mapped = nullptr;
+  uint64_t size = 0;
+};
+
+struct Kernel {
+  VkShaderModule module = VK_NULL_HANDLE;
+  VkDescriptorSetLayout setLayout = VK_NULL_HANDLE;
+  VkPipelineLayout layout = VK_NULL_HANDLE;
+  VkPipeline pipeline = VK_NULL_HANDLE;
+  uint32_t bindings = 0;
+};
+
+std::string vkError(VkResult r) {
+  switch (r) {
+  case VK_ERROR_OUT_OF_HOST_MEMORY: return "out of host memory";
+  case VK_ERROR_OUT_OF_DEVICE_MEMORY: return "out of device memory";
+  case VK_ERROR_INITIALIZATION_FAILED: return "initialization failed";
+  case VK_ERROR_DEVICE_LOST: return "device lost";
+  case VK_ERROR_INCOMPATIBLE_DRIVER: return "incompatible driver";
+  default: return "VkResult " + std::to_string(static_cast<int>(r));
+  }
+}
+
+class VulkanDevice final : public kiln::rt::Device {
+public:
+  ~VulkanDevice() override {
+    if (device) {
+      vk.vkQueueWaitIdle(queue);
+      for (Kernel &k : kernels) {
+        vk.vkDestroyPipeline(device, k.pipeline, nullptr);
+        vk.vkDestroyPipelineLayout(device, k.layout, nullptr);
+        vk.vkDestroyDescriptorSetLayout(device, k.setLayout, nullptr);
+        vk.vkDestroyShaderModule(device, k.module, nullptr);
+      }
+      for (Buffer &b : constants)
+        release(b);
+      vk.vkDestroyDescriptorPool(device, descriptorPool, nullptr);
+      vk.vkDestroyCommandPool(device, commandPool, nullptr);
+      vk.vkDestroyDevice(device, nullptr);
+    }
+    if (instance)
+      vk.vkDestroyInstance(instance, nullptr);
+    if (vk.lib)
+      dlclose(vk.lib);
+  }
+
+  kiln_status init(const kiln_artifact *a, const fb::Target *target,
+                   int ordinal) {
+    artifact = a;
+    this->target = target;
+    vk.lib = dlopen("libvulkan.so.1", RTLD_NOW | RTLD_LOCAL);
+    if (!vk.lib)
+      return makeStatus(KILN_UNAVAILABLE,
+                        "no Vulkan loader: cannot load libvulkan.so.1 (install "
+                        "a Vulkan driver, e.g. mesa-vulkan-drivers)");
+    vk.getInstanceProcAddr = reinterpret_cast<PFN_vkGetInstanceProcAddr>(
+        dlsym(vk.lib, "vkGetInstanceProcAddr"));
+    if (!vk.getInstanceProcAddr)
+      return makeStatus(KILN_UNAVAILABLE,
+                        "libvulkan.so.1 lacks vkGetInstanceProcAddr");
+    vk.createInstance = reinterpret_cast<PFN_vkCreateInstance>(
+        vk.getInstanceProcAddr(nullptr, "vkCreateInstance"));
+    auto app = make<VkApplicationInfo>(VK_STRUCTURE_TYPE_APPLICATION_INFO);
+    app.pApplicationName = "kiln";
+    app.apiVersion = VK_API_VERSION_1_1;
+    auto ici = make<VkInstanceCreateInfo>(VK_STRUCTURE_TYPE_INSTANCE_CREATE_INFO);
+    ici.pApplicationInfo = &app;
+    if (VkResult r = vk.createInstance(&ici, nullptr, &instance))
+      return makeStatus(KILN_UNAVAILABLE, "vkCreateInstance failed: %s",
+                        vkError(r).c_str());
+#define KILN_VK_LOAD(name)                                                     \
+  vk.name = reinterpret_cast<PFN_##name>(                                      \
+      vk.getInstanceProcAddr(instance, #name));                                \
+  if (!vk.name)                                                                \
+    return makeStatus(KILN_UNAVAILABLE, "the Vulkan loader lacks " #name);
+    KILN_VK_FUNCTIONS(KILN_VK_LOAD)
+#undef KILN_VK_LOAD
+
+    uint32_t count = 0;
+    vk.vkEnumeratePhysicalDevices(instance, &count, nullptr);
+    if (count == 0)
+      return makeStatus(KILN_UNAVAILABLE, "no Vulkan device");
+    std::vector<VkPhysicalDevice> devices(count);
+    vk.vkEnumeratePhysicalDevices(instance, &count, devices.data());
+    if (ordinal < 0 || static_cast<uint32_t>(ordinal) >= count)
+      return makeStatus(KILN_NOT_FOUND, "no Vulkan device %d (there are %u)",
+                        ordinal, count);
+    physical = devices[ordinal];
+    VkPhysicalDeviceProperties props;
+    vk.vkGetPhysicalDeviceProperties(physical, &props);
+    deviceName = props.deviceName;
+    vk.vkGetPhysicalDeviceMemoryProperties(physical, &memoryProps);
+
+    uint32_t families = 0;
+    vk.vkGetPhysicalDeviceQueueFamilyProperties(physical, &families, nullptr);
+    std::vector<VkQueueFamilyProperties> fams(families);
+    vk.vkGetPhysicalDeviceQueueFamilyProperties(physical, &families,
+                                                fams.data());
+    uint32_t family = UINT32_MAX;
+    for (uint32_t i = 0; i < families && family == UINT32_MAX; ++i)
+      if (fams[i].queueFlags & VK_QUEUE_COMPUTE_BIT)
+        family = i;
+    if (family == UINT32_MAX)
+      return makeStatus(KILN_UNAVAILABLE,
+                        "Vulkan device '%s' has no compute queue",
+                        deviceName.c_str());
+    float priority = 1.0f;
+    auto qci = make<VkDeviceQueueCreateInfo>(VK_STRUCTURE_TYPE_DEVICE_QUEUE_CREATE_INFO);
+    qci.queueFamilyIndex = family;
+    qci.queueCount = 1;
+    qci.pQueuePriorities = &priority;
+    auto dci = make<VkDeviceCreateInfo>(VK_STRUCTURE_TYPE_DEVICE_CREATE_INFO);
+    dci.queueCreateInfoCount = 1;
+    dci.pQueueCreateInfos = &qci;
+    if (VkResult r = vk.vkCreateDevice(physical, &dci, nullptr, &device))
+      return makeStatus(KILN_UNAVAILABLE, "vkCreateDevice on '%s' failed: %s",
+                        deviceName.c_str(), vkError(r).c_str());
+    vk.vkGetDeviceQueue(device, family, 0, &queue);
+    auto cpi = make<VkCommandPoolCreateInfo>(VK_STRUCTURE_TYPE_COMMAND_POOL_CREATE_INFO);
+    cpi.queueFamilyIndex = family;
+    if (VkResult r = vk.vkCreateCommandPool(device, &cpi, nullptr, &commandPool))
+      return makeStatus(KILN_INTERNAL, "vkCreateCommandPool: %s",
+                        vkError(r).c_str());
+
+    KILN_RETURN_IF_ERROR(createPipelines());
+    // Weights, uploaded once.
+    for (const fb::Constant *c : *a->model->constants()) {
+      Buffer b;
+      uint64_t size = a->segmentSize(c->segment());
+      KILN_RETURN_IF_ERROR(allocate(size, b));
+      std::memcpy(b.mapped, a->segment(c->segment()), size);
+      constants.push_back(b);
+    }
+    return nullptr;
+  }
+
+  kiln_status run(const fb::FunctionImpl *impl,
+                  const kiln::rt::CallBuffers &buffers) override {
+    const fb::Function *f = artifact->model->functions()->Get(impl->function());
+    // Device buffers for this call: inputs, outputs, temporaries.
+    std::vector<Buffer> inputs(f->inputs()->size()),
+        outputs(f->outputs()->size()), temps;
+    struct Release {
+      VulkanDevice *d;
+      std::vector<Buffer> *lists[3];
+      ~Release() {
+        for (auto *l : lists)
+          for (Buffer &b : *l)
+            d->release(b);
+      }
+    } guard{this, {&inputs, &outputs, &temps}};
+    for (size_t i = 0; i < inputs.size(); ++i) {
+      const kiln_tensor &t = buffers.inputs[i];
+      uint64_t bytes = std::max<uint64_t>(4, t.size_bytes);
+      KILN_RETURN_IF_ERROR(allocate(bytes, inputs[i]));
+      std::memcpy(inputs[i].mapped, t.data, t.size_bytes);
+    }
+    for (size_t i = 0; i < outputs.size(); ++i)
+      KILN_RETURN_IF_ERROR(
+          allocate(std::max<uint64_t>(4, buffers.outputs[i].size_bytes),
+                   outputs[i]));
+    if (impl->temporaries())
+      for (uint64_t bytes : *impl->temporaries()) {
+        temps.emplace_back();
+        KILN_RETURN_IF_ERROR(allocate(std::max<uint64_t>(4, bytes), temps.back()));
+      }
+
+    uint32_t numDispatches = impl->dispatches()->size();
+    uint32_t numDescriptors = 0;
+    for (const fb::Dispatch *d : *impl->dispatches())
+      numDescriptors += d->bindings()->size();
+    KILN_RETURN_IF_ERROR(ensureDescriptorPool(numDispatches, numDescriptors));
+    vk.vkResetDescriptorPool(device, descriptorPool, 0);
+    vk.vkResetCommandPool(device, commandPool, 0);
+
+    auto cai = make<VkCommandBufferAllocateInfo>(VK_STRUCTURE_TYPE_COMMAND_BUFFER_ALLOCATE_INFO);
+    cai.commandPool = commandPool;
+    cai.level = VK_COMMAND_BUFFER_LEVEL_PRIMARY;
+    cai.commandBufferCount = 1;
+    VkCommandBuffer cmd;
+    if (VkResult r = vk.vkAllocateCommandBuffers(device, &cai, &cmd))
+      return makeStatus(KILN_INTERNAL, "vkAllocateCommandBuffers: %s",
+                        vkError(r).c_str());
+    auto begin = make<VkCommandBufferBeginInfo>(VK_STRUCTURE_TYPE_COMMAND_BUFFER_BEGIN_INFO);
+    begin.flags = VK_COMMAND_BUFFER_USAGE_ONE_TIME_SUBMIT_BIT;
+    vk.vkBeginCommandBuffer(cmd, &begin);
+    for (const fb::Dispatch *d : *impl->dispatches()) {
+      uint32_t exe = d->executable();
+      if (exe >= kernels.size() || !d->workgroups() ||
+          d->workgroups()->size() != 3)
+        return makeStatus(KILN_DATA_LOSS, "a vulkan dispatch is malformed");
+      Kernel &k = kernels[exe];
+      auto dai = make<VkDescriptorSetAllocateInfo>(VK_STRUCTURE_TYPE_DESCRIPTOR_SET_ALLOCATE_INFO);
+      dai.descriptorPool = descriptorPool;
+      dai.descriptorSetCount = 1;
+      dai.pSetLayouts = &k.setLayout;
+      VkDescriptorSet set;
+      if (VkResult r = vk.vkAllocateDescriptorSets(device, &dai, &set))
+        return makeStatus(KILN_INTERNAL, "vkAllocateDescriptorSets: %s",
+                          vkError(r).c_str());
+      if (d->bindings()->size() != k.bindings)
+        return makeStatus(KILN_DATA_LOSS,
+                          "a vulkan dispatch binds %u buffers, its kernel %u",
+                          d->bindings()->size(), k.bindings);
+      std::vector<VkDescriptorBufferInfo> infos(k.bindings);
+      std::vector<VkWriteDescriptorSet> writes(k.bindings);
+      for (uint32_t i = 0; i < k.bindings; ++i) {
+        const fb::Binding *b = d->bindings()->Get(i);
+        const Buffer *buf = nullptr;
+        switch (b->kind()) {
+        case fb::BindingKind::Input: buf = &inputs[b->index()]; break;
+        case fb::BindingKind::Output: buf = &outputs[b->index()]; break;
+        case fb::BindingKind::Constant: buf = &constants[b->index()]; break;
+        case fb::BindingKind::Temporary:
+          if (b->index() < temps.size())
+            buf = &temps[b->index()];
+          break;
+        default: break;
+        }
+        if (!buf)
+          return makeStatus(KILN_DATA_LOSS, "a vulkan binding is malformed");
+        infos[i] = {buf->buffer, 0, VK_WHOLE_SIZE};
+        writes[i] = make<VkWriteDescriptorSet>(VK_STRUCTURE_TYPE_WRITE_DESCRIPTOR_SET);
+        writes[i].dstSet = set;
+        writes[i].dstBinding = i;
+        writes[i].descriptorCount = 1;
+        writes[i].descriptorType = VK_DESCRIPTOR_TYPE_STORAGE_BUFFER;
+        writes[i].pBufferInfo = &infos[i];
+      }
+      vk.vkUpdateDescriptorSets(device, k.bindings, writes.data(), 0, nullptr);
+      vk.vkCmdBindPipeline(cmd, VK_PIPELINE_BIND_POINT_COMPUTE, k.pipeline);
+      vk.vkCmdBindDescriptorSets(cmd, VK_PIPELINE_BIND_POINT_COMPUTE, k.layout,
+                                 0, 1, &set, 0, nullptr);
+      vk.vkCmdDispatch(cmd, d->workgroups()->Get(0), d->workgroups()->Get(1),
+                       d->workgroups()->Get(2));
+      // The next kernel reads what this one wrote.
+      auto barrier = make<VkMemoryBarrier>(VK_STRUCTURE_TYPE_MEMORY_BARRIER);
+      barrier.srcAccessMask = VK_ACCESS_SHADER_WRITE_BIT;
+      barrier.dstAccessMask = VK_ACCESS_SHADER_READ_BIT | VK_ACCESS_SHADER_WRITE_BIT |
+                              VK_ACCESS_HOST_READ_BIT;
+      vk.vkCmdPipelineBarrier(cmd, VK_PIPELINE_STAGE_COMPUTE_SHADER_BIT,
+                              VK_PIPELINE_STAGE_COMPUTE_SHADER_BIT |
+                                  VK_PIPELINE_STAGE_HOST_BIT,
+                              0, 1, &barrier, 0, nullptr, 0, nullptr);
+    }
+    vk.vkEndCommandBuffer(cmd);
+    auto submit = make<VkSubmitInfo>(VK_STRUCTURE_TYPE_SUBMIT_INFO);
+    submit.commandBufferCount = 1;
+    submit.pCommandBuffers = &cmd;
+    if (VkResult r = vk.vkQueueSubmit(queue, 1, &submit, VK_NULL_HANDLE))
+      return makeStatus(KILN_INTERNAL, "vkQueueSubmit: %s", vkError(r).c_str());
+    if (VkResult r = vk.vkQueueWaitIdle(queue))
+      return makeStatus(KILN_INTERNAL, "vkQueueWaitIdle: %s",
+                        vkError(r).c_str());
+    for (size_t i = 0; i < outputs.size(); ++i)
+      std::memcpy(buffers.outputs[i].data, outputs[i].mapped,
+                  buffers.outputs[i].size_bytes);
+    return nullptr;
+  }
+
+private:
+  kiln_status createPipelines() {
+    for (uint32_t e = 0; e < target->executables()->size(); ++e) {
+      const fb::Executable *exe = target->executables()->Get(e);
+      if (exe->format() != fb::ExecutableFormat::Spirv ||
+          exe->kernels()->size() != 1)
+        return makeStatus(KILN_DATA_LOSS,
+                          "vulkan executable %u is not one SPIR-V kernel", e);
+      const uint8_t *code = artifact->segment(exe->image_segment());
+      uint64_t size = artifact->segmentSize(exe->image_segment());
+      if (size % 4 || kiln::rt::fnv1a(code, size) != exe->image_hash())
+        return makeStatus(KILN_DATA_LOSS,
+                          "artifact '%s' is corrupt: vulkan kernel %u does not "
+                          "match its checksum",
+                          artifact->path.c_str(), e);
+      // The kernel's buffer count: the largest binding any dispatch uses.
+      Kernel k;
+      for (const fb::FunctionImpl *impl : *target->functions())
+        for (const fb::Dispatch *d : *impl->dispatches())
+          if (d->executable() == e)
+            k.bindings = std::max(k.bindings, d->bindings()->size());
+      // SPIR-V words must be 4-byte aligned: segments are 64-byte aligned.
+      auto smi = make<VkShaderModuleCreateInfo>(VK_STRUCTURE_TYPE_SHADER_MODULE_CREATE_INFO);
+      smi.codeSize = size;
+      smi.pCode = reinterpret_cast<const uint32_t *>(code);
+      if (VkResult r = vk.vkCreateShaderModule(device, &smi, nullptr, &k.module))
+        return makeStatus(KILN_DATA_LOSS, "vulkan kernel %u: %s", e,
+                          vkError(r).c_str());
+      std::vector<VkDescriptorSetLayoutBinding> binds(k.bindings);
+      for (uint32_t i = 0; i < k.bindings; ++i)
+        binds[i] = {i, VK_DESCRIPTOR_TYPE_STORAGE_BUFFER, 1,
+                    VK_SHADER_STAGE_COMPUTE_BIT, nullptr};
+      auto dli = make<VkDescriptorSetLayoutCreateInfo>(
+          VK_STRUCTURE_TYPE_DESCRIPTOR_SET_LAYOUT_CREATE_INFO);
+      dli.bindingCount = k.bindings;
+      dli.pBindings = binds.data();
+      vk.vkCreateDescriptorSetLayout(device, &dli, nullptr, &k.setLayout);
+      auto pli = make<VkPipelineLayoutCreateInfo>(VK_STRUCTURE_TYPE_PIPELINE_LAYOUT_CREATE_INFO);
+      pli.setLayoutCount = 1;
+      pli.pSetLayouts = &k.setLayout;
+      vk.vkCreatePipelineLayout(device, &pli, nullptr, &k.layout);
+      auto cpi = make<VkComputePipelineCreateInfo>(VK_STRUCTURE_TYPE_COMPUTE_PIPELINE_CREATE_INFO);
+      cpi.stage = make<VkPipelineShaderStageCreateInfo>(
+          VK_STRUCTURE_TYPE_PIPELINE_SHADER_STAGE_CREATE_INFO);
+      cpi.stage.stage = VK_SHADER_STAGE_COMPUTE_BIT;
+      cpi.stage.module = k.module;
+      cpi.stage.pName = exe->kernels()->Get(0)->c_str();
+      cpi.layout = k.layout;
+      if (VkResult r = vk.vkCreateComputePipelines(device, VK_NULL_HANDLE, 1,
+                                                   &cpi, nullptr, &k.pipeline))
+        return makeStatus(KILN_DATA_LOSS, "vulkan kernel '%s': %s",
+                          cpi.stage.pName, vkError(r).c_str());
+      kernels.push_back(k);
+    }
+    return nullptr;
+  }
+
+  kiln_status ensureDescriptorPool(uint32_t sets, uint32_t descriptors) {
+    if (descriptorPool && sets <= poolSets && descriptors <= poolDescriptors)
+      return nullptr;
+    if (descriptorPool)
+      vk.vkDestroyDescriptorPool(device, descriptorPool, nullptr);
+    poolSets = std::max(sets, 1u);
+    poolDescriptors = std::max(descriptors, 1u);
+    VkDescriptorPoolSize size{VK_DESCRIPTOR_TYPE_STORAGE_BUFFER, poolDescriptors};
+    auto pci = make<VkDescriptorPoolCreateInfo>(VK_STRUCTURE_TYPE_DESCRIPTOR_POOL_CREATE_INFO);
+    pci.maxSets = poolSets;
+    pci.poolSizeCount = 1;
+    pci.pPoolSizes = &size;
+    if (VkResult r = vk.vkCreateDescriptorPool(device, &pci, nullptr,
+                                               &descriptorPool))
+      return makeStatus(KILN_INTERNAL, "vkCreateDescriptorPool: %s",
+                        vkError(r).c_str());
+    return nullptr;
+  }
+
+  /// A host-visible, coherent storage buffer, mapped.
+  kiln_status allocate(uint64_t size, Buffer &b) {
+    auto bci = make<VkBufferCreateInfo>(VK_STRUCTURE_TYPE_BUFFER_CREATE_INFO);
+    bci.size = size;
+    bci.usage = VK_BUFFER_USAGE_STORAGE_BUFFER_BIT;
+    bci.sharingMode = VK_SHARING_MODE_EXCLUSIVE;
+    if (VkResult r = vk.vkCreateBuffer(device, &bci, nullptr, &b.buffer))
+      return makeStatus(KILN_UNAVAILABLE, "cannot create a %llu-byte buffer: %s",
+                        static_cast<unsigned long long>(size),
+                        vkError(r).c_str());
+    VkMemoryRequirements req;
+    vk.vkGetBufferMemoryRequirements(device, b.buffer, &req);
+    uint32_t type = UINT32_MAX;
+    VkMemoryPropertyFlags want =
+        VK_MEMORY_PROPERTY_HOST_VISIBLE_BIT | VK_MEMORY_PROPERTY_HOST_COHERENT_BIT;
+    for (uint32_t i = 0; i < memoryProps.memoryTypeCount && type == UINT32_MAX; ++i)
+      if ((req.memoryTypeBits & (1u << i)) &&
+          (memoryProps.memoryTypes[i].propertyFlags & want) == want)
+        type = i;
+    if (type == UINT32_MAX)
+      return makeStatus(KILN_UNAVAILABLE,
+                        "Vulkan device '%s' has no host-visible memory",
+                        deviceName.c_str());
+    auto mai = make<VkMemoryAllocateInfo>(VK_STRUCTURE_TYPE_MEMORY_ALLOCATE_INFO);
+    mai.allocationSize = req.size;
+    mai.memoryTypeIndex = type;
+    if (VkResult r = vk.vkAllocateMemory(device, &mai, nullptr, &b.memory))
+      return makeStatus(KILN_UNAVAILABLE,
+                        "out of device memory: %llu bytes on '%s' (%s)",
+                        static_cast<unsigned long long>(size),
+                        deviceName.c_str(), vkError(r).c_str());
+    vk.vkBindBufferMemory(device, b.buffer, b.memory, 0);
+    vk.vkMapMemory(device, b.memory, 0, VK_WHOLE_SIZE, 0, &b.mapped);
+    b.size = size;
+    return nullptr;
+  }
+
+  void release(Buffer &b) {
+    if (b.memory) {
+      vk.vkUnmapMemory(device, b.memory);
+      vk.vkFreeMemory(device, b.memory, nullptr);
+    }
+    if (b.buffer)
+      vk.vkDestroyBuffer(device, b.buffer, nullptr);
+    b = Buffer();
+  }
+
+  Vk vk;
+  const kiln_artifact *artifact = nullptr;
+  const fb::Target *target = nullptr;
+  VkInstance instance = VK_NULL_HANDLE;
+  VkPhysicalDevice physical = VK_NULL_HANDLE;
+  VkPhysicalDeviceMemoryProperties memoryProps{};
+  VkDevice device = VK_NULL_HANDLE;
+  VkQueue queue = VK_NULL_HANDLE;
+  VkCommandPool commandPool = VK_NULL_HANDLE;
+  VkDescriptorPool descriptorPool = VK_NULL_HANDLE;
+  uint32_t poolSets = 0, poolDescriptors = 0;
+  std::string deviceName;
+  std::vector<Kernel> kernels;
+  std::vector<Buffer> constants;
+};
+
+} // namespace
+
+namespace kiln::rt {
+
+kiln_status createVulkanDevice(const kiln_artifact *artifact,
+                               const fb::Target *target, int ordinal,
+                               std::unique_ptr<Device> *out) {
+  auto d = std::make_unique<VulkanDevice>();
+  KILN_RETURN_IF_ERROR(d->init(artifact, target, ordinal));
+  *out = std::move(d);
+  return nullptr;
+}
+
+} // namespace kiln::rt
