@@ -16,6 +16,7 @@
 #include "mlir/Dialect/SCF/IR/SCF.h"
 #include "mlir/IR/IRMapping.h"
 #include "mlir/Interfaces/SideEffectInterfaces.h"
+#include "mlir/Transforms/RegionUtils.h"
 
 namespace kiln {
 #define GEN_PASS_DEF_MAPPARALLELLOOPSTOGPU
@@ -53,6 +54,34 @@ struct MapParallelLoopsToGpuPass
         l.getThreadIds().x);
     build(in, id);
     gpu::TerminatorOp::create(in, loc);
+    sinkIntoKernel(l);
+  }
+
+  /// Whether a host value is recomputed inside the kernels that use it:
+  /// constants, views of buffers, pure scalar arithmetic and loads (a
+  /// kernel's arguments are then whole buffers only).
+  static bool sinkable(Operation *op) {
+    return op && op->getNumRegions() == 0 && op->getNumResults() == 1 &&
+           !isa<memref::AllocOp, memref::GetGlobalOp>(op) &&
+           (isa<memref::LoadOp>(op) || isMemoryEffectFree(op));
+  }
+
+  static void sinkIntoKernel(gpu::LaunchOp l) {
+    Region &body = l.getBody();
+    for (bool changed = true; changed;) {
+      changed = false;
+      llvm::SetVector<Value> above;
+      getUsedValuesDefinedAbove(body, above);
+      for (Value v : above) {
+        Operation *def = v.getDefiningOp();
+        if (!sinkable(def))
+          continue;
+        OpBuilder top = OpBuilder::atBlockBegin(&body.front());
+        Operation *copy = top.clone(*def);
+        replaceAllUsesInRegionWith(v, copy->getResult(0), body);
+        changed = true;
+      }
+    }
   }
 
   LogicalResult mapParallel(scf::ParallelOp par) {
@@ -107,6 +136,28 @@ struct MapParallelLoopsToGpuPass
     return success();
   }
 
+  /// A parallel loop nested in a kernel (the n loop of a matmul whose
+  /// reduction loop comes first) runs sequentially in its invocation.
+  static LogicalResult serialize(scf::ParallelOp par) {
+    if (!par.getInitVals().empty())
+      return par.emitOpError("parallel reductions are not supported on GPU "
+                             "targets yet");
+    OpBuilder b(par);
+    IRMapping map;
+    SmallVector<scf::ForOp> loops;
+    for (unsigned d = 0; d < par.getNumLoops(); ++d) {
+      auto loop = scf::ForOp::create(b, par.getLoc(), par.getLowerBound()[d],
+                                     par.getUpperBound()[d], par.getStep()[d]);
+      map.map(par.getInductionVars()[d], loop.getInductionVar());
+      b.setInsertionPoint(loop.getBody()->getTerminator());
+      loops.push_back(loop);
+    }
+    for (Operation &op : par.getBody()->without_terminator())
+      b.clone(op, map);
+    par.erase();
+    return success();
+  }
+
   void runOnOperation() override {
     func::FuncOp f = getOperation();
     if (f.isExternal())
@@ -114,21 +165,53 @@ struct MapParallelLoopsToGpuPass
     for (Operation &op :
          llvm::make_early_inc_range(f.getBody().front().getOperations())) {
       if (auto par = dyn_cast<scf::ParallelOp>(op)) {
+        SmallVector<scf::ParallelOp> nested;
+        par.getBody()->walk([&](scf::ParallelOp inner) {
+          nested.push_back(inner);
+        });
+        for (scf::ParallelOp inner : llvm::reverse(nested))
+          if (failed(serialize(inner)))
+            return signalPassFailure();
         if (failed(mapParallel(par)))
           return signalPassFailure();
         continue;
       }
-      // Allocation, views, constants and the return stay on the host;
-      // any other op with memory effects runs as one invocation.
+      // Allocation, views, constants and the return stay on the host (loads
+      // and pure ops are recomputed in the kernels that use them); any
+      // other op with memory effects runs as one invocation.
       if (isa<memref::AllocOp, memref::DeallocOp, func::ReturnOp,
-              gpu::LaunchOp>(op) ||
+              gpu::LaunchOp, memref::LoadOp>(op) ||
           isMemoryEffectFree(&op))
         continue;
+      if (!op.use_empty()) {
+        op.emitOpError("GPU targets: a host op whose results are used");
+        return signalPassFailure();
+      }
       OpBuilder b(&op);
       Operation *moved = &op;
       launch(b, op.getLoc(), 1, 1, [&](OpBuilder &in, Value) {
         moved->moveBefore(in.getInsertionBlock(), in.getInsertionPoint());
       });
+    }
+    // Parallel loops left inside kernels (under a sequential loop that ran
+    // as one invocation) run sequentially there.
+    SmallVector<scf::ParallelOp> inside;
+    f.walk([&](scf::ParallelOp p) {
+      if (p->getParentOfType<gpu::LaunchOp>())
+        inside.push_back(p);
+    });
+    for (scf::ParallelOp p : llvm::reverse(inside))
+      if (failed(serialize(p)))
+        return signalPassFailure();
+    // What was sunk into kernels is dead on the host.
+    Block &entry = f.getBody().front();
+    for (bool changed = true; changed;) {
+      changed = false;
+      for (Operation &op : llvm::make_early_inc_range(llvm::reverse(entry)))
+        if (op.use_empty() && sinkable(&op)) {
+          op.erase();
+          changed = true;
+        }
     }
   }
 };

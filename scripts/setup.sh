@@ -8,7 +8,10 @@ cd "$(dirname "$0")/.."
 DEBS=(cmake ninja-build ccache clang-22 lld-22 llvm-22-dev llvm-22-tools
       libmlir-22-dev mlir-22-tools libonnx-dev libprotobuf-dev protobuf-compiler
       libflatbuffers-dev flatbuffers-compiler libonnx-testdata python3-venv
-      libclang-rt-22-dev)
+      libclang-rt-22-dev
+      # Vulkan: the header (the runtime dlopens libvulkan.so.1), Mesa's
+      # lavapipe (a Vulkan device on the CPU, for tests), spirv-val.
+      libvulkan-dev mesa-vulkan-drivers spirv-tools)
 missing=()
 for p in "${DEBS[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")

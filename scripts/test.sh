@@ -23,12 +23,17 @@ run "runtime alone, ASan+UBSan, corruption sweep" \
 run "ONNX node tests (cpu)" \
   .venv/bin/python test/node/run_node_tests.py --build build \
     --expected test/node/expected_cpu.txt
+run "ONNX node tests (vulkan, lavapipe)" \
+  .venv/bin/python test/node/run_node_tests.py --build build --target vulkan \
+    --expected test/node/expected_vulkan.txt
 run "importer fuzzing (mutated models never crash)" \
   .venv/bin/python test/fuzz/fuzz_importer.py --build build --iterations 300 --seed 1
 run "GGUF reader fuzzing (libFuzzer, ASan+UBSan, 20 s)" \
   bash test/fuzz/run_fuzzers.sh 20 build-fuzz
 run "end-to-end models vs onnxruntime" \
   .venv/bin/python test/e2e/test_models.py --build build
+run "end-to-end models vs onnxruntime (vulkan, lavapipe)" \
+  .venv/bin/python test/e2e/test_models.py --build build --target vulkan
 smol=$(.venv/bin/python test/gguf/gguf_tool.py smollm2-path)
 smol_kiln=build/smollm2.kiln
 run "SmolLM2-135M GGUF (real weights): compile (packed Q4_1/Q8_0 kernels)" \

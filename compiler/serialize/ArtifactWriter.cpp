@@ -307,6 +307,16 @@ LogicalResult writeArtifact(StringRef path, ModuleOp module,
       if (llvm::any_of(plan.constants,
                        [&](const TensorDesc &c) { return c.name == w; }))
         continue;
+      if (vk && vk->globals.count(w)) {
+        const GpuGlobal &g = vk->globals.at(w);
+        auto t = RankedTensorType::get(g.type.getShape(), g.type.getElementType());
+        auto d = describe(w, t, loc);
+        if (failed(d))
+          return failure();
+        plan.constants.push_back(*d);
+        plan.segments.push_back(ArrayRef<char>(g.bytes.data(), g.bytes.size()));
+        continue;
+      }
       if (!weights.contains(w) || !weightTypes.count(w))
         return emitError(loc) << "weight '" << w << "' has no data";
       auto d = describe(w, weightTypes[w], loc);

@@ -68,10 +68,35 @@ std::optional<int64_t> constantIndex(Value v) {
 }
 
 /// Reads one lowered host function as a dispatch list.
+/// The bytes of a global's initial value, one byte per bool.
+FailureOr<std::vector<char>> globalBytes(memref::GlobalOp g) {
+  auto init = dyn_cast_or_null<DenseElementsAttr>(g.getInitialValueAttr());
+  if (!init || !g.getType().hasStaticShape())
+    return failure();
+  Type et = init.getElementType();
+  int64_t n = init.getNumElements();
+  std::vector<char> bytes;
+  if (et.isInteger(1)) {
+    for (bool v : init.getValues<bool>())
+      bytes.push_back(v ? 1 : 0);
+    return bytes;
+  }
+  size_t es = et.getIntOrFloatBitWidth() / 8;
+  ArrayRef<char> raw = init.getRawData();
+  if (init.isSplat()) {
+    for (int64_t i = 0; i < n; ++i)
+      bytes.insert(bytes.end(), raw.begin(), raw.begin() + es);
+    return bytes;
+  }
+  bytes.assign(raw.begin(), raw.end());
+  return bytes;
+}
+
 FailureOr<GpuFunction>
 dispatchList(func::FuncOp fn, unsigned numInputs, unsigned numOutputs,
              llvm::StringMap<unsigned> &kernelIndex,
-             std::vector<std::string> &kernels) {
+             std::vector<std::string> &kernels,
+             std::map<std::string, GpuGlobal> &globals) {
   GpuFunction g;
   g.function = fn.getName().str();
   SmallVector<std::string> weights;
@@ -100,6 +125,18 @@ dispatchList(func::FuncOp fn, unsigned numInputs, unsigned numOutputs,
       buffers[alloc] = {GpuBinding::Temporary,
                         unsigned(g.temporaryBytes.size()), ""};
       g.temporaryBytes.push_back(bytes);
+      continue;
+    }
+    if (auto get = dyn_cast<memref::GetGlobalOp>(op)) {
+      auto global = SymbolTable::lookupNearestSymbolFrom<memref::GlobalOp>(
+          get, get.getNameAttr());
+      auto bytes = global ? globalBytes(global) : FailureOr<std::vector<char>>();
+      if (failed(bytes))
+        return get.emitOpError("vulkan: a global without a constant value");
+      std::string name = "__vulkan." + fn.getName().str() + "." +
+                         get.getName().str();
+      globals[name] = {global.getType(), std::move(*bytes)};
+      buffers[get] = {GpuBinding::Constant, 0, name};
       continue;
     }
     if (auto launch = dyn_cast<gpu::LaunchFuncOp>(op)) {
@@ -176,7 +213,7 @@ FailureOr<VulkanExecutable> buildVulkanExecutable(ModuleOp module,
     if (!lowered)
       return emitError(loc) << "function '" << fn.getName() << "' vanished";
     auto g = dispatchList(lowered, numInputs, fn.getNumResults(), kernelIndex,
-                          exe.kernels);
+                          exe.kernels, exe.globals);
     if (failed(g))
       return failure();
     exe.functions.push_back(std::move(*g));
@@ -186,10 +223,17 @@ FailureOr<VulkanExecutable> buildVulkanExecutable(ModuleOp module,
   ctx->loadDialect<spirv::SPIRVDialect>();
   int64_t w = options.workgroupSize;
   auto targetEnv = spirv::TargetEnvAttr::get(
-      spirv::VerCapExtAttr::get(spirv::Version::V_1_3,
-                                {spirv::Capability::Shader},
-                                {spirv::Extension::SPV_KHR_storage_buffer_storage_class},
-                                ctx),
+      spirv::VerCapExtAttr::get(
+          spirv::Version::V_1_3,
+          {spirv::Capability::Shader, spirv::Capability::Int64,
+           spirv::Capability::Int16, spirv::Capability::Int8,
+           spirv::Capability::Float64, spirv::Capability::Float16,
+           spirv::Capability::StorageBuffer16BitAccess,
+           spirv::Capability::StorageBuffer8BitAccess},
+          {spirv::Extension::SPV_KHR_storage_buffer_storage_class,
+           spirv::Extension::SPV_KHR_8bit_storage,
+           spirv::Extension::SPV_KHR_16bit_storage},
+          ctx),
       spirv::getDefaultResourceLimits(ctx));
   for (auto fn : llvm::to_vector(work->getOps<func::FuncOp>()))
     fn.erase();
@@ -204,9 +248,10 @@ FailureOr<VulkanExecutable> buildVulkanExecutable(ModuleOp module,
   }
   PassManager spv(ctx);
   std::string spvPipeline =
-      "lower-affine, "
+      "fold-memref-alias-ops, expand-strided-metadata, lower-affine, "
+      "arith-expand, "
       "map-memref-spirv-storage-class{client-api=vulkan}, "
-      "convert-gpu-to-spirv{use-64bit-index=false}, "
+      "convert-math-to-spirv, convert-gpu-to-spirv{use-64bit-index=false}, "
       "spirv.module(spirv-lower-abi-attrs, spirv-update-vce, canonicalize)";
   if (failed(parsePassPipeline(spvPipeline, spv, errOs)))
     return emitError(loc) << "bad SPIR-V pipeline: " << parseErr;

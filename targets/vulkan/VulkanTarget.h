@@ -4,6 +4,7 @@
 
 #include "mlir/IR/BuiltinOps.h"
 
+#include <map>
 #include <string>
 #include <vector>
 
@@ -37,7 +38,16 @@ struct GpuFunction {
   std::vector<GpuDispatch> dispatches;
 };
 
+/// A constant the lowering made (a folded tensor that became a global),
+/// bound like a weight.
+struct GpuGlobal {
+  mlir::MemRefType type;
+  std::vector<char> bytes;
+};
+
 struct VulkanExecutable {
+  /// Constants by the weight name their bindings use.
+  std::map<std::string, GpuGlobal> globals;
   /// One SPIR-V module per kernel, entry point `kernels[i]`.
   std::vector<std::vector<uint32_t>> modules;
   std::vector<std::string> kernels;

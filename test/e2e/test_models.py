@@ -6,7 +6,10 @@ For every output: max |kiln - ort| / max |ort| <= 1e-4 (fp32 through a few
 hundred dependent operations; a 1e-4 bound leaves room for a different
 summation order and libm, while a wrong op is off by far more).
 
-Usage: test_models.py --build build [--keep DIR]
+With --target=vulkan the same artifacts are compiled for Vulkan and run
+on its device (lavapipe in CI) under the same bound.
+
+Usage: test_models.py --build build [--target cpu|vulkan] [--keep DIR]
 """
 import argparse
 import os
@@ -35,7 +38,7 @@ CASES = {
 }
 
 
-def run_case(name, build, work):
+def run_case(name, build, work, target):
     dims, make_inputs = CASES[name]
     model = os.path.join(HERE, "models", name + ".onnx")
     inputs = make_inputs(np.random.default_rng(0))
@@ -44,10 +47,11 @@ def run_case(name, build, work):
     ref = sess.run(None, {n: inputs[n] for n in names})
 
     kiln = os.path.join(work, name + ".kiln")
-    cmd = [os.path.join(build, "bin", "kiln-compile"), model, "-o", kiln, "--quiet"]
+    cmd = [os.path.join(build, "bin", "kiln-compile"), model, "-o", kiln, "--quiet",
+           f"--target={target}"]
     cmd += [f"--dim={k}={v}" for k, v in dims.items()]
     subprocess.run(cmd, check=True)
-    args = [os.path.join(build, "bin", "kiln-run"), kiln]
+    args = [os.path.join(build, "bin", "kiln-run"), kiln, f"--device={target}"]
     for n in names:
         p = os.path.join(work, f"{name}.{n}.npy")
         np.save(p, inputs[n])
@@ -66,7 +70,7 @@ def run_case(name, build, work):
         err = float(np.max(np.abs(got - want)))
         rel = err / scale if scale else err
         status = "ok" if rel <= REL_TOL else "FAIL"
-        print(f"{status} {name} output {i} {list(want.shape)}: max abs error "
+        print(f"{status} {name} ({target}) output {i} {list(want.shape)}: max abs error "
               f"{err:.3g}, relative to max |ref| {rel:.3g} (bound {REL_TOL})")
         ok = ok and rel <= REL_TOL
     return ok
@@ -76,13 +80,15 @@ def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("--build", default="build")
     ap.add_argument("--keep", help="keep artifacts and outputs here")
+    ap.add_argument("--target", default="cpu", help="cpu or vulkan")
     args = ap.parse_args()
+    os.environ.setdefault("XDG_RUNTIME_DIR", tempfile.gettempdir())
     work = args.keep or tempfile.mkdtemp()
     os.makedirs(work, exist_ok=True)
     passed = failed = 0
     for name in CASES:
         try:
-            ok = run_case(name, args.build, work)
+            ok = run_case(name, args.build, work, args.target)
         except subprocess.CalledProcessError as e:
             print(f"FAIL {name}: {e}")
             ok = False

@@ -42,7 +42,7 @@ def load_pb(path):
     return numpy_helper.to_array(t)
 
 
-def run_one(name, build, workdir):
+def run_one(name, build, workdir, target="cpu"):
     """Returns (name, ok, message)."""
     folder = os.path.join(DATA, name)
     model_path = os.path.join(folder, "model.onnx")
@@ -87,7 +87,8 @@ def run_one(name, build, workdir):
     kiln = os.path.join(tmp, "model.kiln")
     bound = {}
     for _ in range(len(graph_inputs) + 1):
-        cmd = [os.path.join(build, "bin", "kiln-compile"), model_path, "-o", kiln, "--quiet"]
+        cmd = [os.path.join(build, "bin", "kiln-compile"), model_path, "-o", kiln, "--quiet",
+               f"--target={target}"]
         cmd += [f"--const-input={n}={npys[graph_inputs.index(n)]}" for n in bound]
         r = subprocess.run(cmd, capture_output=True, text=True, timeout=300)
         if r.returncode == 0:
@@ -101,7 +102,7 @@ def run_one(name, build, workdir):
 
     run_inputs = [npys[i] for i, n in enumerate(graph_inputs) if n not in bound]
     outs = [os.path.join(tmp, f"out{i}.npy") for i in range(len(expected))]
-    cmd = [os.path.join(build, "bin", "kiln-run"), kiln]
+    cmd = [os.path.join(build, "bin", "kiln-run"), kiln, f"--device={target}"]
     cmd += [f"--input={p}" for p in run_inputs] + [f"--output={p}" for p in outs]
     r = subprocess.run(cmd, capture_output=True, text=True, timeout=300)
     if r.returncode != 0:
@@ -131,7 +132,10 @@ def main():
     ap.add_argument("--write-passing", help="write the passing tests here")
     ap.add_argument("-j", type=int, default=os.cpu_count() or 2)
     ap.add_argument("-v", action="store_true", help="print every failure")
+    ap.add_argument("--target", default="cpu", help="cpu or vulkan")
     args = ap.parse_args()
+    # The Vulkan loader wants a runtime dir; lavapipe needs nothing else.
+    os.environ.setdefault("XDG_RUNTIME_DIR", tempfile.gettempdir())
 
     names = sorted(n for n in os.listdir(DATA) if re.search(args.filter, n))
     expected = set()
@@ -145,7 +149,8 @@ def main():
     results = {}
     with tempfile.TemporaryDirectory() as work:
         with concurrent.futures.ThreadPoolExecutor(args.j) as ex:
-            futs = [ex.submit(run_one, n, args.build, work) for n in names]
+            futs = [ex.submit(run_one, n, args.build, work, args.target)
+                    for n in names]
             for f in concurrent.futures.as_completed(futs):
                 try:
                     n, ok, msg = f.result()
@@ -159,7 +164,7 @@ def main():
             print(f"FAIL {n}: {results[n][1]}")
     if args.write_passing:
         with open(args.write_passing, "w") as f:
-            f.write("# ONNX node tests that pass on the CPU target; this list only grows.\n")
+            f.write(f"# ONNX node tests that pass on the {args.target} target; this list only grows.\n")
             f.write("# Regenerate: test/node/run_node_tests.py --write-passing FILE\n")
             for n in passing:
                 f.write(n + "\n")

@@ -93,6 +93,11 @@ static cl::opt<std::string> tokenizerPath(
     cl::desc("ONNX: the model's tokenizer.json to embed (default: the one "
              "beside the model, if any)"),
     cl::value_desc("file"));
+static cl::opt<std::string> spirvDir(
+    "spirv-dir",
+    cl::desc("Vulkan: also write each kernel's SPIR-V module to DIR/NAME.spv "
+             "(for spirv-val and disassembly)"),
+    cl::value_desc("dir"));
 static cl::opt<bool> quiet("quiet", cl::desc("Print no progress"),
                            cl::init(false));
 
@@ -318,6 +323,21 @@ int main(int argc, char **argv) {
       return 0;
     vk = std::move(*built);
     progress("vulkan kernels generated");
+    if (!spirvDir.empty()) {
+      if (std::error_code ec = llvm::sys::fs::create_directories(spirvDir))
+        return fail("cannot create '" + spirvDir + "': " + ec.message());
+      for (size_t k = 0; k < vk->kernels.size(); ++k) {
+        llvm::SmallString<256> path(spirvDir);
+        llvm::sys::path::append(path, std::to_string(k) + "_" +
+                                          vk->kernels[k] + ".spv");
+        std::error_code ec;
+        llvm::raw_fd_ostream out(path, ec, llvm::sys::fs::OF_None);
+        if (ec)
+          return fail("cannot write '" + path.str().str() + "'");
+        out.write(reinterpret_cast<const char *>(vk->modules[k].data()),
+                  vk->modules[k].size() * 4);
+      }
+    }
   }
 
   std::optional<kiln::CpuExecutable> exe;
