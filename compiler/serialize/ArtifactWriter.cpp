@@ -165,18 +165,18 @@ std::vector<char> buildFlatbuffer(const Plan &plan, const CpuExecutable *cpu,
   if (vk) {
     // One executable per kernel: a SPIR-V module and its entry point.
     std::vector<flatbuffers::Offset<fb::Executable>> exes;
-    for (size_t k = 0; k < vk->kernels.size(); ++k) {
+    for (size_t k = 0; k < vk->program.kernels.size(); ++k) {
       const std::vector<uint32_t> &words = vk->modules[k];
       exes.push_back(fb::CreateExecutable(
           b, fb::ExecutableFormat::Spirv, b.CreateString("spirv1.3"),
           b.CreateString(""), segment++,
           b.CreateVector(std::vector<flatbuffers::Offset<flatbuffers::String>>{
-              b.CreateString(vk->kernels[k])}),
+              b.CreateString(vk->program.kernels[k])}),
           fnv1a(ArrayRef<char>(reinterpret_cast<const char *>(words.data()),
                                words.size() * 4))));
     }
     std::vector<flatbuffers::Offset<fb::FunctionImpl>> impls;
-    for (const GpuFunction &f : vk->functions) {
+    for (const GpuFunction &f : vk->program.functions) {
       std::vector<flatbuffers::Offset<fb::Dispatch>> dispatches;
       for (const GpuDispatch &d : f.dispatches) {
         std::vector<fb::Binding> binds;
@@ -298,7 +298,7 @@ LogicalResult writeArtifact(StringRef path, ModuleOp module,
     for (const CpuKernel &k : cpu->kernels)
       used.insert(used.end(), k.weights.begin(), k.weights.end());
   if (vk)
-    for (const GpuFunction &f : vk->functions)
+    for (const GpuFunction &f : vk->program.functions)
       for (const GpuDispatch &d : f.dispatches)
         for (const GpuBinding &g : d.bindings)
           if (g.kind == GpuBinding::Constant)
@@ -307,8 +307,8 @@ LogicalResult writeArtifact(StringRef path, ModuleOp module,
       if (llvm::any_of(plan.constants,
                        [&](const TensorDesc &c) { return c.name == w; }))
         continue;
-      if (vk && vk->globals.count(w)) {
-        const GpuGlobal &g = vk->globals.at(w);
+      if (vk && vk->program.globals.count(w)) {
+        const GpuGlobal &g = vk->program.globals.at(w);
         auto t = RankedTensorType::get(g.type.getShape(), g.type.getElementType());
         auto d = describe(w, t, loc);
         if (failed(d))

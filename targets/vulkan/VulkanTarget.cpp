@@ -1,19 +1,13 @@
 //===- VulkanTarget.cpp - SPIR-V kernels for Vulkan -----------------------===//
 //
-// kiln -> linalg on tensors -> buffers -> parallel loops -> one gpu.launch
-// per top-level loop (kiln-map-parallel-loops-to-gpu) -> outlined kernels.
-// The host side of each function is then read off as a dispatch list
-// (kernel, workgroup count, buffers bound), so no host code is compiled for
-// the device; the kernels go through MLIR's GPU-to-SPIR-V conversion and
-// are serialized one module per kernel.
+// The shared GPU lowering (targets/gpu) gives outlined kernels and dispatch
+// lists; this turns the kernels into SPIR-V through MLIR's GPU-to-SPIR-V
+// conversion, one serialized module per kernel.
 //
 //===----------------------------------------------------------------------===//
 #include "targets/vulkan/VulkanTarget.h"
 
-#include "mlir/Dialect/Arith/IR/Arith.h"
-#include "mlir/Dialect/Func/IR/FuncOps.h"
 #include "mlir/Dialect/GPU/IR/GPUDialect.h"
-#include "mlir/Dialect/MemRef/IR/MemRef.h"
 #include "mlir/Dialect/SPIRV/IR/SPIRVDialect.h"
 #include "mlir/Dialect/SPIRV/IR/SPIRVOps.h"
 #include "mlir/Dialect/SPIRV/IR/TargetAndABI.h"
@@ -25,199 +19,21 @@ using namespace mlir;
 
 namespace kiln {
 
-std::string vulkanLoweringPipeline(const VulkanTargetOptions &options) {
-  std::string p = "builtin.module(kiln-lower-to-linalg, "
-                  "kiln-weights-to-arguments, canonicalize, cse, "
-                  "kiln-fuse-elementwise, canonicalize";
-  if (options.stopAfter == "linalg")
-    return p + ")";
-  p += ", one-shot-bufferize{bufferize-function-boundaries "
-       "function-boundary-type-conversion=identity-layout-map}, "
-       "buffer-results-to-out-params{modify-public-functions=1 "
-       "hoist-static-allocs=1}, canonicalize, kiln-copies-to-linalg, "
-       "buffer-deallocation-pipeline, canonicalize, "
-       "func.func(convert-linalg-to-parallel-loops), kiln-approximate-math, "
-       "func.func(kiln-map-parallel-loops-to-gpu{workgroup-size=" +
-       std::to_string(options.workgroupSize) +
-       "}), gpu-kernel-outlining, canonicalize)";
-  return p;
-}
-
-namespace {
-
-/// The buffer a host value is: a function argument or an allocation, seen
-/// through reshaping views (which keep the bytes and their order).
-Value baseBuffer(Value v) {
-  while (Operation *def = v.getDefiningOp()) {
-    if (auto e = dyn_cast<memref::ExpandShapeOp>(def))
-      v = e.getSrc();
-    else if (auto c = dyn_cast<memref::CollapseShapeOp>(def))
-      v = c.getSrc();
-    else if (auto c = dyn_cast<memref::CastOp>(def))
-      v = c.getSource();
-    else
-      break;
-  }
-  return v;
-}
-
-std::optional<int64_t> constantIndex(Value v) {
-  if (auto c = v.getDefiningOp<arith::ConstantIndexOp>())
-    return c.value();
-  return std::nullopt;
-}
-
-/// Reads one lowered host function as a dispatch list.
-/// The bytes of a global's initial value, one byte per bool.
-FailureOr<std::vector<char>> globalBytes(memref::GlobalOp g) {
-  auto init = dyn_cast_or_null<DenseElementsAttr>(g.getInitialValueAttr());
-  if (!init || !g.getType().hasStaticShape())
-    return failure();
-  Type et = init.getElementType();
-  int64_t n = init.getNumElements();
-  std::vector<char> bytes;
-  if (et.isInteger(1)) {
-    for (bool v : init.getValues<bool>())
-      bytes.push_back(v ? 1 : 0);
-    return bytes;
-  }
-  size_t es = et.getIntOrFloatBitWidth() / 8;
-  ArrayRef<char> raw = init.getRawData();
-  if (init.isSplat()) {
-    for (int64_t i = 0; i < n; ++i)
-      bytes.insert(bytes.end(), raw.begin(), raw.begin() + es);
-    return bytes;
-  }
-  bytes.assign(raw.begin(), raw.end());
-  return bytes;
-}
-
-FailureOr<GpuFunction>
-dispatchList(func::FuncOp fn, unsigned numInputs, unsigned numOutputs,
-             llvm::StringMap<unsigned> &kernelIndex,
-             std::vector<std::string> &kernels,
-             std::map<std::string, GpuGlobal> &globals) {
-  GpuFunction g;
-  g.function = fn.getName().str();
-  SmallVector<std::string> weights;
-  if (auto names = fn->getAttrOfType<ArrayAttr>("kiln.weights"))
-    for (Attribute a : names)
-      weights.push_back(cast<StringAttr>(a).str());
-  unsigned numArgs = fn.getNumArguments();
-  if (numArgs != numInputs + weights.size() + numOutputs)
-    return fn.emitError("vulkan: unexpected argument layout after lowering");
-  llvm::DenseMap<Value, GpuBinding> buffers;
-  for (unsigned i = 0; i < numArgs; ++i) {
-    GpuBinding b{GpuBinding::Input, i, ""};
-    if (i >= numInputs && i < numInputs + weights.size())
-      b = {GpuBinding::Constant, 0, weights[i - numInputs]};
-    else if (i >= numInputs + weights.size())
-      b = {GpuBinding::Output, unsigned(i - numInputs - weights.size()), ""};
-    buffers[fn.getArgument(i)] = b;
-  }
-  for (Operation &op : fn.getBody().front()) {
-    if (auto alloc = dyn_cast<memref::AllocOp>(op)) {
-      MemRefType t = alloc.getType();
-      if (!t.hasStaticShape() || !t.getLayout().isIdentity())
-        return alloc.emitOpError("vulkan: temporaries must be static");
-      int64_t bytes = t.getNumElements() *
-                      std::max<int64_t>(1, t.getElementTypeBitWidth() / 8);
-      buffers[alloc] = {GpuBinding::Temporary,
-                        unsigned(g.temporaryBytes.size()), ""};
-      g.temporaryBytes.push_back(bytes);
-      continue;
-    }
-    if (auto get = dyn_cast<memref::GetGlobalOp>(op)) {
-      auto global = SymbolTable::lookupNearestSymbolFrom<memref::GlobalOp>(
-          get, get.getNameAttr());
-      auto bytes = global ? globalBytes(global) : FailureOr<std::vector<char>>();
-      if (failed(bytes))
-        return get.emitOpError("vulkan: a global without a constant value");
-      std::string name = "__vulkan." + fn.getName().str() + "." +
-                         get.getName().str();
-      globals[name] = {global.getType(), std::move(*bytes)};
-      buffers[get] = {GpuBinding::Constant, 0, name};
-      continue;
-    }
-    if (auto launch = dyn_cast<gpu::LaunchFuncOp>(op)) {
-      std::string name = (launch.getKernelModuleName().getValue() + "::" +
-                          launch.getKernelName().getValue())
-                             .str();
-      auto [it, fresh] = kernelIndex.try_emplace(name, kernels.size());
-      if (fresh)
-        kernels.push_back(name);
-      GpuDispatch d;
-      d.kernel = it->second;
-      gpu::KernelDim3 grid = launch.getGridSizeOperandValues();
-      Value dims[3] = {grid.x, grid.y, grid.z};
-      for (int i = 0; i < 3; ++i) {
-        auto n = constantIndex(dims[i]);
-        if (!n || *n <= 0 || *n > (1 << 30))
-          return launch.emitOpError("vulkan: the grid must be static");
-        d.workgroups[i] = static_cast<uint32_t>(*n);
-      }
-      for (Value arg : launch.getKernelOperands()) {
-        auto b = buffers.find(baseBuffer(arg));
-        if (!isa<MemRefType>(arg.getType()) || b == buffers.end())
-          return launch.emitOpError("vulkan: kernel argument ")
-                 << arg << " is not a whole buffer";
-        d.bindings.push_back(b->second);
-      }
-      g.dispatches.push_back(std::move(d));
-      continue;
-    }
-    if (isa<memref::DeallocOp, func::ReturnOp, memref::ExpandShapeOp,
-            memref::CollapseShapeOp, memref::CastOp, arith::ConstantOp>(op))
-      continue;
-    return op.emitOpError("vulkan: stays on the host, which runs only "
-                          "allocations and dispatches");
-  }
-  return g;
-}
-
-} // namespace
-
 FailureOr<VulkanExecutable> buildVulkanExecutable(ModuleOp module,
                                                   const VulkanTargetOptions &options,
                                                   llvm::raw_ostream &os) {
   MLIRContext *ctx = module.getContext();
   Location loc = module.getLoc();
-  OwningOpRef<ModuleOp> work = cast<ModuleOp>(module->clone());
-  PassManager pm(ctx);
-  std::string pipeline = vulkanLoweringPipeline(options);
+  VulkanExecutable exe;
+  auto lowered = lowerForGpu(module, options.workgroupSize, options.stopAfter,
+                             os, exe.program);
+  if (failed(lowered))
+    return failure();
+  if (!*lowered)
+    return exe;
+  OwningOpRef<ModuleOp> work = std::move(*lowered);
   std::string parseErr;
   llvm::raw_string_ostream errOs(parseErr);
-  llvm::StringRef inner = llvm::StringRef(pipeline)
-                              .drop_front(strlen("builtin.module("))
-                              .drop_back();
-  if (failed(parsePassPipeline(inner, pm, errOs)))
-    return emitError(loc) << "bad Vulkan pipeline: " << parseErr;
-  if (failed(pm.run(*work)))
-    return failure();
-  if (options.stopAfter == "linalg" || options.stopAfter == "bufferize") {
-    work->print(os);
-    return VulkanExecutable();
-  }
-
-  VulkanExecutable exe;
-  llvm::StringMap<unsigned> kernelIndex;
-  for (auto fn : module.getOps<func::FuncOp>()) {
-    unsigned numInputs = 0;
-    for (Type t : fn.getArgumentTypes()) {
-      if (!isa<TensorType>(t))
-        return fn.emitError("vulkan: the KV cache is not supported on this "
-                            "target yet");
-      ++numInputs;
-    }
-    auto lowered = work->lookupSymbol<func::FuncOp>(fn.getName());
-    if (!lowered)
-      return emitError(loc) << "function '" << fn.getName() << "' vanished";
-    auto g = dispatchList(lowered, numInputs, fn.getNumResults(), kernelIndex,
-                          exe.kernels, exe.globals);
-    if (failed(g))
-      return failure();
-    exe.functions.push_back(std::move(*g));
-  }
 
   // The kernels alone, to SPIR-V.
   ctx->loadDialect<spirv::SPIRVDialect>();
@@ -235,8 +51,6 @@ FailureOr<VulkanExecutable> buildVulkanExecutable(ModuleOp module,
            spirv::Extension::SPV_KHR_16bit_storage},
           ctx),
       spirv::getDefaultResourceLimits(ctx));
-  for (auto fn : llvm::to_vector(work->getOps<func::FuncOp>()))
-    fn.erase();
   for (auto gm : work->getOps<gpu::GPUModuleOp>()) {
     gm->setAttr(spirv::getTargetEnvAttrName(), targetEnv);
     gm.walk([&](gpu::GPUFuncOp f) {
@@ -261,8 +75,7 @@ FailureOr<VulkanExecutable> buildVulkanExecutable(ModuleOp module,
     work->print(os);
     return exe;
   }
-  llvm::StringMap<unsigned> moduleOf; // "module::kernel" -> SPIR-V module
-  exe.modules.resize(exe.kernels.size());
+  exe.modules.resize(exe.program.kernels.size());
   for (auto sm : work->getOps<spirv::ModuleOp>()) {
     SmallVector<uint32_t> words;
     if (failed(spirv::serialize(sm, words)))
@@ -271,19 +84,16 @@ FailureOr<VulkanExecutable> buildVulkanExecutable(ModuleOp module,
     StringRef gpuModule = sm.getName() ? *sm.getName() : "";
     gpuModule.consume_front("__spv__");
     sm.walk([&](spirv::EntryPointOp ep) {
-      std::string key = (gpuModule + "::" + ep.getFn()).str();
-      auto it = kernelIndex.find(key);
-      if (it != kernelIndex.end())
-        exe.modules[it->second].assign(words.begin(), words.end());
+      for (size_t k = 0; k < exe.program.kernels.size(); ++k)
+        if (exe.program.kernelModules[k] == gpuModule &&
+            exe.program.kernels[k] == ep.getFn())
+          exe.modules[k].assign(words.begin(), words.end());
     });
   }
   for (auto [i, m] : llvm::enumerate(exe.modules))
     if (m.empty())
-      return emitError(loc) << "kernel '" << exe.kernels[i]
+      return emitError(loc) << "kernel '" << exe.program.kernels[i]
                             << "' has no SPIR-V module";
-  // Entry points are the kernel function names.
-  for (std::string &k : exe.kernels)
-    k = llvm::StringRef(k).split("::").second.str();
   return exe;
 }
 

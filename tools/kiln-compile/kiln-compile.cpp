@@ -326,10 +326,10 @@ int main(int argc, char **argv) {
     if (!spirvDir.empty()) {
       if (std::error_code ec = llvm::sys::fs::create_directories(spirvDir))
         return fail("cannot create '" + spirvDir + "': " + ec.message());
-      for (size_t k = 0; k < vk->kernels.size(); ++k) {
+      for (size_t k = 0; k < vk->program.kernels.size(); ++k) {
         llvm::SmallString<256> path(spirvDir);
         llvm::sys::path::append(path, std::to_string(k) + "_" +
-                                          vk->kernels[k] + ".spv");
+                                          vk->program.kernels[k] + ".spv");
         std::error_code ec;
         llvm::raw_fd_ostream out(path, ec, llvm::sys::fs::OF_None);
         if (ec)

@@ -1,0 +1,68 @@
+//===- GpuLowering.h - Shared GPU lowering: kernels + dispatches -*- C++ -*-===//
+#ifndef KILN_TARGETS_GPU_GPULOWERING_H
+#define KILN_TARGETS_GPU_GPULOWERING_H
+
+#include "mlir/IR/BuiltinOps.h"
+#include "mlir/IR/OwningOpRef.h"
+
+#include <map>
+#include <string>
+#include <vector>
+
+namespace kiln {
+
+/// A buffer a dispatch binds: a function input/output, a weight, or one of
+/// the function's temporaries (allocated by the runtime per session).
+struct GpuBinding {
+  enum Kind { Input, Output, Constant, Temporary } kind;
+  unsigned index;     // input/output/temporary index
+  std::string weight; // Constant: the weight's name
+};
+
+struct GpuDispatch {
+  unsigned kernel; // index into GpuProgram::kernels
+  uint32_t workgroups[3];
+  std::vector<GpuBinding> bindings; // argument / binding i
+};
+
+struct GpuFunction {
+  std::string function;
+  std::vector<int64_t> temporaryBytes;
+  std::vector<GpuDispatch> dispatches;
+};
+
+/// A constant the lowering made (a folded tensor that became a global),
+/// bound like a weight.
+struct GpuGlobal {
+  mlir::MemRefType type;
+  std::vector<char> bytes;
+};
+
+/// What every GPU target shares: per function, the dispatches; the
+/// kernels they launch; constants the lowering made.
+struct GpuProgram {
+  std::map<std::string, GpuGlobal> globals;
+  /// Kernel entry points, `kernelModules[i]` the gpu.module holding
+  /// `kernels[i]`.
+  std::vector<std::string> kernels, kernelModules;
+  std::vector<GpuFunction> functions;
+  int64_t workgroupSize = 64;
+};
+
+/// The pass pipeline from the kiln dialect to host code + outlined gpu
+/// kernels (shared by the Vulkan and CUDA targets).
+std::string gpuLoweringPipeline(int64_t workgroupSize,
+                                llvm::StringRef stopAfter = "");
+
+/// Lowers a copy of `module`, reads each function's dispatch list into
+/// `program` and returns a module holding only the gpu.modules (the
+/// kernels, still in the gpu dialect). With `stopAfter` "linalg" or
+/// "bufferize", prints that phase to `os` and returns null.
+mlir::FailureOr<mlir::OwningOpRef<mlir::ModuleOp>>
+lowerForGpu(mlir::ModuleOp module, int64_t workgroupSize,
+            llvm::StringRef stopAfter, llvm::raw_ostream &os,
+            GpuProgram &program);
+
+} // namespace kiln
+
+#endif // KILN_TARGETS_GPU_GPULOWERING_H
