@@ -26,6 +26,13 @@ run "ONNX node tests (cpu)" \
 run "ONNX node tests (vulkan, lavapipe)" \
   .venv/bin/python test/node/run_node_tests.py --build build --target vulkan \
     --expected test/node/expected_vulkan.txt
+if [ -x /usr/local/cuda/bin/ptxas ] || command -v ptxas > /dev/null; then
+  run "CUDA: every CPU-passing node test compiles for sm_80,sm_90 (ptxas)" \
+    .venv/bin/python test/node/run_node_tests.py --build build \
+      --target cuda:sm_80,sm_90 --compile-only --expected test/node/expected_cpu.txt
+else
+  echo "=== CUDA compile checks skipped: no ptxas (CUDA toolkit) on this machine"
+fi
 run "importer fuzzing (mutated models never crash)" \
   .venv/bin/python test/fuzz/fuzz_importer.py --build build --iterations 300 --seed 1
 run "GGUF reader fuzzing (libFuzzer, ASan+UBSan, 20 s)" \

@@ -22,3 +22,14 @@ _smol = glob.glob(os.path.join(sys.prefix, "lib", "python3*", "site-packages",
 if _smol:
     config.available_features.add("smollm2")
     config.substitutions.append(("%smollm2", _smol[0]))
+
+# CUDA: ptxas from the toolkit (the compiler makes cubins with it), and
+# whether this machine has a CUDA driver (tests of the no-driver error).
+import shutil
+_cuda = os.environ.get("CUDA_PATH", "/usr/local/cuda")
+if shutil.which("ptxas") or os.path.exists(os.path.join(_cuda, "bin", "ptxas")):
+    config.available_features.add("ptxas")
+if not any(os.path.exists(os.path.join(d, "libcuda.so.1"))
+           for d in ("/usr/lib/x86_64-linux-gnu", "/usr/lib64", "/usr/lib",
+                     "/usr/local/nvidia/lib64")):
+    config.available_features.add("no-cuda-driver")

@@ -84,6 +84,7 @@ struct Plan {
 
 std::vector<char> buildFlatbuffer(const Plan &plan, const CpuExecutable *cpu,
                                   const VulkanExecutable *vk,
+                                  const CudaExecutable *cuda,
                                   const std::map<std::string, std::string> &meta,
                                   const TokenizerSpec *tok,
                                   const std::vector<uint64_t> &offsets) {
@@ -124,6 +125,45 @@ std::vector<char> buildFlatbuffer(const Plan &plan, const CpuExecutable *cpu,
       return f.name == name;
     });
     return uint32_t(it - plan.functions.begin());
+  };
+  // Dispatch lists of a GPU target; dispatch i names executable `kernel`.
+  auto gpuImpls = [&](const GpuProgram &program) {
+    std::vector<flatbuffers::Offset<fb::FunctionImpl>> impls;
+    for (const GpuFunction &f : program.functions) {
+      std::vector<flatbuffers::Offset<fb::Dispatch>> dispatches;
+      for (const GpuDispatch &d : f.dispatches) {
+        std::vector<fb::Binding> binds;
+        for (const GpuBinding &g : d.bindings) {
+          switch (g.kind) {
+          case GpuBinding::Input:
+            binds.emplace_back(fb::BindingKind::Input, g.index);
+            break;
+          case GpuBinding::Output:
+            binds.emplace_back(fb::BindingKind::Output, g.index);
+            break;
+          case GpuBinding::Constant:
+            binds.emplace_back(fb::BindingKind::Constant,
+                               constantIndex(g.weight));
+            break;
+          case GpuBinding::Temporary:
+            binds.emplace_back(fb::BindingKind::Temporary, g.index);
+            break;
+          }
+        }
+        dispatches.push_back(fb::CreateDispatch(
+            b, d.kernel, 0, b.CreateVectorOfStructs(binds),
+            b.CreateVector(std::vector<uint32_t>(d.workgroups,
+                                                 d.workgroups + 3)),
+            b.CreateVector(std::vector<uint32_t>(d.workgroupSize,
+                                                 d.workgroupSize + 3))));
+      }
+      std::vector<uint64_t> temps(f.temporaryBytes.begin(),
+                                  f.temporaryBytes.end());
+      impls.push_back(fb::CreateFunctionImpl(b, functionIndex(f.function),
+                                             b.CreateVector(dispatches), 0,
+                                             b.CreateVector(temps)));
+    }
+    return impls;
   };
   uint32_t segment = plan.constants.size();
   if (cpu) {
@@ -175,40 +215,33 @@ std::vector<char> buildFlatbuffer(const Plan &plan, const CpuExecutable *cpu,
           fnv1a(ArrayRef<char>(reinterpret_cast<const char *>(words.data()),
                                words.size() * 4))));
     }
-    std::vector<flatbuffers::Offset<fb::FunctionImpl>> impls;
-    for (const GpuFunction &f : vk->program.functions) {
-      std::vector<flatbuffers::Offset<fb::Dispatch>> dispatches;
-      for (const GpuDispatch &d : f.dispatches) {
-        std::vector<fb::Binding> binds;
-        for (const GpuBinding &g : d.bindings) {
-          switch (g.kind) {
-          case GpuBinding::Input:
-            binds.emplace_back(fb::BindingKind::Input, g.index);
-            break;
-          case GpuBinding::Output:
-            binds.emplace_back(fb::BindingKind::Output, g.index);
-            break;
-          case GpuBinding::Constant:
-            binds.emplace_back(fb::BindingKind::Constant,
-                               constantIndex(g.weight));
-            break;
-          case GpuBinding::Temporary:
-            binds.emplace_back(fb::BindingKind::Temporary, g.index);
-            break;
-          }
-        }
-        dispatches.push_back(fb::CreateDispatch(
-            b, d.kernel, 0, b.CreateVectorOfStructs(binds),
-            b.CreateVector(std::vector<uint32_t>(d.workgroups,
-                                                 d.workgroups + 3))));
-      }
-      std::vector<uint64_t> temps(f.temporaryBytes.begin(),
-                                  f.temporaryBytes.end());
-      impls.push_back(fb::CreateFunctionImpl(b, functionIndex(f.function),
-                                             b.CreateVector(dispatches), 0,
-                                             b.CreateVector(temps)));
-    }
+    auto impls = gpuImpls(vk->program);
     targets.push_back(fb::CreateTarget(b, b.CreateString("vulkan"),
+                                       b.CreateVector(exes),
+                                       b.CreateVector(impls)));
+  }
+  if (cuda) {
+    // Executable k is kernel k's PTX (the fallback, JIT-compiled by the
+    // driver); after them, one cubin per kernel for each SM.
+    std::vector<flatbuffers::Offset<fb::Executable>> exes;
+    auto add = [&](fb::ExecutableFormat format, const std::string &arch,
+                   ArrayRef<char> image, const std::string &kernel) {
+      exes.push_back(fb::CreateExecutable(
+          b, format, b.CreateString(arch), b.CreateString(""), segment++,
+          b.CreateVector(std::vector<flatbuffers::Offset<flatbuffers::String>>{
+              b.CreateString(kernel)}),
+          fnv1a(image)));
+    };
+    const auto &kernels = cuda->program.kernels;
+    for (size_t k = 0; k < kernels.size(); ++k)
+      add(fb::ExecutableFormat::Ptx, cuda->ptxArch,
+          ArrayRef<char>(cuda->ptx[k].data(), cuda->ptx[k].size()), kernels[k]);
+    for (size_t s = 0; s < cuda->sms.size(); ++s)
+      for (size_t k = 0; k < kernels.size(); ++k)
+        add(fb::ExecutableFormat::Cubin, cuda->sms[s], cuda->cubins[s][k],
+            kernels[k]);
+    auto impls = gpuImpls(cuda->program);
+    targets.push_back(fb::CreateTarget(b, b.CreateString("cuda"),
                                        b.CreateVector(exes),
                                        b.CreateVector(impls)));
   }
@@ -249,6 +282,7 @@ std::vector<char> buildFlatbuffer(const Plan &plan, const CpuExecutable *cpu,
 LogicalResult writeArtifact(StringRef path, ModuleOp module,
                             const WeightStore &weights, const CpuExecutable *cpu,
                             const VulkanExecutable *vk,
+                            const CudaExecutable *cuda,
                             const std::map<std::string, std::string> &metadata,
                             const TokenizerSpec *tokenizer) {
   Location loc = module.getLoc();
@@ -297,18 +331,24 @@ LogicalResult writeArtifact(StringRef path, ModuleOp module,
   if (cpu)
     for (const CpuKernel &k : cpu->kernels)
       used.insert(used.end(), k.weights.begin(), k.weights.end());
-  if (vk)
-    for (const GpuFunction &f : vk->program.functions)
+  std::map<std::string, GpuGlobal> globals;
+  for (const GpuProgram *p : {vk ? &vk->program : nullptr,
+                              cuda ? &cuda->program : nullptr}) {
+    if (!p)
+      continue;
+    globals.insert(p->globals.begin(), p->globals.end());
+    for (const GpuFunction &f : p->functions)
       for (const GpuDispatch &d : f.dispatches)
         for (const GpuBinding &g : d.bindings)
           if (g.kind == GpuBinding::Constant)
             used.push_back(g.weight);
+  }
   for (const std::string &w : used) {
       if (llvm::any_of(plan.constants,
                        [&](const TensorDesc &c) { return c.name == w; }))
         continue;
-      if (vk && vk->program.globals.count(w)) {
-        const GpuGlobal &g = vk->program.globals.at(w);
+      if (globals.count(w)) {
+        const GpuGlobal &g = globals.at(w);
         auto t = RankedTensorType::get(g.type.getShape(), g.type.getElementType());
         auto d = describe(w, t, loc);
         if (failed(d))
@@ -332,9 +372,16 @@ LogicalResult writeArtifact(StringRef path, ModuleOp module,
     for (const std::vector<uint32_t> &m : vk->modules)
       plan.segments.push_back(ArrayRef<char>(
           reinterpret_cast<const char *>(m.data()), m.size() * 4));
+  if (cuda) {
+    for (const std::string &p : cuda->ptx)
+      plan.segments.push_back(ArrayRef<char>(p.data(), p.size()));
+    for (const auto &perSm : cuda->cubins)
+      for (const std::vector<char> &c : perSm)
+        plan.segments.push_back(ArrayRef<char>(c.data(), c.size()));
+  }
 
   std::vector<uint64_t> offsets(plan.segments.size(), 0);
-  std::vector<char> buf = buildFlatbuffer(plan, cpu, vk, metadata, tokenizer, offsets);
+  std::vector<char> buf = buildFlatbuffer(plan, cpu, vk, cuda, metadata, tokenizer, offsets);
   // The header's checksum follows it (8 bytes, FNV-1a 64 of everything
   // before), so the runtime rejects a damaged header before trusting any
   // size or shape in it.
@@ -343,7 +390,7 @@ LogicalResult writeArtifact(StringRef path, ModuleOp module,
     offsets[i] = cursor;
     cursor = alignUp(cursor + plan.segments[i].size());
   }
-  std::vector<char> final = buildFlatbuffer(plan, cpu, vk, metadata, tokenizer, offsets);
+  std::vector<char> final = buildFlatbuffer(plan, cpu, vk, cuda, metadata, tokenizer, offsets);
   if (final.size() != buf.size())
     return emitError(loc) << "artifact header changed size between passes";
 

@@ -4,6 +4,7 @@
 
 #include "compiler/WeightStore.h"
 #include "targets/cpu/CpuTarget.h"
+#include "targets/cuda/CudaTarget.h"
 #include "targets/vulkan/VulkanTarget.h"
 
 #include "mlir/IR/BuiltinOps.h"
@@ -28,7 +29,7 @@ struct TokenizerSpec {
 mlir::LogicalResult
 writeArtifact(llvm::StringRef path, mlir::ModuleOp module,
               const WeightStore &weights, const CpuExecutable *cpu,
-              const VulkanExecutable *vk,
+              const VulkanExecutable *vk, const CudaExecutable *cuda,
               const std::map<std::string, std::string> &metadata,
               const TokenizerSpec *tokenizer = nullptr);
 

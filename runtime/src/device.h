@@ -38,6 +38,12 @@ kiln_status createVulkanDevice(const kiln_artifact *artifact,
                                const kiln::fb::Target *target, int ordinal,
                                std::unique_ptr<Device> *out);
 
+/// Opens CUDA device `ordinal` (libcuda.so.1 through dlopen), loads each
+/// kernel's cubin for its SM (else the PTX) and uploads the weights.
+kiln_status createCudaDevice(const kiln_artifact *artifact,
+                             const kiln::fb::Target *target, int ordinal,
+                             std::unique_ptr<Device> *out);
+
 } // namespace kiln::rt
 
 #endif

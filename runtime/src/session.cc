@@ -87,7 +87,7 @@ KILN_API kiln_status kiln_session_create(kiln_artifact *artifact,
                                          const char *device,
                                          kiln_session **out) {
   *out = nullptr;
-  // "cpu" or "cpu:N" (N threads); "vulkan" or "vulkan:N" (device N).
+  // "cpu" or "cpu:N" (N threads); "vulkan[:N]", "cuda[:N]" (device N).
   std::string spec = device ? device : "cpu";
   std::string name = spec.substr(0, spec.find(':'));
   int ordinal = 0;
@@ -117,6 +117,9 @@ KILN_API kiln_status kiln_session_create(kiln_artifact *artifact,
   s->target = target;
   if (name == "cpu") {
     KILN_RETURN_IF_ERROR(kiln::rt::createCpuDevice(artifact, target, ordinal, &s->device));
+  } else if (name == "cuda") {
+    KILN_RETURN_IF_ERROR(
+        kiln::rt::createCudaDevice(artifact, target, ordinal, &s->device));
 #ifdef KILN_HAVE_VULKAN
   } else if (name == "vulkan") {
     KILN_RETURN_IF_ERROR(

@@ -35,7 +35,7 @@ std::string gpuLoweringPipeline(int64_t workgroupSize, llvm::StringRef stopAfter
        "func.func(convert-linalg-to-parallel-loops), kiln-approximate-math, "
        "func.func(kiln-map-parallel-loops-to-gpu{workgroup-size=" +
        std::to_string(workgroupSize) +
-       "}), gpu-kernel-outlining, canonicalize)";
+       "}), convert-math-to-funcs, gpu-kernel-outlining, canonicalize)";
   return p;
 }
 
@@ -130,7 +130,7 @@ dispatchList(func::FuncOp fn, unsigned numInputs, unsigned numOutputs,
       auto bytes = global ? globalBytes(global) : FailureOr<std::vector<char>>();
       if (failed(bytes))
         return get.emitOpError("GPU targets: a global without a constant value");
-      std::string name = "__vulkan." + fn.getName().str() + "." +
+      std::string name = "__gpu." + fn.getName().str() + "." +
                          get.getName().str();
       globals[name] = {global.getType(), std::move(*bytes)};
       buffers[get] = {GpuBinding::Constant, 0, name};
@@ -148,12 +148,14 @@ dispatchList(func::FuncOp fn, unsigned numInputs, unsigned numOutputs,
       GpuDispatch d;
       d.kernel = it->second;
       gpu::KernelDim3 grid = launch.getGridSizeOperandValues();
-      Value dims[3] = {grid.x, grid.y, grid.z};
-      for (int i = 0; i < 3; ++i) {
+      gpu::KernelDim3 block = launch.getBlockSizeOperandValues();
+      Value dims[6] = {grid.x, grid.y, grid.z, block.x, block.y, block.z};
+      for (int i = 0; i < 6; ++i) {
         auto n = constantIndex(dims[i]);
         if (!n || *n <= 0 || *n > (1 << 30))
           return launch.emitOpError("GPU targets: the grid must be static");
-        d.workgroups[i] = static_cast<uint32_t>(*n);
+        (i < 3 ? d.workgroups[i] : d.workgroupSize[i - 3]) =
+            static_cast<uint32_t>(*n);
       }
       for (Value arg : launch.getKernelOperands()) {
         auto b = buffers.find(baseBuffer(arg));

@@ -22,6 +22,7 @@ struct GpuBinding {
 struct GpuDispatch {
   unsigned kernel; // index into GpuProgram::kernels
   uint32_t workgroups[3];
+  uint32_t workgroupSize[3]; // invocations per workgroup (CUDA's block)
   std::vector<GpuBinding> bindings; // argument / binding i
 };
 

@@ -7,6 +7,7 @@
 //===----------------------------------------------------------------------===//
 #include "targets/vulkan/VulkanTarget.h"
 
+#include "mlir/Dialect/Func/IR/FuncOps.h"
 #include "mlir/Dialect/GPU/IR/GPUDialect.h"
 #include "mlir/Dialect/SPIRV/IR/SPIRVDialect.h"
 #include "mlir/Dialect/SPIRV/IR/SPIRVOps.h"
@@ -53,6 +54,8 @@ FailureOr<VulkanExecutable> buildVulkanExecutable(ModuleOp module,
       spirv::getDefaultResourceLimits(ctx));
   for (auto gm : work->getOps<gpu::GPUModuleOp>()) {
     gm->setAttr(spirv::getTargetEnvAttrName(), targetEnv);
+    // Helpers (math-to-funcs) carry an LLVM linkage SPIR-V has no use for.
+    gm.walk([&](func::FuncOp f) { f->removeAttr("llvm.linkage"); });
     gm.walk([&](gpu::GPUFuncOp f) {
       auto block = f.getKnownBlockSize();
       int32_t x = block ? (*block)[0] : static_cast<int32_t>(w);

@@ -42,7 +42,7 @@ def load_pb(path):
     return numpy_helper.to_array(t)
 
 
-def run_one(name, build, workdir, target="cpu"):
+def run_one(name, build, workdir, target="cpu", compile_only=False):
     """Returns (name, ok, message)."""
     folder = os.path.join(DATA, name)
     model_path = os.path.join(folder, "model.onnx")
@@ -100,6 +100,9 @@ def run_one(name, build, workdir, target="cpu"):
     else:
         return name, False, "compile: too many constant inputs"
 
+    if compile_only:
+        shutil.rmtree(tmp, ignore_errors=True)
+        return name, True, ""
     run_inputs = [npys[i] for i, n in enumerate(graph_inputs) if n not in bound]
     outs = [os.path.join(tmp, f"out{i}.npy") for i in range(len(expected))]
     cmd = [os.path.join(build, "bin", "kiln-run"), kiln, f"--device={target}"]
@@ -132,7 +135,11 @@ def main():
     ap.add_argument("--write-passing", help="write the passing tests here")
     ap.add_argument("-j", type=int, default=os.cpu_count() or 2)
     ap.add_argument("-v", action="store_true", help="print every failure")
-    ap.add_argument("--target", default="cpu", help="cpu or vulkan")
+    ap.add_argument("--target", default="cpu",
+                    help="cpu, vulkan, or cuda:sm_80,sm_90 (with --compile-only)")
+    ap.add_argument("--compile-only", action="store_true",
+                    help="only compile (for targets without a device here; "
+                         "for cuda, ptxas checks every kernel)")
     args = ap.parse_args()
     # The Vulkan loader wants a runtime dir; lavapipe needs nothing else.
     os.environ.setdefault("XDG_RUNTIME_DIR", tempfile.gettempdir())
@@ -149,7 +156,8 @@ def main():
     results = {}
     with tempfile.TemporaryDirectory() as work:
         with concurrent.futures.ThreadPoolExecutor(args.j) as ex:
-            futs = [ex.submit(run_one, n, args.build, work, args.target)
+            futs = [ex.submit(run_one, n, args.build, work, args.target,
+                              args.compile_only)
                     for n in names]
             for f in concurrent.futures.as_completed(futs):
                 try:

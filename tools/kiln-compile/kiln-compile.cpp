@@ -18,6 +18,7 @@
 #include "compiler/serialize/ArtifactWriter.h"
 #include "passes/Passes.h"
 #include "targets/cpu/CpuTarget.h"
+#include "targets/cuda/CudaTarget.h"
 #include "targets/vulkan/VulkanTarget.h"
 
 #include "npy.h"
@@ -135,22 +136,35 @@ int main(int argc, char **argv) {
   cl::ParseCommandLineOptions(argc, argv, "Kiln ahead-of-time compiler\n");
   static const char *phases[] = {"import",    "graph", "llm",
                                  "linalg",    "bufferize", "llvm",
-                                 "llvm-ir",   "spirv", "artifact"};
+                                 "llvm-ir",   "spirv", "ptx", "artifact"};
   if (!llvm::is_contained(phases, llvm::StringRef(compileTo)))
     return fail("unknown phase '" + compileTo + "'");
-  bool wantCpu = false, wantVulkan = false;
+  // "cpu", "vulkan", "cuda[:sm_80,sm_90]", comma-separated; SM names after
+  // a cuda entry belong to it.
+  bool wantCpu = false, wantVulkan = false, wantCuda = false;
+  std::vector<std::string> cudaSms;
   {
     llvm::SmallVector<llvm::StringRef> targets;
     llvm::StringRef(targetOpt).split(targets, ',');
     for (llvm::StringRef t : targets) {
-      if (t == "cpu")
+      if (t == "cpu") {
         wantCpu = true;
-      else if (t == "vulkan")
+      } else if (t == "vulkan") {
         wantVulkan = true;
-      else
+      } else if (t == "cuda" || t.starts_with("cuda:")) {
+        wantCuda = true;
+        if (t.consume_front("cuda:"))
+          cudaSms.push_back(t.str());
+      } else if (wantCuda && t.starts_with("sm_")) {
+        cudaSms.push_back(t.str());
+      } else {
         return fail("unknown or unsupported target '" + t.str() +
-                    "' (this build supports: cpu, vulkan)");
+                    "' (this build supports: cpu, vulkan, cuda[:sm_XY,...])");
+      }
     }
+    for (const std::string &sm : cudaSms)
+      if (!llvm::StringRef(sm).starts_with("sm_") || sm.size() < 5)
+        return fail("bad CUDA architecture '" + sm + "' (expected sm_XY)");
   }
   if (compileTo == "artifact" && outputPath.empty())
     return fail("no output file (-o OUT.kiln)");
@@ -340,6 +354,25 @@ int main(int argc, char **argv) {
     }
   }
 
+  std::optional<kiln::CudaExecutable> cuda;
+  if (wantCuda) {
+    kiln::CudaTargetOptions cudaOptions;
+    if (!cudaSms.empty())
+      cudaOptions.sms = cudaSms;
+    bool printCuda = compileTo == "ptx" || (!wantCpu && !wantVulkan &&
+                                            compileTo != "artifact");
+    if (printCuda)
+      cudaOptions.stopAfter = compileTo == "llvm" ? std::string("ptx")
+                                                  : std::string(compileTo);
+    auto built = kiln::buildCudaExecutable(*module, cudaOptions, llvm::outs());
+    if (failed(built))
+      return 1;
+    if (printCuda)
+      return 0;
+    cuda = std::move(*built);
+    progress("cuda kernels generated");
+  }
+
   std::optional<kiln::CpuExecutable> exe;
   if (wantCpu) {
     kiln::CpuTargetOptions cpuOptions;
@@ -363,6 +396,7 @@ int main(int argc, char **argv) {
     metadata["cpu"] = exe->cpu;
   if (failed(kiln::writeArtifact(outputPath, *module, weights,
                                  exe ? &*exe : nullptr, vk ? &*vk : nullptr,
+                                 cuda ? &*cuda : nullptr,
                                  metadata, tokenizer ? &*tokenizer : nullptr)))
     return 1;
   progress(("wrote " + outputPath).c_str());
