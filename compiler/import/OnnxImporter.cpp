@@ -252,6 +252,9 @@ private:
   LogicalResult reduce(const onnx::NodeProto &n, StringRef kind);
   LogicalResult softmax(const onnx::NodeProto &n, bool log);
   LogicalResult layerNorm(const onnx::NodeProto &n);
+  LogicalResult rmsNormalization(const onnx::NodeProto &n);
+  LogicalResult rotaryEmbedding(const onnx::NodeProto &n);
+  LogicalResult attention(const onnx::NodeProto &n);
   LogicalResult slice(const onnx::NodeProto &n);
   LogicalResult split(const onnx::NodeProto &n);
   LogicalResult gather(const onnx::NodeProto &n);
@@ -1182,6 +1185,183 @@ LogicalResult Importer::softmax(const onnx::NodeProto &n, bool log) {
   return define(n, 0, opVal(r, in.dtype, in.shape));
 }
 
+/// ONNX RMSNormalization (opset 23) over the last axis: kiln.rms_norm.
+LogicalResult Importer::rmsNormalization(const onnx::NodeProto &n) {
+  const Val *x = input(n, 0), *s = input(n, 1);
+  if (!x || !s)
+    return err(n) << "needs X and scale";
+  Val in = *x, scale = *s;
+  int64_t rank = in.shape.size();
+  int64_t axis = attrInt(n, "axis", -1);
+  if (failed(normalizeAxis(n, axis, rank)))
+    return failure();
+  if (axis != rank - 1)
+    return err(n) << "normalizing over more than the last axis (axis "
+                  << axis << ") is not supported yet";
+  if (!isFloatDType(in.dtype) || scale.dtype != in.dtype)
+    return err(n) << "needs a float X and a scale of its dtype";
+  if (scale.shape != Shape{in.shape.back()})
+    return err(n) << "scale must be [" << in.shape.back() << "], got "
+                  << shapeStr(scale.shape);
+  Location loc = nodeLoc(n);
+  Value y = RmsNormOp::create(b, loc, tensorType(in.shape, in.dtype),
+                              materialize(in, loc), materialize(scale, loc),
+                              b.getF32FloatAttr(attrFloat(n, "epsilon", 1e-5f)));
+  return define(n, 0, opVal(y, in.dtype, in.shape));
+}
+
+/// ONNX RotaryEmbedding (opset 23) on [batch, heads, seq, head_dim]:
+/// rotate-half (or interleaved pairs) over the first rotary_embedding_dim
+/// lanes with cos/sin rows at position_ids.
+LogicalResult Importer::rotaryEmbedding(const onnx::NodeProto &n) {
+  const Val *xp = input(n, 0), *cp = input(n, 1), *sp = input(n, 2);
+  const Val *pp = input(n, 3);
+  if (!xp || !cp || !sp)
+    return err(n) << "needs X, cos_cache and sin_cache";
+  Val x = *xp, cosC = *cp, sinC = *sp;
+  if (x.shape.size() != 4)
+    return err(n) << "only 4-D input [batch, heads, seq, head_dim] is "
+                     "supported yet, got " << shapeStr(x.shape);
+  if (!isFloatDType(x.dtype) || cosC.dtype != x.dtype || sinC.dtype != x.dtype)
+    return err(n) << "X and the caches must share a float dtype";
+  int64_t batch = x.shape[0], heads = x.shape[1], seq = x.shape[2];
+  int64_t dim = x.shape[3];
+  int64_t rot = attrInt(n, "rotary_embedding_dim", 0);
+  if (rot == 0)
+    rot = dim;
+  if (rot <= 0 || rot > dim || rot % 2)
+    return err(n) << "rotary_embedding_dim " << rot << " does not fit "
+                  << "head_dim " << dim;
+  int64_t half = rot / 2;
+  bool interleaved = attrInt(n, "interleaved", 0) != 0;
+  Location loc = nodeLoc(n);
+  auto t = [&](Shape sh) { return tensorType(sh, x.dtype); };
+  // cos/sin rows: [batch, seq, half] -> [batch, 1, seq, half(, 1)].
+  auto rows = [&](Val &cache) -> FailureOr<Value> {
+    Value c = materialize(cache, loc);
+    if (pp) {
+      Val pos = *pp;
+      if (cache.shape.size() != 2 || cache.shape[1] != half ||
+          pos.shape != Shape{batch, seq})
+        return err(n) << "caches must be [max_position, " << half
+                      << "] and position_ids [" << batch << ", " << seq << "]";
+      c = GatherOp::create(b, loc, t({batch, seq, half}), c,
+                           materialize(pos, loc), b.getI64IntegerAttr(0));
+    } else if (cache.shape != Shape{batch, seq, half}) {
+      return err(n) << "without position_ids the caches must be ["
+                    << batch << ", " << seq << ", " << half << "]";
+    }
+    Shape shape = interleaved ? Shape{batch, 1, seq, half, 1}
+                              : Shape{batch, 1, seq, half};
+    return ReshapeOp::create(b, loc, t(shape), c).getResult();
+  };
+  auto cosV = rows(cosC), sinV = rows(sinC);
+  if (failed(cosV) || failed(sinV))
+    return failure();
+  Value xv = materialize(x, loc);
+  auto slice = [&](Value v, Shape start, Shape size) {
+    Shape steps(start.size(), 1);
+    return SliceOp::create(b, loc, t(size), v, start, steps).getResult();
+  };
+  Value xr = rot < dim ? slice(xv, {0, 0, 0, 0}, {batch, heads, seq, rot}) : xv;
+  Shape lane = interleaved ? Shape{batch, heads, seq, half, 1}
+                           : Shape{batch, heads, seq, half};
+  Value x1, x2;
+  if (interleaved) {
+    Value pairs = ReshapeOp::create(b, loc, t({batch, heads, seq, half, 2}), xr);
+    x1 = slice(pairs, {0, 0, 0, 0, 0}, lane);
+    x2 = slice(pairs, {0, 0, 0, 0, 1}, lane);
+  } else {
+    x1 = slice(xr, {0, 0, 0, 0}, lane);
+    x2 = slice(xr, {0, 0, 0, half}, lane);
+  }
+  auto mul = [&](Value a, Value c) {
+    return MulOp::create(b, loc, t(lane), a, c).getResult();
+  };
+  Value r1 = SubOp::create(b, loc, t(lane), mul(x1, *cosV), mul(x2, *sinV));
+  Value r2 = AddOp::create(b, loc, t(lane), mul(x2, *cosV), mul(x1, *sinV));
+  Value out;
+  if (interleaved) {
+    Value both = ConcatOp::create(b, loc, t({batch, heads, seq, half, 2}),
+                                  ValueRange{r1, r2}, b.getI64IntegerAttr(4));
+    out = ReshapeOp::create(b, loc, t({batch, heads, seq, rot}), both);
+  } else {
+    out = ConcatOp::create(b, loc, t({batch, heads, seq, rot}),
+                           ValueRange{r1, r2}, b.getI64IntegerAttr(3));
+  }
+  if (rot < dim)
+    out = ConcatOp::create(
+        b, loc, t(x.shape),
+        ValueRange{out, slice(xv, {0, 0, 0, rot}, {batch, heads, seq, dim - rot})},
+        b.getI64IntegerAttr(3));
+  return define(n, 0, opVal(out, x.dtype, x.shape));
+}
+
+/// ONNX Attention (opset 23) on 4-D [batch, heads, seq, head_dim] inputs:
+/// past keys/values are concatenated (present_key/value), kv_num_heads <
+/// q_num_heads is grouped-query attention, is_causal aligns the causal mask
+/// with the last key (the new tokens follow the past).
+LogicalResult Importer::attention(const onnx::NodeProto &n) {
+  const Val *qp = input(n, 0), *kp = input(n, 1), *vp = input(n, 2);
+  const Val *mp = input(n, 3), *pk = input(n, 4), *pv = input(n, 5);
+  if (!qp || !kp || !vp)
+    return err(n) << "needs Q, K and V";
+  if (n.output_size() > 3 && !n.output(3).empty())
+    return err(n) << "the qk_matmul_output output is not supported";
+  if (attrFloat(n, "softcap", 0.0f) != 0.0f)
+    return err(n) << "softcap is not supported yet";
+  Val q = *qp, k = *kp, v = *vp;
+  if (q.shape.size() != 4 || k.shape.size() != 4 || v.shape.size() != 4)
+    return err(n) << "only 4-D Q, K, V [batch, heads, seq, head_dim] are "
+                     "supported yet";
+  if (!isFloatDType(q.dtype) || k.dtype != q.dtype || v.dtype != q.dtype)
+    return err(n) << "Q, K and V must share a float dtype";
+  if ((pk == nullptr) != (pv == nullptr))
+    return err(n) << "past_key and past_value come together";
+  Location loc = nodeLoc(n);
+  auto withPast = [&](Val &cur, const Val *past) -> Val {
+    if (!past)
+      return cur;
+    Val p = *past;
+    Shape shape = cur.shape;
+    shape[2] += p.shape[2];
+    Value c = ConcatOp::create(b, loc, tensorType(shape, cur.dtype),
+                               ValueRange{materialize(p, loc),
+                                          materialize(cur, loc)},
+                               b.getI64IntegerAttr(2));
+    return opVal(c, cur.dtype, shape);
+  };
+  Val kt = withPast(k, pk), vt = withPast(v, pv);
+  if (pk && (pk->shape.size() != 4 || pk->shape[1] != k.shape[1] ||
+             pk->shape[3] != k.shape[3]))
+    return err(n) << "past_key " << shapeStr(pk->shape)
+                  << " does not match K " << shapeStr(k.shape);
+  int64_t dim = q.shape[3];
+  float scale = attrFloat(n, "scale", 1.0f / std::sqrt(static_cast<float>(dim)));
+  Value mask;
+  if (mp) {
+    Val m = *mp;
+    if (m.dtype != q.dtype)
+      return err(n) << "only additive float masks are supported yet";
+    mask = materialize(m, loc);
+  }
+  Shape out = {q.shape[0], q.shape[1], q.shape[2], v.shape[3]};
+  Value y = AttentionOp::create(
+      b, loc, tensorType(out, q.dtype), materialize(q, loc),
+      materialize(kt, loc), materialize(vt, loc), mask,
+      b.getF32FloatAttr(scale), b.getBoolAttr(attrInt(n, "is_causal", 0) != 0),
+      b.getI64IntegerAttr(0), b.getI64IntegerAttr(0));
+  if (failed(define(n, 0, opVal(y, q.dtype, out))))
+    return failure();
+  if (n.output_size() > 1 && !n.output(1).empty() &&
+      failed(define(n, 1, kt)))
+    return failure();
+  if (n.output_size() > 2 && !n.output(2).empty() &&
+      failed(define(n, 2, vt)))
+    return failure();
+  return success();
+}
+
 LogicalResult Importer::layerNorm(const onnx::NodeProto &n) {
   const Val *x = input(n, 0), *s = input(n, 1), *bias = input(n, 2);
   if (!x || !s)
@@ -1566,6 +1746,12 @@ LogicalResult Importer::importNode(const onnx::NodeProto &n) {
     return softmax(n, op == "LogSoftmax");
   if (op == "LayerNormalization")
     return layerNorm(n);
+  if (op == "RMSNormalization")
+    return rmsNormalization(n);
+  if (op == "RotaryEmbedding")
+    return rotaryEmbedding(n);
+  if (op == "Attention")
+    return attention(n);
   if (op == "Slice")
     return slice(n);
   if (op == "Split")
