@@ -253,6 +253,7 @@ private:
   LogicalResult softmax(const onnx::NodeProto &n, bool log);
   LogicalResult layerNorm(const onnx::NodeProto &n);
   LogicalResult rmsNormalization(const onnx::NodeProto &n);
+  LogicalResult simplifiedLayerNorm(const onnx::NodeProto &n, bool skip);
   LogicalResult rotaryEmbedding(const onnx::NodeProto &n);
   LogicalResult attention(const onnx::NodeProto &n);
   LogicalResult slice(const onnx::NodeProto &n);
@@ -1210,6 +1211,55 @@ LogicalResult Importer::rmsNormalization(const onnx::NodeProto &n) {
   return define(n, 0, opVal(y, in.dtype, in.shape));
 }
 
+/// onnxruntime's contrib RMSNorm forms (as onnxruntime-genai writes them):
+/// SimplifiedLayerNormalization(X, scale) and
+/// SkipSimplifiedLayerNormalization(input, skip, gamma, bias?), whose
+/// output 3 is the residual sum input + skip + bias.
+LogicalResult Importer::simplifiedLayerNorm(const onnx::NodeProto &n,
+                                            bool skip) {
+  int scaleIndex = skip ? 2 : 1;
+  const Val *xp = input(n, 0), *sp = input(n, scaleIndex);
+  if (!xp || !sp || (skip && !input(n, 1)))
+    return err(n) << (skip ? "needs input, skip and gamma" : "needs X and scale");
+  Val x = *xp, scale = *sp;
+  int64_t rank = x.shape.size();
+  int64_t axis = attrInt(n, "axis", -1);
+  if (failed(normalizeAxis(n, axis, rank)))
+    return failure();
+  if (axis != rank - 1)
+    return err(n) << "only the last axis is supported";
+  if (!isFloatDType(x.dtype) || scale.dtype != x.dtype ||
+      scale.shape != Shape{x.shape.back()})
+    return err(n) << "needs a float input and a [" << x.shape.back()
+                  << "] scale of its dtype";
+  Location loc = nodeLoc(n);
+  RankedTensorType t = tensorType(x.shape, x.dtype);
+  Value in = materialize(x, loc);
+  if (skip) {
+    for (int i : {1, 3}) {
+      const Val *p = input(n, i);
+      if (!p)
+        continue;
+      Val add = *p;
+      if (add.dtype != x.dtype || !broadcastShapes({&x.shape, &add.shape}) ||
+          *broadcastShapes({&x.shape, &add.shape}) != x.shape)
+        return err(n) << "skip/bias " << shapeStr(add.shape)
+                      << " does not broadcast to " << shapeStr(x.shape);
+      in = AddOp::create(b, loc, t, in, materialize(add, loc));
+    }
+  }
+  Value y = RmsNormOp::create(b, loc, t, in, materialize(scale, loc),
+                              b.getF32FloatAttr(attrFloat(n, "epsilon", 1e-5f)));
+  for (int i = 1; i < n.output_size(); ++i)
+    if (!n.output(i).empty() && !(skip && i == 3))
+      return err(n) << "output " << i << " (statistics) is not supported";
+  if (failed(define(n, 0, opVal(y, x.dtype, x.shape))))
+    return failure();
+  if (skip && n.output_size() > 3 && !n.output(3).empty())
+    return define(n, 3, opVal(in, x.dtype, x.shape));
+  return success();
+}
+
 /// ONNX RotaryEmbedding (opset 23) on [batch, heads, seq, head_dim]:
 /// rotate-half (or interleaved pairs) over the first rotary_embedding_dim
 /// lanes with cos/sin rows at position_ids.
@@ -1700,6 +1750,12 @@ LogicalResult Importer::constant(const onnx::NodeProto &n) {
 
 LogicalResult Importer::importNode(const onnx::NodeProto &n) {
   const std::string &op = n.op_type();
+  // onnxruntime registers SimplifiedLayerNormalization in the default
+  // domain, its Skip form in com.microsoft.
+  if (op == "SimplifiedLayerNormalization" ||
+      (n.domain() == "com.microsoft" &&
+       op == "SkipSimplifiedLayerNormalization"))
+    return simplifiedLayerNorm(n, op == "SkipSimplifiedLayerNormalization");
   if (!n.domain().empty() && n.domain() != "ai.onnx")
     return err(n) << "unsupported op '" << op << "' (domain '" << n.domain()
                   << "')";
