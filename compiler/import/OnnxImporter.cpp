@@ -2185,10 +2185,9 @@ OwningOpRef<ModuleOp> importModel(std::shared_ptr<onnx::ModelProto> model,
 
 } // namespace
 
-OwningOpRef<ModuleOp> importOnnxFile(StringRef path, MLIRContext &context,
-                                     WeightStore &weights,
-                                     const OnnxImportOptions &options) {
-  Location loc = FileLineColLoc::get(&context, path, 0, 0);
+/// A binary .onnx file's model, or null with the error emitted.
+static std::shared_ptr<onnx::ModelProto> parseModelFile(StringRef path,
+                                                        Location loc) {
   auto file = llvm::MemoryBuffer::getFile(path, /*IsText=*/false,
                                           /*RequiresNullTerminator=*/false);
   if (!file) {
@@ -2208,6 +2207,16 @@ OwningOpRef<ModuleOp> importOnnxFile(StringRef path, MLIRContext &context,
     emitError(loc) << "'" << path << "' has no graph";
     return nullptr;
   }
+  return model;
+}
+
+OwningOpRef<ModuleOp> importOnnxFile(StringRef path, MLIRContext &context,
+                                     WeightStore &weights,
+                                     const OnnxImportOptions &options) {
+  Location loc = FileLineColLoc::get(&context, path, 0, 0);
+  std::shared_ptr<onnx::ModelProto> model = parseModelFile(path, loc);
+  if (!model)
+    return nullptr;
   std::string dir = llvm::sys::path::parent_path(path).str();
   return importModel(std::move(model), context, weights, options,
                      dir.empty() ? "." : dir,
@@ -2221,21 +2230,9 @@ OwningOpRef<ModuleOp> importOnnxDecoderFile(StringRef path,
                                             int64_t prefillChunk,
                                             int64_t maxContext) {
   Location loc = FileLineColLoc::get(&context, path, 0, 0);
-  auto file = llvm::MemoryBuffer::getFile(path, /*IsText=*/false,
-                                          /*RequiresNullTerminator=*/false);
-  if (!file) {
-    emitError(loc) << "cannot read '" << path
-                   << "': " << file.getError().message();
+  std::shared_ptr<onnx::ModelProto> model = parseModelFile(path, loc);
+  if (!model)
     return nullptr;
-  }
-  auto model = std::make_shared<onnx::ModelProto>();
-  llvm::StringRef data = (*file)->getBuffer();
-  if (data.size() > INT32_MAX ||
-      !model->ParseFromArray(data.data(), static_cast<int>(data.size())) ||
-      !model->has_graph()) {
-    emitError(loc) << "'" << path << "' is not a valid ONNX model";
-    return nullptr;
-  }
   // The sequence dim is the token ids' dim 1, the past length the first
   // past input's dim 2 (HF: past_key_values.N.key [batch, heads, past, d]).
   std::string seqDim, pastDim;

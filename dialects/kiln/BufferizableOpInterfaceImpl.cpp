@@ -98,6 +98,26 @@ struct CacheAddressing {
   }
 };
 
+/// The hand-built kernels read their tensor operands and never write or
+/// alias them; a tensor result is a new buffer.
+template <class Concrete, class Op>
+struct ReadOnlyOperands
+    : BufferizableOpInterface::ExternalModel<Concrete, Op> {
+  bool bufferizesToMemoryRead(Operation *, OpOperand &,
+                              const AnalysisState &) const {
+    return true;
+  }
+  bool bufferizesToMemoryWrite(Operation *, OpOperand &,
+                               const AnalysisState &) const {
+    return false;
+  }
+  AliasingValueList getAliasingValues(Operation *, OpOperand &,
+                                      const AnalysisState &) const {
+    return {};
+  }
+  bool bufferizesToAllocation(Operation *, Value) const { return true; }
+};
+
 /// Block `blk` of row `row` of a quantized weight `w` (memref<R x B x i8>)
 /// as two vector<16xf32>: values 0-15 and 16-31.
 std::pair<Value, Value> dequantBlock(OpBuilder &b, Location loc, Value w,
@@ -156,21 +176,7 @@ std::pair<Value, Value> dequantBlock(OpBuilder &b, Location loc, Value w,
 }
 
 struct QuantMatMulOpInterface
-    : BufferizableOpInterface::ExternalModel<QuantMatMulOpInterface,
-                                             QuantMatMulOp> {
-  bool bufferizesToMemoryRead(Operation *, OpOperand &,
-                              const AnalysisState &) const {
-    return true;
-  }
-  bool bufferizesToMemoryWrite(Operation *, OpOperand &,
-                               const AnalysisState &) const {
-    return false;
-  }
-  AliasingValueList getAliasingValues(Operation *, OpOperand &,
-                                      const AnalysisState &) const {
-    return {};
-  }
-  bool bufferizesToAllocation(Operation *, Value) const { return true; }
+    : ReadOnlyOperands<QuantMatMulOpInterface, QuantMatMulOp> {
 
   LogicalResult bufferize(Operation *op, RewriterBase &rewriter,
                           const BufferizationOptions &options,
@@ -251,21 +257,7 @@ struct QuantMatMulOpInterface
 };
 
 struct QuantGatherOpInterface
-    : BufferizableOpInterface::ExternalModel<QuantGatherOpInterface,
-                                             QuantGatherOp> {
-  bool bufferizesToMemoryRead(Operation *, OpOperand &,
-                              const AnalysisState &) const {
-    return true;
-  }
-  bool bufferizesToMemoryWrite(Operation *, OpOperand &,
-                               const AnalysisState &) const {
-    return false;
-  }
-  AliasingValueList getAliasingValues(Operation *, OpOperand &,
-                                      const AnalysisState &) const {
-    return {};
-  }
-  bool bufferizesToAllocation(Operation *, Value) const { return true; }
+    : ReadOnlyOperands<QuantGatherOpInterface, QuantGatherOp> {
 
   LogicalResult bufferize(Operation *op, RewriterBase &rewriter,
                           const BufferizationOptions &options,
@@ -332,19 +324,7 @@ struct QuantGatherOpInterface
 };
 
 struct KvStoreOpInterface
-    : BufferizableOpInterface::ExternalModel<KvStoreOpInterface, KvStoreOp> {
-  bool bufferizesToMemoryRead(Operation *, OpOperand &,
-                              const AnalysisState &) const {
-    return true;
-  }
-  bool bufferizesToMemoryWrite(Operation *, OpOperand &,
-                               const AnalysisState &) const {
-    return false;
-  }
-  AliasingValueList getAliasingValues(Operation *, OpOperand &,
-                                      const AnalysisState &) const {
-    return {};
-  }
+    : ReadOnlyOperands<KvStoreOpInterface, KvStoreOp> {
 
   LogicalResult bufferize(Operation *op, RewriterBase &rewriter,
                           const BufferizationOptions &options,
@@ -394,21 +374,7 @@ struct KvStoreOpInterface
 };
 
 struct PagedAttentionOpInterface
-    : BufferizableOpInterface::ExternalModel<PagedAttentionOpInterface,
-                                             PagedAttentionOp> {
-  bool bufferizesToMemoryRead(Operation *, OpOperand &,
-                              const AnalysisState &) const {
-    return true;
-  }
-  bool bufferizesToMemoryWrite(Operation *, OpOperand &,
-                               const AnalysisState &) const {
-    return false;
-  }
-  AliasingValueList getAliasingValues(Operation *, OpOperand &,
-                                      const AnalysisState &) const {
-    return {};
-  }
-  bool bufferizesToAllocation(Operation *, Value) const { return true; }
+    : ReadOnlyOperands<PagedAttentionOpInterface, PagedAttentionOp> {
 
   LogicalResult bufferize(Operation *op, RewriterBase &rewriter,
                           const BufferizationOptions &options,
