@@ -1072,6 +1072,31 @@ struct RmsNormDecomposition : OpRewritePattern<RmsNormOp> {
   }
 };
 
+/// RoPE as kiln primitives: x * cos + concat(-x2, x1) * sin.
+struct RopeDecomposition : OpRewritePattern<RopeOp> {
+  using OpRewritePattern::OpRewritePattern;
+  LogicalResult matchAndRewrite(RopeOp op,
+                                PatternRewriter &rewriter) const override {
+    Location loc = op.getLoc();
+    auto t = tensorTypeOf(op.getInput());
+    int64_t rank = t.getRank(), d = t.getShape().back();
+    SmallVector<int64_t> halfShape(t.getShape());
+    halfShape.back() = d / 2;
+    auto ht = RankedTensorType::get(halfShape, t.getElementType());
+    SmallVector<int64_t> start(rank, 0), steps(rank, 1);
+    Value x1 = SliceOp::create(rewriter, loc, ht, op.getInput(), start, steps);
+    start.back() = d / 2;
+    Value x2 = SliceOp::create(rewriter, loc, ht, op.getInput(), start, steps);
+    Value rotated = ConcatOp::create(
+        rewriter, loc, t, ValueRange{NegOp::create(rewriter, loc, ht, x2), x1},
+        rewriter.getI64IntegerAttr(rank - 1));
+    Value a = MulOp::create(rewriter, loc, t, op.getInput(), op.getCos());
+    Value b = MulOp::create(rewriter, loc, t, rotated, op.getSin());
+    rewriter.replaceOpWithNewOp<AddOp>(op, t, a, b);
+    return success();
+  }
+};
+
 /// Attention as kiln primitives: grouped heads repeated, q k^T, scale,
 /// mask, causal/window masking, softmax, times v.
 struct AttentionDecomposition : OpRewritePattern<AttentionOp> {
@@ -1146,7 +1171,7 @@ struct LowerToLinalgPass
     patterns.add<SoftmaxDecomposition<SoftmaxOp, false>,
                  SoftmaxDecomposition<LogSoftmaxOp, true>,
                  LayerNormDecomposition, RmsNormDecomposition,
-                 AttentionDecomposition>(ctx);
+                 RopeDecomposition, AttentionDecomposition>(ctx);
     patterns.add<UnaryLowering<NegOp>, UnaryLowering<AbsOp>,
                  UnaryLowering<ExpOp>, UnaryLowering<LogOp>,
                  UnaryLowering<TanhOp>, UnaryLowering<ErfOp>,

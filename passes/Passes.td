@@ -9,8 +9,8 @@ include "mlir/Pass/PassBase.td"
 //===----------------------------------------------------------------------===//
 
 def RaiseAttention : Pass<"kiln-raise-attention", "mlir::ModuleOp"> {
-  let summary = "Raise decomposed attention and RMSNorm to kiln.attention "
-                "and kiln.rms_norm";
+  let summary = "Raise decomposed attention, RMSNorm and RoPE to "
+                "kiln.attention, kiln.rms_norm and kiln.rope";
   let description = [{
     Attention: `matmul(softmax(add?(scale?(matmul(q, kT)), mask), axis=-1), v)`
     on rank-4 tensors, where `scale` is a multiply or divide by a scalar
@@ -18,7 +18,8 @@ def RaiseAttention : Pass<"kiln-raise-attention", "mlir::ModuleOp"> {
     intermediate must have no other use. RMSNorm: `x * reciprocal(sqrt(
     reduce_mean(x*x or x^2, last dim) + eps))` (or `x / sqrt(...)`, or
     `x * (1 / sqrt(...))` as HF Llama exports torch.rsqrt) times a weight
-    becomes `kiln.rms_norm`. Later passes (KV cache, fused kernels)
+    becomes `kiln.rms_norm`. RoPE in HF's rotate-half form, `x * cos +
+    concat(-x[..., D/2:], x[..., :D/2]) * sin`, becomes `kiln.rope`. Later passes (KV cache, fused kernels)
     work on these ops; without them the ops decompose back into the same
     primitives.
   }];

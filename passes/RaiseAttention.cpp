@@ -156,10 +156,73 @@ struct RaiseRmsNormPattern : OpRewritePattern<MulOp> {
   }
 };
 
+/// x * cos + concat(-x[..., D/2:], x[..., :D/2]) * sin (HF's rotate_half).
+struct RaiseRopePattern : OpRewritePattern<AddOp> {
+  using OpRewritePattern::OpRewritePattern;
+
+  /// The x of `concat(neg(slice(x, D/2..D)), slice(x, 0..D/2))`.
+  static Value rotateHalfOf(Value v) {
+    auto cat = v.getDefiningOp<ConcatOp>();
+    if (!cat || cat.getInputs().size() != 2)
+      return nullptr;
+    auto neg = cat.getInputs()[0].getDefiningOp<NegOp>();
+    auto hi = neg ? neg.getInput().getDefiningOp<SliceOp>() : SliceOp();
+    auto lo = cat.getInputs()[1].getDefiningOp<SliceOp>();
+    if (!hi || !lo || hi.getInput() != lo.getInput())
+      return nullptr;
+    Value x = lo.getInput();
+    auto t = cast<RankedTensorType>(x.getType());
+    int64_t rank = t.getRank(), d = t.getShape().back();
+    if (cat.getAxis() != rank - 1 || cat.getType() != t || d % 2)
+      return nullptr;
+    auto isHalf = [&](SliceOp s, int64_t first) {
+      ArrayRef<int64_t> starts = s.getStarts(), steps = s.getSteps();
+      auto st = cast<RankedTensorType>(s.getType());
+      for (int64_t i = 0; i < rank; ++i)
+        if (steps[i] != 1 || starts[i] != (i == rank - 1 ? first : 0) ||
+            st.getDimSize(i) != (i == rank - 1 ? d / 2 : t.getDimSize(i)))
+          return false;
+      return true;
+    };
+    return isHalf(lo, 0) && isHalf(hi, d / 2) ? x : nullptr;
+  }
+
+  LogicalResult matchAndRewrite(AddOp op,
+                                PatternRewriter &rewriter) const override {
+    auto m1 = op.getLhs().getDefiningOp<MulOp>();
+    auto m2 = op.getRhs().getDefiningOp<MulOp>();
+    if (!m1 || !m2)
+      return failure();
+    for (auto [a, b] : {std::pair{m1, m2}, std::pair{m2, m1}}) {
+      // a = x * cos, b = rotate_half(x) * sin (either operand order).
+      for (auto [bx, sin] : {std::pair{b.getLhs(), b.getRhs()},
+                             std::pair{b.getRhs(), b.getLhs()}}) {
+        Value x = rotateHalfOf(bx);
+        if (!x || op.getType() != x.getType())
+          continue;
+        Value cos = a.getLhs() == x ? a.getRhs()
+                    : a.getRhs() == x ? a.getLhs() : Value();
+        auto full = [&](Value c) {
+          auto ct = cast<RankedTensorType>(c.getType());
+          auto xt = cast<RankedTensorType>(x.getType());
+          return ct.getRank() <= xt.getRank() &&
+                 ct.getShape().back() == xt.getShape().back();
+        };
+        if (!cos || !full(cos) || !full(sin))
+          continue;
+        rewriter.replaceOpWithNewOp<RopeOp>(op, op.getType(), x, cos, sin);
+        return success();
+      }
+    }
+    return failure();
+  }
+};
+
 struct RaiseAttentionPass : kiln::impl::RaiseAttentionBase<RaiseAttentionPass> {
   void runOnOperation() override {
     RewritePatternSet patterns(&getContext());
-    patterns.add<RaiseAttentionPattern, RaiseRmsNormPattern>(&getContext());
+    patterns.add<RaiseAttentionPattern, RaiseRmsNormPattern, RaiseRopePattern>(
+        &getContext());
     if (failed(applyPatternsGreedily(getOperation(), std::move(patterns))))
       signalPassFailure();
   }

@@ -171,6 +171,22 @@ LogicalResult QuantGatherOp::verify() {
                            r.getShape().back());
 }
 
+LogicalResult RopeOp::verify() {
+  auto x = cast<RankedTensorType>(getInput().getType());
+  if (getResult().getType() != x)
+    return emitOpError("result type must equal the input's");
+  if (x.getRank() < 1 || ShapedType::isDynamic(x.getShape().back()) ||
+      x.getShape().back() % 2)
+    return emitOpError("the last dim must be static and even");
+  for (Value t : {getCos(), getSin()}) {
+    auto tt = cast<RankedTensorType>(t.getType());
+    if (tt.getRank() > x.getRank() || tt.getShape().back() != x.getShape().back())
+      return emitOpError("cos and sin must be full width (")
+             << x.getShape().back() << ") and broadcast to the input";
+  }
+  return success();
+}
+
 LogicalResult ReshapeOp::verify() {
   int64_t in = staticNumElements(cast<ShapedType>(getInput().getType()));
   int64_t out = staticNumElements(cast<ShapedType>(getResult().getType()));

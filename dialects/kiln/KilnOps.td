@@ -187,6 +187,22 @@ def Kiln_RmsNormOp : Kiln_Op<"rms_norm", [Pure]> {
                        "functional-type(operands, results)";
 }
 
+def Kiln_RopeOp : Kiln_Op<"rope", [Pure]> {
+  let summary = "rotary position embedding, rotate-half form";
+  let description = [{
+    `x * cos + rotate_half(x) * sin` with `rotate_half(x) = concat(-x[...,
+    D/2:], x[..., :D/2])` over the last dim D; `cos` and `sin` (full width
+    D, the tokens' rows) broadcast to x. HF Llama, Qwen2, Mistral and Phi-3
+    apply RoPE this way; kiln-raise-attention finds it.
+  }];
+  let arguments = (ins AnyRankedTensor:$input, AnyRankedTensor:$cos,
+                   AnyRankedTensor:$sin);
+  let results = (outs AnyRankedTensor:$result);
+  let assemblyFormat = "$input `,` $cos `,` $sin attr-dict `:` "
+                       "functional-type(operands, results)";
+  let hasVerifier = 1;
+}
+
 def Kiln_AttentionOp : Kiln_Op<"attention", [Pure]> {
   let summary = "scaled dot-product attention";
   let description = [{

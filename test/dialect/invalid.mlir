@@ -102,3 +102,11 @@ func.func @quant_k(%x: tensor<2x48xf32>, %w: tensor<3x40xi8>) -> tensor<2x3xf32>
   %0 = kiln.quant_matmul %x, %w {format = "q4_1"} : (tensor<2x48xf32>, tensor<3x40xi8>) -> tensor<2x3xf32>
   return %0 : tensor<2x3xf32>
 }
+
+// -----
+
+func.func @rope_width(%x: tensor<1x2x3x16xf32>, %c: tensor<3x8xf32>) -> tensor<1x2x3x16xf32> {
+  // expected-error @+1 {{cos and sin must be full width (16) and broadcast to the input}}
+  %0 = kiln.rope %x, %c, %c : (tensor<1x2x3x16xf32>, tensor<3x8xf32>, tensor<3x8xf32>) -> tensor<1x2x3x16xf32>
+  return %0 : tensor<1x2x3x16xf32>
+}

@@ -161,3 +161,14 @@ func.func @gather_elements(%a: tensor<3x4xf32>, %i: tensor<3x2xi64>) -> tensor<3
   %0 = kiln.gather_elements %a, %i {axis = 1 : i64} : (tensor<3x4xf32>, tensor<3x2xi64>) -> tensor<3x2xf32>
   return %0 : tensor<3x2xf32>
 }
+
+// -----
+
+// kiln.rope decomposes into rotate_half and two products.
+// CHECK-LABEL: func.func @rope
+// CHECK-NOT: kiln.rope
+// CHECK: linalg.generic
+func.func @rope(%x: tensor<1x2x3x16xf32>, %c: tensor<3x16xf32>, %s: tensor<3x16xf32>) -> tensor<1x2x3x16xf32> {
+  %0 = kiln.rope %x, %c, %s : (tensor<1x2x3x16xf32>, tensor<3x16xf32>, tensor<3x16xf32>) -> tensor<1x2x3x16xf32>
+  return %0 : tensor<1x2x3x16xf32>
+}
