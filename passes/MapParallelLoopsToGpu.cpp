@@ -14,6 +14,7 @@
 #include "mlir/Dialect/GPU/IR/GPUDialect.h"
 #include "mlir/Dialect/MemRef/IR/MemRef.h"
 #include "mlir/Dialect/SCF/IR/SCF.h"
+#include "mlir/Dialect/Utils/StaticValueUtils.h"
 #include "mlir/IR/IRMapping.h"
 #include "mlir/Interfaces/SideEffectInterfaces.h"
 #include "mlir/Transforms/RegionUtils.h"
@@ -26,12 +27,6 @@ namespace kiln {
 using namespace mlir;
 
 namespace {
-
-std::optional<int64_t> constantIndex(Value v) {
-  if (auto c = v.getDefiningOp<arith::ConstantIndexOp>())
-    return c.value();
-  return std::nullopt;
-}
 
 struct MapParallelLoopsToGpuPass
     : kiln::impl::MapParallelLoopsToGpuBase<MapParallelLoopsToGpuPass> {
@@ -91,9 +86,9 @@ struct MapParallelLoopsToGpuPass
     SmallVector<int64_t> lbs, steps, trips;
     int64_t total = 1;
     for (unsigned d = 0; d < par.getNumLoops(); ++d) {
-      auto lb = constantIndex(par.getLowerBound()[d]);
-      auto ub = constantIndex(par.getUpperBound()[d]);
-      auto st = constantIndex(par.getStep()[d]);
+      auto lb = getConstantIntValue(par.getLowerBound()[d]);
+      auto ub = getConstantIntValue(par.getUpperBound()[d]);
+      auto st = getConstantIntValue(par.getStep()[d]);
       if (!lb || !ub || !st || *st <= 0)
         return par.emitOpError("GPU targets need static loop bounds");
       lbs.push_back(*lb);

@@ -6,6 +6,7 @@
 #include "mlir/Dialect/Func/IR/FuncOps.h"
 #include "mlir/Dialect/LLVMIR/LLVMDialect.h"
 #include "mlir/Dialect/SCF/IR/SCF.h"
+#include "mlir/Dialect/Utils/StaticValueUtils.h"
 #include "mlir/IR/IRMapping.h"
 #include "mlir/Transforms/RegionUtils.h"
 
@@ -17,12 +18,6 @@ namespace kiln {
 using namespace mlir;
 
 namespace {
-
-std::optional<int64_t> constantIndex(Value v) {
-  if (auto c = v.getDefiningOp<arith::ConstantIndexOp>())
-    return c.value();
-  return std::nullopt;
-}
 
 struct OutlineParallelLoopsPass
     : kiln::impl::OutlineParallelLoopsBase<OutlineParallelLoopsPass> {
@@ -103,9 +98,9 @@ struct OutlineParallelLoopsPass
     unsigned numDims = loop.getNumLoops();
     int64_t dim = -1, trips = 0, lb = 0, step = 1;
     for (unsigned d = 0; d < numDims; ++d) {
-      auto l = constantIndex(loop.getLowerBound()[d]);
-      auto u = constantIndex(loop.getUpperBound()[d]);
-      auto s = constantIndex(loop.getStep()[d]);
+      auto l = getConstantIntValue(loop.getLowerBound()[d]);
+      auto u = getConstantIntValue(loop.getUpperBound()[d]);
+      auto s = getConstantIntValue(loop.getStep()[d]);
       if (!l || !u || !s || *s <= 0)
         continue;
       int64_t n = (*u - *l + *s - 1) / *s;

@@ -8,6 +8,7 @@
 //
 //===----------------------------------------------------------------------===//
 #include "targets/cpu/CpuTarget.h"
+#include "targets/common/RunPipeline.h"
 
 #include "mlir/Dialect/Func/IR/FuncOps.h"
 #include "mlir/IR/BuiltinAttributes.h"
@@ -180,18 +181,11 @@ FailureOr<CpuExecutable> buildCpuExecutable(ModuleOp module,
   bool stopInMlir = options.stopAfter == "linalg" ||
                     options.stopAfter == "bufferize" ||
                     options.stopAfter == "llvm";
-  PassManager pm(ctx);
-  std::string pipeline = cpuLoweringPipeline(
-      options.stopAfter == "llvm-ir" ? "" : options.stopAfter);
-  std::string parseErr;
-  llvm::raw_string_ostream errOs(parseErr);
-  // `pm` is already anchored on builtin.module: parse what is inside.
-  llvm::StringRef inner = llvm::StringRef(pipeline)
-                              .drop_front(strlen("builtin.module("))
-                              .drop_back();
-  if (failed(parsePassPipeline(inner, pm, errOs)))
-    return emitError(loc) << "bad CPU pipeline: " << parseErr;
-  if (failed(pm.run(*work)))
+  if (failed(runPipeline(*work,
+                         cpuLoweringPipeline(options.stopAfter == "llvm-ir"
+                                                 ? ""
+                                                 : options.stopAfter),
+                         "CPU")))
     return failure();
 
   if (stopInMlir) {

@@ -10,12 +10,11 @@
 //
 //===----------------------------------------------------------------------===//
 #include "targets/cuda/CudaTarget.h"
+#include "targets/common/RunPipeline.h"
 
 #include "mlir/Dialect/GPU/IR/GPUDialect.h"
 #include "mlir/Dialect/LLVMIR/LLVMDialect.h"
 #include "mlir/Dialect/LLVMIR/NVVMDialect.h"
-#include "mlir/Pass/PassManager.h"
-#include "mlir/Pass/PassRegistry.h"
 #include "mlir/Target/LLVMIR/Dialect/Builtin/BuiltinToLLVMIRTranslation.h"
 #include "mlir/Target/LLVMIR/Dialect/GPU/GPUToLLVMIRTranslation.h"
 #include "mlir/Target/LLVMIR/Dialect/LLVMIR/LLVMToLLVMIRTranslation.h"
@@ -171,16 +170,12 @@ FailureOr<CudaExecutable> buildCudaExecutable(ModuleOp module,
     return exe;
   OwningOpRef<ModuleOp> work = std::move(*lowered);
 
-  PassManager pm(ctx);
-  std::string parseErr;
-  llvm::raw_string_ostream errOs(parseErr);
-  std::string pipeline =
-      "gpu.module(expand-strided-metadata, lower-affine, convert-scf-to-cf, "
-      "convert-gpu-to-nvvm{index-bitwidth=64 use-bare-ptr-memref-call-conv=1}),"
-      " reconcile-unrealized-casts";
-  if (failed(parsePassPipeline(pipeline, pm, errOs)))
-    return emitError(loc) << "bad NVVM pipeline: " << parseErr;
-  if (failed(pm.run(*work)))
+  if (failed(runPipeline(
+          *work,
+          "gpu.module(expand-strided-metadata, lower-affine, convert-scf-to-cf, "
+          "convert-gpu-to-nvvm{index-bitwidth=64 "
+          "use-bare-ptr-memref-call-conv=1}), reconcile-unrealized-casts",
+          "NVVM")))
     return failure();
 
   DialectRegistry registry;

@@ -9,13 +9,13 @@
 //
 //===----------------------------------------------------------------------===//
 #include "targets/gpu/GpuLowering.h"
+#include "targets/common/RunPipeline.h"
 
 #include "mlir/Dialect/Arith/IR/Arith.h"
 #include "mlir/Dialect/Func/IR/FuncOps.h"
 #include "mlir/Dialect/GPU/IR/GPUDialect.h"
 #include "mlir/Dialect/MemRef/IR/MemRef.h"
-#include "mlir/Pass/PassManager.h"
-#include "mlir/Pass/PassRegistry.h"
+#include "mlir/Dialect/Utils/StaticValueUtils.h"
 
 using namespace mlir;
 
@@ -55,12 +55,6 @@ Value baseBuffer(Value v) {
       break;
   }
   return v;
-}
-
-std::optional<int64_t> constantIndex(Value v) {
-  if (auto c = v.getDefiningOp<arith::ConstantIndexOp>())
-    return c.value();
-  return std::nullopt;
 }
 
 /// Reads one lowered host function as a dispatch list.
@@ -151,7 +145,7 @@ dispatchList(func::FuncOp fn, unsigned numInputs, unsigned numOutputs,
       gpu::KernelDim3 block = launch.getBlockSizeOperandValues();
       Value dims[6] = {grid.x, grid.y, grid.z, block.x, block.y, block.z};
       for (int i = 0; i < 6; ++i) {
-        auto n = constantIndex(dims[i]);
+        auto n = getConstantIntValue(dims[i]);
         if (!n || *n <= 0 || *n > (1 << 30))
           return launch.emitOpError("GPU targets: the grid must be static");
         (i < 3 ? d.workgroups[i] : d.workgroupSize[i - 3]) =
@@ -184,18 +178,9 @@ FailureOr<OwningOpRef<ModuleOp>> lowerForGpu(ModuleOp module,
                                              llvm::raw_ostream &os,
                                              GpuProgram &program) {
   Location loc = module.getLoc();
-  MLIRContext *ctx = module.getContext();
   OwningOpRef<ModuleOp> work = cast<ModuleOp>(module->clone());
-  PassManager pm(ctx);
-  std::string pipeline = gpuLoweringPipeline(workgroupSize, stopAfter);
-  std::string parseErr;
-  llvm::raw_string_ostream errOs(parseErr);
-  llvm::StringRef inner = llvm::StringRef(pipeline)
-                              .drop_front(strlen("builtin.module("))
-                              .drop_back();
-  if (failed(parsePassPipeline(inner, pm, errOs)))
-    return emitError(loc) << "bad GPU pipeline: " << parseErr;
-  if (failed(pm.run(*work)))
+  if (failed(runPipeline(*work, gpuLoweringPipeline(workgroupSize, stopAfter),
+                         "GPU")))
     return failure();
   if (stopAfter == "linalg" || stopAfter == "bufferize") {
     work->print(os);

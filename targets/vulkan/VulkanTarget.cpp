@@ -6,14 +6,13 @@
 //
 //===----------------------------------------------------------------------===//
 #include "targets/vulkan/VulkanTarget.h"
+#include "targets/common/RunPipeline.h"
 
 #include "mlir/Dialect/Func/IR/FuncOps.h"
 #include "mlir/Dialect/GPU/IR/GPUDialect.h"
 #include "mlir/Dialect/SPIRV/IR/SPIRVDialect.h"
 #include "mlir/Dialect/SPIRV/IR/SPIRVOps.h"
 #include "mlir/Dialect/SPIRV/IR/TargetAndABI.h"
-#include "mlir/Pass/PassManager.h"
-#include "mlir/Pass/PassRegistry.h"
 #include "mlir/Target/SPIRV/Serialization.h"
 
 using namespace mlir;
@@ -33,9 +32,6 @@ FailureOr<VulkanExecutable> buildVulkanExecutable(ModuleOp module,
   if (!*lowered)
     return exe;
   OwningOpRef<ModuleOp> work = std::move(*lowered);
-  std::string parseErr;
-  llvm::raw_string_ostream errOs(parseErr);
-
   // The kernels alone, to SPIR-V.
   ctx->loadDialect<spirv::SPIRVDialect>();
   int64_t w = options.workgroupSize;
@@ -63,16 +59,13 @@ FailureOr<VulkanExecutable> buildVulkanExecutable(ModuleOp module,
                  spirv::getEntryPointABIAttr(ctx, {x, 1, 1}));
     });
   }
-  PassManager spv(ctx);
   std::string spvPipeline =
       "fold-memref-alias-ops, expand-strided-metadata, lower-affine, "
       "arith-expand, "
       "map-memref-spirv-storage-class{client-api=vulkan}, "
       "convert-math-to-spirv, convert-gpu-to-spirv{use-64bit-index=false}, "
       "spirv.module(spirv-lower-abi-attrs, spirv-update-vce, canonicalize)";
-  if (failed(parsePassPipeline(spvPipeline, spv, errOs)))
-    return emitError(loc) << "bad SPIR-V pipeline: " << parseErr;
-  if (failed(spv.run(*work)))
+  if (failed(runPipeline(*work, spvPipeline, "SPIR-V")))
     return failure();
   if (options.stopAfter == "spirv") {
     work->print(os);
