@@ -21,4 +21,17 @@ LogicalResult runPipeline(ModuleOp module, StringRef pipeline, StringRef what) {
   return pm.run(module);
 }
 
+std::string linalgPhasePipeline() {
+  return "kiln-lower-to-linalg, kiln-weights-to-arguments, canonicalize, cse, "
+         "kiln-fuse-elementwise, canonicalize";
+}
+
+std::string bufferizePhasePipeline() {
+  return "one-shot-bufferize{bufferize-function-boundaries "
+         "function-boundary-type-conversion=identity-layout-map}, "
+         "buffer-results-to-out-params{modify-public-functions=1 "
+         "hoist-static-allocs=1}, canonicalize, kiln-copies-to-linalg, "
+         "buffer-deallocation-pipeline, canonicalize";
+}
+
 } // namespace kiln

@@ -4,6 +4,8 @@
 
 #include "mlir/IR/BuiltinOps.h"
 
+#include <string>
+
 namespace kiln {
 
 /// Parses `pipeline` (passes on a builtin.module, with or without the
@@ -11,6 +13,13 @@ namespace kiln {
 /// pipeline in the error when it does not parse.
 mlir::LogicalResult runPipeline(mlir::ModuleOp module, llvm::StringRef pipeline,
                                 llvm::StringRef what);
+
+/// The phases every target shares, as pipeline text: kiln to linalg on
+/// tensors (weights as arguments, elementwise fusion), and linalg to
+/// buffers (identity layouts at function boundaries, results as out
+/// parameters, copies as linalg, deallocations).
+std::string linalgPhasePipeline();
+std::string bufferizePhasePipeline();
 
 } // namespace kiln
 

@@ -37,17 +37,10 @@ using namespace mlir;
 namespace kiln {
 
 std::string cpuLoweringPipeline(llvm::StringRef stopAfter) {
-  std::string p = "builtin.module(kiln-lower-to-linalg, "
-                  "kiln-weights-to-arguments, canonicalize, cse, "
-                  "kiln-fuse-elementwise, canonicalize";
+  std::string p = "builtin.module(" + linalgPhasePipeline();
   if (stopAfter == "linalg")
     return p + ")";
-  p += ", one-shot-bufferize{bufferize-function-boundaries "
-       "function-boundary-type-conversion=identity-layout-map}, "
-       "buffer-results-to-out-params{modify-public-functions=1 "
-       "hoist-static-allocs=1}, canonicalize, "
-       "kiln-copies-to-linalg, "
-       "buffer-deallocation-pipeline, canonicalize, kiln-plan-scratch";
+  p += ", " + bufferizePhasePipeline() + ", kiln-plan-scratch";
   if (stopAfter == "bufferize")
     return p + ")";
   p += ", kiln-vectorize-contractions, canonicalize, "

@@ -22,16 +22,10 @@ using namespace mlir;
 namespace kiln {
 
 std::string gpuLoweringPipeline(int64_t workgroupSize, llvm::StringRef stopAfter) {
-  std::string p = "builtin.module(kiln-lower-to-linalg, "
-                  "kiln-weights-to-arguments, canonicalize, cse, "
-                  "kiln-fuse-elementwise, canonicalize";
+  std::string p = "builtin.module(" + linalgPhasePipeline();
   if (stopAfter == "linalg")
     return p + ")";
-  p += ", one-shot-bufferize{bufferize-function-boundaries "
-       "function-boundary-type-conversion=identity-layout-map}, "
-       "buffer-results-to-out-params{modify-public-functions=1 "
-       "hoist-static-allocs=1}, canonicalize, kiln-copies-to-linalg, "
-       "buffer-deallocation-pipeline, canonicalize, "
+  p += ", " + bufferizePhasePipeline() + ", " +
        "func.func(convert-linalg-to-parallel-loops), kiln-approximate-math, "
        "func.func(kiln-map-parallel-loops-to-gpu{workgroup-size=" +
        std::to_string(workgroupSize) +
