@@ -12,7 +12,7 @@ question=${1:-"What is the capital of France? Answer in one sentence."}
 gguf=$(.venv/bin/python test/gguf/gguf_tool.py smollm2-path)
 artifact=build/smollm2-demo.kiln
 if [ ! -f "$artifact" ] || [ "$artifact" -ot build/bin/kiln-compile ]; then
-  echo "== kiln-compile $(basename "$gguf") (about 2 minutes on 2 cores)"
+  echo "== kiln-compile $(basename "$gguf") (2 to 3 minutes on 2 cores)"
   build/bin/kiln-compile "$gguf" -o "$artifact" --max-context=2048
 fi
 ls -l "$artifact" | awk '{printf "artifact: %.0f MB\n", $5 / 1e6}'

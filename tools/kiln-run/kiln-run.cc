@@ -446,6 +446,7 @@ int generateMain(int argc, char **argv) {
       std::printf("%s%d", i ? " " : "", generated[i]);
   }
   std::printf("\n");
+  std::fflush(stdout); // the text ends before the statistics on stderr
   if (!logitsOut.empty()) {
     logits.shape = {static_cast<int64_t>(logits.data.size() / (vocab * 4)),
                     static_cast<int64_t>(vocab)};
