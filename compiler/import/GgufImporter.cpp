@@ -72,6 +72,11 @@ private:
   FailureOr<std::vector<float>> dequantize(const gguf::TensorInfo &t);
   /// Registers `data` under `name` and returns a kiln.weight of `shape`.
   Value weight(StringRef name, std::vector<float> data, ArrayRef<int64_t> shape);
+  /// `t` dequantized to f32 as weight `name` of `shape`, registered once
+  /// (both functions of the LLM form use it); `transpose`: `t` is the
+  /// [shape[1], shape[0]] matrix GGUF stores for a projection.
+  FailureOr<Value> f32Weight(const gguf::TensorInfo &t, StringRef name,
+                             ArrayRef<int64_t> shape, bool transpose);
   /// A kiln.weight of an already registered name.
   Value weight(StringRef name, ArrayRef<int64_t> shape) {
     return WeightOp::create(b, loc, f32(shape), b.getStringAttr(name))
@@ -234,6 +239,20 @@ Value LlamaBuilder::packedWeight(const gguf::TensorInfo &t, StringRef format,
   return WeightOp::create(b, loc, type, b.getStringAttr(t.name)).getResult();
 }
 
+FailureOr<Value> LlamaBuilder::f32Weight(const gguf::TensorInfo &t,
+                                         StringRef name,
+                                         ArrayRef<int64_t> shape,
+                                         bool transpose) {
+  if (store.contains(name))
+    return weight(name, shape);
+  auto w = dequantize(t);
+  if (failed(w))
+    return failure();
+  return weight(name, transpose ? transposed(*w, shape[1], shape[0])
+                                : std::move(*w),
+                shape);
+}
+
 FailureOr<Value> LlamaBuilder::linear(Value x, StringRef name, int64_t in,
                                       int64_t out) {
   const gguf::TensorInfo *t = tensor(name);
@@ -249,16 +268,10 @@ FailureOr<Value> LlamaBuilder::linear(Value x, StringRef name, int64_t in,
                                  packedWeight(*t, format, out, in),
                                  b.getStringAttr(format))
         .getResult();
-  Value wv;
-  if (store.contains(name)) {
-    wv = weight(name, {in, out});
-  } else {
-    auto w = dequantize(*t);
-    if (failed(w))
-      return failure();
-    wv = weight(name, transposed(*w, out, in), {in, out});
-  }
-  return MatMulOp::create(b, loc, f32({rows, out}), x, wv).getResult();
+  auto wv = f32Weight(*t, name, {in, out}, /*transpose=*/true);
+  if (failed(wv))
+    return failure();
+  return MatMulOp::create(b, loc, f32({rows, out}), x, *wv).getResult();
 }
 
 FailureOr<Value> LlamaBuilder::norm(Value x, StringRef name) {
@@ -266,16 +279,10 @@ FailureOr<Value> LlamaBuilder::norm(Value x, StringRef name) {
   if (!t || t->dims.size() != 1 || t->dims[0] != static_cast<uint64_t>(dModel))
     return err() << "GGUF file lacks a [" << dModel << "] tensor '" << name
                  << "'";
-  Value wv;
-  if (store.contains(name)) {
-    wv = weight(name, {dModel});
-  } else {
-    auto w = dequantize(*t);
-    if (failed(w))
-      return failure();
-    wv = weight(name, std::move(*w), {dModel});
-  }
-  return RmsNormOp::create(b, loc, x.getType(), x, wv,
+  auto wv = f32Weight(*t, name, {dModel}, /*transpose=*/false);
+  if (failed(wv))
+    return failure();
+  return RmsNormOp::create(b, loc, x.getType(), x, *wv,
                            b.getF32FloatAttr(static_cast<float>(eps)))
       .getResult();
 }
@@ -410,16 +417,11 @@ LogicalResult LlamaBuilder::buildFunction(ModuleOp module, StringRef name,
                               packedWeight(*embd, embdFormat, vocab, dModel),
                               tokens, b.getStringAttr(embdFormat));
   } else {
-    Value emb;
-    if (store.contains("token_embd.weight")) {
-      emb = weight("token_embd.weight", {vocab, dModel});
-    } else {
-      auto table = dequantize(*embd);
-      if (failed(table))
-        return failure();
-      emb = weight("token_embd.weight", std::move(*table), {vocab, dModel});
-    }
-    x = GatherOp::create(b, loc, f32({1, seq, dModel}), emb, tokens,
+    auto emb = f32Weight(*embd, "token_embd.weight", {vocab, dModel},
+                         /*transpose=*/false);
+    if (failed(emb))
+      return failure();
+    x = GatherOp::create(b, loc, f32({1, seq, dModel}), *emb, tokens,
                          b.getI64IntegerAttr(0));
   }
   auto flat = f32({seq, dModel});
@@ -514,17 +516,11 @@ LogicalResult LlamaBuilder::buildFunction(ModuleOp module, StringRef name,
         b.getStringAttr(embdFormat));
   } else {
     // Tied embeddings: the output projection is the embedding table.
-    Value w;
-    if (store.contains("output.tied")) {
-      w = weight("output.tied", {dModel, vocab});
-    } else {
-      auto table = dequantize(*embd);
-      if (failed(table))
-        return failure();
-      w = weight("output.tied", transposed(*table, vocab, dModel),
-                 {dModel, vocab});
-    }
-    logits = MatMulOp::create(b, loc, f32({outRows, vocab}), h2, w);
+    auto w = f32Weight(*embd, "output.tied", {dModel, vocab},
+                       /*transpose=*/true);
+    if (failed(w))
+      return failure();
+    logits = MatMulOp::create(b, loc, f32({outRows, vocab}), h2, *w);
   }
   Value out = ReshapeOp::create(b, loc, logitsType, logits);
   func::ReturnOp::create(b, loc, out);

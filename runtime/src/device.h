@@ -18,6 +18,24 @@ struct CallBuffers {
   void *kvCache; // the LLM session's paged KV cache pool, or null
 };
 
+/// A GPU driver's buffers for one call, as its bindings name them.
+template <class Buffer> struct GpuBuffers {
+  const std::vector<Buffer> &inputs, &outputs, &constants, &temporaries;
+
+  /// The buffer `b` binds, or null when the binding is malformed.
+  const Buffer *find(const kiln::fb::Binding *b) const {
+    const std::vector<Buffer> *list = nullptr;
+    switch (b->kind()) {
+    case kiln::fb::BindingKind::Input: list = &inputs; break;
+    case kiln::fb::BindingKind::Output: list = &outputs; break;
+    case kiln::fb::BindingKind::Constant: list = &constants; break;
+    case kiln::fb::BindingKind::Temporary: list = &temporaries; break;
+    default: return nullptr;
+    }
+    return b->index() < list->size() ? &(*list)[b->index()] : nullptr;
+  }
+};
+
 class Device {
 public:
   virtual ~Device() = default;

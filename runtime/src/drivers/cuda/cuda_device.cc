@@ -202,6 +202,7 @@ public:
         temps.push_back(0);
         KILN_RETURN_IF_ERROR(alloc(std::max<uint64_t>(4, bytes), temps.back()));
       }
+    kiln::rt::GpuBuffers<CUdeviceptr> bound{inputs, outputs, constants, temps};
     std::vector<CUdeviceptr> args;
     std::vector<void *> params;
     for (const fb::Dispatch *d : *impl->dispatches()) {
@@ -211,20 +212,10 @@ public:
         return makeStatus(KILN_DATA_LOSS, "a cuda dispatch is malformed");
       args.clear();
       for (const fb::Binding *b : *d->bindings()) {
-        CUdeviceptr p = 0;
-        switch (b->kind()) {
-        case fb::BindingKind::Input: p = inputs[b->index()]; break;
-        case fb::BindingKind::Output: p = outputs[b->index()]; break;
-        case fb::BindingKind::Constant: p = constants[b->index()]; break;
-        case fb::BindingKind::Temporary:
-          if (b->index() < temps.size())
-            p = temps[b->index()];
-          break;
-        default: break;
-        }
-        if (!p)
+        const CUdeviceptr *p = bound.find(b);
+        if (!p || !*p)
           return makeStatus(KILN_DATA_LOSS, "a cuda binding is malformed");
-        args.push_back(p);
+        args.push_back(*p);
       }
       params.clear();
       for (CUdeviceptr &p : args)

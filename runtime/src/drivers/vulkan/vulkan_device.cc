@@ -224,6 +224,7 @@ public:
         KILN_RETURN_IF_ERROR(allocate(std::max<uint64_t>(4, bytes), temps.back()));
       }
 
+    kiln::rt::GpuBuffers<Buffer> bound{inputs, outputs, constants, temps};
     uint32_t numDispatches = impl->dispatches()->size();
     uint32_t numDescriptors = 0;
     for (const fb::Dispatch *d : *impl->dispatches())
@@ -265,17 +266,7 @@ public:
       std::vector<VkWriteDescriptorSet> writes(k.bindings);
       for (uint32_t i = 0; i < k.bindings; ++i) {
         const fb::Binding *b = d->bindings()->Get(i);
-        const Buffer *buf = nullptr;
-        switch (b->kind()) {
-        case fb::BindingKind::Input: buf = &inputs[b->index()]; break;
-        case fb::BindingKind::Output: buf = &outputs[b->index()]; break;
-        case fb::BindingKind::Constant: buf = &constants[b->index()]; break;
-        case fb::BindingKind::Temporary:
-          if (b->index() < temps.size())
-            buf = &temps[b->index()];
-          break;
-        default: break;
-        }
+        const Buffer *buf = bound.find(b);
         if (!buf)
           return makeStatus(KILN_DATA_LOSS, "a vulkan binding is malformed");
         infos[i] = {buf->buffer, 0, VK_WHOLE_SIZE};
