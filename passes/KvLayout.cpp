@@ -101,6 +101,11 @@ struct KvLayoutPass : kiln::impl::KvLayoutBase<KvLayoutPass> {
       module.emitError("kiln-kv-layout: block size and context must be > 0");
       return signalPassFailure();
     }
+    if (kvDtype != "f32" && kvDtype != "f16") {
+      module.emitError("kiln-kv-layout: kv-dtype must be f32 or f16, not '")
+          << kvDtype << "'";
+      return signalPassFailure();
+    }
     MemRefType cacheType;
     bool any = false;
     for (func::FuncOp f : llvm::to_vector(module.getOps<func::FuncOp>())) {
@@ -155,7 +160,9 @@ struct KvLayoutPass : kiln::impl::KvLayoutBase<KvLayoutPass> {
     int64_t blocks = (maxContext + blockSize - 1) / blockSize;
     auto type = MemRefType::get({blocks, int64_t(layers.size()), 2, kvHeads,
                                  blockSize, headDim},
-                                Float32Type::get(&getContext()));
+                                kvDtype == "f16"
+                                    ? Type(Float16Type::get(&getContext()))
+                                    : Type(Float32Type::get(&getContext())));
     if (cacheType && cacheType != type)
       return f.emitError("kiln-kv-layout: functions disagree on the cache "
                          "shape (")

@@ -47,6 +47,8 @@ def KvLayout : Pass<"kiln-kv-layout", "mlir::ModuleOp"> {
            "Tokens per cache block">,
     Option<"maxContext", "max-context", "int64_t", "2048",
            "Most tokens a sequence holds">,
+    Option<"kvDtype", "kv-dtype", "std::string", "\"f32\"",
+           "Element type of the cache: f32 or f16">,
   ];
 }
 

@@ -266,7 +266,8 @@ FailureOr<Value> LlamaBuilder::linear(Value x, StringRef name, int64_t in,
   if (StringRef format = packedFormat(*t); !format.empty())
     return QuantMatMulOp::create(b, loc, f32({rows, out}), x,
                                  packedWeight(*t, format, out, in),
-                                 b.getStringAttr(format))
+                                 b.getStringAttr(format),
+                                 b.getStringAttr(options.activations))
         .getResult();
   auto wv = f32Weight(*t, name, {in, out}, /*transpose=*/true);
   if (failed(wv))
@@ -454,7 +455,10 @@ LogicalResult LlamaBuilder::buildFunction(ModuleOp module, StringRef name,
       a = PagedAttentionOp::create(b, loc, qh.getType(), qh, cache, table,
                                    step, b.getI64IntegerAttr(l), scale,
                                    b.getI64IntegerAttr(0),
-                                   b.getI64IntegerAttr(0));
+                                   b.getI64IntegerAttr(0),
+                                   options.kvF16 && options.roundedProbs
+                                       ? b.getUnitAttr()
+                                       : UnitAttr());
     } else {
       a = AttentionOp::create(b, loc, f32({1, heads, seq, headDim}), qh, kh,
                               vh, Value(), scale, b.getBoolAttr(true),
@@ -513,7 +517,7 @@ LogicalResult LlamaBuilder::buildFunction(ModuleOp module, StringRef name,
     logits = QuantMatMulOp::create(
         b, loc, f32({outRows, vocab}), h2,
         packedWeight(*embd, embdFormat, vocab, dModel),
-        b.getStringAttr(embdFormat));
+        b.getStringAttr(embdFormat), b.getStringAttr(options.activations));
   } else {
     // Tied embeddings: the output projection is the embedding table.
     auto w = f32Weight(*embd, "output.tied", {dModel, vocab},
@@ -560,7 +564,8 @@ OwningOpRef<ModuleOp> LlamaBuilder::build() {
   context = tableLen * block;
   ropeRows = context + chunk;
   cacheType = MemRefType::get({tableLen, layers, 2, kvHeads, block, headDim},
-                              b.getF32Type());
+                              options.kvF16 ? Type(b.getF16Type())
+                                            : Type(b.getF32Type()));
   if (failed(buildFunction(*module, "prefill", chunk, true)) ||
       failed(buildFunction(*module, "decode", 1, true)))
     return nullptr;

@@ -27,6 +27,15 @@ struct GgufImportOptions {
   /// Keep Q8_0/Q4_0/Q4_1 weights packed (kiln.quant_matmul/quant_gather);
   /// false: dequantize every weight to f32.
   bool keepQuantized = true;
+  /// Packed matmuls: "f32" multiplies x as it is; "q8" rounds x to 8-bit
+  /// blocks first, as llama.cpp's CPU backend does (kiln.quant_matmul).
+  std::string activations = "f32";
+  /// Element type of the paged KV cache: f32, or f16 (half the memory,
+  /// llama.cpp's default).
+  bool kvF16 = false;
+  /// With kvF16: attention rounds its normalized probabilities to f16
+  /// (two passes over the keys), as llama.cpp's CPU attention does.
+  bool roundedProbs = false;
 };
 
 /// Builds the graph the file's `general.architecture` describes (llama

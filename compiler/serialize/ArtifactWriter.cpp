@@ -263,7 +263,9 @@ std::vector<char> buildFlatbuffer(const Plan &plan, const CpuExecutable *cpu,
       layers.push_back(fb::CreateKvLayerSpec(b, window, sinks));
     }
     kvSpec = fb::CreateKvCacheSpec(
-        b, c[1], c[3], c[5], fb::DType::F32, c[4],
+        b, c[1], c[3], c[5],
+        plan.cache.getElementType().isF16() ? fb::DType::F16 : fb::DType::F32,
+        c[4],
         fb::CacheLayout::BlockHeadToken, fb::DType::F32, b.CreateVector(layers),
         plan.maxContext, c[0]);
   }

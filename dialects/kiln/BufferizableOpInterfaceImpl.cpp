@@ -118,10 +118,16 @@ struct ReadOnlyOperands
   bool bufferizesToAllocation(Operation *, Value) const { return true; }
 };
 
-/// Block `blk` of row `row` of a quantized weight `w` (memref<R x B x i8>)
-/// as two vector<16xf32>: values 0-15 and 16-31.
-std::pair<Value, Value> dequantBlock(OpBuilder &b, Location loc, Value w,
-                                     Value row, Value blk, StringRef format) {
+/// Block `blk` of row `row` of a quantized weight `w` (memref<R x B x i8>):
+/// its 32 integers as two vector<16xf32> (values 0-15 and 16-31; q8_0: q,
+/// q4_0: n - 8, q4_1: n), its scale d and, for q4_1, its offset m (else
+/// null). The values are d * q (+ m).
+struct BlockInts {
+  Value lo, hi, d, m;
+};
+
+BlockInts blockInts(OpBuilder &b, Location loc, Value w, Value row, Value blk,
+                    StringRef format) {
   int64_t bb = quantBlockBytes(format);
   auto c = [&](int64_t i) {
     return arith::ConstantIndexOp::create(b, loc, i).getResult();
@@ -140,17 +146,16 @@ std::pair<Value, Value> dequantBlock(OpBuilder &b, Location loc, Value w,
     return arith::ExtFOp::create(b, loc, f32, e).getResult();
   };
   auto v16i8 = VectorType::get({16}, i8), v16f = VectorType::get({16}, f32);
-  auto splat = [&](Value s) {
-    return vector::BroadcastOp::create(b, loc, v16f, s).getResult();
-  };
-  Value d = splat(scale(0));
+  BlockInts out;
+  out.d = scale(0);
   if (format == "q8_0") {
     auto half = [&](int64_t off) {
       Value q = vector::LoadOp::create(b, loc, v16i8, w, ValueRange{row, at(off)});
-      Value f = arith::SIToFPOp::create(b, loc, v16f, q);
-      return arith::MulFOp::create(b, loc, f, d).getResult();
+      return arith::SIToFPOp::create(b, loc, v16f, q).getResult();
     };
-    return {half(2), half(18)};
+    out.lo = half(2);
+    out.hi = half(18);
+    return out;
   }
   bool q40 = format == "q4_0";
   Value q = vector::LoadOp::create(b, loc, v16i8, w,
@@ -159,20 +164,113 @@ std::pair<Value, Value> dequantBlock(OpBuilder &b, Location loc, Value w,
     return arith::ConstantOp::create(
         b, loc, v16i8, DenseElementsAttr::get(v16i8, b.getI8IntegerAttr(v)));
   };
-  Value lo = arith::AndIOp::create(b, loc, q, i8splat(0x0F));
-  Value hi = arith::ShRUIOp::create(b, loc, q, i8splat(4));
-  // q4_0: d * (n - 8) = d * n - 8 d; q4_1: d * n + m.
-  Value offset =
-      q40 ? arith::MulFOp::create(
-                b, loc, d,
-                splat(arith::ConstantOp::create(b, loc, b.getF32FloatAttr(-8.0f))))
-                .getResult()
-          : splat(scale(2));
-  auto value = [&](Value n) {
+  auto ints = [&](Value n) {
     Value f = arith::UIToFPOp::create(b, loc, v16f, n);
-    return vector::FMAOp::create(b, loc, f, d, offset).getResult();
+    if (!q40)
+      return f;
+    Value eight = arith::ConstantOp::create(
+        b, loc, v16f, DenseElementsAttr::get(v16f, b.getF32FloatAttr(8.0f)));
+    return arith::SubFOp::create(b, loc, f, eight).getResult();
   };
-  return {value(lo), value(hi)};
+  out.lo = ints(arith::AndIOp::create(b, loc, q, i8splat(0x0F)));
+  out.hi = ints(arith::ShRUIOp::create(b, loc, q, i8splat(4)));
+  if (!q40)
+    out.m = scale(2);
+  return out;
+}
+
+/// The block's 32 values as two vector<16xf32>: d * q (+ m), one rounding.
+std::pair<Value, Value> dequantBlock(OpBuilder &b, Location loc, Value w,
+                                     Value row, Value blk, StringRef format) {
+  BlockInts q = blockInts(b, loc, w, row, blk, format);
+  auto v16f = VectorType::get({16}, b.getF32Type());
+  Value d = vector::BroadcastOp::create(b, loc, v16f, q.d);
+  auto value = [&](Value n) -> Value {
+    if (q.m)
+      return vector::FMAOp::create(
+          b, loc, n, d, vector::BroadcastOp::create(b, loc, v16f, q.m));
+    return arith::MulFOp::create(b, loc, n, d);
+  };
+  return {value(q.lo), value(q.hi)};
+}
+
+/// llama.cpp's 8-bit activation blocks of x (memref<M x K x f32>): `q`
+/// [M, K] the block integers (as f32), `d` [M, K/32] the f16-rounded
+/// scales, `s` [M, K/32] (q4_1 weights only) f16(d * sum q).
+struct ActivationBlocks {
+  Value q, d, s;
+};
+
+FailureOr<ActivationBlocks>
+quantizeActivations(RewriterBase &b, Location loc, Value x, bool withSums,
+                    const BufferizationOptions &options) {
+  auto xType = cast<MemRefType>(x.getType());
+  int64_t rows = xType.getDimSize(0), k = xType.getDimSize(1);
+  Type f32 = b.getF32Type(), f16 = b.getF16Type();
+  auto alloc = [&](ArrayRef<int64_t> shape) {
+    return options.createAlloc(b, loc, MemRefType::get(shape, f32), {});
+  };
+  FailureOr<Value> q = alloc({rows, k}), d = alloc({rows, k / 32});
+  FailureOr<Value> s = withSums ? alloc({rows, k / 32}) : FailureOr<Value>(Value());
+  if (failed(q) || failed(d) || failed(s))
+    return failure();
+  auto c = [&](OpBuilder &b, int64_t i) {
+    return arith::ConstantIndexOp::create(b, loc, i).getResult();
+  };
+  auto f = [&](OpBuilder &b, float v) {
+    return arith::ConstantOp::create(b, loc, b.getF32FloatAttr(v)).getResult();
+  };
+  auto v16f = VectorType::get({16}, f32);
+  auto toF16AndBack = [&](OpBuilder &b, Value v) {
+    Value h = arith::TruncFOp::create(b, loc, f16, v);
+    return arith::ExtFOp::create(b, loc, f32, h).getResult();
+  };
+  scf::ForOp::create(
+      b, loc, c(b, 0), c(b, rows), c(b, 1), ValueRange{},
+      [&](OpBuilder &b, Location loc, Value m, ValueRange) {
+        scf::ForOp::create(
+            b, loc, c(b, 0), c(b, k / 32), c(b, 1), ValueRange{},
+            [&](OpBuilder &b, Location loc, Value blk, ValueRange) {
+              Value k0 = arith::MulIOp::create(b, loc, blk, c(b, 32));
+              Value k1 = arith::AddIOp::create(b, loc, k0, c(b, 16));
+              Value lo = vector::LoadOp::create(b, loc, v16f, x, ValueRange{m, k0});
+              Value hi = vector::LoadOp::create(b, loc, v16f, x, ValueRange{m, k1});
+              Value amaxV = arith::MaximumFOp::create(
+                  b, loc, math::AbsFOp::create(b, loc, lo),
+                  math::AbsFOp::create(b, loc, hi));
+              Value amax = vector::ReductionOp::create(
+                  b, loc, vector::CombiningKind::MAXIMUMF, amaxV);
+              Value dv = arith::DivFOp::create(b, loc, amax, f(b, 127.0f));
+              Value nonzero = arith::CmpFOp::create(
+                  b, loc, arith::CmpFPredicate::ONE, amax, f(b, 0.0f));
+              Value id = arith::SelectOp::create(
+                  b, loc, nonzero,
+                  arith::DivFOp::create(b, loc, f(b, 127.0f), amax),
+                  f(b, 0.0f));
+              Value idV = vector::BroadcastOp::create(b, loc, v16f, id);
+              auto round = [&](Value v) {
+                return math::RoundEvenOp::create(
+                           b, loc, arith::MulFOp::create(b, loc, v, idV))
+                    .getResult();
+              };
+              Value qlo = round(lo), qhi = round(hi);
+              vector::StoreOp::create(b, loc, qlo, *q, ValueRange{m, k0});
+              vector::StoreOp::create(b, loc, qhi, *q, ValueRange{m, k1});
+              memref::StoreOp::create(b, loc, toF16AndBack(b, dv), *d,
+                                      ValueRange{m, blk});
+              if (withSums) {
+                Value sum = vector::ReductionOp::create(
+                    b, loc, vector::CombiningKind::ADD,
+                    arith::AddFOp::create(b, loc, qlo, qhi));
+                Value ds = arith::MulFOp::create(b, loc, dv, sum);
+                memref::StoreOp::create(b, loc, toF16AndBack(b, ds), *s,
+                                        ValueRange{m, blk});
+              }
+              scf::YieldOp::create(b, loc);
+            });
+        scf::YieldOp::create(b, loc);
+      });
+  return ActivationBlocks{*q, *d, *s};
 }
 
 struct QuantMatMulOpInterface
@@ -203,33 +301,74 @@ struct QuantMatMulOpInterface
     };
     auto fast = arith::FastMathFlagsAttr::get(rewriter.getContext(),
                                               arith::FastMathFlags::reassoc);
-    // Rows [m0, m0 + count) of x against output column `col`.
+    bool q8 = mm.getActivations() == "q8";
+    FailureOr<ActivationBlocks> xq = ActivationBlocks{};
+    if (q8)
+      xq = quantizeActivations(rewriter, loc, *x, format == "q4_1", options);
+    if (failed(xq))
+      return failure();
+    Value zero = arith::ConstantOp::create(
+        rewriter, loc, v16f,
+        DenseElementsAttr::get(v16f, rewriter.getF32FloatAttr(0.0f)));
+    Value zeroF = arith::ConstantOp::create(rewriter, loc,
+                                            rewriter.getF32FloatAttr(0.0f));
+    // Rows [m0, m0 + count) of x against output column `col`. f32
+    // activations: a vector accumulator per row. q8: the same plus, for
+    // q4_1, a scalar sum of m_w * s_x per row.
     auto rowsTimesColumn = [&](OpBuilder &b, Value m0, int64_t count,
                                Value col) {
-      SmallVector<Value> init(
-          count, arith::ConstantOp::create(
-                     b, loc, v16f,
-                     DenseElementsAttr::get(v16f, b.getF32FloatAttr(0.0f))));
+      bool sums = q8 && format == "q4_1";
+      SmallVector<Value> init(count, zero);
+      if (sums)
+        init.append(count, zeroF);
       auto loop = scf::ForOp::create(
           b, loc, c(b, 0), c(b, blocks), c(b, 1), init,
           [&](OpBuilder &b, Location loc, Value blk, ValueRange acc) {
-            auto [lo, hi] = dequantBlock(b, loc, *w, col, blk, format);
             Value k0 = arith::MulIOp::create(b, loc, blk, c(b, 32));
             Value k1 = arith::AddIOp::create(b, loc, k0, c(b, 16));
             SmallVector<Value> next;
+            if (!q8) {
+              auto [lo, hi] = dequantBlock(b, loc, *w, col, blk, format);
+              for (int64_t r = 0; r < count; ++r) {
+                Value m = arith::AddIOp::create(b, loc, m0, c(b, r));
+                Value xl = vector::LoadOp::create(b, loc, v16f, *x, ValueRange{m, k0});
+                Value xh = vector::LoadOp::create(b, loc, v16f, *x, ValueRange{m, k1});
+                Value a = vector::FMAOp::create(b, loc, lo, xl, acc[r]);
+                next.push_back(vector::FMAOp::create(b, loc, hi, xh, a));
+              }
+              scf::YieldOp::create(b, loc, next);
+              return;
+            }
+            // Integer products are exact in f32 (|sum| < 2^24 per block).
+            BlockInts wq = blockInts(b, loc, *w, col, blk, format);
+            SmallVector<Value> nextSums;
             for (int64_t r = 0; r < count; ++r) {
               Value m = arith::AddIOp::create(b, loc, m0, c(b, r));
-              Value xl = vector::LoadOp::create(b, loc, v16f, *x, ValueRange{m, k0});
-              Value xh = vector::LoadOp::create(b, loc, v16f, *x, ValueRange{m, k1});
-              Value a = vector::FMAOp::create(b, loc, lo, xl, acc[r]);
-              next.push_back(vector::FMAOp::create(b, loc, hi, xh, a));
+              Value xl = vector::LoadOp::create(b, loc, v16f, xq->q, ValueRange{m, k0});
+              Value xh = vector::LoadOp::create(b, loc, v16f, xq->q, ValueRange{m, k1});
+              Value prod = vector::FMAOp::create(
+                  b, loc, wq.lo, xl, arith::MulFOp::create(b, loc, wq.hi, xh));
+              Value dx = memref::LoadOp::create(b, loc, xq->d, ValueRange{m, blk});
+              Value dd = arith::MulFOp::create(b, loc, wq.d, dx);
+              next.push_back(vector::FMAOp::create(
+                  b, loc, prod, vector::BroadcastOp::create(b, loc, v16f, dd),
+                  acc[r]));
+              if (sums) {
+                Value sx = memref::LoadOp::create(b, loc, xq->s, ValueRange{m, blk});
+                nextSums.push_back(arith::AddFOp::create(
+                    b, loc, acc[count + r],
+                    arith::MulFOp::create(b, loc, wq.m, sx)));
+              }
             }
+            next.append(nextSums);
             scf::YieldOp::create(b, loc, next);
           });
       for (int64_t r = 0; r < count; ++r) {
         Value sum = vector::ReductionOp::create(
             b, loc, vector::CombiningKind::ADD, loop.getResult(r), Value(),
             fast.getValue());
+        if (sums)
+          sum = arith::AddFOp::create(b, loc, sum, loop.getResult(count + r));
         Value m = arith::AddIOp::create(b, loc, m0, c(b, r));
         memref::StoreOp::create(b, loc, sum, *out, ValueRange{m, col});
       }
@@ -344,6 +483,8 @@ struct KvStoreOpInterface
       return failure();
     int64_t kvHeads = cacheType.getDimSize(3), headDim = cacheType.getDimSize(5);
     auto vecType = VectorType::get({headDim}, rewriter.getF32Type());
+    // An f16 cache stores rounded keys and values.
+    auto storeType = VectorType::get({headDim}, cacheType.getElementType());
     auto c = [&](int64_t i) {
       return arith::ConstantIndexOp::create(rewriter, loc, i).getResult();
     };
@@ -360,6 +501,8 @@ struct KvStoreOpInterface
                 for (auto [which, src] : llvm::enumerate(sources)) {
                   Value row = vector::LoadOp::create(
                       b, loc, vecType, src, ValueRange{c(0), h, i, c(0)});
+                  if (storeType != vecType)
+                    row = arith::TruncFOp::create(b, loc, storeType, row);
                   vector::StoreOp::create(
                       b, loc, row, cache,
                       ValueRange{block, layer, c(which), h, slot, c(0)});
@@ -402,6 +545,7 @@ struct PagedAttentionOpInterface
     int64_t window = attn.getWindow(), sinks = attn.getSinks();
     Type f32 = rewriter.getF32Type();
     auto vecType = VectorType::get({headDim}, f32);
+    auto cacheVecType = VectorType::get({headDim}, cacheType.getElementType());
     auto c = [&](OpBuilder &b, int64_t i) {
       return arith::ConstantIndexOp::create(b, loc, i).getResult();
     };
@@ -414,6 +558,17 @@ struct PagedAttentionOpInterface
     Value end = arith::AddIOp::create(rewriter, loc, addr->pos, addr->n);
     auto fast = arith::FastMathFlagsAttr::get(rewriter.getContext(),
                                               arith::FastMathFlags::reassoc);
+    bool rounded = attn.getRoundedProbs();
+    // Row `which` (0 keys, 1 values) of a cached token, as f32.
+    auto cacheRow = [&](OpBuilder &b, Value block, Value slot, Value kvHead,
+                        int64_t which) -> Value {
+      Value r = vector::LoadOp::create(
+          b, loc, cacheVecType, cache,
+          ValueRange{block, layer, c(b, which), kvHead, slot, c(b, 0)});
+      if (cacheVecType != vecType)
+        r = arith::ExtFOp::create(b, loc, vecType, r);
+      return r;
+    };
 
     scf::ParallelOp::create(
         rewriter, loc, ValueRange{c(rewriter, 0), c(rewriter, 0)},
@@ -427,26 +582,36 @@ struct PagedAttentionOpInterface
               b, loc, arith::AddIOp::create(b, loc, p, c(b, 1)), end);
           Value qv = vector::LoadOp::create(b, loc, vecType, *q,
                                             ValueRange{c(b, 0), h, i, c(b, 0)});
+          // With an f16 cache the query is rounded alike: q . k is a
+          // product of f16 values accumulated in f32.
+          if (cacheVecType != vecType)
+            qv = arith::ExtFOp::create(
+                b, loc, vecType,
+                arith::TruncFOp::create(b, loc, cacheVecType, qv).getResult());
           Value scale = f(b, attn.getScale().convertToFloat());
 
-          // One online-softmax step per key: (max, sum, acc) carried.
-          auto keyRange = [&](OpBuilder &b, Value lo, Value hiV,
-                              ValueRange init) {
+          // Key j's (pool block, slot) and scaled score.
+          auto score = [&](OpBuilder &b, Value j) {
+            auto [block, slot] = addr->locate(b, loc, j);
+            Value k = cacheRow(b, block, slot, kvHead, 0);
+            Value prod = arith::MulFOp::create(b, loc, qv, k);
+            Value dot = vector::ReductionOp::create(
+                b, loc, vector::CombiningKind::ADD, prod, Value(),
+                fast.getValue());
+            Value s = arith::MulFOp::create(b, loc, dot, scale);
+            return std::make_tuple(block, slot, s);
+          };
+          auto bcast = [&](OpBuilder &b, Value x) {
+            return vector::BroadcastOp::create(b, loc, vecType, x).getResult();
+          };
+          // One online-softmax step per key: (max, sum[, acc]) carried;
+          // `withValues` false gives the statistics pass alone.
+          auto onlineRange = [&](OpBuilder &b, Value lo, Value hiV,
+                                 ValueRange init, bool withValues) {
             auto loop = scf::ForOp::create(
                 b, loc, lo, hiV, c(b, 1), init,
                 [&](OpBuilder &b, Location loc, Value j, ValueRange st) {
-                  auto [block, slot] = addr->locate(b, loc, j);
-                  auto row = [&](int64_t which) {
-                    return vector::LoadOp::create(
-                        b, loc, vecType, cache,
-                        ValueRange{block, layer, c(b, which), kvHead, slot,
-                                   c(b, 0)});
-                  };
-                  Value prod = arith::MulFOp::create(b, loc, qv, row(0));
-                  Value dot = vector::ReductionOp::create(
-                      b, loc, vector::CombiningKind::ADD, prod, Value(),
-                      fast.getValue());
-                  Value s = arith::MulFOp::create(b, loc, dot, scale);
+                  auto [block, slot, s] = score(b, j);
                   Value m = arith::MaximumFOp::create(b, loc, st[0], s);
                   Value corr = math::ExpOp::create(
                       b, loc, arith::SubFOp::create(b, loc, st[0], m));
@@ -454,23 +619,42 @@ struct PagedAttentionOpInterface
                       b, loc, arith::SubFOp::create(b, loc, s, m));
                   Value l = arith::AddFOp::create(
                       b, loc, arith::MulFOp::create(b, loc, st[1], corr), pexp);
-                  Value acc = arith::AddFOp::create(
-                      b, loc,
-                      arith::MulFOp::create(
-                          b, loc, st[2],
-                          vector::BroadcastOp::create(b, loc, vecType, corr)),
-                      arith::MulFOp::create(
-                          b, loc, row(1),
-                          vector::BroadcastOp::create(b, loc, vecType, pexp)));
-                  scf::YieldOp::create(b, loc, ValueRange{m, l, acc});
+                  SmallVector<Value> next = {m, l};
+                  if (withValues)
+                    next.push_back(arith::AddFOp::create(
+                        b, loc, arith::MulFOp::create(b, loc, st[2], bcast(b, corr)),
+                        arith::MulFOp::create(
+                            b, loc, cacheRow(b, block, slot, kvHead, 1),
+                            bcast(b, pexp))));
+                  scf::YieldOp::create(b, loc, next);
                 });
             return SmallVector<Value>(loop.getResults());
           };
-          SmallVector<Value> st = {
-              f(b, -std::numeric_limits<float>::infinity()), f(b, 0.0f),
-              arith::ConstantOp::create(
-                  b, loc, vecType,
-                  DenseElementsAttr::get(vecType, b.getF32FloatAttr(0.0f)))};
+          // Second pass of the rounded form: acc += f16(exp(s - m) / l) v.
+          auto weightedRange = [&](OpBuilder &b, Value lo, Value hiV,
+                                   Value acc, Value m, Value inv) {
+            auto loop = scf::ForOp::create(
+                b, loc, lo, hiV, c(b, 1), ValueRange{acc},
+                [&](OpBuilder &b, Location loc, Value j, ValueRange st) {
+                  auto [block, slot, s] = score(b, j);
+                  Value p = arith::MulFOp::create(
+                      b, loc,
+                      math::ExpOp::create(
+                          b, loc, arith::SubFOp::create(b, loc, s, m)),
+                      inv);
+                  p = arith::ExtFOp::create(
+                      b, loc, f32,
+                      arith::TruncFOp::create(b, loc, rewriter.getF16Type(), p)
+                          .getResult());
+                  Value next = vector::FMAOp::create(
+                      b, loc, cacheRow(b, block, slot, kvHead, 1), bcast(b, p),
+                      st[0]);
+                  scf::YieldOp::create(b, loc, next);
+                });
+            return loop.getResult(0);
+          };
+          // The key ranges: [0, sinkEnd) when there are sinks, [lo, hi).
+          SmallVector<std::pair<Value, Value>, 2> ranges;
           Value lo = c(b, 0);
           if (window > 0) {
             // Keys p - window < j <= p, after the first `sinks` keys.
@@ -480,14 +664,29 @@ struct PagedAttentionOpInterface
             lo = first;
             if (sinks > 0) {
               Value sinkEnd = arith::MinUIOp::create(b, loc, c(b, sinks), first);
-              st = keyRange(b, c(b, 0), sinkEnd, st);
+              ranges.push_back({c(b, 0), sinkEnd});
               lo = arith::MaxUIOp::create(b, loc, first, sinkEnd);
             }
           }
-          st = keyRange(b, lo, hi, st);
+          ranges.push_back({lo, hi});
+          Value zeroAcc = arith::ConstantOp::create(
+              b, loc, vecType,
+              DenseElementsAttr::get(vecType, b.getF32FloatAttr(0.0f)));
+          SmallVector<Value> st = {
+              f(b, -std::numeric_limits<float>::infinity()), f(b, 0.0f)};
+          if (!rounded)
+            st.push_back(zeroAcc);
+          for (auto [rlo, rhi] : ranges)
+            st = onlineRange(b, rlo, rhi, st, !rounded);
           Value inv = arith::DivFOp::create(b, loc, f(b, 1.0f), st[1]);
-          Value res = arith::MulFOp::create(
-              b, loc, st[2], vector::BroadcastOp::create(b, loc, vecType, inv));
+          Value res;
+          if (rounded) {
+            res = zeroAcc;
+            for (auto [rlo, rhi] : ranges)
+              res = weightedRange(b, rlo, rhi, res, st[0], inv);
+          } else {
+            res = arith::MulFOp::create(b, loc, st[2], bcast(b, inv));
+          }
           vector::StoreOp::create(b, loc, res, *out,
                                   ValueRange{c(b, 0), h, i, c(b, 0)});
         });

@@ -69,9 +69,10 @@ static LogicalResult verifyPagedCache(Operation *op, MemRefType cache,
                                       RankedTensorType step, int64_t layer,
                                       bool queries) {
   if (cache.getRank() != 6 || !cache.hasStaticShape() ||
-      !cache.getElementType().isF32())
-    return op->emitOpError("cache must be a static f32 memref [blocks, "
-                           "layers, 2, kv_heads, block_size, head_dim]");
+      !(cache.getElementType().isF32() || cache.getElementType().isF16()))
+    return op->emitOpError("cache must be a static f32 or f16 memref "
+                           "[blocks, layers, 2, kv_heads, block_size, "
+                           "head_dim]");
   ArrayRef<int64_t> c = cache.getShape();
   if (c[2] != 2)
     return op->emitOpError("cache dim 2 must be 2 (keys, values)");
@@ -111,6 +112,9 @@ LogicalResult PagedAttentionOp::verify() {
     return emitOpError("result type must equal the queries' type");
   if (getWindow() < 0 || getSinks() < 0)
     return emitOpError("window and sinks must be >= 0");
+  if (getRoundedProbs() &&
+      !cast<MemRefType>(getCache().getType()).getElementType().isF16())
+    return emitOpError("rounded_probs needs an f16 cache");
   return verifyPagedCache(*this, cast<MemRefType>(getCache().getType()), q,
                           cast<RankedTensorType>(getBlockTable().getType()),
                           cast<RankedTensorType>(getStep().getType()),
@@ -151,6 +155,9 @@ LogicalResult QuantMatMulOp::verify() {
   if (failed(verifyQuantWeight(*this, getWeight().getType(), getFormat(),
                                x.getDimSize(1))))
     return failure();
+  if (getActivations() != "f32" && getActivations() != "q8")
+    return emitOpError("activations must be \"f32\" or \"q8\", not \"")
+           << getActivations() << "\"";
   auto w = cast<RankedTensorType>(getWeight().getType());
   if (r.getRank() != 2 || r.getDimSize(0) != x.getDimSize(0) ||
       r.getDimSize(1) != w.getDimSize(0) || !r.getElementType().isF32())

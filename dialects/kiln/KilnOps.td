@@ -241,8 +241,18 @@ def Kiln_AttentionOp : Kiln_Op<"attention", [Pure]> {
 
 def Kiln_QuantMatMulOp : Kiln_Op<"quant_matmul", [Pure]> {
   let summary = "x[M, K] times the transpose of a quantized W[N, K]";
+  let description = [{
+    `activations` "f32" (default): each weight block is dequantized and
+    multiplied with x as it is. "q8": x is first rounded to 8-bit blocks of
+    32 the way llama.cpp's CPU backend does (per block: d = max|x| / 127,
+    q = round-to-even(x * 127 / max|x|), d kept as f16, and for q4_1
+    weights the block sum s = f16(d * sum q)), and a block contributes
+    d_w * d_x * sum(q_w * q_x) (+ m_w * s for q4_1): llama.cpp's numerics,
+    for users who compare against it.
+  }];
   let arguments = (ins AnyRankedTensor:$input, AnyRankedTensor:$weight,
-                   StrAttr:$format);
+                   StrAttr:$format,
+                   DefaultValuedStrAttr<StrAttr, "f32">:$activations);
   let results = (outs AnyRankedTensor:$result);
   let assemblyFormat = "$input `,` $weight attr-dict `:` "
                        "functional-type(operands, results)";
@@ -299,13 +309,20 @@ def Kiln_PagedAttentionOp : Kiln_Op<"paged_attention"> {
     cached positions j <= p (and j < pos + n, so padding queries read only
     real tokens); `window` > 0 keeps only p - j < window, plus the first
     `sinks` positions. Result `[1, heads, S, head_dim]`.
+
+    With an f16 cache, q is rounded to f16 too (q . k is a product of f16
+    values summed in f32). `rounded_probs` (f16 cache only) computes the
+    softmax in two passes over the keys and rounds each normalized
+    probability to f16 before it weights its value row, as llama.cpp's
+    non-flash CPU attention does; otherwise one online-softmax pass.
   }];
   let arguments = (ins AnyRankedTensor:$q,
                    Arg<AnyMemRef, "paged cache", [MemRead]>:$cache,
                    AnyRankedTensor:$block_table, AnyRankedTensor:$step,
                    I64Attr:$layer, F32Attr:$scale,
                    DefaultValuedAttr<I64Attr, "0">:$window,
-                   DefaultValuedAttr<I64Attr, "0">:$sinks);
+                   DefaultValuedAttr<I64Attr, "0">:$sinks,
+                   UnitAttr:$rounded_probs);
   let results = (outs AnyRankedTensor:$result);
   let assemblyFormat = "$q `over` $cache `[` $block_table `,` $step `]` "
                        "attr-dict `:` type($q) `,` type($cache) `,` "

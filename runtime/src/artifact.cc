@@ -95,7 +95,7 @@ kiln_status verify(kiln_artifact_s &a) {
     return corrupt(a, "missing functions, segments, targets or constants");
 
   if (const fb::KvCacheSpec *kv = m->kv_cache()) {
-    uint64_t bytes = 4;
+    uint64_t bytes = kv->dtype() == fb::DType::F16 ? 2 : 4;
     for (uint64_t d : {uint64_t(kv->num_blocks()), uint64_t(kv->num_layers()),
                        uint64_t(2), uint64_t(kv->num_kv_heads()),
                        uint64_t(kv->block_size()), uint64_t(kv->head_dim())}) {
@@ -110,7 +110,7 @@ kiln_status verify(kiln_artifact_s &a) {
       return corrupt(a, "the KV cache spec is inconsistent (%u blocks of %u "
                         "tokens for a context of %u)",
                      kv->num_blocks(), kv->block_size(), kv->max_context());
-    if (kv->dtype() != fb::DType::F32 ||
+    if ((kv->dtype() != fb::DType::F32 && kv->dtype() != fb::DType::F16) ||
         kv->layout() != fb::CacheLayout::BlockHeadToken)
       return makeStatus(KILN_UNIMPLEMENTED,
                         "artifact '%s': KV cache dtype %s / layout %s is not "

@@ -189,7 +189,8 @@ KILN_API kiln_status kiln_llm_create(kiln_artifact *artifact,
                       artifact->path.c_str(),
                       static_cast<long long>(llm->decode.tokens));
 
-  llm->blockBytes = sizeof(float) * spec->num_layers() * 2 *
+  size_t elementBytes = spec->dtype() == fb::DType::F16 ? 2 : sizeof(float);
+  llm->blockBytes = elementBytes * spec->num_layers() * 2 *
                     spec->num_kv_heads() * spec->block_size() *
                     spec->head_dim();
   llm->poolBytes = llm->blockBytes * spec->num_blocks();

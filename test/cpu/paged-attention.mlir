@@ -33,3 +33,32 @@ func.func @step(%q: tensor<1x4x2x8xf32>, %k: tensor<1x2x2x8xf32>, %table: tensor
 // CHECK: math.exp
 // CHECK: math.exp
 // CHECK: vector.store %{{.+}}, %[[OUT]]
+
+// An f16 cache: keys and values are rounded when stored, widened when read,
+// and the query is rounded alike. `rounded_probs`: a statistics pass (max,
+// sum) then a pass that rounds each normalized probability to f16 before
+// it weights its value row.
+func.func @half(%q: tensor<1x4x2x8xf32>, %k: tensor<1x2x2x8xf32>, %table: tensor<4xi32>, %step: tensor<2xi64>, %cache: memref<4x1x2x2x4x8xf16>) -> tensor<1x4x2x8xf32> {
+  kiln.kv_store %k, %k into %cache[%table, %step] {layer = 0 : i64} : tensor<1x2x2x8xf32>, tensor<1x2x2x8xf32>, memref<4x1x2x2x4x8xf16>, tensor<4xi32>, tensor<2xi64>
+  %r = kiln.paged_attention %q over %cache[%table, %step] {layer = 0 : i64, scale = 0.5 : f32, rounded_probs} : tensor<1x4x2x8xf32>, memref<4x1x2x2x4x8xf16>, tensor<4xi32>, tensor<2xi64> -> tensor<1x4x2x8xf32>
+  return %r : tensor<1x4x2x8xf32>
+}
+
+// CHECK-LABEL: func.func @half(
+// CHECK: arith.truncf %{{.+}} : vector<8xf32> to vector<8xf16>
+// CHECK: vector.store %{{.+}} : memref<4x1x2x2x4x8xf16>, vector<8xf16>
+// CHECK: scf.parallel
+// CHECK: arith.truncf %{{.+}} : vector<8xf32> to vector<8xf16>
+// CHECK: arith.extf %{{.+}} : vector<8xf16> to vector<8xf32>
+// The statistics pass carries (max, sum) only.
+// CHECK: scf.for {{.+}} iter_args({{[^,]+}}, {{[^,]+}}) -> (f32, f32)
+// CHECK: arith.extf %{{.+}} : vector<8xf16> to vector<8xf32>
+// CHECK: math.exp
+// CHECK: math.exp
+// CHECK: arith.divf
+// The weighting pass.
+// CHECK: scf.for {{.+}} iter_args({{[^)]+}}) -> (vector<8xf32>)
+// CHECK: math.exp
+// CHECK: arith.truncf %{{.+}} : f32 to f16
+// CHECK: arith.extf %{{.+}} : f16 to f32
+// CHECK: vector.fma

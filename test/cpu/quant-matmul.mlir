@@ -29,3 +29,33 @@ func.func @mm(%x: tensor<6x64xf32>, %w: tensor<3x40xi8>, %ids: tensor<1x2xi64>) 
 // CHECK: arith.maxsi
 // CHECK: arith.minsi
 // CHECK: vector.store
+
+// activations = "q8": x is first rounded to 8-bit blocks (per block of 32:
+// max |x|, round-half-even of x * 127 / max, the scale rounded to f16, for
+// q4_1 also the f16 block sum); the block loop then multiplies the weight's
+// integers with them and scales by d_w * d_x, plus m_w * s per row.
+func.func @mm8(%x: tensor<2x64xf32>, %w: tensor<3x40xi8>) -> tensor<2x3xf32> {
+  %0 = kiln.quant_matmul %x, %w {format = "q4_1", activations = "q8"} : (tensor<2x64xf32>, tensor<3x40xi8>) -> tensor<2x3xf32>
+  return %0 : tensor<2x3xf32>
+}
+
+// CHECK-LABEL: func.func @mm8(
+// The three buffers are planned into the function's scratch.
+// CHECK: %[[Q:.+]] = memref.view {{.+}} to memref<2x64xf32>
+// CHECK: %[[D:.+]] = memref.view {{.+}} to memref<2x2xf32>
+// CHECK: %[[S:.+]] = memref.view {{.+}} to memref<2x2xf32>
+// CHECK: math.absf
+// CHECK: vector.reduction <maximumf>
+// CHECK: math.roundeven
+// CHECK: vector.store %{{.+}}, %[[Q]]
+// CHECK: arith.truncf %{{.+}} : f32 to f16
+// CHECK: memref.store %{{.+}}, %[[D]]
+// CHECK: vector.reduction <add>
+// CHECK: memref.store %{{.+}}, %[[S]]
+// CHECK: scf.parallel
+// CHECK: scf.for {{.+}} iter_args({{.+}}) -> (vector<16xf32>, vector<16xf32>, f32, f32)
+// CHECK: arith.uitofp
+// CHECK: vector.load %[[Q]]
+// CHECK: memref.load %[[D]]
+// CHECK: vector.fma
+// CHECK: memref.load %[[S]]

@@ -81,6 +81,30 @@ func.func @paged_attention_cache(%q: tensor<1x4x2x8xf32>, %t: tensor<4xi32>, %s:
 
 // -----
 
+func.func @paged_attention_rounded(%q: tensor<1x4x2x8xf32>, %t: tensor<4xi32>, %s: tensor<2xi64>, %c: memref<4x1x2x2x4x8xf32>) -> tensor<1x4x2x8xf32> {
+  // expected-error @+1 {{rounded_probs needs an f16 cache}}
+  %0 = kiln.paged_attention %q over %c[%t, %s] {layer = 0 : i64, scale = 1.0 : f32, rounded_probs} : tensor<1x4x2x8xf32>, memref<4x1x2x2x4x8xf32>, tensor<4xi32>, tensor<2xi64> -> tensor<1x4x2x8xf32>
+  return %0 : tensor<1x4x2x8xf32>
+}
+
+// -----
+
+func.func @paged_attention_bf16(%q: tensor<1x4x2x8xf32>, %t: tensor<4xi32>, %s: tensor<2xi64>, %c: memref<4x1x2x2x4x8xbf16>) -> tensor<1x4x2x8xf32> {
+  // expected-error @+1 {{cache must be a static f32 or f16 memref}}
+  %0 = kiln.paged_attention %q over %c[%t, %s] {layer = 0 : i64, scale = 1.0 : f32} : tensor<1x4x2x8xf32>, memref<4x1x2x2x4x8xbf16>, tensor<4xi32>, tensor<2xi64> -> tensor<1x4x2x8xf32>
+  return %0 : tensor<1x4x2x8xf32>
+}
+
+// -----
+
+func.func @quant_activations(%x: tensor<2x64xf32>, %w: tensor<3x40xi8>) -> tensor<2x3xf32> {
+  // expected-error @+1 {{activations must be "f32" or "q8", not "q4"}}
+  %0 = kiln.quant_matmul %x, %w {format = "q4_1", activations = "q4"} : (tensor<2x64xf32>, tensor<3x40xi8>) -> tensor<2x3xf32>
+  return %0 : tensor<2x3xf32>
+}
+
+// -----
+
 func.func @quant_format(%x: tensor<2x64xf32>, %w: tensor<3x40xi8>) -> tensor<2x3xf32> {
   // expected-error @+1 {{unknown quantization format 'q5_k' (known: q8_0, q4_0, q4_1)}}
   %0 = kiln.quant_matmul %x, %w {format = "q5_k"} : (tensor<2x64xf32>, tensor<3x40xi8>) -> tensor<2x3xf32>

@@ -3,11 +3,18 @@
 llama.cpp's on the same file (reference/smollm2_llamacpp.npz, made by
 make_llamacpp_reference.py).
 
-llama.cpp rounds activations to 8 bits before its integer dot products;
-Kiln dequantizes the weights exactly and computes in f32 (as transformers
-does), so where two candidates are within llama.cpp's rounding error the
-two engines pick differently, and a free-running sequence then follows
-another path. Two numbers are reported per prompt:
+By default Kiln dequantizes each weight block exactly and computes in f32
+(as transformers does); llama.cpp rounds activations to 8-bit blocks before
+integer dot products and keeps K, V, q and the attention probabilities in
+f16. An artifact compiled with --llamacpp-numerics does the same (its
+matmul arithmetic equals ggml's to float rounding, test/cpu/quant-q8.test),
+but not bit for bit: the order of float sums and the exp/rsqrt
+approximations differ, and 8-bit rounding turns differences of one ulp into
+whole rounding steps, so long free-running sequences still drift apart
+where two candidates are close. (llama.cpp does not agree with itself
+either: its flash-attention path, same weights, matches its default path
+on 106 of these 128 free-running positions; llamacpp_self_agreement.py.)
+Two numbers are reported per prompt:
   free:           positions equal when each engine feeds its own picks;
   teacher-forced: positions where Kiln, fed llama.cpp's tokens, picks what
                   llama.cpp picked (the per-position agreement; must be

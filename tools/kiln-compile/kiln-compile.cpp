@@ -84,6 +84,22 @@ static cl::opt<bool> dequantizeWeights(
     cl::desc("GGUF: dequantize Q8_0/Q4_0/Q4_1 weights to f32 instead of "
              "keeping their blocks"),
     cl::init(false));
+static cl::opt<std::string> kvDtype(
+    "kv-dtype",
+    cl::desc("LLM form: element type of the paged KV cache, f32 or f16 "
+             "(half the memory)"),
+    cl::init("f32"));
+static cl::opt<std::string> activationsOpt(
+    "activations",
+    cl::desc("GGUF packed weights: f32 (x as it is) or q8 (x rounded to "
+             "8-bit blocks first, llama.cpp's CPU numerics)"),
+    cl::init("f32"));
+static cl::opt<bool> llamaCppNumerics(
+    "llamacpp-numerics",
+    cl::desc("GGUF: compute as llama.cpp's CPU backend does (q8 "
+             "activations, f16 KV cache, f16 attention probabilities), to "
+             "compare against it"),
+    cl::init(false));
 static cl::opt<bool> llmForm(
     "llm",
     cl::desc("ONNX decoder with past_key_values inputs: compile prefill and "
@@ -139,6 +155,11 @@ int main(int argc, char **argv) {
                                  "llvm-ir",   "spirv", "ptx", "artifact"};
   if (!llvm::is_contained(phases, llvm::StringRef(compileTo)))
     return fail("unknown phase '" + compileTo + "'");
+  if (kvDtype != "f32" && kvDtype != "f16")
+    return fail("--kv-dtype must be f32 or f16, not '" + kvDtype + "'");
+  if (activationsOpt != "f32" && activationsOpt != "q8")
+    return fail("--activations must be f32 or q8, not '" + activationsOpt +
+                "'");
   // "cpu", "vulkan", "cuda[:sm_80,sm_90]", comma-separated; SM names after
   // a cuda entry belong to it.
   bool wantCpu = false, wantVulkan = false, wantCuda = false;
@@ -232,6 +253,10 @@ int main(int argc, char **argv) {
     ggufOptions.prefillChunk = prefillChunk;
     ggufOptions.blockSize = kvBlockSize;
     ggufOptions.keepQuantized = !dequantizeWeights;
+    ggufOptions.activations = llamaCppNumerics ? std::string("q8")
+                                                : activationsOpt.getValue();
+    ggufOptions.kvF16 = llamaCppNumerics || kvDtype == "f16";
+    ggufOptions.roundedProbs = llamaCppNumerics;
     module = kiln::importGgufFile(inputPath, context, weights, ggufOptions,
                                     &tokenizer);
   } else if (llvm::StringRef(inputPath).ends_with(".mlir")) {
@@ -305,6 +330,7 @@ int main(int argc, char **argv) {
            kiln::KvLayoutOptions kv;
            kv.blockSize = kvBlockSize;
            kv.maxContext = maxContext > 0 ? maxContext : 2048;
+           kv.kvDtype = kvDtype;
            pm.addPass(kiln::createKvLayout(kv));
            pm.addPass(createCanonicalizerPass());
            pm.addPass(createCSEPass());
