@@ -58,6 +58,7 @@ double HostTensor::getF(int64_t i) const {
 int64_t HostTensor::getI(int64_t i) const {
   switch (dtype) {
   case kInt8: return static_cast<int8_t>(data[i]);
+  case kUInt8: return static_cast<uint8_t>(data[i]);
   case kBool: return data[i] != 0;
   case kInt16: { int16_t v; std::memcpy(&v, data + 2 * i, 2); return v; }
   case kInt32: { int32_t v; std::memcpy(&v, data + 4 * i, 4); return v; }

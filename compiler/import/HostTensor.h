@@ -37,7 +37,7 @@ enum OnnxDType : int32_t {
 inline size_t dtypeSize(int32_t dtype) {
   switch (dtype) {
   case kFloat: case kInt32: return 4;
-  case kInt8: case kBool: return 1;
+  case kInt8: case kUInt8: case kBool: return 1;
   case kInt16: case kFloat16: return 2;
   case kInt64: case kDouble: return 8;
   default: return 0;

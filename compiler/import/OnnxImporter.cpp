@@ -255,6 +255,17 @@ private:
   LogicalResult rmsNormalization(const onnx::NodeProto &n);
   LogicalResult simplifiedLayerNorm(const onnx::NodeProto &n, bool skip);
   LogicalResult rotaryEmbedding(const onnx::NodeProto &n);
+  FailureOr<Value> rope(const onnx::NodeProto &n, Val &x, Val &cosC,
+                        Val &sinC, const Val *pos, int64_t rot,
+                        bool interleaved);
+  LogicalResult contribRotaryEmbedding(const onnx::NodeProto &n);
+  LogicalResult groupQueryAttention(const onnx::NodeProto &n);
+  LogicalResult matMulNBits(const onnx::NodeProto &n);
+  /// [b, s, heads * d] -> [b, heads, s, d] and back.
+  Value splitHeads(Location loc, Value x, int32_t dtype, int64_t batch,
+                   int64_t seq, int64_t heads, int64_t dim);
+  Value mergeHeads(Location loc, Value x, int32_t dtype, int64_t batch,
+                   int64_t seq, int64_t heads, int64_t dim);
   LogicalResult attention(const onnx::NodeProto &n);
   LogicalResult slice(const onnx::NodeProto &n);
   LogicalResult split(const onnx::NodeProto &n);
@@ -947,6 +958,38 @@ LogicalResult Importer::reduce(const onnx::NodeProto &n, StringRef kind) {
     else if (keep)
       os.push_back(1);
   }
+  // Integer reductions of compile-time values (a bound attention mask's
+  // length) fold on the host, so shape-like chains stay constant.
+  if (in.host && !isFloatDType(in.dtype) && in.numel() > 0 &&
+      in.numel() <= kMaxFoldElements &&
+      (kind == "ReduceSum" || kind == "ReduceMax" || kind == "ReduceMin")) {
+    Shape st = strides(in.shape), kept(rank);
+    for (int64_t i = 0; i < rank; ++i)
+      kept[i] = llvm::is_contained(axes, i) ? 1 : in.shape[i];
+    Shape ks = strides(kept);
+    int64_t outN = 1;
+    for (int64_t d : kept)
+      outN *= d;
+    std::vector<int64_t> acc(outN);
+    std::vector<bool> seen(outN, false);
+    for (int64_t e = 0; e < in.numel(); ++e) {
+      int64_t o = 0;
+      for (int64_t i = 0; i < rank; ++i)
+        if (kept[i] != 1 || !llvm::is_contained(axes, i))
+          o += (e / st[i] % in.shape[i]) * ks[i];
+      int64_t x = in.host->getI(e);
+      if (!seen[o])
+        acc[o] = x;
+      else if (kind == "ReduceSum")
+        acc[o] += x;
+      else if (kind == "ReduceMax")
+        acc[o] = std::max(acc[o], x);
+      else
+        acc[o] = std::min(acc[o], x);
+      seen[o] = true;
+    }
+    return define(n, 0, hostVal(HostTensor::fromInts(in.dtype, os, acc)));
+  }
   Location loc = nodeLoc(n);
   Value v = materialize(in, loc);
   RankedTensorType t = tensorType(os, in.dtype);
@@ -1282,8 +1325,23 @@ LogicalResult Importer::rotaryEmbedding(const onnx::NodeProto &n) {
   if (rot <= 0 || rot > dim || rot % 2)
     return err(n) << "rotary_embedding_dim " << rot << " does not fit "
                   << "head_dim " << dim;
-  int64_t half = rot / 2;
   bool interleaved = attrInt(n, "interleaved", 0) != 0;
+  FailureOr<Value> out = rope(n, x, cosC, sinC, pp, rot, interleaved);
+  if (failed(out))
+    return failure();
+  return define(n, 0, opVal(*out, x.dtype, x.shape));
+}
+
+/// Rotary embedding of a 4-D [batch, heads, seq, head_dim] `x` over its
+/// first `rot` lanes (rotate-half, or interleaved pairs), cos/sin rows at
+/// `pos` ([batch, seq]) or given per position ([batch, seq, rot / 2]).
+FailureOr<Value> Importer::rope(const onnx::NodeProto &n, Val &x, Val &cosC,
+                                Val &sinC, const Val *pp, int64_t rot,
+                                bool interleaved) {
+  int64_t batch = x.shape[0], heads = x.shape[1], seq = x.shape[2];
+  int64_t dim = x.shape[3];
+  int64_t half = rot / 2;
+
   Location loc = nodeLoc(n);
   auto t = [&](Shape sh) { return tensorType(sh, x.dtype); };
   // cos/sin rows: [batch, seq, half] -> [batch, 1, seq, half(, 1)].
@@ -1344,7 +1402,254 @@ LogicalResult Importer::rotaryEmbedding(const onnx::NodeProto &n) {
         b, loc, t(x.shape),
         ValueRange{out, slice(xv, {0, 0, 0, rot}, {batch, heads, seq, dim - rot})},
         b.getI64IntegerAttr(3));
-  return define(n, 0, opVal(out, x.dtype, x.shape));
+  return out;
+}
+
+Value Importer::splitHeads(Location loc, Value x, int32_t dtype,
+                           int64_t batch, int64_t seq, int64_t heads,
+                           int64_t dim) {
+  Value r = make<ReshapeOp>(loc, tensorType({batch, seq, heads, dim}, dtype), x);
+  return make<TransposeOp>(loc, tensorType({batch, heads, seq, dim}, dtype), r,
+                           ArrayRef<int64_t>{0, 2, 1, 3});
+}
+
+Value Importer::mergeHeads(Location loc, Value x, int32_t dtype,
+                           int64_t batch, int64_t seq, int64_t heads,
+                           int64_t dim) {
+  Value t = make<TransposeOp>(loc, tensorType({batch, seq, heads, dim}, dtype),
+                              x, ArrayRef<int64_t>{0, 2, 1, 3});
+  return make<ReshapeOp>(loc, tensorType({batch, seq, heads * dim}, dtype), t);
+}
+
+/// onnxruntime's contrib RotaryEmbedding(input, position_ids, cos_cache,
+/// sin_cache): input [batch, seq, hidden] (heads from num_heads, or from
+/// the cache width) or [batch, heads, seq, head_dim].
+LogicalResult Importer::contribRotaryEmbedding(const onnx::NodeProto &n) {
+  const Val *xp = input(n, 0), *pp = input(n, 1), *cp = input(n, 2),
+            *sp = input(n, 3);
+  if (!xp || !pp || !cp || !sp)
+    return err(n) << "needs input, position_ids, cos_cache and sin_cache";
+  if (attrFloat(n, "scale", 1.0f) != 1.0f ||
+      attrInt(n, "is_packed_batching", 0) != 0)
+    return err(n) << "scale != 1 and packed batching are not supported";
+  Val x = *xp, cosC = *cp, sinC = *sp;
+  if (cosC.shape.size() != 2)
+    return err(n) << "cos_cache must be [max_position, rotary_dim / 2]";
+  if (pp->shape.size() != 2)
+    return err(n) << "position_ids must be [batch, seq] (the offset form "
+                     "is not supported)";
+  if (!isFloatDType(x.dtype))
+    return err(n) << "needs a float input";
+  int64_t rot = attrInt(n, "rotary_embedding_dim", 0);
+  if (rot == 0)
+    rot = 2 * cosC.shape[1];
+  bool interleaved = attrInt(n, "interleaved", 0) != 0;
+  Location loc = nodeLoc(n);
+  if (x.shape.size() == 4) {
+    if (rot > x.shape[3])
+      return err(n) << "rotary dim " << rot << " exceeds head_dim";
+    FailureOr<Value> out = rope(n, x, cosC, sinC, pp, rot, interleaved);
+    if (failed(out))
+      return failure();
+    return define(n, 0, opVal(*out, x.dtype, x.shape));
+  }
+  if (x.shape.size() != 3)
+    return err(n) << "input must be 3-D or 4-D, got " << shapeStr(x.shape);
+  int64_t batch = x.shape[0], seq = x.shape[1], hidden = x.shape[2];
+  int64_t heads = attrInt(n, "num_heads", 0);
+  if (heads <= 0)
+    heads = hidden / rot;
+  if (heads <= 0 || hidden % heads || rot > hidden / heads)
+    return err(n) << "hidden size " << hidden << " does not split into "
+                  << heads << " heads of at least " << rot << " lanes";
+  int64_t dim = hidden / heads;
+  Value split = splitHeads(loc, materialize(x, loc), x.dtype, batch, seq,
+                           heads, dim);
+  Val x4 = opVal(split, x.dtype, {batch, heads, seq, dim});
+  FailureOr<Value> out = rope(n, x4, cosC, sinC, pp, rot, interleaved);
+  if (failed(out))
+    return failure();
+  Value merged = mergeHeads(loc, *out, x.dtype, batch, seq, heads, dim);
+  return define(n, 0, opVal(merged, x.dtype, x.shape));
+}
+
+/// onnxruntime's contrib GroupQueryAttention as onnxruntime-genai writes
+/// it: query [batch, seq, heads * d], key/value [batch, seq, kv_heads * d],
+/// past_key/past_value [batch, kv_heads, past, d] (present = past + new),
+/// seqlens_k / total_sequence_length from the attention mask. Batch 1
+/// without padding: seqlens_k must be known at compile time and equal
+/// past + seq - 1 (kiln-compile --llm binds the mask to ones).
+LogicalResult Importer::groupQueryAttention(const onnx::NodeProto &n) {
+  const Val *qp = input(n, 0), *kp = input(n, 1), *vp = input(n, 2);
+  const Val *pk = input(n, 3), *pv = input(n, 4), *sl = input(n, 5),
+            *tl = input(n, 6);
+  if (!qp || !kp || !vp)
+    return err(n) << "packed QKV is not supported yet: needs query, key and "
+                     "value";
+  for (int i = 7; i < n.input_size(); ++i)
+    if (!n.input(i).empty())
+      return err(n) << "input " << i
+                    << " (cos/sin caches, position ids, attention bias, "
+                       "head sink) is not supported yet";
+  if (attrInt(n, "do_rotary", 0) != 0)
+    return err(n) << "do_rotary=1 is not supported yet (rotary embedding "
+                     "as separate RotaryEmbedding nodes is)";
+  if (attrFloat(n, "softcap", 0.0f) != 0.0f ||
+      attrInt(n, "smooth_softmax", 0) != 0)
+    return err(n) << "softcap and smooth_softmax are not supported yet";
+  int64_t heads = attrInt(n, "num_heads", 0);
+  int64_t kvHeads = attrInt(n, "kv_num_heads", 0);
+  Val q = *qp, k = *kp, v = *vp;
+  if (heads <= 0 || kvHeads <= 0 || heads % kvHeads)
+    return err(n) << "num_heads " << heads << " must be a positive multiple "
+                  << "of kv_num_heads " << kvHeads;
+  if (q.shape.size() != 3 || k.shape.size() != 3 || v.shape.size() != 3)
+    return err(n) << "query, key and value must be [batch, seq, hidden]";
+  if (!isFloatDType(q.dtype) || k.dtype != q.dtype || v.dtype != q.dtype)
+    return err(n) << "query, key and value must share a float dtype";
+  int64_t batch = q.shape[0], seq = q.shape[1];
+  if (q.shape[2] % heads)
+    return err(n) << "query width " << q.shape[2] << " is not a multiple of "
+                  << heads << " heads";
+  int64_t dim = q.shape[2] / heads;
+  if (k.shape != Shape{batch, seq, kvHeads * dim} || v.shape != k.shape)
+    return err(n) << "key/value must be [" << batch << ", " << seq << ", "
+                  << kvHeads * dim << "]";
+  if ((pk == nullptr) != (pv == nullptr))
+    return err(n) << "past_key and past_value come together";
+  int64_t past = 0;
+  if (pk) {
+    if (pk->shape != Shape{batch, kvHeads, pk->shape[2], dim} ||
+        pv->shape != pk->shape)
+      return err(n) << "past_key/past_value must be [" << batch << ", "
+                    << kvHeads << ", past, " << dim << "]";
+    past = pk->shape[2];
+  }
+  // No padding: every sequence holds past + seq tokens.
+  if (!sl || !sl->host || !tl || !tl->host)
+    return err(n) << "seqlens_k and total_sequence_length must be known at "
+                     "compile time (batch 1 without padding: bind "
+                     "attention_mask, as kiln-compile --llm does)";
+  for (int64_t len : sl->host->toInts())
+    if (len != past + seq - 1)
+      return err(n) << "seqlens_k is " << len << ", not past + seq - 1 = "
+                    << past + seq - 1 << " (padded batches are not supported)";
+  if (tl->host->numel() != 1 || tl->host->getI(0) != past + seq)
+    return err(n) << "total_sequence_length must be past + seq = "
+                  << past + seq;
+  Location loc = nodeLoc(n);
+  Value q4 = splitHeads(loc, materialize(q, loc), q.dtype, batch, seq, heads, dim);
+  Value k4 = splitHeads(loc, materialize(k, loc), q.dtype, batch, seq, kvHeads, dim);
+  Value v4 = splitHeads(loc, materialize(v, loc), q.dtype, batch, seq, kvHeads, dim);
+  Shape kvShape = {batch, kvHeads, past + seq, dim};
+  auto withPast = [&](Value cur, const Val *p) -> Value {
+    if (!p)
+      return cur;
+    Val pastVal = *p;
+    return ConcatOp::create(b, loc, tensorType(kvShape, q.dtype),
+                            ValueRange{materialize(pastVal, loc), cur},
+                            b.getI64IntegerAttr(2));
+  };
+  Value kt = withPast(k4, pk), vt = withPast(v4, pv);
+  float scale = attrFloat(n, "scale", 0.0f);
+  if (scale == 0.0f)
+    scale = 1.0f / std::sqrt(static_cast<float>(dim));
+  int64_t localWindow = attrInt(n, "local_window_size", -1);
+  Value y = AttentionOp::create(
+      b, loc, tensorType({batch, heads, seq, dim}, q.dtype), q4, kt, vt,
+      Value(), b.getF32FloatAttr(scale), b.getBoolAttr(true),
+      b.getI64IntegerAttr(localWindow >= 0 ? localWindow : 0),
+      b.getI64IntegerAttr(0));
+  Value out = mergeHeads(loc, y, q.dtype, batch, seq, heads, dim);
+  if (failed(define(n, 0, opVal(out, q.dtype, {batch, seq, heads * dim}))))
+    return failure();
+  if (n.output_size() > 1 && !n.output(1).empty() &&
+      failed(define(n, 1, opVal(kt, q.dtype, kvShape))))
+    return failure();
+  if (n.output_size() > 2 && !n.output(2).empty() &&
+      failed(define(n, 2, opVal(vt, q.dtype, kvShape))))
+    return failure();
+  return success();
+}
+
+/// onnxruntime's contrib MatMulNBits: A [..., K] times a block-quantized
+/// B [N, K] (4 or 8 bits, blocks of block_size along K; value (q - zp) *
+/// scale, zero points packed uint8 or float, default the middle of the
+/// range). The weight is dequantized to f32 at compile time, exactly the
+/// values onnxruntime computes with.
+LogicalResult Importer::matMulNBits(const onnx::NodeProto &n) {
+  const Val *ap = input(n, 0), *bp = input(n, 1), *sp = input(n, 2),
+            *zp = input(n, 3), *gp = input(n, 4), *biasP = input(n, 5);
+  if (!ap || !bp || !sp)
+    return err(n) << "needs A, B and scales";
+  if (gp)
+    return err(n) << "g_idx (act-order) is not supported";
+  int64_t K = attrInt(n, "K", 0), N = attrInt(n, "N", 0);
+  int64_t bits = attrInt(n, "bits", 4), block = attrInt(n, "block_size", 0);
+  if (bits != 4 && bits != 8)
+    return err(n) << "bits=" << bits << " is not supported (4 or 8)";
+  if (K <= 0 || N <= 0 || block < 16 || (block & (block - 1)))
+    return err(n) << "K, N must be positive and block_size a power of two "
+                     ">= 16";
+  Val a = *ap;
+  if (a.dtype != kFloat || a.shape.empty() || a.shape.back() != K)
+    return err(n) << "A must be f32 [..., " << K << "], got "
+                  << shapeStr(a.shape);
+  int64_t blocks = (K + block - 1) / block, blob = block * bits / 8;
+  if (!bp->host || !sp->host || (zp && !zp->host) || (biasP && !biasP->host))
+    return err(n) << "B, scales, zero_points and bias must be initializers";
+  const HostTensor &B = *bp->host, &S = *sp->host;
+  if (B.dtype != kUInt8 || B.numel() != N * blocks * blob)
+    return err(n) << "B must be uint8 [" << N << ", " << blocks << ", "
+                  << blob << "]";
+  if (S.numel() != N * blocks || !isFloatDType(S.dtype))
+    return err(n) << "scales must hold " << N * blocks << " floats";
+  bool floatZp = zp && isFloatDType(zp->dtype);
+  int64_t zpRow = bits == 4 ? (blocks + 1) / 2 : blocks;
+  if (zp && !floatZp &&
+      (zp->dtype != kUInt8 || zp->host->numel() != N * zpRow))
+    return err(n) << "zero_points must be uint8 [" << N * zpRow << "]";
+  if (zp && floatZp && zp->host->numel() != N * blocks)
+    return err(n) << "float zero_points must hold " << N * blocks << " values";
+  if (biasP && (biasP->dtype != kFloat || biasP->shape != Shape{N}))
+    return err(n) << "bias must be f32 [" << N << "]";
+  const auto *bytes = reinterpret_cast<const uint8_t *>(B.data);
+  std::vector<double> w(static_cast<size_t>(K * N));
+  double mid = bits == 4 ? 8 : 128;
+  for (int64_t row = 0; row < N; ++row)
+    for (int64_t blk = 0; blk < blocks; ++blk) {
+      double scale = S.getF(row * blocks + blk);
+      double zero = mid;
+      if (zp && floatZp) {
+        zero = zp->host->getF(row * blocks + blk);
+      } else if (zp) {
+        int64_t z = zp->host->getI(row * zpRow + (bits == 4 ? blk / 2 : blk));
+        zero = bits == 4 ? ((z >> (4 * (blk % 2))) & 0xF) : z;
+      }
+      const uint8_t *q = bytes + (row * blocks + blk) * blob;
+      for (int64_t i = 0; i < block && blk * block + i < K; ++i) {
+        int64_t raw = bits == 4 ? (q[i / 2] >> (4 * (i % 2))) & 0xF : q[i];
+        double value = (raw - zero) * scale;
+        w[(blk * block + i) * N + row] = static_cast<float>(value);
+      }
+    }
+  Location loc = nodeLoc(n);
+  Val weight = hostVal(HostTensor::fromDoubles(kFloat, {K, N}, w));
+  weight.name = n.input(1) + ".dequantized";
+  Shape os = a.shape;
+  os.back() = N;
+  Value lhs = materialize(a, loc);
+  int64_t rows = a.numel() / K;
+  Value flat = make<ReshapeOp>(loc, tensorType({rows, K}, kFloat), lhs);
+  Value y = make<MatMulOp>(loc, tensorType({rows, N}, kFloat), flat,
+                           materialize(weight, loc));
+  if (biasP) {
+    Val bias = *biasP;
+    y = AddOp::create(b, loc, tensorType({rows, N}, kFloat), y,
+                      materialize(bias, loc));
+  }
+  y = make<ReshapeOp>(loc, tensorType(os, kFloat), y);
+  return define(n, 0, opVal(y, kFloat, os));
 }
 
 /// ONNX Attention (opset 23) on 4-D [batch, heads, seq, head_dim] inputs:
@@ -1756,6 +2061,22 @@ LogicalResult Importer::importNode(const onnx::NodeProto &n) {
       (n.domain() == "com.microsoft" &&
        op == "SkipSimplifiedLayerNormalization"))
     return simplifiedLayerNorm(n, op == "SkipSimplifiedLayerNormalization");
+  if (n.domain() == "com.microsoft") {
+    for (int i = 0; i < n.input_size(); ++i)
+      if (!n.input(i).empty() && !values.count(n.input(i)))
+        return err(n) << "input '" << n.input(i) << "' is not defined before it";
+    if (op == "RotaryEmbedding")
+      return contribRotaryEmbedding(n);
+    if (op == "GroupQueryAttention")
+      return groupQueryAttention(n);
+    if (op == "MatMulNBits")
+      return matMulNBits(n);
+  }
+  // uint8 tensors are read on the host only (MatMulNBits' packed blocks).
+  for (int i = 0; i < n.input_size(); ++i)
+    if (const Val *v = input(n, i); v && v->dtype == kUInt8)
+      return err(n) << "input '" << n.input(i) << "' is uint8, which is "
+                    << "supported only as MatMulNBits' packed weights";
   if (!n.domain().empty() && n.domain() != "ai.onnx")
     return err(n) << "unsupported op '" << op << "' (domain '" << n.domain()
                   << "')";

@@ -1,7 +1,11 @@
 #!/usr/bin/env python3
 """onnxruntime contrib ops Kiln imports, each in a one-node model built
 with onnx's helper, compiled and run by Kiln and compared with onnxruntime
-(max abs error <= 1e-5, f32).
+(max abs error <= 1e-5, f32): SimplifiedLayerNormalization,
+SkipSimplifiedLayerNormalization, MatMulNBits (4 and 8 bits, with and
+without zero points, uint8 and float zero points, a partial last block,
+bias), RotaryEmbedding (3-D with num_heads, 4-D, interleaved, partial
+rotary dim) and GroupQueryAttention (grouped heads, past, local window).
 
   contrib_ops.py --build build WORKDIR
 """
@@ -15,10 +19,12 @@ import onnx
 import onnxruntime as ort
 from onnx import TensorProto as T
 from onnx import helper as h
+from onnx import numpy_helper
 
 
-def case(name, node, inputs, outputs, feeds):
-    g = h.make_graph([node], name, inputs, outputs)
+def case(name, node, inputs, outputs, feeds, inits=()):
+    g = h.make_graph([node], name, inputs, outputs,
+                     [numpy_helper.from_array(a, n) for n, a in inits])
     m = h.make_model(g, opset_imports=[h.make_opsetid("", 17),
                                        h.make_opsetid("com.microsoft", 1)])
     m.ir_version = 8
@@ -49,6 +55,82 @@ def main():
              [f("y", [2, 3, 16]), f("sum", [2, 3, 16])],
              {"x": x, "s": skip, "w": w, "b": bias}),
     ]
+    ms = "com.microsoft"
+
+    def nbits(name, k, n, bits, block, zp, bias_on=False):
+        blocks = (k + block - 1) // block
+        q = rng.integers(0, 1 << bits, (n, blocks, block)).astype(np.uint8)
+        packed = (q[:, :, 0::2] | (q[:, :, 1::2] << 4)) if bits == 4 else q
+        scales = (rng.uniform(0.01, 0.1, n * blocks) / (16 if bits == 8 else 1)).astype(np.float32)
+        ins, inits = ["a", "b", "s"], [("b", packed.astype(np.uint8)), ("s", scales)]
+        if zp == "uint8":
+            z = rng.integers(0, 1 << bits, (n, blocks)).astype(np.uint8)
+            if bits == 4:
+                zz = np.zeros((n, (blocks + 1) // 2), np.uint8)
+                for b in range(blocks):
+                    zz[:, b // 2] |= (z[:, b] << (4 * (b % 2))).astype(np.uint8)
+                z = zz
+            ins.append("z")
+            inits.append(("z", z.reshape(-1)))
+        elif zp == "float":
+            ins.append("z")
+            inits.append(("z", rng.uniform(0, 1, n * blocks).astype(np.float32)))
+        if bias_on:
+            ins += ["", "bias"] if zp else ["", "", "bias"]
+            inits.append(("bias", rng.standard_normal(n).astype(np.float32)))
+        a = rng.standard_normal((1, 3, k)).astype(np.float32)
+        return case(name, h.make_node("MatMulNBits", ins, ["y"], domain=ms, K=k, N=n,
+                                      bits=bits, block_size=block),
+                    [f("a", [1, 3, k])], [f("y", [1, 3, n])], {"a": a}, inits)
+
+    cases += [
+        nbits("matmul_nbits_4", 64, 24, 4, 32, None),
+        nbits("matmul_nbits_4_zp", 96, 8, 4, 32, "uint8", bias_on=True),
+        nbits("matmul_nbits_4_partial", 80, 8, 4, 32, "uint8"),
+        nbits("matmul_nbits_4_float_zp", 64, 8, 4, 16, "float"),
+        nbits("matmul_nbits_8_zp", 64, 8, 8, 32, "uint8"),
+    ]
+    cos = rng.standard_normal((32, 4)).astype(np.float32)
+    sin = rng.standard_normal((32, 4)).astype(np.float32)
+    pos = np.array([[3, 7, 1]], np.int64)
+    rot_inits = [("cos", cos), ("sin", sin), ("pos", pos)]
+    x3 = rng.standard_normal((1, 3, 32)).astype(np.float32)
+    x4 = rng.standard_normal((1, 2, 3, 8)).astype(np.float32)
+    cases += [
+        case("rotary_3d", h.make_node("RotaryEmbedding", ["x", "pos", "cos", "sin"], ["y"],
+                                      domain=ms, num_heads=4),
+             [f("x", [1, 3, 32])], [f("y", [1, 3, 32])], {"x": x3}, rot_inits),
+        case("rotary_3d_interleaved",
+             h.make_node("RotaryEmbedding", ["x", "pos", "cos", "sin"], ["y"], domain=ms,
+                         num_heads=4, interleaved=1),
+             [f("x", [1, 3, 32])], [f("y", [1, 3, 32])], {"x": x3}, rot_inits),
+        case("rotary_4d", h.make_node("RotaryEmbedding", ["x", "pos", "cos", "sin"], ["y"],
+                                      domain=ms),
+             [f("x", [1, 2, 3, 8])], [f("y", [1, 2, 3, 8])], {"x": x4}, rot_inits),
+        case("rotary_partial",
+             h.make_node("RotaryEmbedding", ["x", "pos", "cos", "sin"], ["y"], domain=ms,
+                         num_heads=2, rotary_embedding_dim=8),
+             [f("x", [1, 3, 32])], [f("y", [1, 3, 32])], {"x": x3}, rot_inits),
+    ]
+    for name, window in (("gqa", -1), ("gqa_window", 2)):
+        past, seq = 4, 3
+        q = rng.standard_normal((1, seq, 4 * 8)).astype(np.float32)
+        k = rng.standard_normal((1, seq, 2 * 8)).astype(np.float32)
+        v = rng.standard_normal((1, seq, 2 * 8)).astype(np.float32)
+        pk = rng.standard_normal((1, 2, past, 8)).astype(np.float32)
+        pv = rng.standard_normal((1, 2, past, 8)).astype(np.float32)
+        inits = [("seqlens", np.array([past + seq - 1], np.int32)),
+                 ("total", np.array(past + seq, np.int32))]
+        cases.append(case(
+            name, h.make_node("GroupQueryAttention",
+                              ["q", "k", "v", "pk", "pv", "seqlens", "total"],
+                              ["y", "ok", "ov"], domain=ms, num_heads=4, kv_num_heads=2,
+                              local_window_size=window),
+            [f("q", [1, seq, 32]), f("k", [1, seq, 16]), f("v", [1, seq, 16]),
+             f("pk", [1, 2, past, 8]), f("pv", [1, 2, past, 8])],
+            [f("y", [1, seq, 32]), f("ok", [1, 2, past + seq, 8]),
+             f("ov", [1, 2, past + seq, 8])],
+            {"q": q, "k": k, "v": v, "pk": pk, "pv": pv}, inits))
     os.makedirs(args.work, exist_ok=True)
     failed = 0
     for name, model, feeds in cases:
