@@ -280,6 +280,12 @@ Value binaryScalar(Operation *op, OpBuilder &b, Location loc, Value l,
         return f ? Value(arith::MinimumFOp::create(b, loc, l, r))
                  : Value(arith::MinSIOp::create(b, loc, l, r));
       })
+      .Case([&](SwiGluOp) -> Value {
+        if (!f)
+          return Value();
+        Value silu = arith::MulFOp::create(b, loc, l, sigmoid(b, loc, l));
+        return arith::MulFOp::create(b, loc, silu, r);
+      })
       .Case([&](FModOp) -> Value {
         return f ? Value(arith::RemFOp::create(b, loc, l, r))
                  : Value(arith::RemSIOp::create(b, loc, l, r));
@@ -1192,7 +1198,7 @@ struct LowerToLinalgPass
                  BinaryLowering<EqualOp>, BinaryLowering<LessOp>,
                  BinaryLowering<LessEqualOp>, BinaryLowering<GreaterOp>,
                  BinaryLowering<GreaterEqualOp>, BinaryLowering<ModOp>,
-                 BinaryLowering<FModOp>>(ctx);
+                 BinaryLowering<FModOp>, BinaryLowering<SwiGluOp>>(ctx);
     patterns.add<WhereLowering, BroadcastLowering, MatMulLowering,
                  TransposeLowering, SliceLowering, ReshapeLowering,
                  ConcatLowering, GatherLowering, TriluLowering,

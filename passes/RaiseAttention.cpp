@@ -218,11 +218,46 @@ struct RaiseRopePattern : OpRewritePattern<AddOp> {
   }
 };
 
+/// The MLP's gate: `(g * sigmoid(g)) * u` (either operand order at both
+/// multiplies; SiLU exports as x * sigmoid(x)) becomes kiln.swiglu(g, u)
+/// when g, u and the result share one type (no broadcast).
+struct RaiseSwiGluPattern : OpRewritePattern<MulOp> {
+  using OpRewritePattern::OpRewritePattern;
+
+  /// The x of `x * sigmoid(x)`, or null.
+  static Value siluInput(Value v) {
+    auto mul = v.getDefiningOp<MulOp>();
+    if (!mul)
+      return {};
+    for (auto [a, s] : {std::pair{mul.getLhs(), mul.getRhs()},
+                        std::pair{mul.getRhs(), mul.getLhs()}})
+      if (auto sig = s.getDefiningOp<SigmoidOp>(); sig && sig.getInput() == a)
+        return a;
+    return {};
+  }
+
+  LogicalResult matchAndRewrite(MulOp op,
+                                PatternRewriter &rewriter) const override {
+    Type type = op.getResult().getType();
+    if (!cast<RankedTensorType>(type).getElementType().isF32())
+      return failure();
+    for (auto [s, u] : {std::pair{op.getLhs(), op.getRhs()},
+                        std::pair{op.getRhs(), op.getLhs()}}) {
+      Value g = siluInput(s);
+      if (!g || g.getType() != type || u.getType() != type)
+        continue;
+      rewriter.replaceOpWithNewOp<SwiGluOp>(op, type, g, u);
+      return success();
+    }
+    return failure();
+  }
+};
+
 struct RaiseAttentionPass : kiln::impl::RaiseAttentionBase<RaiseAttentionPass> {
   void runOnOperation() override {
     RewritePatternSet patterns(&getContext());
-    patterns.add<RaiseAttentionPattern, RaiseRmsNormPattern, RaiseRopePattern>(
-        &getContext());
+    patterns.add<RaiseAttentionPattern, RaiseRmsNormPattern, RaiseRopePattern,
+                 RaiseSwiGluPattern>(&getContext());
     if (failed(applyPatternsGreedily(getOperation(), std::move(patterns))))
       signalPassFailure();
   }

@@ -81,6 +81,9 @@ class Kiln_BinaryOp<string mnemonic, string doc>
 }
 
 def Kiln_AddOp : Kiln_BinaryOp<"add", "lhs + rhs">;
+// The gated MLP's activation (Llama, Qwen2, Mistral, Phi-3):
+// silu(gate) * up = (gate * sigmoid(gate)) * up, raised by kiln-raise-attention.
+def Kiln_SwiGluOp : Kiln_BinaryOp<"swiglu", "(lhs * sigmoid(lhs)) * rhs">;
 def Kiln_SubOp : Kiln_BinaryOp<"sub", "lhs - rhs">;
 def Kiln_MulOp : Kiln_BinaryOp<"mul", "lhs * rhs">;
 def Kiln_DivOp : Kiln_BinaryOp<"div", "lhs / rhs (integer division truncates)">;
