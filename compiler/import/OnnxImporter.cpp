@@ -494,7 +494,7 @@ FailureOr<Val> Importer::graphInput(const onnx::ValueInfoProto &vi) {
   if (!vi.type().has_tensor_type())
     return e() << "is not a tensor";
   const auto &tt = vi.type().tensor_type();
-  if (!dtypeSize(tt.elem_type()))
+  if (!dtypeSize(tt.elem_type()) || tt.elem_type() == kUInt8)
     return e() << "has unsupported dtype " << dtypeName(tt.elem_type());
   if (!tt.has_shape())
     return e() << "has no shape";
@@ -581,7 +581,7 @@ LogicalResult Importer::unary(const onnx::NodeProto &n, StringRef kind) {
   Location loc = nodeLoc(n);
   int32_t outType = kind == "Cast" ? static_cast<int32_t>(attrInt(n, "to", 0))
                                    : in.dtype;
-  if (kind == "Cast" && !dtypeSize(outType))
+  if (kind == "Cast" && (!dtypeSize(outType) || outType == kUInt8))
     return err(n) << "cast to unsupported dtype " << dtypeName(outType);
   if (kind == "Not" && in.dtype != kBool)
     return err(n) << "needs a bool input";
@@ -2478,6 +2478,12 @@ OwningOpRef<ModuleOp> Importer::run(std::shared_ptr<onnx::ModelProto> model) {
     if (it == values.end()) {
       emitError(fileLoc) << "graph output '" << o.name()
                          << "' is produced by no node";
+      return nullptr;
+    }
+    if (it->second.dtype == kUInt8) {
+      emitError(fileLoc) << "graph output '" << o.name()
+                         << "' is uint8, which is supported only as "
+                            "MatMulNBits' packed weights";
       return nullptr;
     }
     Value v = materialize(it->second, fileLoc);

@@ -148,6 +148,9 @@ std::vector<char> buildFlatbuffer(const Plan &plan, const CpuExecutable *cpu,
           case GpuBinding::Temporary:
             binds.emplace_back(fb::BindingKind::Temporary, g.index);
             break;
+          case GpuBinding::KvCache:
+            binds.emplace_back(fb::BindingKind::KvCache, 0);
+            break;
           }
         }
         dispatches.push_back(fb::CreateDispatch(

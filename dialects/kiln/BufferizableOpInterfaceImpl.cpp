@@ -98,6 +98,74 @@ struct CacheAddressing {
   }
 };
 
+/// GPU targets mark the module they lower: their kernels run one
+/// invocation per output element or row, with scalars (SPIR-V has no wide
+/// vectors), where the CPU forms use head_dim or 16-lane vectors.
+bool forGpu(Operation *op) {
+  auto m = op->getParentOfType<ModuleOp>();
+  return m && m->hasAttr("kiln.gpu_kernels");
+}
+
+/// The f16 at byte `off` of row `row` of an i8 weight, as f32, read byte
+/// by byte (GPU form).
+Value scalarHalf(OpBuilder &b, Location loc, Value w, Value row, Value off) {
+  auto i16 = b.getI16Type();
+  auto byte = [&](int64_t k) -> Value {
+    Value idx = arith::AddIOp::create(
+        b, loc, off, arith::ConstantIndexOp::create(b, loc, k));
+    Value v = memref::LoadOp::create(b, loc, w, ValueRange{row, idx});
+    return arith::ExtUIOp::create(b, loc, i16, v);
+  };
+  Value hi = arith::ShLIOp::create(
+      b, loc, byte(1),
+      arith::ConstantOp::create(b, loc, b.getIntegerAttr(i16, 8)));
+  Value bits = arith::OrIOp::create(b, loc, byte(0), hi);
+  Value h = arith::BitcastOp::create(b, loc, b.getF16Type(), bits);
+  return arith::ExtFOp::create(b, loc, b.getF32Type(), h);
+}
+
+/// Values k and k + 16 of block `blk` of row `row` (GPU form, scalars).
+std::pair<Value, Value> scalarBlockValues(OpBuilder &b, Location loc, Value w,
+                                          Value row, Value blk, Value k,
+                                          StringRef format) {
+  int64_t bb = quantBlockBytes(format);
+  auto c = [&](int64_t i) {
+    return arith::ConstantIndexOp::create(b, loc, i).getResult();
+  };
+  Type f32 = b.getF32Type(), i8 = b.getI8Type();
+  Value base = arith::MulIOp::create(b, loc, blk, c(bb));
+  Value d = scalarHalf(b, loc, w, row, base);
+  auto at = [&](int64_t off, Value k) {
+    Value i = arith::AddIOp::create(b, loc, base, c(off));
+    return memref::LoadOp::create(b, loc, w,
+                                  ValueRange{row, arith::AddIOp::create(b, loc, i, k)})
+        .getResult();
+  };
+  if (format == "q8_0") {
+    auto v = [&](Value k) {
+      Value q = arith::SIToFPOp::create(b, loc, f32, at(2, k));
+      return arith::MulFOp::create(b, loc, q, d).getResult();
+    };
+    return {v(k), v(arith::AddIOp::create(b, loc, k, c(16)))};
+  }
+  bool q40 = format == "q4_0";
+  Value byte = at(q40 ? 2 : 4, k);
+  auto i8c = [&](int64_t v) {
+    return arith::ConstantOp::create(b, loc, b.getIntegerAttr(i8, v));
+  };
+  Value offset =
+      q40 ? arith::MulFOp::create(
+                b, loc, d, arith::ConstantOp::create(b, loc, b.getF32FloatAttr(-8.0f)))
+                .getResult()
+          : scalarHalf(b, loc, w, row, arith::AddIOp::create(b, loc, base, c(2)));
+  auto value = [&](Value n) {
+    Value f = arith::UIToFPOp::create(b, loc, f32, n);
+    return math::FmaOp::create(b, loc, f, d, offset).getResult();
+  };
+  return {value(arith::AndIOp::create(b, loc, byte, i8c(0x0F))),
+          value(arith::ShRUIOp::create(b, loc, byte, i8c(4)))};
+}
+
 /// The hand-built kernels read their tensor operands and never write or
 /// alias them; a tensor result is a new buffer.
 template <class Concrete, class Op>
@@ -302,6 +370,45 @@ struct QuantMatMulOpInterface
     auto fast = arith::FastMathFlagsAttr::get(rewriter.getContext(),
                                               arith::FastMathFlags::reassoc);
     bool q8 = mm.getActivations() == "q8";
+    if (forGpu(op)) {
+      if (q8)
+        return op->emitOpError("activations = \"q8\" has no GPU kernel yet");
+      // One invocation per output element: sum over blocks of 32.
+      auto cg = [&](OpBuilder &b, int64_t i) {
+        return arith::ConstantIndexOp::create(b, loc, i).getResult();
+      };
+      scf::ParallelOp::create(
+          rewriter, loc, ValueRange{cg(rewriter, 0), cg(rewriter, 0)},
+          ValueRange{cg(rewriter, rows), cg(rewriter, n)},
+          ValueRange{cg(rewriter, 1), cg(rewriter, 1)},
+          [&](OpBuilder &b, Location loc, ValueRange ivs) {
+            Value m = ivs[0], col = ivs[1];
+            Value zero = arith::ConstantOp::create(b, loc, b.getF32FloatAttr(0.0f));
+            auto outer = scf::ForOp::create(
+                b, loc, cg(b, 0), cg(b, blocks), cg(b, 1), ValueRange{zero},
+                [&](OpBuilder &b, Location loc, Value blk, ValueRange acc) {
+                  Value k0 = arith::MulIOp::create(b, loc, blk, cg(b, 32));
+                  auto inner = scf::ForOp::create(
+                      b, loc, cg(b, 0), cg(b, 16), cg(b, 1), acc,
+                      [&](OpBuilder &b, Location loc, Value k, ValueRange a) {
+                        auto [lo, hi] =
+                            scalarBlockValues(b, loc, *w, col, blk, k, format);
+                        Value kl = arith::AddIOp::create(b, loc, k0, k);
+                        Value kh = arith::AddIOp::create(b, loc, kl, cg(b, 16));
+                        Value xl = memref::LoadOp::create(b, loc, *x, ValueRange{m, kl});
+                        Value xh = memref::LoadOp::create(b, loc, *x, ValueRange{m, kh});
+                        Value s1 = math::FmaOp::create(b, loc, lo, xl, a[0]);
+                        scf::YieldOp::create(
+                            b, loc, ValueRange{math::FmaOp::create(b, loc, hi, xh, s1)});
+                      });
+                  scf::YieldOp::create(b, loc, inner.getResults());
+                });
+            memref::StoreOp::create(b, loc, outer.getResult(0), *out,
+                                    ValueRange{m, col});
+          });
+      replaceOpWithBufferizedValues(rewriter, op, *out);
+      return success();
+    }
     FailureOr<ActivationBlocks> xq = ActivationBlocks{};
     if (q8)
       xq = quantizeActivations(rewriter, loc, *x, format == "q4_1", options);
@@ -438,6 +545,7 @@ struct QuantGatherOpInterface
       return arith::ConstantIndexOp::create(b, loc, i).getResult();
     };
     StringRef format = g.getFormat();
+    bool gpu = forGpu(op);
     scf::ForOp::create(
         rewriter, loc, c(rewriter, 0), c(rewriter, count), c(rewriter, 1),
         ValueRange{}, [&](OpBuilder &b, Location loc, Value p, ValueRange) {
@@ -448,9 +556,26 @@ struct QuantGatherOpInterface
           scf::ForOp::create(
               b, loc, c(b, 0), c(b, k / 32), c(b, 1), ValueRange{},
               [&](OpBuilder &b, Location loc, Value blk, ValueRange) {
-                auto [lo, hi] = dequantBlock(b, loc, *table, row, blk, format);
                 Value k0 = arith::MulIOp::create(b, loc, blk, c(b, 32));
                 Value k1 = arith::AddIOp::create(b, loc, k0, c(b, 16));
+                if (gpu) {
+                  scf::ForOp::create(
+                      b, loc, c(b, 0), c(b, 16), c(b, 1), ValueRange{},
+                      [&](OpBuilder &b, Location loc, Value k, ValueRange) {
+                        auto [lo, hi] = scalarBlockValues(b, loc, *table, row,
+                                                          blk, k, format);
+                        memref::StoreOp::create(
+                            b, loc, lo, flatOut,
+                            ValueRange{p, arith::AddIOp::create(b, loc, k0, k)});
+                        memref::StoreOp::create(
+                            b, loc, hi, flatOut,
+                            ValueRange{p, arith::AddIOp::create(b, loc, k1, k)});
+                        scf::YieldOp::create(b, loc);
+                      });
+                  scf::YieldOp::create(b, loc);
+                  return;
+                }
+                auto [lo, hi] = dequantBlock(b, loc, *table, row, blk, format);
                 vector::StoreOp::create(b, loc, lo, flatOut, ValueRange{p, k0});
                 vector::StoreOp::create(b, loc, hi, flatOut, ValueRange{p, k1});
                 scf::YieldOp::create(b, loc);
@@ -490,6 +615,7 @@ struct KvStoreOpInterface
     };
     Value cache = store.getCache(), layer = c(store.getLayer());
     SmallVector<Value, 2> sources = {*k, *v};
+    bool gpu = forGpu(op);
     scf::ForOp::create(
         rewriter, loc, c(0), addr->n, c(1), ValueRange{},
         [&](OpBuilder &b, Location loc, Value i, ValueRange) {
@@ -499,6 +625,23 @@ struct KvStoreOpInterface
               b, loc, c(0), c(kvHeads), c(1), ValueRange{},
               [&](OpBuilder &b, Location loc, Value h, ValueRange) {
                 for (auto [which, src] : llvm::enumerate(sources)) {
+                  if (gpu) {
+                    int64_t w = which;
+                    scf::ForOp::create(
+                        b, loc, c(0), c(headDim), c(1), ValueRange{},
+                        [&](OpBuilder &b, Location loc, Value d, ValueRange) {
+                          Value x = memref::LoadOp::create(
+                              b, loc, src, ValueRange{c(0), h, i, d});
+                          if (x.getType() != cacheType.getElementType())
+                            x = arith::TruncFOp::create(
+                                b, loc, cacheType.getElementType(), x);
+                          memref::StoreOp::create(
+                              b, loc, x, cache,
+                              ValueRange{block, layer, c(w), h, slot, d});
+                          scf::YieldOp::create(b, loc);
+                        });
+                    continue;
+                  }
                   Value row = vector::LoadOp::create(
                       b, loc, vecType, src, ValueRange{c(0), h, i, c(0)});
                   if (storeType != vecType)
@@ -570,6 +713,113 @@ struct PagedAttentionOpInterface
       return r;
     };
 
+    // GPU form: scalars, the output row as the accumulator.
+    bool gpu = forGpu(op);
+    Type cacheElt = cacheType.getElementType();
+    auto scalarAttention = [&](OpBuilder &b, Value h, Value i, Value kvHead,
+                               ArrayRef<std::pair<Value, Value>> ranges) {
+      auto outAt = [&](Value d) {
+        return SmallVector<Value>{c(b, 0), h, i, d};
+      };
+      auto overDims = [&](OpBuilder &b, ValueRange init,
+                          function_ref<SmallVector<Value>(OpBuilder &, Value,
+                                                          ValueRange)>
+                              body) {
+        return scf::ForOp::create(
+                   b, loc, c(b, 0), c(b, headDim), c(b, 1), init,
+                   [&](OpBuilder &b, Location loc, Value d, ValueRange a) {
+                     scf::YieldOp::create(b, loc, body(b, d, a));
+                   })
+            .getResults();
+      };
+      auto cacheAt = [&](OpBuilder &b, Value block, Value slot, int64_t which,
+                         Value d) -> Value {
+        Value v = memref::LoadOp::create(
+            b, loc, cache,
+            ValueRange{block, layer, c(b, which), kvHead, slot, d});
+        return cacheElt.isF32() ? v : arith::ExtFOp::create(b, loc, f32, v);
+      };
+      Value scale = f(b, attn.getScale().convertToFloat());
+      auto score = [&](OpBuilder &b, Value j) {
+        auto [block, slot] = addr->locate(b, loc, j);
+        Value dot = overDims(b, ValueRange{f(b, 0.0f)},
+                             [&](OpBuilder &b, Value d, ValueRange a) {
+          Value qd = memref::LoadOp::create(b, loc, *q, outAt(d));
+          if (!cacheElt.isF32())
+            qd = arith::ExtFOp::create(
+                b, loc, f32,
+                arith::TruncFOp::create(b, loc, cacheElt, qd).getResult());
+          Value kd = cacheAt(b, block, slot, 0, d);
+          return SmallVector<Value>{math::FmaOp::create(b, loc, qd, kd, a[0])};
+        })[0];
+        return std::make_tuple(block, slot,
+                               arith::MulFOp::create(b, loc, dot, scale).getResult());
+      };
+      // out = 0.
+      overDims(b, ValueRange{}, [&](OpBuilder &b, Value d, ValueRange) {
+        memref::StoreOp::create(b, loc, f(b, 0.0f), *out, outAt(d));
+        return SmallVector<Value>{};
+      });
+      // out = out * scaleOld + p * v (a per-key update of the output row).
+      auto accumulate = [&](OpBuilder &b, Value block, Value slot, Value keep,
+                            Value p) {
+        overDims(b, ValueRange{}, [&](OpBuilder &b, Value d, ValueRange) {
+          Value o = memref::LoadOp::create(b, loc, *out, outAt(d));
+          if (keep)
+            o = arith::MulFOp::create(b, loc, o, keep);
+          Value v = cacheAt(b, block, slot, 1, d);
+          memref::StoreOp::create(b, loc, math::FmaOp::create(b, loc, p, v, o),
+                                  *out, outAt(d));
+          return SmallVector<Value>{};
+        });
+      };
+      SmallVector<Value> st = {
+          f(b, -std::numeric_limits<float>::infinity()), f(b, 0.0f)};
+      for (auto [lo, hiV] : ranges) {
+        auto loop = scf::ForOp::create(
+            b, loc, lo, hiV, c(b, 1), st,
+            [&](OpBuilder &b, Location loc, Value j, ValueRange s0) {
+              auto [block, slot, sc] = score(b, j);
+              Value m = arith::MaximumFOp::create(b, loc, s0[0], sc);
+              Value corr = math::ExpOp::create(
+                  b, loc, arith::SubFOp::create(b, loc, s0[0], m));
+              Value pexp = math::ExpOp::create(
+                  b, loc, arith::SubFOp::create(b, loc, sc, m));
+              Value l = math::FmaOp::create(b, loc, s0[1], corr, pexp);
+              if (!rounded)
+                accumulate(b, block, slot, corr, pexp);
+              scf::YieldOp::create(b, loc, ValueRange{m, l});
+            });
+        st = SmallVector<Value>(loop.getResults());
+      }
+      Value inv = arith::DivFOp::create(b, loc, f(b, 1.0f), st[1]);
+      if (rounded) {
+        for (auto [lo, hiV] : ranges)
+          scf::ForOp::create(
+              b, loc, lo, hiV, c(b, 1), ValueRange{},
+              [&](OpBuilder &b, Location loc, Value j, ValueRange) {
+                auto [block, slot, sc] = score(b, j);
+                Value pr = arith::MulFOp::create(
+                    b, loc,
+                    math::ExpOp::create(
+                        b, loc, arith::SubFOp::create(b, loc, sc, st[0])),
+                    inv);
+                pr = arith::ExtFOp::create(
+                    b, loc, f32,
+                    arith::TruncFOp::create(b, loc, cacheElt, pr).getResult());
+                accumulate(b, block, slot, Value(), pr);
+                scf::YieldOp::create(b, loc);
+              });
+        return;
+      }
+      overDims(b, ValueRange{}, [&](OpBuilder &b, Value d, ValueRange) {
+        Value o = memref::LoadOp::create(b, loc, *out, outAt(d));
+        memref::StoreOp::create(b, loc, arith::MulFOp::create(b, loc, o, inv),
+                                *out, outAt(d));
+        return SmallVector<Value>{};
+      });
+    };
+
     scf::ParallelOp::create(
         rewriter, loc, ValueRange{c(rewriter, 0), c(rewriter, 0)},
         ValueRange{c(rewriter, heads), c(rewriter, seq)},
@@ -580,6 +830,26 @@ struct PagedAttentionOpInterface
           Value p = arith::AddIOp::create(b, loc, addr->pos, i);
           Value hi = arith::MinUIOp::create(
               b, loc, arith::AddIOp::create(b, loc, p, c(b, 1)), end);
+          // The key ranges: [0, sinkEnd) when there are sinks, [lo, hi).
+          SmallVector<std::pair<Value, Value>, 2> ranges;
+          Value lo = c(b, 0);
+          if (window > 0) {
+            // Keys p - window < j <= p, after the first `sinks` keys.
+            Value first = arith::SubIOp::create(
+                b, loc, arith::MaxSIOp::create(b, loc, hi, c(b, window)),
+                c(b, window));
+            lo = first;
+            if (sinks > 0) {
+              Value sinkEnd = arith::MinUIOp::create(b, loc, c(b, sinks), first);
+              ranges.push_back({c(b, 0), sinkEnd});
+              lo = arith::MaxUIOp::create(b, loc, first, sinkEnd);
+            }
+          }
+          ranges.push_back({lo, hi});
+          if (gpu) {
+            scalarAttention(b, h, i, kvHead, ranges);
+            return;
+          }
           Value qv = vector::LoadOp::create(b, loc, vecType, *q,
                                             ValueRange{c(b, 0), h, i, c(b, 0)});
           // With an f16 cache the query is rounded alike: q . k is a
@@ -653,22 +923,6 @@ struct PagedAttentionOpInterface
                 });
             return loop.getResult(0);
           };
-          // The key ranges: [0, sinkEnd) when there are sinks, [lo, hi).
-          SmallVector<std::pair<Value, Value>, 2> ranges;
-          Value lo = c(b, 0);
-          if (window > 0) {
-            // Keys p - window < j <= p, after the first `sinks` keys.
-            Value first = arith::SubIOp::create(
-                b, loc, arith::MaxSIOp::create(b, loc, hi, c(b, window)),
-                c(b, window));
-            lo = first;
-            if (sinks > 0) {
-              Value sinkEnd = arith::MinUIOp::create(b, loc, c(b, sinks), first);
-              ranges.push_back({c(b, 0), sinkEnd});
-              lo = arith::MaxUIOp::create(b, loc, first, sinkEnd);
-            }
-          }
-          ranges.push_back({lo, hi});
           Value zeroAcc = arith::ConstantOp::create(
               b, loc, vecType,
               DenseElementsAttr::get(vecType, b.getF32FloatAttr(0.0f)));

@@ -18,9 +18,18 @@ struct CallBuffers {
   void *kvCache; // the LLM session's paged KV cache pool, or null
 };
 
+/// Bytes of the paged KV cache pool `spec` describes (all its blocks).
+inline uint64_t kvCachePoolBytes(const kiln::fb::KvCacheSpec *spec) {
+  uint64_t element = spec->dtype() == kiln::fb::DType::F16 ? 2 : 4;
+  return element * spec->num_layers() * 2 * spec->num_kv_heads() *
+         spec->block_size() * spec->head_dim() * spec->num_blocks();
+}
+
 /// A GPU driver's buffers for one call, as its bindings name them.
 template <class Buffer> struct GpuBuffers {
   const std::vector<Buffer> &inputs, &outputs, &constants, &temporaries;
+  /// The session's device copy of the paged KV cache, or null.
+  const Buffer *kvCache = nullptr;
 
   /// The buffer `b` binds, or null when the binding is malformed.
   const Buffer *find(const kiln::fb::Binding *b) const {
@@ -30,6 +39,8 @@ template <class Buffer> struct GpuBuffers {
     case kiln::fb::BindingKind::Output: list = &outputs; break;
     case kiln::fb::BindingKind::Constant: list = &constants; break;
     case kiln::fb::BindingKind::Temporary: list = &temporaries; break;
+    case kiln::fb::BindingKind::KvCache:
+      return b->index() == 0 ? kvCache : nullptr;
     default: return nullptr;
     }
     return b->index() < list->size() ? &(*list)[b->index()] : nullptr;

@@ -189,11 +189,8 @@ KILN_API kiln_status kiln_llm_create(kiln_artifact *artifact,
                       artifact->path.c_str(),
                       static_cast<long long>(llm->decode.tokens));
 
-  size_t elementBytes = spec->dtype() == fb::DType::F16 ? 2 : sizeof(float);
-  llm->blockBytes = elementBytes * spec->num_layers() * 2 *
-                    spec->num_kv_heads() * spec->block_size() *
-                    spec->head_dim();
-  llm->poolBytes = llm->blockBytes * spec->num_blocks();
+  llm->poolBytes = kiln::rt::kvCachePoolBytes(spec);
+  llm->blockBytes = llm->poolBytes / spec->num_blocks();
   // Address space only: pages are committed when a block is first written.
   void *p = mmap(nullptr, llm->poolBytes, PROT_READ | PROT_WRITE,
                  MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE, -1, 0);

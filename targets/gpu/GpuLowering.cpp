@@ -78,6 +78,7 @@ FailureOr<std::vector<char>> globalBytes(memref::GlobalOp g) {
 
 FailureOr<GpuFunction>
 dispatchList(func::FuncOp fn, unsigned numInputs, unsigned numOutputs,
+             const llvm::SmallDenseSet<unsigned> &cacheArgs,
              llvm::StringMap<unsigned> &kernelIndex,
              std::vector<std::string> &kernels,
              std::vector<std::string> &kernelModules,
@@ -93,8 +94,15 @@ dispatchList(func::FuncOp fn, unsigned numInputs, unsigned numOutputs,
     return fn.emitError("unexpected argument layout after lowering");
   llvm::DenseMap<Value, GpuBinding> buffers;
   for (unsigned i = 0; i < numArgs; ++i) {
-    GpuBinding b{GpuBinding::Input, i, ""};
-    if (i >= numInputs && i < numInputs + weights.size())
+    // Inputs count tensors only; the paged KV cache (a memref argument)
+    // is the runtime's buffer.
+    unsigned tensorsBefore = 0;
+    for (unsigned j = 0; j < i && j < numInputs; ++j)
+      tensorsBefore += !cacheArgs.contains(j);
+    GpuBinding b{GpuBinding::Input, tensorsBefore, ""};
+    if (cacheArgs.contains(i))
+      b = {GpuBinding::KvCache, 0, ""};
+    else if (i >= numInputs && i < numInputs + weights.size())
       b = {GpuBinding::Constant, 0, weights[i - numInputs]};
     else if (i >= numInputs + weights.size())
       b = {GpuBinding::Output, unsigned(i - numInputs - weights.size()), ""};
@@ -173,6 +181,9 @@ FailureOr<OwningOpRef<ModuleOp>> lowerForGpu(ModuleOp module,
                                              GpuProgram &program) {
   Location loc = module.getLoc();
   OwningOpRef<ModuleOp> work = cast<ModuleOp>(module->clone());
+  // The hand-built kernels (KV cache, packed weights) take their scalar GPU
+  // form in this module.
+  (*work)->setAttr("kiln.gpu_kernels", UnitAttr::get(module.getContext()));
   if (failed(runPipeline(*work, gpuLoweringPipeline(workgroupSize, stopAfter),
                          "GPU")))
     return failure();
@@ -183,16 +194,16 @@ FailureOr<OwningOpRef<ModuleOp>> lowerForGpu(ModuleOp module,
   program.workgroupSize = workgroupSize;
   llvm::StringMap<unsigned> kernelIndex;
   for (auto fn : module.getOps<func::FuncOp>()) {
-    unsigned numInputs = 0;
-    for (Type t : fn.getArgumentTypes()) {
-      if (!isa<TensorType>(t))
-        return fn.emitError("GPU targets do not support the KV cache yet");
-      ++numInputs;
-    }
+    unsigned numInputs = fn.getNumArguments();
+    llvm::SmallDenseSet<unsigned> cacheArgs;
+    for (auto [i, t] : llvm::enumerate(fn.getArgumentTypes()))
+      if (isa<MemRefType>(t))
+        cacheArgs.insert(i);
     auto lowered = work->lookupSymbol<func::FuncOp>(fn.getName());
     if (!lowered)
       return emitError(loc) << "function '" << fn.getName() << "' vanished";
-    auto g = dispatchList(lowered, numInputs, fn.getNumResults(), kernelIndex,
+    auto g = dispatchList(lowered, numInputs, fn.getNumResults(), cacheArgs,
+                          kernelIndex,
                           program.kernels, program.kernelModules,
                           program.globals);
     if (failed(g))

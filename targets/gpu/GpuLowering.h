@@ -14,8 +14,8 @@ namespace kiln {
 /// A buffer a dispatch binds: a function input/output, a weight, or one of
 /// the function's temporaries (allocated by the runtime per session).
 struct GpuBinding {
-  enum Kind { Input, Output, Constant, Temporary } kind;
-  unsigned index;     // input/output/temporary index
+  enum Kind { Input, Output, Constant, Temporary, KvCache } kind;
+  unsigned index;     // input/output/temporary index (KvCache: 0)
   std::string weight; // Constant: the weight's name
 };
 

@@ -13,11 +13,78 @@
 #include "mlir/Dialect/SPIRV/IR/SPIRVDialect.h"
 #include "mlir/Dialect/SPIRV/IR/SPIRVOps.h"
 #include "mlir/Dialect/SPIRV/IR/TargetAndABI.h"
+#include "mlir/Dialect/Arith/IR/Arith.h"
+#include "mlir/Dialect/SPIRV/Transforms/SPIRVConversion.h"
+#include "mlir/Dialect/Vector/IR/VectorOps.h"
+#include "mlir/IR/PatternMatch.h"
+#include "mlir/Transforms/GreedyPatternRewriteDriver.h"
 #include "mlir/Target/SPIRV/Serialization.h"
 
 using namespace mlir;
 
 namespace kiln {
+namespace {
+
+/// Lanes per SPIR-V vector.
+constexpr int64_t kLanes = 4;
+
+bool isWide(VectorType t) {
+  return t.getRank() == 1 && t.getNumElements() > kLanes &&
+         t.getNumElements() % kLanes == 0;
+}
+
+/// vector.load of N > 4 lanes: N / 4 loads of 4 lanes, inserted.
+struct SplitWideLoad : OpRewritePattern<vector::LoadOp> {
+  using OpRewritePattern::OpRewritePattern;
+  LogicalResult matchAndRewrite(vector::LoadOp op,
+                                PatternRewriter &rewriter) const override {
+    VectorType t = op.getVectorType();
+    if (!isWide(t))
+      return failure();
+    Location loc = op.getLoc();
+    auto piece = VectorType::get({kLanes}, t.getElementType());
+    Value acc = arith::ConstantOp::create(rewriter, loc, t,
+                                          rewriter.getZeroAttr(t));
+    SmallVector<Value> idx(op.getIndices());
+    Value last = idx.back();
+    for (int64_t k = 0; k < t.getNumElements(); k += kLanes) {
+      idx.back() = arith::AddIOp::create(
+          rewriter, loc, last, arith::ConstantIndexOp::create(rewriter, loc, k));
+      Value v = vector::LoadOp::create(rewriter, loc, piece, op.getBase(), idx);
+      acc = vector::InsertStridedSliceOp::create(rewriter, loc, v, acc,
+                                                 ArrayRef<int64_t>{k},
+                                                 ArrayRef<int64_t>{1});
+    }
+    rewriter.replaceOp(op, acc);
+    return success();
+  }
+};
+
+/// vector.store of N > 4 lanes: N / 4 extracted 4-lane stores.
+struct SplitWideStore : OpRewritePattern<vector::StoreOp> {
+  using OpRewritePattern::OpRewritePattern;
+  LogicalResult matchAndRewrite(vector::StoreOp op,
+                                PatternRewriter &rewriter) const override {
+    VectorType t = op.getVectorType();
+    if (!isWide(t))
+      return failure();
+    Location loc = op.getLoc();
+    SmallVector<Value> idx(op.getIndices());
+    Value last = idx.back();
+    for (int64_t k = 0; k < t.getNumElements(); k += kLanes) {
+      idx.back() = arith::AddIOp::create(
+          rewriter, loc, last, arith::ConstantIndexOp::create(rewriter, loc, k));
+      Value v = vector::ExtractStridedSliceOp::create(
+          rewriter, loc, op.getValueToStore(), ArrayRef<int64_t>{k},
+          ArrayRef<int64_t>{kLanes}, ArrayRef<int64_t>{1});
+      vector::StoreOp::create(rewriter, loc, v, op.getBase(), idx);
+    }
+    rewriter.eraseOp(op);
+    return success();
+  }
+};
+
+} // namespace
 
 FailureOr<VulkanExecutable> buildVulkanExecutable(ModuleOp module,
                                                   const VulkanTargetOptions &options,
@@ -59,6 +126,17 @@ FailureOr<VulkanExecutable> buildVulkanExecutable(ModuleOp module,
                  spirv::getEntryPointABIAttr(ctx, {x, 1, 1}));
     });
   }
+  // Kernels with wide vectors (the KV cache kernels: a head_dim vector per
+  // row) become SPIR-V's native 4-lane vectors: loads and stores split
+  // into 4-lane pieces, then MLIR's SPIR-V unrolling takes the rest.
+  for (auto gm : work->getOps<gpu::GPUModuleOp>())
+    for (auto f : gm.getOps<gpu::GPUFuncOp>()) {
+      RewritePatternSet split(ctx);
+      split.add<SplitWideLoad, SplitWideStore>(ctx);
+      if (failed(applyPatternsGreedily(f, std::move(split))) ||
+          failed(spirv::unrollVectorsInFuncBodies(f)))
+        return f.emitError("cannot split the kernel's vectors into 4 lanes");
+    }
   std::string spvPipeline =
       "fold-memref-alias-ops, expand-strided-metadata, lower-affine, "
       "arith-expand, "

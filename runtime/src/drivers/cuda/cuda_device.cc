@@ -72,6 +72,8 @@ public:
         cu.cuStreamSynchronize(stream);
       for (CUdeviceptr p : constants)
         cu.cuMemFree_v2(p);
+      if (kvCache)
+        cu.cuMemFree_v2(kvCache);
       for (CUmodule m : modules)
         cu.cuModuleUnload(m);
       if (stream)
@@ -203,6 +205,17 @@ public:
         KILN_RETURN_IF_ERROR(alloc(std::max<uint64_t>(4, bytes), temps.back()));
       }
     kiln::rt::GpuBuffers<CUdeviceptr> bound{inputs, outputs, constants, temps};
+    // The LLM session's paged KV cache lives on the device (first use).
+    if (buffers.kvCache) {
+      if (!kvCache) {
+        const fb::KvCacheSpec *spec = artifact->model->kv_cache();
+        if (!spec)
+          return makeStatus(KILN_DATA_LOSS, "a KV cache binding without a "
+                                            "KV cache spec");
+        KILN_RETURN_IF_ERROR(alloc(kiln::rt::kvCachePoolBytes(spec), kvCache));
+      }
+      bound.kvCache = &kvCache;
+    }
     std::vector<CUdeviceptr> args;
     std::vector<void *> params;
     for (const fb::Dispatch *d : *impl->dispatches()) {
@@ -267,6 +280,7 @@ private:
   std::vector<CUmodule> modules;
   std::vector<CUfunction> functions;
   std::vector<CUdeviceptr> constants;
+  CUdeviceptr kvCache = 0; // the LLM session's paged KV cache (first use)
 };
 
 } // namespace

@@ -93,6 +93,8 @@ public:
       }
       for (Buffer &b : constants)
         release(b);
+      if (kvCache.buffer)
+        release(kvCache);
       vk.vkDestroyDescriptorPool(device, descriptorPool, nullptr);
       vk.vkDestroyCommandPool(device, commandPool, nullptr);
       vk.vkDestroyDevice(device, nullptr);
@@ -225,6 +227,18 @@ public:
       }
 
     kiln::rt::GpuBuffers<Buffer> bound{inputs, outputs, constants, temps};
+    // The LLM session's paged KV cache lives on the device, made on first
+    // use; the block table and step inputs address it on every call.
+    if (buffers.kvCache) {
+      if (!kvCache.buffer) {
+        const fb::KvCacheSpec *spec = artifact->model->kv_cache();
+        if (!spec)
+          return makeStatus(KILN_DATA_LOSS, "a KV cache binding without a "
+                                            "KV cache spec");
+        KILN_RETURN_IF_ERROR(allocate(kiln::rt::kvCachePoolBytes(spec), kvCache));
+      }
+      bound.kvCache = &kvCache;
+    }
     uint32_t numDispatches = impl->dispatches()->size();
     uint32_t numDescriptors = 0;
     for (const fb::Dispatch *d : *impl->dispatches())
@@ -268,7 +282,9 @@ public:
         const fb::Binding *b = d->bindings()->Get(i);
         const Buffer *buf = bound.find(b);
         if (!buf)
-          return makeStatus(KILN_DATA_LOSS, "a vulkan binding is malformed");
+          return makeStatus(KILN_DATA_LOSS,
+                            "a vulkan binding (%s %u) is malformed",
+                            fb::EnumNameBindingKind(b->kind()), b->index());
         infos[i] = {buf->buffer, 0, VK_WHOLE_SIZE};
         writes[i] = make<VkWriteDescriptorSet>(VK_STRUCTURE_TYPE_WRITE_DESCRIPTOR_SET);
         writes[i].dstSet = set;
@@ -445,6 +461,7 @@ private:
   std::string deviceName;
   std::vector<Kernel> kernels;
   std::vector<Buffer> constants;
+  Buffer kvCache; // the LLM session's paged KV cache (first use)
 };
 
 } // namespace
