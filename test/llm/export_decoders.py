@@ -4,7 +4,8 @@ inputs and outputs, for the LLM path's end-to-end tests.
 
 Each model is a transformers config (2 layers, width 64, vocab 256) with
 seeded random weights, exported by torch.onnx (TorchScript exporter, opset
-17) through a wrapper that takes `input_ids`, `position_ids` and
+17, NAME_kv.onnx; and the dynamo exporter, torch.export + opset 18,
+NAME_dynamo_kv.onnx) through a wrapper that takes `input_ids`, `position_ids` and
 `past_key_values.N.key/value` [1, kv_heads, past_seq, head_dim] and
 returns `logits` and `present.N.key/value` — the layout optimum and
 onnxruntime-genai use. `seq` and `past_seq` are symbolic.
@@ -72,7 +73,7 @@ class WithPast(torch.nn.Module):
         return (out.logits, *present)
 
 
-def export(name, model, mask=False):
+def export(name, model, mask=False, dynamo=False):
     model.eval()
     cfg = model.config
     layers = cfg.num_hidden_layers
@@ -93,11 +94,24 @@ def export(name, model, mask=False):
     if mask:
         dyn["attention_mask"] = {1: "total_seq"}
     dyn.update({n: {2: "total_seq"} for n in names_out[1:]})
-    path = os.path.join(OUT, f"{name}{'_mask' if mask else ''}_kv.onnx")
+    suffix = ("_mask" if mask else "") + ("_dynamo" if dynamo else "")
+    path = os.path.join(OUT, f"{name}{suffix}_kv.onnx")
     with torch.no_grad():
-        torch.onnx.export(WithPast(model, mask), (ids, pos, *extra, *past), path,
-                          input_names=names_in, output_names=names_out,
-                          dynamic_axes=dyn, opset_version=17, dynamo=False)
+        if dynamo:
+            # torch.export's dims: one for the new tokens, one shared by
+            # every past tensor; weights inline (no .data file).
+            s = torch.export.Dim("seq", min=1, max=4096)
+            p = torch.export.Dim("past_seq", min=0, max=4096)
+            shapes = {"input_ids": {1: s}, "position_ids": {1: s},
+                      "past": tuple({2: p} for _ in past)}
+            torch.onnx.export(WithPast(model, mask), (ids, pos, *extra, *past), path,
+                              input_names=names_in, output_names=names_out,
+                              dynamic_shapes=shapes, opset_version=18, dynamo=True,
+                              external_data=False)
+        else:
+            torch.onnx.export(WithPast(model, mask), (ids, pos, *extra, *past), path,
+                              input_names=names_in, output_names=names_out,
+                              dynamic_axes=dyn, opset_version=17, dynamo=False)
     print(f"wrote {path} ({os.path.getsize(path)} bytes)")
 
 
@@ -109,6 +123,14 @@ def main():
             continue
         torch.manual_seed(10 + i)
         export(name, make())
+        # The same model through the dynamo exporter (torch.export), where
+        # it works.
+        torch.manual_seed(10 + i)
+        try:
+            export(name, make(), dynamo=True)
+        except Exception as e:  # noqa: BLE001 - report and go on
+            print(f"dynamo export of {name} failed: {type(e).__name__}: "
+                  f"{str(e).splitlines()[0][:200]}")
     if not only or "llama_mask" in only:
         # With an attention_mask input, as optimum exports decoders.
         torch.manual_seed(10)
