@@ -1,9 +1,9 @@
 //===- GgufImporter.cpp - GGUF model to the kiln dialect ------------------===//
 //
 // Builds the kiln graph of a GGUF model from its architecture metadata, the
-// same dialect the ONNX importer produces. Q8_0, Q4_0 and Q4_1 weights stay
-// as the file's blocks (kiln.quant_matmul, kiln.quant_gather) unless asked
-// to dequantize; F16 and F32 ones become f32. It builds `llama`:
+// same dialect the ONNX importer produces. Q8_0, Q4_0, Q4_1 and F16 matrices
+// stay as the file's bytes (kiln.quant_matmul, kiln.quant_gather) unless
+// asked to dequantize; F32 ones (and 1-D F16 ones) are f32. It builds `llama`:
 // token embedding, per layer RMSNorm -> q/k/v -> RoPE -> causal grouped-query
 // attention -> output projection -> residual -> RMSNorm -> SwiGLU MLP ->
 // residual, then the final norm and the (possibly tied) output projection.
@@ -223,6 +223,7 @@ StringRef LlamaBuilder::packedFormat(const gguf::TensorInfo &t) const {
   case gguf::TensorType::Q8_0: return "q8_0";
   case gguf::TensorType::Q4_0: return "q4_0";
   case gguf::TensorType::Q4_1: return "q4_1";
+  case gguf::TensorType::F16: return "f16";
   default: return "";
   }
 }

@@ -134,6 +134,14 @@ std::pair<Value, Value> scalarBlockValues(OpBuilder &b, Location loc, Value w,
   };
   Type f32 = b.getF32Type(), i8 = b.getI8Type();
   Value base = arith::MulIOp::create(b, loc, blk, c(bb));
+  if (format == "f16") {
+    auto v = [&](Value k) {
+      Value off = arith::AddIOp::create(
+          b, loc, base, arith::MulIOp::create(b, loc, k, c(2)));
+      return scalarHalf(b, loc, w, row, off);
+    };
+    return {v(k), v(arith::AddIOp::create(b, loc, k, c(16)))};
+  }
   Value d = scalarHalf(b, loc, w, row, base);
   auto at = [&](int64_t off, Value k) {
     Value i = arith::AddIOp::create(b, loc, base, c(off));
@@ -247,9 +255,26 @@ BlockInts blockInts(OpBuilder &b, Location loc, Value w, Value row, Value blk,
   return out;
 }
 
-/// The block's 32 values as two vector<16xf32>: d * q (+ m), one rounding.
+/// The block's 32 values as two vector<16xf32>: d * q (+ m), one rounding;
+/// f16 blocks widen exactly.
 std::pair<Value, Value> dequantBlock(OpBuilder &b, Location loc, Value w,
                                      Value row, Value blk, StringRef format) {
+  if (format == "f16") {
+    Value base = arith::MulIOp::create(
+        b, loc, blk, arith::ConstantIndexOp::create(b, loc, 64));
+    auto half = [&](int64_t off) {
+      Value at = arith::AddIOp::create(
+          b, loc, base, arith::ConstantIndexOp::create(b, loc, off));
+      Value raw = vector::LoadOp::create(
+          b, loc, VectorType::get({32}, b.getI8Type()), w, ValueRange{row, at});
+      Value h = vector::BitCastOp::create(
+          b, loc, VectorType::get({16}, b.getF16Type()), raw);
+      return arith::ExtFOp::create(b, loc,
+                                   VectorType::get({16}, b.getF32Type()), h)
+          .getResult();
+    };
+    return {half(0), half(32)};
+  }
   BlockInts q = blockInts(b, loc, w, row, blk, format);
   auto v16f = VectorType::get({16}, b.getF32Type());
   Value d = vector::BroadcastOp::create(b, loc, v16f, q.d);
@@ -370,6 +395,10 @@ struct QuantMatMulOpInterface
     auto fast = arith::FastMathFlagsAttr::get(rewriter.getContext(),
                                               arith::FastMathFlags::reassoc);
     bool q8 = mm.getActivations() == "q8";
+    // llama.cpp multiplies f16 weights with f16-rounded activations.
+    bool roundXToF16 = q8 && format == "f16";
+    if (roundXToF16)
+      q8 = false;
     if (forGpu(op)) {
       if (q8)
         return op->emitOpError("activations = \"q8\" has no GPU kernel yet");
@@ -440,6 +469,17 @@ struct QuantMatMulOpInterface
                 Value m = arith::AddIOp::create(b, loc, m0, c(b, r));
                 Value xl = vector::LoadOp::create(b, loc, v16f, *x, ValueRange{m, k0});
                 Value xh = vector::LoadOp::create(b, loc, v16f, *x, ValueRange{m, k1});
+                if (roundXToF16) {
+                  auto v16h = VectorType::get({16}, b.getF16Type());
+                  auto round = [&](Value v) {
+                    return arith::ExtFOp::create(
+                        b, loc, v16f,
+                        arith::TruncFOp::create(b, loc, v16h, v).getResult())
+                        .getResult();
+                  };
+                  xl = round(xl);
+                  xh = round(xh);
+                }
                 Value a = vector::FMAOp::create(b, loc, lo, xl, acc[r]);
                 next.push_back(vector::FMAOp::create(b, loc, hi, xh, a));
               }

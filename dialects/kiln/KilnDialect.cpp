@@ -126,6 +126,7 @@ int64_t kiln::quantBlockBytes(StringRef format) {
       .Case("q8_0", 34)
       .Case("q4_0", 18)
       .Case("q4_1", 20)
+      .Case("f16", 64)
       .Default(0);
 }
 
@@ -135,7 +136,7 @@ static LogicalResult verifyQuantWeight(Operation *op, Type weight,
   int64_t bb = quantBlockBytes(format);
   if (!bb)
     return op->emitOpError("unknown quantization format '")
-           << format << "' (known: q8_0, q4_0, q4_1)";
+           << format << "' (known: q8_0, q4_0, q4_1, f16)";
   auto w = cast<RankedTensorType>(weight);
   if (k % 32)
     return op->emitOpError("K = ") << k << " is not a multiple of 32";

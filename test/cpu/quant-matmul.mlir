@@ -59,3 +59,15 @@ func.func @mm8(%x: tensor<2x64xf32>, %w: tensor<3x40xi8>) -> tensor<2x3xf32> {
 // CHECK: memref.load %[[D]]
 // CHECK: vector.fma
 // CHECK: memref.load %[[S]]
+
+// format = "f16": 32 f16 values per 64-byte block, bitcast and widened.
+func.func @mm16(%x: tensor<2x64xf32>, %w: tensor<3x128xi8>) -> tensor<2x3xf32> {
+  %0 = kiln.quant_matmul %x, %w {format = "f16"} : (tensor<2x64xf32>, tensor<3x128xi8>) -> tensor<2x3xf32>
+  return %0 : tensor<2x3xf32>
+}
+
+// CHECK-LABEL: func.func @mm16(
+// CHECK: vector.load %{{.+}} : memref<3x128xi8>, vector<32xi8>
+// CHECK: vector.bitcast {{.+}} : vector<32xi8> to vector<16xf16>
+// CHECK: arith.extf {{.+}} : vector<16xf16> to vector<16xf32>
+// CHECK: vector.fma
