@@ -219,9 +219,13 @@ std::vector<char> buildFlatbuffer(const Plan &plan, const CpuExecutable *cpu,
                                words.size() * 4))));
     }
     auto impls = gpuImpls(vk->program);
+    std::vector<flatbuffers::Offset<flatbuffers::String>> reqs;
+    for (const std::string &c : vk->capabilities)
+      reqs.push_back(b.CreateString(c));
     targets.push_back(fb::CreateTarget(b, b.CreateString("vulkan"),
                                        b.CreateVector(exes),
-                                       b.CreateVector(impls)));
+                                       b.CreateVector(impls),
+                                       b.CreateVector(reqs)));
   }
   if (cuda) {
     // Executable k is kernel k's PTX (the fallback, JIT-compiled by the

@@ -20,6 +20,8 @@
 #include "mlir/Transforms/GreedyPatternRewriteDriver.h"
 #include "mlir/Target/SPIRV/Serialization.h"
 
+#include <set>
+
 using namespace mlir;
 
 namespace kiln {
@@ -150,6 +152,14 @@ FailureOr<VulkanExecutable> buildVulkanExecutable(ModuleOp module,
     return exe;
   }
   exe.modules.resize(exe.program.kernels.size());
+  std::set<std::string> caps;
+  for (auto sm : work->getOps<spirv::ModuleOp>())
+    if (auto vce = sm.getVceTriple())
+      for (spirv::Capability c : vce->getCapabilities())
+        // Shader (and Matrix, which it implies) every Vulkan device has.
+        if (c != spirv::Capability::Shader && c != spirv::Capability::Matrix)
+          caps.insert(spirv::stringifyCapability(c).str());
+  exe.capabilities.assign(caps.begin(), caps.end());
   for (auto sm : work->getOps<spirv::ModuleOp>()) {
     SmallVector<uint32_t> words;
     if (failed(spirv::serialize(sm, words)))

@@ -18,6 +18,9 @@ struct VulkanExecutable {
   GpuProgram program;
   /// One SPIR-V module per kernel of `program`.
   std::vector<std::vector<uint32_t>> modules;
+  /// The SPIR-V capabilities the modules declare (minimal per module,
+  /// spirv-update-vce), beyond Shader.
+  std::vector<std::string> capabilities;
 };
 
 /// Compiles `module` (kiln dialect, left unchanged) to SPIR-V kernels and

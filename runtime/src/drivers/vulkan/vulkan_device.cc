@@ -36,7 +36,8 @@ namespace {
   X(vkAllocateCommandBuffers) X(vkBeginCommandBuffer) X(vkEndCommandBuffer)    \
   X(vkCmdBindPipeline) X(vkCmdBindDescriptorSets) X(vkCmdDispatch)             \
   X(vkCmdPipelineBarrier) X(vkQueueSubmit) X(vkQueueWaitIdle)                  \
-  X(vkResetCommandPool) X(vkResetDescriptorPool)
+  X(vkResetCommandPool) X(vkResetDescriptorPool)                             \
+  X(vkGetPhysicalDeviceFeatures2)
 
 struct Vk {
   void *lib = nullptr;
@@ -123,7 +124,7 @@ public:
         vk.getInstanceProcAddr(nullptr, "vkCreateInstance"));
     auto app = make<VkApplicationInfo>(VK_STRUCTURE_TYPE_APPLICATION_INFO);
     app.pApplicationName = "kiln";
-    app.apiVersion = VK_API_VERSION_1_1;
+    app.apiVersion = VK_API_VERSION_1_2;
     auto ici = make<VkInstanceCreateInfo>(VK_STRUCTURE_TYPE_INSTANCE_CREATE_INFO);
     ici.pApplicationInfo = &app;
     if (VkResult r = vk.createInstance(&ici, nullptr, &instance))
@@ -170,9 +171,89 @@ public:
     qci.queueFamilyIndex = family;
     qci.queueCount = 1;
     qci.pQueuePriorities = &priority;
+    // The features the kernels' SPIR-V capabilities need: each is checked
+    // (a missing one is named) and enabled.
+    auto f16i8 = make<VkPhysicalDeviceShaderFloat16Int8Features>(
+        VK_STRUCTURE_TYPE_PHYSICAL_DEVICE_SHADER_FLOAT16_INT8_FEATURES);
+    auto s8 = make<VkPhysicalDevice8BitStorageFeatures>(
+        VK_STRUCTURE_TYPE_PHYSICAL_DEVICE_8BIT_STORAGE_FEATURES);
+    auto s16 = make<VkPhysicalDevice16BitStorageFeatures>(
+        VK_STRUCTURE_TYPE_PHYSICAL_DEVICE_16BIT_STORAGE_FEATURES);
+    auto have = make<VkPhysicalDeviceFeatures2>(
+        VK_STRUCTURE_TYPE_PHYSICAL_DEVICE_FEATURES_2);
+    have.pNext = &f16i8;
+    f16i8.pNext = &s8;
+    s8.pNext = &s16;
+    vk.vkGetPhysicalDeviceFeatures2(physical, &have);
+    auto want = make<VkPhysicalDeviceFeatures2>(
+        VK_STRUCTURE_TYPE_PHYSICAL_DEVICE_FEATURES_2);
+    auto wf16i8 = make<VkPhysicalDeviceShaderFloat16Int8Features>(
+        VK_STRUCTURE_TYPE_PHYSICAL_DEVICE_SHADER_FLOAT16_INT8_FEATURES);
+    auto ws8 = make<VkPhysicalDevice8BitStorageFeatures>(
+        VK_STRUCTURE_TYPE_PHYSICAL_DEVICE_8BIT_STORAGE_FEATURES);
+    auto ws16 = make<VkPhysicalDevice16BitStorageFeatures>(
+        VK_STRUCTURE_TYPE_PHYSICAL_DEVICE_16BIT_STORAGE_FEATURES);
+    want.pNext = &wf16i8;
+    wf16i8.pNext = &ws8;
+    ws8.pNext = &ws16;
+    // A test hook: KILN_VULKAN_HIDE_FEATURES=Float16,Int64 pretends the
+    // device lacks those capabilities.
+    std::string hidden = ",";
+    if (const char *h = getenv("KILN_VULKAN_HIDE_FEATURES"))
+      hidden += std::string(h) + ",";
+    if (const auto *reqs = target->requirements())
+      for (const flatbuffers::String *req : *reqs) {
+        std::string cap = req->str();
+        struct Feature {
+          const char *cap, *feature;
+          VkBool32 *want, have;
+        } table[] = {
+            {"Int64", "shaderInt64", &want.features.shaderInt64,
+             have.features.shaderInt64},
+            {"Int16", "shaderInt16", &want.features.shaderInt16,
+             have.features.shaderInt16},
+            {"Float64", "shaderFloat64", &want.features.shaderFloat64,
+             have.features.shaderFloat64},
+            {"Float16", "shaderFloat16", &wf16i8.shaderFloat16,
+             f16i8.shaderFloat16},
+            {"Int8", "shaderInt8", &wf16i8.shaderInt8, f16i8.shaderInt8},
+            {"StorageBuffer8BitAccess", "storageBuffer8BitAccess",
+             &ws8.storageBuffer8BitAccess, s8.storageBuffer8BitAccess},
+            {"StorageBuffer16BitAccess", "storageBuffer16BitAccess",
+             &ws16.storageBuffer16BitAccess, s16.storageBuffer16BitAccess},
+        };
+        const Feature *f = nullptr;
+        for (const Feature &t : table)
+          if (cap == t.cap)
+            f = &t;
+        if (!f)
+          return makeStatus(KILN_UNIMPLEMENTED,
+                            "the artifact's Vulkan kernels need SPIR-V "
+                            "capability %s, which this runtime cannot enable",
+                            cap.c_str());
+        if (!f->have || hidden.find("," + cap + ",") != std::string::npos)
+          return makeStatus(KILN_UNAVAILABLE,
+                            "Vulkan device '%s' lacks %s (feature %s), which "
+                            "the artifact's kernels use",
+                            deviceName.c_str(), cap.c_str(), f->feature);
+        *f->want = VK_TRUE;
+      }
+    // 8-bit storage and float16/int8 are core from Vulkan 1.2; a 1.1
+    // device has them as extensions.
+    std::vector<const char *> extensions;
+    if (VK_API_VERSION_MINOR(props.apiVersion) < 2 &&
+        VK_API_VERSION_MAJOR(props.apiVersion) == 1) {
+      if (ws8.storageBuffer8BitAccess)
+        extensions.push_back("VK_KHR_8bit_storage");
+      if (wf16i8.shaderFloat16 || wf16i8.shaderInt8)
+        extensions.push_back("VK_KHR_shader_float16_int8");
+    }
     auto dci = make<VkDeviceCreateInfo>(VK_STRUCTURE_TYPE_DEVICE_CREATE_INFO);
+    dci.pNext = &want;
     dci.queueCreateInfoCount = 1;
     dci.pQueueCreateInfos = &qci;
+    dci.enabledExtensionCount = static_cast<uint32_t>(extensions.size());
+    dci.ppEnabledExtensionNames = extensions.data();
     if (VkResult r = vk.vkCreateDevice(physical, &dci, nullptr, &device))
       return makeStatus(KILN_UNAVAILABLE, "vkCreateDevice on '%s' failed: %s",
                         deviceName.c_str(), vkError(r).c_str());
