@@ -12,6 +12,7 @@
 #include <dlfcn.h>
 
 #include <cstring>
+#include <map>
 #include <string>
 
 using kiln::rt::makeStatus;
@@ -37,7 +38,7 @@ namespace {
   X(vkCmdBindPipeline) X(vkCmdBindDescriptorSets) X(vkCmdDispatch)             \
   X(vkCmdPipelineBarrier) X(vkQueueSubmit) X(vkQueueWaitIdle)                  \
   X(vkResetCommandPool) X(vkResetDescriptorPool)                             \
-  X(vkGetPhysicalDeviceFeatures2)
+  X(vkGetPhysicalDeviceFeatures2) X(vkFreeCommandBuffers)
 
 struct Vk {
   void *lib = nullptr;
@@ -96,7 +97,8 @@ public:
         release(b);
       if (kvCache.buffer)
         release(kvCache);
-      vk.vkDestroyDescriptorPool(device, descriptorPool, nullptr);
+      for (auto &[impl, rec] : recorded)
+        destroy(rec);
       vk.vkDestroyCommandPool(device, commandPool, nullptr);
       vk.vkDestroyDevice(device, nullptr);
     }
@@ -279,35 +281,96 @@ public:
   kiln_status run(const fb::FunctionImpl *impl,
                   const kiln::rt::CallBuffers &buffers) override {
     const fb::Function *f = artifact->model->functions()->Get(impl->function());
-    // Device buffers for this call: inputs, outputs, temporaries.
-    std::vector<Buffer> inputs(f->inputs()->size()),
-        outputs(f->outputs()->size()), temps;
-    struct Release {
-      VulkanDevice *d;
-      std::vector<Buffer> *lists[3];
-      ~Release() {
-        for (auto *l : lists)
-          for (Buffer &b : *l)
-            d->release(b);
-      }
-    } guard{this, {&inputs, &outputs, &temps}};
-    for (size_t i = 0; i < inputs.size(); ++i) {
-      const kiln_tensor &t = buffers.inputs[i];
-      uint64_t bytes = std::max<uint64_t>(4, t.size_bytes);
-      KILN_RETURN_IF_ERROR(allocate(bytes, inputs[i]));
-      std::memcpy(inputs[i].mapped, t.data, t.size_bytes);
+    size_t numIn = f->inputs()->size(), numOut = f->outputs()->size();
+    // A function's buffers, descriptor sets and command buffer are made
+    // and recorded on its first call and replayed after: a call copies its
+    // inputs in, submits once, waits once and copies the outputs out.
+    auto it = recorded.find(impl);
+    bool stale = it != recorded.end() &&
+                 (!sameSizes(it->second.inputs, buffers.inputs, numIn) ||
+                  !sameSizes(it->second.outputs, buffers.outputs, numOut));
+    if (stale) {
+      destroy(it->second);
+      recorded.erase(it);
+      it = recorded.end();
     }
-    for (size_t i = 0; i < outputs.size(); ++i)
-      KILN_RETURN_IF_ERROR(
-          allocate(std::max<uint64_t>(4, buffers.outputs[i].size_bytes),
-                   outputs[i]));
+    if (it == recorded.end()) {
+      Recorded rec;
+      kiln_status st = record(impl, buffers, numIn, numOut, rec);
+      if (st) {
+        destroy(rec);
+        return st;
+      }
+      it = recorded.emplace(impl, std::move(rec)).first;
+    }
+    Recorded &rec = it->second;
+    for (size_t i = 0; i < numIn; ++i)
+      std::memcpy(rec.inputs[i].mapped, buffers.inputs[i].data,
+                  buffers.inputs[i].size_bytes);
+    auto submit = make<VkSubmitInfo>(VK_STRUCTURE_TYPE_SUBMIT_INFO);
+    submit.commandBufferCount = 1;
+    submit.pCommandBuffers = &rec.cmd;
+    if (VkResult r = vk.vkQueueSubmit(queue, 1, &submit, VK_NULL_HANDLE))
+      return makeStatus(KILN_INTERNAL, "vkQueueSubmit: %s", vkError(r).c_str());
+    if (VkResult r = vk.vkQueueWaitIdle(queue))
+      return makeStatus(KILN_INTERNAL, "vkQueueWaitIdle: %s",
+                        vkError(r).c_str());
+    for (size_t i = 0; i < numOut; ++i)
+      std::memcpy(buffers.outputs[i].data, rec.outputs[i].mapped,
+                  buffers.outputs[i].size_bytes);
+    return nullptr;
+  }
+
+private:
+  /// One function's device state, kept across calls.
+  struct Recorded {
+    std::vector<Buffer> inputs, outputs, temps;
+    VkDescriptorPool pool = VK_NULL_HANDLE;
+    VkCommandBuffer cmd = VK_NULL_HANDLE;
+  };
+
+  static bool sameSizes(const std::vector<Buffer> &have, const kiln_tensor *t,
+                        size_t n) {
+    if (have.size() != n)
+      return false;
+    for (size_t i = 0; i < n; ++i)
+      if (have[i].size != std::max<uint64_t>(4, t[i].size_bytes))
+        return false;
+    return true;
+  }
+
+  void destroy(Recorded &rec) {
+    for (auto *l : {&rec.inputs, &rec.outputs, &rec.temps})
+      for (Buffer &b : *l)
+        release(b);
+    if (rec.cmd)
+      vk.vkFreeCommandBuffers(device, commandPool, 1, &rec.cmd);
+    if (rec.pool)
+      vk.vkDestroyDescriptorPool(device, rec.pool, nullptr);
+    rec = Recorded();
+  }
+
+  /// Makes `impl`'s buffers and descriptor sets and records its dispatches
+  /// into one command buffer, a barrier between dispatches.
+  kiln_status record(const fb::FunctionImpl *impl,
+                     const kiln::rt::CallBuffers &buffers, size_t numIn,
+                     size_t numOut, Recorded &rec) {
+    rec.inputs.resize(numIn);
+    rec.outputs.resize(numOut);
+    for (size_t i = 0; i < numIn; ++i)
+      KILN_RETURN_IF_ERROR(allocate(
+          std::max<uint64_t>(4, buffers.inputs[i].size_bytes), rec.inputs[i]));
+    for (size_t i = 0; i < numOut; ++i)
+      KILN_RETURN_IF_ERROR(allocate(
+          std::max<uint64_t>(4, buffers.outputs[i].size_bytes), rec.outputs[i]));
     if (impl->temporaries())
       for (uint64_t bytes : *impl->temporaries()) {
-        temps.emplace_back();
-        KILN_RETURN_IF_ERROR(allocate(std::max<uint64_t>(4, bytes), temps.back()));
+        rec.temps.emplace_back();
+        KILN_RETURN_IF_ERROR(
+            allocate(std::max<uint64_t>(4, bytes), rec.temps.back()));
       }
-
-    kiln::rt::GpuBuffers<Buffer> bound{inputs, outputs, constants, temps};
+    kiln::rt::GpuBuffers<Buffer> bound{rec.inputs, rec.outputs, constants,
+                                       rec.temps};
     // The LLM session's paged KV cache lives on the device, made on first
     // use; the block table and step inputs address it on every call.
     if (buffers.kvCache) {
@@ -324,20 +387,26 @@ public:
     uint32_t numDescriptors = 0;
     for (const fb::Dispatch *d : *impl->dispatches())
       numDescriptors += d->bindings()->size();
-    KILN_RETURN_IF_ERROR(ensureDescriptorPool(numDispatches, numDescriptors));
-    vk.vkResetDescriptorPool(device, descriptorPool, 0);
-    vk.vkResetCommandPool(device, commandPool, 0);
-
+    VkDescriptorPoolSize size{VK_DESCRIPTOR_TYPE_STORAGE_BUFFER,
+                              std::max(numDescriptors, 1u)};
+    auto pci = make<VkDescriptorPoolCreateInfo>(VK_STRUCTURE_TYPE_DESCRIPTOR_POOL_CREATE_INFO);
+    pci.maxSets = std::max(numDispatches, 1u);
+    pci.poolSizeCount = 1;
+    pci.pPoolSizes = &size;
+    if (VkResult r = vk.vkCreateDescriptorPool(device, &pci, nullptr, &rec.pool))
+      return makeStatus(KILN_INTERNAL, "vkCreateDescriptorPool: %s",
+                        vkError(r).c_str());
     auto cai = make<VkCommandBufferAllocateInfo>(VK_STRUCTURE_TYPE_COMMAND_BUFFER_ALLOCATE_INFO);
     cai.commandPool = commandPool;
     cai.level = VK_COMMAND_BUFFER_LEVEL_PRIMARY;
     cai.commandBufferCount = 1;
-    VkCommandBuffer cmd;
-    if (VkResult r = vk.vkAllocateCommandBuffers(device, &cai, &cmd))
+    if (VkResult r = vk.vkAllocateCommandBuffers(device, &cai, &rec.cmd)) {
+      rec.cmd = VK_NULL_HANDLE;
       return makeStatus(KILN_INTERNAL, "vkAllocateCommandBuffers: %s",
                         vkError(r).c_str());
+    }
+    VkCommandBuffer cmd = rec.cmd;
     auto begin = make<VkCommandBufferBeginInfo>(VK_STRUCTURE_TYPE_COMMAND_BUFFER_BEGIN_INFO);
-    begin.flags = VK_COMMAND_BUFFER_USAGE_ONE_TIME_SUBMIT_BIT;
     vk.vkBeginCommandBuffer(cmd, &begin);
     for (const fb::Dispatch *d : *impl->dispatches()) {
       uint32_t exe = d->executable();
@@ -346,7 +415,7 @@ public:
         return makeStatus(KILN_DATA_LOSS, "a vulkan dispatch is malformed");
       Kernel &k = kernels[exe];
       auto dai = make<VkDescriptorSetAllocateInfo>(VK_STRUCTURE_TYPE_DESCRIPTOR_SET_ALLOCATE_INFO);
-      dai.descriptorPool = descriptorPool;
+      dai.descriptorPool = rec.pool;
       dai.descriptorSetCount = 1;
       dai.pSetLayouts = &k.setLayout;
       VkDescriptorSet set;
@@ -390,22 +459,12 @@ public:
                                   VK_PIPELINE_STAGE_HOST_BIT,
                               0, 1, &barrier, 0, nullptr, 0, nullptr);
     }
-    vk.vkEndCommandBuffer(cmd);
-    auto submit = make<VkSubmitInfo>(VK_STRUCTURE_TYPE_SUBMIT_INFO);
-    submit.commandBufferCount = 1;
-    submit.pCommandBuffers = &cmd;
-    if (VkResult r = vk.vkQueueSubmit(queue, 1, &submit, VK_NULL_HANDLE))
-      return makeStatus(KILN_INTERNAL, "vkQueueSubmit: %s", vkError(r).c_str());
-    if (VkResult r = vk.vkQueueWaitIdle(queue))
-      return makeStatus(KILN_INTERNAL, "vkQueueWaitIdle: %s",
+    if (VkResult r = vk.vkEndCommandBuffer(cmd))
+      return makeStatus(KILN_INTERNAL, "vkEndCommandBuffer: %s",
                         vkError(r).c_str());
-    for (size_t i = 0; i < outputs.size(); ++i)
-      std::memcpy(buffers.outputs[i].data, outputs[i].mapped,
-                  buffers.outputs[i].size_bytes);
     return nullptr;
   }
 
-private:
   kiln_status createPipelines() {
     for (uint32_t e = 0; e < target->executables()->size(); ++e) {
       const fb::Executable *exe = target->executables()->Get(e);
@@ -462,24 +521,7 @@ private:
     return nullptr;
   }
 
-  kiln_status ensureDescriptorPool(uint32_t sets, uint32_t descriptors) {
-    if (descriptorPool && sets <= poolSets && descriptors <= poolDescriptors)
-      return nullptr;
-    if (descriptorPool)
-      vk.vkDestroyDescriptorPool(device, descriptorPool, nullptr);
-    poolSets = std::max(sets, 1u);
-    poolDescriptors = std::max(descriptors, 1u);
-    VkDescriptorPoolSize size{VK_DESCRIPTOR_TYPE_STORAGE_BUFFER, poolDescriptors};
-    auto pci = make<VkDescriptorPoolCreateInfo>(VK_STRUCTURE_TYPE_DESCRIPTOR_POOL_CREATE_INFO);
-    pci.maxSets = poolSets;
-    pci.poolSizeCount = 1;
-    pci.pPoolSizes = &size;
-    if (VkResult r = vk.vkCreateDescriptorPool(device, &pci, nullptr,
-                                               &descriptorPool))
-      return makeStatus(KILN_INTERNAL, "vkCreateDescriptorPool: %s",
-                        vkError(r).c_str());
-    return nullptr;
-  }
+
 
   /// A host-visible, coherent storage buffer, mapped.
   kiln_status allocate(uint64_t size, Buffer &b) {
@@ -537,8 +579,7 @@ private:
   VkDevice device = VK_NULL_HANDLE;
   VkQueue queue = VK_NULL_HANDLE;
   VkCommandPool commandPool = VK_NULL_HANDLE;
-  VkDescriptorPool descriptorPool = VK_NULL_HANDLE;
-  uint32_t poolSets = 0, poolDescriptors = 0;
+  std::map<const fb::FunctionImpl *, Recorded> recorded;
   std::string deviceName;
   std::vector<Kernel> kernels;
   std::vector<Buffer> constants;
