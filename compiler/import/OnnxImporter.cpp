@@ -1312,11 +1312,36 @@ LogicalResult Importer::rotaryEmbedding(const onnx::NodeProto &n) {
   if (!xp || !cp || !sp)
     return err(n) << "needs X, cos_cache and sin_cache";
   Val x = *xp, cosC = *cp, sinC = *sp;
-  if (x.shape.size() != 4)
-    return err(n) << "only 4-D input [batch, heads, seq, head_dim] is "
-                     "supported yet, got " << shapeStr(x.shape);
   if (!isFloatDType(x.dtype) || cosC.dtype != x.dtype || sinC.dtype != x.dtype)
     return err(n) << "X and the caches must share a float dtype";
+  if (x.shape.size() == 3) {
+    // [batch, seq, hidden] with num_heads: split, rotate, merge.
+    int64_t heads = attrInt(n, "num_heads", 0);
+    int64_t batch = x.shape[0], seq = x.shape[1], hidden = x.shape[2];
+    if (heads <= 0 || hidden % heads)
+      return err(n) << "3-D input needs num_heads dividing " << hidden;
+    int64_t dim = hidden / heads;
+    int64_t rot3 = attrInt(n, "rotary_embedding_dim", 0);
+    if (rot3 == 0)
+      rot3 = dim;
+    if (rot3 <= 0 || rot3 > dim || rot3 % 2)
+      return err(n) << "rotary_embedding_dim " << rot3 << " does not fit "
+                    << "head_dim " << dim;
+    Location loc = nodeLoc(n);
+    Val x4 = opVal(splitHeads(loc, materialize(x, loc), x.dtype, batch, seq,
+                              heads, dim),
+                   x.dtype, {batch, heads, seq, dim});
+    FailureOr<Value> out = rope(n, x4, cosC, sinC, pp, rot3,
+                                attrInt(n, "interleaved", 0) != 0);
+    if (failed(out))
+      return failure();
+    return define(n, 0,
+                  opVal(mergeHeads(loc, *out, x.dtype, batch, seq, heads, dim),
+                        x.dtype, x.shape));
+  }
+  if (x.shape.size() != 4)
+    return err(n) << "input must be [batch, heads, seq, head_dim] or "
+                     "[batch, seq, hidden], got " << shapeStr(x.shape);
   int64_t batch = x.shape[0], heads = x.shape[1], seq = x.shape[2];
   int64_t dim = x.shape[3];
   int64_t rot = attrInt(n, "rotary_embedding_dim", 0);
@@ -1666,11 +1691,35 @@ LogicalResult Importer::attention(const onnx::NodeProto &n) {
   if (attrFloat(n, "softcap", 0.0f) != 0.0f)
     return err(n) << "softcap is not supported yet";
   Val q = *qp, k = *kp, v = *vp;
-  if (q.shape.size() != 4 || k.shape.size() != 4 || v.shape.size() != 4)
-    return err(n) << "only 4-D Q, K, V [batch, heads, seq, head_dim] are "
-                     "supported yet";
   if (!isFloatDType(q.dtype) || k.dtype != q.dtype || v.dtype != q.dtype)
     return err(n) << "Q, K and V must share a float dtype";
+  // 3-D [batch, seq, heads * d] inputs (q_num_heads / kv_num_heads): split
+  // into 4-D heads; the output is merged back.
+  bool threeD = q.shape.size() == 3;
+  int64_t qHeads3 = 0, vDim3 = 0;
+  if (threeD) {
+    int64_t qh = attrInt(n, "q_num_heads", 0), kvh = attrInt(n, "kv_num_heads", 0);
+    if (k.shape.size() != 3 || v.shape.size() != 3 || qh <= 0 || kvh <= 0 ||
+        q.shape[2] % qh || k.shape[2] % kvh || v.shape[2] % kvh)
+      return err(n) << "3-D Q, K, V need q_num_heads and kv_num_heads that "
+                       "divide their widths";
+    Location loc3 = nodeLoc(n);
+    int64_t b3 = q.shape[0];
+    auto split = [&](Val &t, int64_t heads) {
+      int64_t d = t.shape[2] / heads;
+      return opVal(splitHeads(loc3, materialize(t, loc3), t.dtype, b3,
+                              t.shape[1], heads, d),
+                   t.dtype, {b3, heads, t.shape[1], d});
+    };
+    qHeads3 = qh;
+    vDim3 = v.shape[2] / kvh;
+    q = split(q, qh);
+    k = split(k, kvh);
+    v = split(v, kvh);
+  }
+  if (q.shape.size() != 4 || k.shape.size() != 4 || v.shape.size() != 4)
+    return err(n) << "Q, K, V must be 4-D [batch, heads, seq, head_dim] or "
+                     "3-D [batch, seq, hidden]";
   if ((pk == nullptr) != (pv == nullptr))
     return err(n) << "past_key and past_value come together";
   Location loc = nodeLoc(n);
@@ -1696,9 +1745,22 @@ LogicalResult Importer::attention(const onnx::NodeProto &n) {
   Value mask;
   if (mp) {
     Val m = *mp;
-    if (m.dtype != q.dtype)
-      return err(n) << "only additive float masks are supported yet";
-    mask = materialize(m, loc);
+    if (m.dtype == kBool) {
+      // A boolean mask keeps the keys where it is true: 0 there, -inf
+      // elsewhere, added to the scores.
+      RankedTensorType mt = tensorType(m.shape, q.dtype);
+      Value zero = ConstantOp::create(
+          b, loc, mt, DenseElementsAttr::get(mt, b.getF32FloatAttr(0.0f)));
+      Value ninf = ConstantOp::create(
+          b, loc, mt,
+          DenseElementsAttr::get(
+              mt, b.getF32FloatAttr(-std::numeric_limits<float>::infinity())));
+      mask = WhereOp::create(b, loc, mt, materialize(m, loc), zero, ninf);
+    } else if (m.dtype == q.dtype) {
+      mask = materialize(m, loc);
+    } else {
+      return err(n) << "the mask must be bool or Q's float dtype";
+    }
   }
   Shape out = {q.shape[0], q.shape[1], q.shape[2], v.shape[3]};
   Value y = AttentionOp::create(
@@ -1706,8 +1768,14 @@ LogicalResult Importer::attention(const onnx::NodeProto &n) {
       materialize(kt, loc), materialize(vt, loc), mask,
       b.getF32FloatAttr(scale), b.getBoolAttr(attrInt(n, "is_causal", 0) != 0),
       b.getI64IntegerAttr(0), b.getI64IntegerAttr(0));
-  if (failed(define(n, 0, opVal(y, q.dtype, out))))
+  if (threeD) {
+    Value merged = mergeHeads(loc, y, q.dtype, out[0], out[2], qHeads3, vDim3);
+    if (failed(define(n, 0, opVal(merged, q.dtype,
+                                   {out[0], out[2], qHeads3 * vDim3}))))
+      return failure();
+  } else if (failed(define(n, 0, opVal(y, q.dtype, out)))) {
     return failure();
+  }
   if (n.output_size() > 1 && !n.output(1).empty() &&
       failed(define(n, 1, kt)))
     return failure();

@@ -5,7 +5,10 @@ with onnx's helper, compiled and run by Kiln and compared with onnxruntime
 SkipSimplifiedLayerNormalization, MatMulNBits (4 and 8 bits, with and
 without zero points, uint8 and float zero points, a partial last block,
 bias), RotaryEmbedding (3-D with num_heads, 4-D, interleaved, partial
-rotary dim) and GroupQueryAttention (grouped heads, past, local window).
+rotary dim) and GroupQueryAttention (grouped heads, past, local window);
+and the opset-23 forms beyond 4-D float masks: RotaryEmbedding and
+Attention on 3-D [batch, seq, hidden] inputs (num_heads / q_num_heads,
+kv_num_heads, with past), Attention with a boolean mask.
 
   contrib_ops.py --build build WORKDIR
 """
@@ -22,10 +25,10 @@ from onnx import helper as h
 from onnx import numpy_helper
 
 
-def case(name, node, inputs, outputs, feeds, inits=()):
+def case(name, node, inputs, outputs, feeds, inits=(), opset=17):
     g = h.make_graph([node], name, inputs, outputs,
                      [numpy_helper.from_array(a, n) for n, a in inits])
-    m = h.make_model(g, opset_imports=[h.make_opsetid("", 17),
+    m = h.make_model(g, opset_imports=[h.make_opsetid("", opset),
                                        h.make_opsetid("com.microsoft", 1)])
     m.ir_version = 8
     return name, m, feeds
@@ -131,6 +134,35 @@ def main():
             [f("y", [1, seq, 32]), f("ok", [1, 2, past + seq, 8]),
              f("ov", [1, 2, past + seq, 8])],
             {"q": q, "k": k, "v": v, "pk": pk, "pv": pv}, inits))
+    # ONNX opset 23: 3-D layouts and a boolean mask.
+    pos23 = np.array([[2, 5, 1]], np.int64)
+    cases.append(case(
+        "rotary23_3d", h.make_node("RotaryEmbedding", ["x", "cos", "sin", "pos"], ["y"],
+                                   num_heads=4),
+        [f("x", [1, 3, 32])], [f("y", [1, 3, 32])], {"x": x3},
+        [("cos", cos), ("sin", sin), ("pos", pos23)], opset=23))
+    q3 = rng.standard_normal((1, 3, 32)).astype(np.float32)
+    k3 = rng.standard_normal((1, 3, 16)).astype(np.float32)
+    v3 = rng.standard_normal((1, 3, 16)).astype(np.float32)
+    pk3 = rng.standard_normal((1, 2, 4, 8)).astype(np.float32)
+    pv3 = rng.standard_normal((1, 2, 4, 8)).astype(np.float32)
+    cases.append(case(
+        "attention23_3d",
+        h.make_node("Attention", ["q", "k", "v", "", "pk", "pv"], ["y", "ok", "ov"],
+                    q_num_heads=4, kv_num_heads=2, is_causal=1),
+        [f("q", [1, 3, 32]), f("k", [1, 3, 16]), f("v", [1, 3, 16]),
+         f("pk", [1, 2, 4, 8]), f("pv", [1, 2, 4, 8])],
+        [f("y", [1, 3, 32]), f("ok", [1, 2, 7, 8]), f("ov", [1, 2, 7, 8])],
+        {"q": q3, "k": k3, "v": v3, "pk": pk3, "pv": pv3}, opset=23))
+    q4 = rng.standard_normal((1, 2, 3, 8)).astype(np.float32)
+    k4 = rng.standard_normal((1, 2, 5, 8)).astype(np.float32)
+    v4 = rng.standard_normal((1, 2, 5, 8)).astype(np.float32)
+    bm = np.array([[[[1, 1, 0, 1, 0], [1, 0, 1, 1, 1], [0, 1, 1, 0, 1]]]], bool)
+    cases.append(case(
+        "attention23_bool_mask",
+        h.make_node("Attention", ["q", "k", "v", "m"], ["y"]),
+        [f("q", [1, 2, 3, 8]), f("k", [1, 2, 5, 8]), f("v", [1, 2, 5, 8])],
+        [f("y", [1, 2, 3, 8])], {"q": q4, "k": k4, "v": v4}, [("m", bm)], opset=23))
     os.makedirs(args.work, exist_ok=True)
     failed = 0
     for name, model, feeds in cases:
