@@ -1,8 +1,8 @@
 //===- GgufImporter.cpp - GGUF model to the kiln dialect ------------------===//
 //
 // Builds the kiln graph of a GGUF model from its architecture metadata, the
-// same dialect the ONNX importer produces. Q8_0, Q4_0, Q4_1 and F16 matrices
-// stay as the file's bytes (kiln.quant_matmul, kiln.quant_gather) unless
+// same dialect the ONNX importer produces. Q8_0, Q4_0, Q4_1, Q4_K, Q6_K and
+// F16 matrices stay as the file's bytes (kiln.quant_matmul, kiln.quant_gather) unless
 // asked to dequantize; F32 ones (and 1-D F16 ones) are f32. It builds `llama`:
 // token embedding, per layer RMSNorm -> q/k/v -> RoPE -> causal grouped-query
 // attention -> output projection -> residual -> RMSNorm -> SwiGLU MLP ->
@@ -50,6 +50,26 @@ std::vector<float> transposed(const std::vector<float> &m, int64_t rows,
       t[c * rows + r] = m[r * cols + c];
   return t;
 }
+
+/// Q4_K sub-block j's 6-bit (scale, min) from the 12 packed bytes.
+std::pair<int, int> q4kScaleMin(const uint8_t *s, int j) {
+  if (j < 4)
+    return {s[j] & 63, s[j + 4] & 63};
+  return {(s[j + 4] & 0xF) | ((s[j - 4] >> 6) << 4),
+          (s[j + 4] >> 4) | ((s[j] >> 6) << 4)};
+}
+
+/// Q6_K value l (0-31) of sub-block j (0-7) of a block at `p`, in -32..31.
+int q6kValue(const uint8_t *p, int j, int l) {
+  int h = j / 4, t = j % 4;
+  const uint8_t *ql = p + 64 * h, *qh = p + 128 + 32 * h;
+  int low = (ql[l + 32 * (t % 2)] >> (t >= 2 ? 4 : 0)) & 0xF;
+  int high = (qh[l] >> (2 * t)) & 3;
+  return (low | (high << 4)) - 32;
+}
+
+/// The index in Q6_K's 16 scales of value l of sub-block j.
+int q6kScaleIndex(int j, int l) { return 8 * (j / 4) + 2 * (j % 4) + l / 16; }
 
 class LlamaBuilder {
 public:
@@ -201,6 +221,39 @@ LlamaBuilder::dequantize(const gguf::TensorInfo &t) {
       }
     }
     return out;
+  case gguf::TensorType::Q4_K:
+    // {f16 d; f16 dmin; u8 scales[12]; u8 qs[128]} per 256 values: eight
+    // sub-blocks of 32 with 6-bit scale and min; sub-block j reads the low
+    // (even j) or high (odd j) nibbles of qs[32 * (j / 2) ...].
+    for (uint64_t sb = 0; sb < n / 256; ++sb, p += 144) {
+      float d = half(p), dmin = half(p + 2);
+      for (int j = 0; j < 8; ++j) {
+        auto [sc, m] = q4kScaleMin(p + 4, j);
+        const uint8_t *q = p + 16 + 32 * (j / 2);
+        for (int l = 0; l < 32; ++l) {
+          int nib = j % 2 ? q[l] >> 4 : q[l] & 0xF;
+          out[sb * 256 + j * 32 + l] =
+              d * static_cast<float>(sc) * static_cast<float>(nib) -
+              dmin * static_cast<float>(m);
+        }
+      }
+    }
+    return out;
+  case gguf::TensorType::Q6_K:
+    // {u8 ql[128]; u8 qh[64]; i8 scales[16]; f16 d} per 256 values: 6-bit
+    // q - 32, a scale per 16 values.
+    for (uint64_t sb = 0; sb < n / 256; ++sb, p += 210) {
+      float d = half(p + 208);
+      const auto *sc = reinterpret_cast<const int8_t *>(p + 192);
+      for (int j = 0; j < 8; ++j)
+        for (int l = 0; l < 32; ++l) {
+          int q = q6kValue(p, j, l);
+          out[sb * 256 + j * 32 + l] =
+              d * static_cast<float>(sc[q6kScaleIndex(j, l)]) *
+              static_cast<float>(q);
+        }
+    }
+    return out;
   default:
     return err() << "tensor '" << t.name << "' has type "
                  << gguf::tensorTypeName(t.type)
@@ -224,6 +277,8 @@ StringRef LlamaBuilder::packedFormat(const gguf::TensorInfo &t) const {
   case gguf::TensorType::Q4_0: return "q4_0";
   case gguf::TensorType::Q4_1: return "q4_1";
   case gguf::TensorType::F16: return "f16";
+  case gguf::TensorType::Q4_K: return "q4_k";
+  case gguf::TensorType::Q6_K: return "q6_k";
   default: return "";
   }
 }
@@ -236,7 +291,7 @@ Value LlamaBuilder::packedWeight(const gguf::TensorInfo &t, StringRef format,
                                              file.data(t)),
                                          t.bytes));
   auto type = RankedTensorType::get(
-      {rows, cols / 32 * quantBlockBytes(format)}, b.getI8Type());
+      {rows, quantRowBytes(format, cols)}, b.getI8Type());
   return WeightOp::create(b, loc, type, b.getStringAttr(t.name)).getResult();
 }
 

@@ -124,6 +124,10 @@ Value scalarHalf(OpBuilder &b, Location loc, Value w, Value row, Value off) {
   return arith::ExtFOp::create(b, loc, b.getF32Type(), h);
 }
 
+std::pair<Value, Value> kQuantValues(OpBuilder &b, Location loc, Value w,
+                                     Value row, Value blk, StringRef format,
+                                     int64_t lanes, Value k);
+
 /// Values k and k + 16 of block `blk` of row `row` (GPU form, scalars).
 std::pair<Value, Value> scalarBlockValues(OpBuilder &b, Location loc, Value w,
                                           Value row, Value blk, Value k,
@@ -133,6 +137,8 @@ std::pair<Value, Value> scalarBlockValues(OpBuilder &b, Location loc, Value w,
     return arith::ConstantIndexOp::create(b, loc, i).getResult();
   };
   Type f32 = b.getF32Type(), i8 = b.getI8Type();
+  if (quantBlockValues(format) == 256)
+    return kQuantValues(b, loc, w, row, blk, format, 1, k);
   Value base = arith::MulIOp::create(b, loc, blk, c(bb));
   if (format == "f16") {
     auto v = [&](Value k) {
@@ -255,10 +261,139 @@ BlockInts blockInts(OpBuilder &b, Location loc, Value w, Value row, Value blk,
   return out;
 }
 
+/// Values l and l + 16 of 32-value group `blk` of a K-quant row (q4_k,
+/// q6_k: groups of 32 inside blocks of 256), dequantized: `lanes` 16 gives
+/// vector<16xf32> of l = 0..15 (CPU), 1 gives the scalars at l = `k` (GPU).
+std::pair<Value, Value> kQuantValues(OpBuilder &b, Location loc, Value w,
+                                     Value row, Value blk, StringRef format,
+                                     int64_t lanes, Value k) {
+  auto c = [&](int64_t i) {
+    return arith::ConstantIndexOp::create(b, loc, i).getResult();
+  };
+  Type i8 = b.getI8Type(), i32 = b.getI32Type(), f32 = b.getF32Type();
+  Type v8 = lanes > 1 ? Type(VectorType::get({lanes}, i8)) : i8;
+  Type vf = lanes > 1 ? Type(VectorType::get({lanes}, f32)) : f32;
+  auto splat8 = [&](Value x) -> Value {
+    return lanes > 1 ? vector::BroadcastOp::create(b, loc, v8, x).getResult() : x;
+  };
+  auto splatF = [&](Value x) -> Value {
+    return lanes > 1 ? vector::BroadcastOp::create(b, loc, vf, x).getResult() : x;
+  };
+  auto i8c = [&](int64_t v) {
+    return arith::ConstantOp::create(b, loc, b.getIntegerAttr(i8, v)).getResult();
+  };
+  auto i32c = [&](int64_t v) {
+    return arith::ConstantOp::create(b, loc, b.getIntegerAttr(i32, v)).getResult();
+  };
+  auto add = [&](Value a, Value x) {
+    return arith::AddIOp::create(b, loc, a, x).getResult();
+  };
+  Value sb = arith::DivUIOp::create(b, loc, blk, c(8));
+  Value j = arith::RemUIOp::create(b, loc, blk, c(8));
+  Value base = arith::MulIOp::create(b, loc, sb, c(quantBlockBytes(format)));
+  // lanes bytes from `off` (the CPU's vector, or the GPU's byte l = k).
+  auto bytes = [&](Value off) -> Value {
+    if (lanes > 1)
+      return vector::LoadOp::create(b, loc, cast<VectorType>(v8), w,
+                                    ValueRange{row, off});
+    return memref::LoadOp::create(b, loc, w, ValueRange{row, add(off, k)});
+  };
+  auto scalarByte = [&](Value off) -> Value {
+    return memref::LoadOp::create(b, loc, w, ValueRange{row, off});
+  };
+  auto toI8 = [&](Value idx) {
+    return arith::TruncIOp::create(
+        b, loc, i8, arith::IndexCastOp::create(b, loc, i32, idx));
+  };
+  if (format == "q4_k") {
+    Value d = scalarHalf(b, loc, w, row, base);
+    Value dmin = scalarHalf(b, loc, w, row, add(base, c(2)));
+    auto sbyte = [&](Value idx) {
+      return arith::ExtUIOp::create(b, loc, i32,
+                                    scalarByte(add(add(base, c(4)), idx)))
+          .getResult();
+    };
+    Value jm4 = arith::MaxSIOp::create(
+        b, loc, arith::SubIOp::create(b, loc, j, c(4)), c(0));
+    Value sj = sbyte(j), sj4 = sbyte(add(j, c(4))), sjm4 = sbyte(jm4);
+    auto andi = [&](Value x, int64_t m) {
+      return arith::AndIOp::create(b, loc, x, i32c(m)).getResult();
+    };
+    auto shr = [&](Value x, int64_t n) {
+      return arith::ShRUIOp::create(b, loc, x, i32c(n)).getResult();
+    };
+    auto shl4 = [&](Value x) {
+      return arith::ShLIOp::create(b, loc, x, i32c(4)).getResult();
+    };
+    Value scLo = andi(sj, 63), mLo = andi(sj4, 63);
+    Value scHi = arith::OrIOp::create(b, loc, andi(sj4, 0xF), shl4(shr(sjm4, 6)));
+    Value mHi = arith::OrIOp::create(b, loc, shr(sj4, 4), shl4(shr(sj, 6)));
+    Value low = arith::CmpIOp::create(b, loc, arith::CmpIPredicate::ult, j, c(4));
+    Value sc = arith::SelectOp::create(b, loc, low, scLo, scHi);
+    Value mn = arith::SelectOp::create(b, loc, low, mLo, mHi);
+    Value d1 = arith::MulFOp::create(b, loc, d,
+                                     arith::UIToFPOp::create(b, loc, f32, sc));
+    Value m1 = arith::MulFOp::create(b, loc, dmin,
+                                     arith::UIToFPOp::create(b, loc, f32, mn));
+    // Low nibbles for even j, high for odd: shift by 4 * (j % 2).
+    Value shift = splat8(arith::MulIOp::create(
+        b, loc, toI8(arith::RemUIOp::create(b, loc, j, c(2))), i8c(4)));
+    Value q = add(add(base, c(16)),
+                  arith::MulIOp::create(
+                      b, loc, arith::DivUIOp::create(b, loc, j, c(2)), c(32)));
+    auto value = [&](Value off) {
+      Value n = arith::AndIOp::create(
+          b, loc, arith::ShRUIOp::create(b, loc, bytes(off), shift),
+          splat8(i8c(0xF)));
+      Value f = arith::UIToFPOp::create(b, loc, vf, n);
+      // d1 * q - m1
+      return arith::SubFOp::create(
+                 b, loc, arith::MulFOp::create(b, loc, f, splatF(d1)),
+                 splatF(m1))
+          .getResult();
+    };
+    return {value(q), value(add(q, c(16)))};
+  }
+  // q6_k
+  Value d = scalarHalf(b, loc, w, row, add(base, c(208)));
+  Value h = arith::DivUIOp::create(b, loc, j, c(4));
+  Value t = arith::RemUIOp::create(b, loc, j, c(4));
+  Value ql = add(add(base, arith::MulIOp::create(b, loc, h, c(64))),
+                 arith::MulIOp::create(b, loc,
+                                       arith::RemUIOp::create(b, loc, t, c(2)),
+                                       c(32)));
+  Value qh = add(add(base, c(128)), arith::MulIOp::create(b, loc, h, c(32)));
+  Value qlShift = splat8(arith::MulIOp::create(
+      b, loc, toI8(arith::DivUIOp::create(b, loc, t, c(2))), i8c(4)));
+  Value qhShift = splat8(arith::MulIOp::create(b, loc, toI8(t), i8c(2)));
+  Value scIdx = add(add(add(base, c(192)), arith::MulIOp::create(b, loc, h, c(8))),
+                    arith::MulIOp::create(b, loc, t, c(2)));
+  auto value = [&](Value off, Value scOff) {
+    Value lo4 = arith::AndIOp::create(
+        b, loc, arith::ShRUIOp::create(b, loc, bytes(add(ql, off)), qlShift),
+        splat8(i8c(0xF)));
+    Value hi2 = arith::AndIOp::create(
+        b, loc, arith::ShRUIOp::create(b, loc, bytes(add(qh, off)), qhShift),
+        splat8(i8c(3)));
+    Value q = arith::OrIOp::create(
+        b, loc, lo4, arith::ShLIOp::create(b, loc, hi2, splat8(i8c(4))));
+    Value f = arith::SubFOp::create(
+        b, loc, arith::UIToFPOp::create(b, loc, vf, q),
+        splatF(arith::ConstantOp::create(b, loc, b.getF32FloatAttr(32.0f))));
+    Value sc = arith::SIToFPOp::create(b, loc, f32, scalarByte(add(scIdx, scOff)));
+    return arith::MulFOp::create(
+               b, loc, f, splatF(arith::MulFOp::create(b, loc, d, sc)))
+        .getResult();
+  };
+  return {value(c(0), c(0)), value(c(16), c(1))};
+}
+
 /// The block's 32 values as two vector<16xf32>: d * q (+ m), one rounding;
 /// f16 blocks widen exactly.
 std::pair<Value, Value> dequantBlock(OpBuilder &b, Location loc, Value w,
                                      Value row, Value blk, StringRef format) {
+  if (quantBlockValues(format) == 256)
+    return kQuantValues(b, loc, w, row, blk, format, 16, Value());
   if (format == "f16") {
     Value base = arith::MulIOp::create(
         b, loc, blk, arith::ConstantIndexOp::create(b, loc, 64));

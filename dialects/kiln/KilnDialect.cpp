@@ -127,7 +127,13 @@ int64_t kiln::quantBlockBytes(StringRef format) {
       .Case("q4_0", 18)
       .Case("q4_1", 20)
       .Case("f16", 64)
+      .Case("q4_k", 144)
+      .Case("q6_k", 210)
       .Default(0);
+}
+
+int64_t kiln::quantBlockValues(StringRef format) {
+  return format == "q4_k" || format == "q6_k" ? 256 : 32;
 }
 
 /// Checks a quantized [rows, K / 32 * block_bytes] i8 weight for rows of K.
@@ -136,14 +142,16 @@ static LogicalResult verifyQuantWeight(Operation *op, Type weight,
   int64_t bb = quantBlockBytes(format);
   if (!bb)
     return op->emitOpError("unknown quantization format '")
-           << format << "' (known: q8_0, q4_0, q4_1, f16)";
+           << format << "' (known: q8_0, q4_0, q4_1, f16, q4_k, q6_k)";
   auto w = cast<RankedTensorType>(weight);
-  if (k % 32)
-    return op->emitOpError("K = ") << k << " is not a multiple of 32";
+  int64_t values = quantBlockValues(format);
+  if (k % values)
+    return op->emitOpError("K = ") << k << " is not a multiple of " << values
+                                   << " (" << format << " blocks)";
   if (w.getRank() != 2 || !w.getElementType().isInteger(8) ||
-      w.getDimSize(1) != k / 32 * bb)
+      w.getDimSize(1) != quantRowBytes(format, k))
     return op->emitOpError("weight must be i8 [rows, ")
-           << k / 32 * bb << "] for K = " << k << " in " << format
+           << quantRowBytes(format, k) << "] for K = " << k << " in " << format
            << ", got " << w;
   return success();
 }
@@ -159,6 +167,10 @@ LogicalResult QuantMatMulOp::verify() {
   if (getActivations() != "f32" && getActivations() != "q8")
     return emitOpError("activations must be \"f32\" or \"q8\", not \"")
            << getActivations() << "\"";
+  if (getActivations() == "q8" && quantBlockValues(getFormat()) != 32)
+    return emitOpError("activations = \"q8\" is not supported for ")
+           << getFormat() << " weights (llama.cpp's Q8_K activations are not "
+                             "implemented)";
   auto w = cast<RankedTensorType>(getWeight().getType());
   if (r.getRank() != 2 || r.getDimSize(0) != x.getDimSize(0) ||
       r.getDimSize(1) != w.getDimSize(0) || !r.getElementType().isF32())

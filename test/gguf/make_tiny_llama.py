@@ -36,16 +36,20 @@ def byte_symbol(b):
     return chr(256 + others.index(b))
 
 
-def write_gguf(path, rng):
+def write_gguf(path, rng, width=None, ffn=None, all_f32=False):
+    """The tiny model; `width`/`ffn` override the sizes, `all_f32` stores
+    every tensor as F32 (for llama.cpp's quantizer, make_tiny_llama_k.py)."""
+    WIDTH_ = width or WIDTH
+    FFN_ = ffn or FFN
     w = gguf.GGUFWriter(path, "llama")
     w.add_name("kiln-tiny-llama")
     w.add_context_length(CONTEXT)
-    w.add_embedding_length(WIDTH)
+    w.add_embedding_length(WIDTH_)
     w.add_block_count(LAYERS)
-    w.add_feed_forward_length(FFN)
+    w.add_feed_forward_length(FFN_)
     w.add_head_count(HEADS)
     w.add_head_count_kv(KV_HEADS)
-    w.add_rope_dimension_count(WIDTH // HEADS)
+    w.add_rope_dimension_count(WIDTH_ // HEADS)
     w.add_rope_freq_base(10000.0)
     w.add_layer_norm_rms_eps(1e-5)
     w.add_vocab_size(VOCAB)
@@ -60,7 +64,7 @@ def write_gguf(path, rng):
 
     def t(name, shape, scale, qtype=gguf.GGMLQuantizationType.F32):
         data = (rng.standard_normal(shape) * scale).astype(np.float32)
-        if qtype == gguf.GGMLQuantizationType.F32:
+        if all_f32 or qtype == gguf.GGMLQuantizationType.F32:
             w.add_tensor(name, data)
         elif qtype == gguf.GGMLQuantizationType.F16:
             w.add_tensor(name, data.astype(np.float16))
@@ -68,31 +72,30 @@ def write_gguf(path, rng):
             w.add_tensor(name, gguf.quants.quantize(data, qtype), raw_dtype=qtype)
 
     Q = gguf.GGMLQuantizationType
-    kv = KV_HEADS * (WIDTH // HEADS)
-    t("token_embd.weight", (VOCAB, WIDTH), 1.0, Q.Q8_0)
+    kv = KV_HEADS * (WIDTH_ // HEADS)
+    t("token_embd.weight", (VOCAB, WIDTH_), 1.0, Q.Q8_0)
     for l in range(LAYERS):
         p = f"blk.{l}."
-        t(p + "attn_norm.weight", (WIDTH,), 0.2)
-        t(p + "attn_q.weight", (WIDTH, WIDTH), 0.25, Q.Q4_0)
-        t(p + "attn_k.weight", (kv, WIDTH), 0.25, Q.Q4_1)
-        t(p + "attn_v.weight", (kv, WIDTH), 0.25, Q.Q8_0)
-        t(p + "attn_output.weight", (WIDTH, WIDTH), 0.15, Q.F16)
-        t(p + "ffn_norm.weight", (WIDTH,), 0.2)
-        t(p + "ffn_gate.weight", (FFN, WIDTH), 0.15, Q.Q8_0)
-        t(p + "ffn_up.weight", (FFN, WIDTH), 0.15, Q.Q4_0)
-        t(p + "ffn_down.weight", (WIDTH, FFN), 0.1, Q.Q4_1)
-    t("output_norm.weight", (WIDTH,), 0.2)
-    t("output.weight", (VOCAB, WIDTH), 0.5, Q.Q8_0)
+        t(p + "attn_norm.weight", (WIDTH_,), 0.2)
+        t(p + "attn_q.weight", (WIDTH_, WIDTH_), 0.25, Q.Q4_0)
+        t(p + "attn_k.weight", (kv, WIDTH_), 0.25, Q.Q4_1)
+        t(p + "attn_v.weight", (kv, WIDTH_), 0.25, Q.Q8_0)
+        t(p + "attn_output.weight", (WIDTH_, WIDTH_), 0.15, Q.F16)
+        t(p + "ffn_norm.weight", (WIDTH_,), 0.2)
+        t(p + "ffn_gate.weight", (FFN_, WIDTH_), 0.15, Q.Q8_0)
+        t(p + "ffn_up.weight", (FFN_, WIDTH_), 0.15, Q.Q4_0)
+        t(p + "ffn_down.weight", (WIDTH_, FFN_), 0.1, Q.Q4_1)
+    t("output_norm.weight", (WIDTH_,), 0.2)
+    t("output.weight", (VOCAB, WIDTH_), 0.5, Q.Q8_0)
     w.write_header_to_file()
     w.write_kv_data_to_file()
     w.write_tensors_to_file()
     w.close()
 
 
-def main():
-    rng = np.random.default_rng(7)
-    path = os.path.join(HERE, "models", "tiny_llama.gguf")
-    write_gguf(path, rng)
+def make_refs(path, name):
+    """transformers' logits and greedy tokens on `path`, saved as
+    reference/NAME_refs.npz."""
     model = transformers.AutoModelForCausalLM.from_pretrained(
         os.path.dirname(path), gguf_file=os.path.basename(path),
         torch_dtype=torch.float32)
@@ -117,9 +120,16 @@ def main():
         top2 = np.sort(np.stack(rows), axis=1)[:, -2:]
         print(f"prompt {i}: {len(ids)} tokens, greedy {tokens[:8]}..., smallest "
               f"top-2 logit gap {float((top2[:, 1] - top2[:, 0]).min()):.3g}")
-    dest = os.path.join(HERE, "reference", "tiny_llama_refs.npz")
+    dest = os.path.join(HERE, "reference", f"{name}_refs.npz")
     np.savez_compressed(dest, **out)
     print("wrote", path, os.path.getsize(path), "bytes and", dest)
+
+
+def main():
+    rng = np.random.default_rng(7)
+    path = os.path.join(HERE, "models", "tiny_llama.gguf")
+    write_gguf(path, rng)
+    make_refs(path, "tiny_llama")
 
 
 if __name__ == "__main__":

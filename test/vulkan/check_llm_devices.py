@@ -28,6 +28,8 @@ def models():
     gguf = os.path.join(ROOT, "gguf", "models", "tiny_llama.gguf")
     yield "tiny_llama_gguf", gguf, ["--prefill-chunk=16"]
     yield "tiny_llama_gguf_kv16", gguf, ["--prefill-chunk=16", "--kv-dtype=f16"]
+    yield "tiny_llama_k_gguf", os.path.join(ROOT, "gguf", "models", "tiny_llama_k.gguf"), \
+        ["--prefill-chunk=16"]
 
 
 def generate(build, art, device, ids, out):
