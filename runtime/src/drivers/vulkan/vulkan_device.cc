@@ -63,6 +63,30 @@ struct Buffer {
   uint64_t size = 0;
 };
 
+/// The device features Kiln's SPIR-V capabilities map to, chained for
+/// vkGetPhysicalDeviceFeatures2 / VkDeviceCreateInfo (not copyable: the
+/// chain points into itself).
+struct Features {
+  VkPhysicalDeviceFeatures2 base = make<VkPhysicalDeviceFeatures2>(
+      VK_STRUCTURE_TYPE_PHYSICAL_DEVICE_FEATURES_2);
+  VkPhysicalDeviceShaderFloat16Int8Features f16i8 =
+      make<VkPhysicalDeviceShaderFloat16Int8Features>(
+          VK_STRUCTURE_TYPE_PHYSICAL_DEVICE_SHADER_FLOAT16_INT8_FEATURES);
+  VkPhysicalDevice8BitStorageFeatures s8 =
+      make<VkPhysicalDevice8BitStorageFeatures>(
+          VK_STRUCTURE_TYPE_PHYSICAL_DEVICE_8BIT_STORAGE_FEATURES);
+  VkPhysicalDevice16BitStorageFeatures s16 =
+      make<VkPhysicalDevice16BitStorageFeatures>(
+          VK_STRUCTURE_TYPE_PHYSICAL_DEVICE_16BIT_STORAGE_FEATURES);
+  Features() {
+    base.pNext = &f16i8;
+    f16i8.pNext = &s8;
+    s8.pNext = &s16;
+  }
+  Features(const Features &) = delete;
+  Features &operator=(const Features &) = delete;
+};
+
 struct Kernel {
   VkShaderModule module = VK_NULL_HANDLE;
   VkDescriptorSetLayout setLayout = VK_NULL_HANDLE;
@@ -175,29 +199,8 @@ public:
     qci.pQueuePriorities = &priority;
     // The features the kernels' SPIR-V capabilities need: each is checked
     // (a missing one is named) and enabled.
-    auto f16i8 = make<VkPhysicalDeviceShaderFloat16Int8Features>(
-        VK_STRUCTURE_TYPE_PHYSICAL_DEVICE_SHADER_FLOAT16_INT8_FEATURES);
-    auto s8 = make<VkPhysicalDevice8BitStorageFeatures>(
-        VK_STRUCTURE_TYPE_PHYSICAL_DEVICE_8BIT_STORAGE_FEATURES);
-    auto s16 = make<VkPhysicalDevice16BitStorageFeatures>(
-        VK_STRUCTURE_TYPE_PHYSICAL_DEVICE_16BIT_STORAGE_FEATURES);
-    auto have = make<VkPhysicalDeviceFeatures2>(
-        VK_STRUCTURE_TYPE_PHYSICAL_DEVICE_FEATURES_2);
-    have.pNext = &f16i8;
-    f16i8.pNext = &s8;
-    s8.pNext = &s16;
-    vk.vkGetPhysicalDeviceFeatures2(physical, &have);
-    auto want = make<VkPhysicalDeviceFeatures2>(
-        VK_STRUCTURE_TYPE_PHYSICAL_DEVICE_FEATURES_2);
-    auto wf16i8 = make<VkPhysicalDeviceShaderFloat16Int8Features>(
-        VK_STRUCTURE_TYPE_PHYSICAL_DEVICE_SHADER_FLOAT16_INT8_FEATURES);
-    auto ws8 = make<VkPhysicalDevice8BitStorageFeatures>(
-        VK_STRUCTURE_TYPE_PHYSICAL_DEVICE_8BIT_STORAGE_FEATURES);
-    auto ws16 = make<VkPhysicalDevice16BitStorageFeatures>(
-        VK_STRUCTURE_TYPE_PHYSICAL_DEVICE_16BIT_STORAGE_FEATURES);
-    want.pNext = &wf16i8;
-    wf16i8.pNext = &ws8;
-    ws8.pNext = &ws16;
+    Features have, want;
+    vk.vkGetPhysicalDeviceFeatures2(physical, &have.base);
     // A test hook: KILN_VULKAN_HIDE_FEATURES=Float16,Int64 pretends the
     // device lacks those capabilities.
     std::string hidden = ",";
@@ -210,19 +213,20 @@ public:
           const char *cap, *feature;
           VkBool32 *want, have;
         } table[] = {
-            {"Int64", "shaderInt64", &want.features.shaderInt64,
-             have.features.shaderInt64},
-            {"Int16", "shaderInt16", &want.features.shaderInt16,
-             have.features.shaderInt16},
-            {"Float64", "shaderFloat64", &want.features.shaderFloat64,
-             have.features.shaderFloat64},
-            {"Float16", "shaderFloat16", &wf16i8.shaderFloat16,
-             f16i8.shaderFloat16},
-            {"Int8", "shaderInt8", &wf16i8.shaderInt8, f16i8.shaderInt8},
+            {"Int64", "shaderInt64", &want.base.features.shaderInt64,
+             have.base.features.shaderInt64},
+            {"Int16", "shaderInt16", &want.base.features.shaderInt16,
+             have.base.features.shaderInt16},
+            {"Float64", "shaderFloat64", &want.base.features.shaderFloat64,
+             have.base.features.shaderFloat64},
+            {"Float16", "shaderFloat16", &want.f16i8.shaderFloat16,
+             have.f16i8.shaderFloat16},
+            {"Int8", "shaderInt8", &want.f16i8.shaderInt8, have.f16i8.shaderInt8},
             {"StorageBuffer8BitAccess", "storageBuffer8BitAccess",
-             &ws8.storageBuffer8BitAccess, s8.storageBuffer8BitAccess},
+             &want.s8.storageBuffer8BitAccess, have.s8.storageBuffer8BitAccess},
             {"StorageBuffer16BitAccess", "storageBuffer16BitAccess",
-             &ws16.storageBuffer16BitAccess, s16.storageBuffer16BitAccess},
+             &want.s16.storageBuffer16BitAccess,
+             have.s16.storageBuffer16BitAccess},
         };
         const Feature *f = nullptr;
         for (const Feature &t : table)
@@ -245,13 +249,13 @@ public:
     std::vector<const char *> extensions;
     if (VK_API_VERSION_MINOR(props.apiVersion) < 2 &&
         VK_API_VERSION_MAJOR(props.apiVersion) == 1) {
-      if (ws8.storageBuffer8BitAccess)
+      if (want.s8.storageBuffer8BitAccess)
         extensions.push_back("VK_KHR_8bit_storage");
-      if (wf16i8.shaderFloat16 || wf16i8.shaderInt8)
+      if (want.f16i8.shaderFloat16 || want.f16i8.shaderInt8)
         extensions.push_back("VK_KHR_shader_float16_int8");
     }
     auto dci = make<VkDeviceCreateInfo>(VK_STRUCTURE_TYPE_DEVICE_CREATE_INFO);
-    dci.pNext = &want;
+    dci.pNext = &want.base;
     dci.queueCreateInfoCount = 1;
     dci.pQueueCreateInfos = &qci;
     dci.enabledExtensionCount = static_cast<uint32_t>(extensions.size());
