@@ -15,10 +15,12 @@
 // kiln.paged_attention) and which return the logits of the last real
 // token only.
 //
-// RoPE follows GGUF's layout: llama.cpp's converter permutes the q and k
-// rows of each head so that rotated pairs are adjacent, (2i, 2i+1), with
-// frequency base^(-2i/d); the same pairs are (i, i + d/2) in the original
-// checkpoint, so the math matches the source model exactly.
+// RoPE follows GGUF's layout: for llama (and mistral) llama.cpp's converter
+// permutes the q and k rows of each head so that rotated pairs are
+// adjacent, (2i, 2i+1), with frequency base^(-2i/d); the same pairs are
+// (i, i + d/2) in the original checkpoint, so the math matches the source
+// model exactly. qwen2 keeps the checkpoint's rotate-half layout (NEOX),
+// and adds biases to q, k and v.
 //
 //===----------------------------------------------------------------------===//
 #include "compiler/import/GgufImporter.h"
@@ -79,6 +81,10 @@ public:
         options(options) {}
 
   OwningOpRef<ModuleOp> build();
+  void setArchitecture(StringRef name) {
+    arch = name.str();
+    ropeNeox = name == "qwen2";
+  }
 
 private:
   InFlightDiagnostic err() { return emitError(loc); }
@@ -114,6 +120,10 @@ private:
         .getResult();
   }
   /// x[rows, in] @ W^T for W a [out, in] GGUF matrix.
+  /// x times tensor `name` ([in, out] in ggml order), plus tensor `bias`
+  /// ([out]) when the file has one.
+  FailureOr<Value> linear(Value x, StringRef name, int64_t in, int64_t out,
+                          StringRef bias);
   FailureOr<Value> linear(Value x, StringRef name, int64_t in, int64_t out);
   /// The quantization format kept packed for `t` ("q8_0", ...), or "".
   StringRef packedFormat(const gguf::TensorInfo &t) const;
@@ -134,6 +144,12 @@ private:
   int64_t layers = 0, dModel = 0, heads = 0, kvHeads = 0, headDim = 0,
           ffn = 0, vocab = 0;
   double eps = 1e-5, ropeBase = 10000;
+  /// `general.architecture` and what it implies: llama (and mistral) store
+  /// q/k rows permuted for adjacent-pair RoPE; qwen2 keeps the checkpoint's
+  /// rotate-half (NEOX) layout and has q/k/v biases.
+  std::string arch = "llama";
+  bool ropeNeox = false;
+  std::string key(StringRef name) const { return arch + "." + name.str(); }
   /// Rows of the RoPE tables: the largest position a function can see.
   int64_t ropeRows = 0;
   /// The paged cache argument's type in the LLM form.
@@ -310,6 +326,20 @@ FailureOr<Value> LlamaBuilder::f32Weight(const gguf::TensorInfo &t,
 }
 
 FailureOr<Value> LlamaBuilder::linear(Value x, StringRef name, int64_t in,
+                                      int64_t out, StringRef bias) {
+  FailureOr<Value> y = linear(x, name, in, out);
+  const gguf::TensorInfo *bt = bias.empty() ? nullptr : tensor(bias);
+  if (failed(y) || !bt)
+    return y;
+  if (bt->dims.size() != 1 || bt->dims[0] != static_cast<uint64_t>(out))
+    return err() << "tensor '" << bias << "' is not [" << out << "]";
+  auto bv = f32Weight(*bt, bias, {out}, /*transpose=*/false);
+  if (failed(bv))
+    return failure();
+  return AddOp::create(b, loc, y->getType(), *y, *bv).getResult();
+}
+
+FailureOr<Value> LlamaBuilder::linear(Value x, StringRef name, int64_t in,
                                       int64_t out) {
   const gguf::TensorInfo *t = tensor(name);
   if (!t)
@@ -371,6 +401,24 @@ Value LlamaBuilder::rope(Value x, int64_t h, Value positions) {
     return ReshapeOp::create(b, loc, f32({seq, half, 1}), g).getResult();
   };
   Value ropeCos = table("rope.cos"), ropeSin = table("rope.sin");
+  if (ropeNeox) {
+    // Rotate-half: lanes i and i + d/2 rotate together.
+    auto part = f32({1, h, seq, half});
+    Value c = ReshapeOp::create(b, loc, f32({seq, half}), ropeCos);
+    Value sn = ReshapeOp::create(b, loc, f32({seq, half}), ropeSin);
+    Value x0 = SliceOp::create(b, loc, part, x, ArrayRef<int64_t>{0, 0, 0, 0},
+                               ArrayRef<int64_t>{1, 1, 1, 1});
+    Value x1 = SliceOp::create(b, loc, part, x,
+                               ArrayRef<int64_t>{0, 0, 0, half},
+                               ArrayRef<int64_t>{1, 1, 1, 1});
+    auto mul = [&](Value a, Value t) {
+      return MulOp::create(b, loc, part, a, t).getResult();
+    };
+    Value r0 = SubOp::create(b, loc, part, mul(x0, c), mul(x1, sn));
+    Value r1 = AddOp::create(b, loc, part, mul(x1, c), mul(x0, sn));
+    return ConcatOp::create(b, loc, x.getType(), ValueRange{r0, r1},
+                            b.getI64IntegerAttr(3));
+  }
   auto pairs = f32({1, h, seq, half, 2});
   auto lane = f32({1, h, seq, half, 1});
   Value p = ReshapeOp::create(b, loc, pairs, x);
@@ -396,21 +444,21 @@ LogicalResult LlamaBuilder::readHyperparameters() {
     out = *v;
     return true;
   };
-  if (!need("llama.block_count", layers) ||
-      !need("llama.embedding_length", dModel) ||
-      !need("llama.attention.head_count", heads) ||
-      !need("llama.feed_forward_length", ffn))
+  if (!need(key("block_count"), layers) ||
+      !need(key("embedding_length"), dModel) ||
+      !need(key("attention.head_count"), heads) ||
+      !need(key("feed_forward_length"), ffn))
     return failure();
   kvHeads = heads;
-  if (file.find("llama.attention.head_count_kv") &&
-      !need("llama.attention.head_count_kv", kvHeads))
+  if (file.find(key("attention.head_count_kv")) &&
+      !need(key("attention.head_count_kv"), kvHeads))
     return failure();
-  auto e = floatKey("llama.attention.layer_norm_rms_epsilon");
+  auto e = floatKey(key("attention.layer_norm_rms_epsilon"));
   if (failed(e))
     return failure();
   eps = *e;
-  if (file.find("llama.rope.freq_base")) {
-    auto r = floatKey("llama.rope.freq_base");
+  if (file.find(key("rope.freq_base"))) {
+    auto r = floatKey(key("rope.freq_base"));
     if (failed(r))
       return failure();
     ropeBase = *r;
@@ -488,9 +536,9 @@ LogicalResult LlamaBuilder::buildFunction(ModuleOp module, StringRef name,
     if (failed(h))
       return failure();
     Value h2 = ReshapeOp::create(b, loc, flat, *h);
-    auto q = linear(h2, p + "attn_q.weight", dModel, dModel);
-    auto k = linear(h2, p + "attn_k.weight", dModel, kvDim);
-    auto v = linear(h2, p + "attn_v.weight", dModel, kvDim);
+    auto q = linear(h2, p + "attn_q.weight", dModel, dModel, p + "attn_q.bias");
+    auto k = linear(h2, p + "attn_k.weight", dModel, kvDim, p + "attn_k.bias");
+    auto v = linear(h2, p + "attn_v.weight", dModel, kvDim, p + "attn_v.bias");
     if (failed(q) || failed(k) || failed(v))
       return failure();
     auto heads4 = [&](Value t, int64_t n) {
@@ -600,8 +648,8 @@ OwningOpRef<ModuleOp> LlamaBuilder::build() {
     return module;
   }
   int64_t trained = 0;
-  if (file.find("llama.context_length")) {
-    auto c = intKey("llama.context_length");
+  if (file.find(key("context_length"))) {
+    auto c = intKey(key("context_length"));
     if (failed(c))
       return nullptr;
     trained = *c;
@@ -726,14 +774,15 @@ OwningOpRef<ModuleOp> importGgufFile(StringRef path, MLIRContext &context,
     emitError(loc) << "GGUF file has no general.architecture";
     return nullptr;
   }
-  if (arch->s != "llama") {
+  if (arch->s != "llama" && arch->s != "mistral" && arch->s != "qwen2") {
     emitError(loc) << "GGUF architecture '" << arch->s
-                   << "' is not supported (supported: llama)";
+                   << "' is not supported (supported: llama, mistral, qwen2)";
     return nullptr;
   }
   if (tokenizer && failed(readTokenizer(*file, loc, *tokenizer)))
     return nullptr;
   LlamaBuilder builder(*file, context, weights, loc, options);
+  builder.setArchitecture(arch->s);
   return builder.build();
 }
 

@@ -1,7 +1,8 @@
 #!/usr/bin/env python3
 """A tiny random-weight llama GGUF and its reference outputs.
 
-Writes test/gguf/models/tiny_llama.gguf (2 layers, width 64, 4 query and 2
+Writes test/gguf/models/tiny_llama.gguf (and tiny_qwen2.gguf, the same
+with the qwen2 architecture: q/k/v biases, rotate-half RoPE) (2 layers, width 64, 4 query and 2
 key/value heads, vocab 256; projections stored as Q8_0, Q4_0, Q4_1 and F16
 blocks so every dequantizer runs) and test/gguf/reference/tiny_llama_refs.npz:
 for each prompt, the token ids, the logits after the prompt and after each
@@ -36,12 +37,13 @@ def byte_symbol(b):
     return chr(256 + others.index(b))
 
 
-def write_gguf(path, rng, width=None, ffn=None, all_f32=False):
+def write_gguf(path, rng, width=None, ffn=None, all_f32=False, arch="llama"):
     """The tiny model; `width`/`ffn` override the sizes, `all_f32` stores
-    every tensor as F32 (for llama.cpp's quantizer, make_tiny_llama_k.py)."""
+    every tensor as F32 (for llama.cpp's quantizer, make_tiny_llama_k.py);
+    `arch` "qwen2" adds q/k/v biases (and means rotate-half RoPE)."""
     WIDTH_ = width or WIDTH
     FFN_ = ffn or FFN
-    w = gguf.GGUFWriter(path, "llama")
+    w = gguf.GGUFWriter(path, arch)
     w.add_name("kiln-tiny-llama")
     w.add_context_length(CONTEXT)
     w.add_embedding_length(WIDTH_)
@@ -80,6 +82,10 @@ def write_gguf(path, rng, width=None, ffn=None, all_f32=False):
         t(p + "attn_q.weight", (WIDTH_, WIDTH_), 0.25, Q.Q4_0)
         t(p + "attn_k.weight", (kv, WIDTH_), 0.25, Q.Q4_1)
         t(p + "attn_v.weight", (kv, WIDTH_), 0.25, Q.Q8_0)
+        if arch == "qwen2":
+            t(p + "attn_q.bias", (WIDTH_,), 0.1)
+            t(p + "attn_k.bias", (kv,), 0.1)
+            t(p + "attn_v.bias", (kv,), 0.1)
         t(p + "attn_output.weight", (WIDTH_, WIDTH_), 0.15, Q.F16)
         t(p + "ffn_norm.weight", (WIDTH_,), 0.2)
         t(p + "ffn_gate.weight", (FFN_, WIDTH_), 0.15, Q.Q8_0)
@@ -130,6 +136,10 @@ def main():
     path = os.path.join(HERE, "models", "tiny_llama.gguf")
     write_gguf(path, rng)
     make_refs(path, "tiny_llama")
+    # The qwen2 architecture: rotate-half RoPE, q/k/v biases.
+    path = os.path.join(HERE, "models", "tiny_qwen2.gguf")
+    write_gguf(path, np.random.default_rng(9), arch="qwen2")
+    make_refs(path, "tiny_qwen2")
 
 
 if __name__ == "__main__":
