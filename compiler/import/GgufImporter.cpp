@@ -15,7 +15,7 @@
 // kiln.paged_attention) and which return the logits of the last real
 // token only.
 //
-// RoPE follows GGUF's layout: for llama (and mistral) llama.cpp's converter
+// RoPE follows GGUF's layout: for llama, llama.cpp's converter
 // permutes the q and k rows of each head so that rotated pairs are
 // adjacent, (2i, 2i+1), with frequency base^(-2i/d); the same pairs are
 // (i, i + d/2) in the original checkpoint, so the math matches the source
@@ -144,8 +144,8 @@ private:
   int64_t layers = 0, dModel = 0, heads = 0, kvHeads = 0, headDim = 0,
           ffn = 0, vocab = 0;
   double eps = 1e-5, ropeBase = 10000;
-  /// `general.architecture` and what it implies: llama (and mistral) store
-  /// q/k rows permuted for adjacent-pair RoPE; qwen2 keeps the checkpoint's
+  /// `general.architecture` and what it implies: llama stores q/k rows
+  /// permuted for adjacent-pair RoPE; qwen2 keeps the checkpoint's
   /// rotate-half (NEOX) layout and has q/k/v biases.
   std::string arch = "llama";
   bool ropeNeox = false;
@@ -457,6 +457,10 @@ LogicalResult LlamaBuilder::readHyperparameters() {
   if (failed(e))
     return failure();
   eps = *e;
+  if (file.find(key("attention.sliding_window")))
+    return err() << "GGUF key '" << key("attention.sliding_window")
+                 << "': sliding-window attention is not supported for GGUF "
+                    "models yet";
   if (file.find(key("rope.freq_base"))) {
     auto r = floatKey(key("rope.freq_base"));
     if (failed(r))
@@ -774,9 +778,9 @@ OwningOpRef<ModuleOp> importGgufFile(StringRef path, MLIRContext &context,
     emitError(loc) << "GGUF file has no general.architecture";
     return nullptr;
   }
-  if (arch->s != "llama" && arch->s != "mistral" && arch->s != "qwen2") {
+  if (arch->s != "llama" && arch->s != "qwen2") {
     emitError(loc) << "GGUF architecture '" << arch->s
-                   << "' is not supported (supported: llama, mistral, qwen2)";
+                   << "' is not supported (supported: llama, qwen2)";
     return nullptr;
   }
   if (tokenizer && failed(readTokenizer(*file, loc, *tokenizer)))
