@@ -93,10 +93,34 @@ def make_bad(d):
             f.write(data)
 
 
+def add_kv_u32(src, dst, key, value):
+    """A copy of GGUF `src` with one more uint32 metadata key."""
+    import gguf
+    r = gguf.GGUFReader(src)
+    raw = open(src, "rb").read()
+    first = r.tensors[0].field.offset if r.tensors else r.data_offset
+    last = r.tensors[-1].field if r.tensors else None
+    info_end = (last.offset + sum(int(p.nbytes) for p in last.parts)
+                if last else first)
+    kv = gstr(key) + struct.pack("<II", 4, value)
+    version, n_tensors, n_kv = struct.unpack_from("<IQQ", raw, 4)
+    head = raw[:4] + struct.pack("<IQQ", version, n_tensors, n_kv + 1)
+    body = raw[24:first] + kv + raw[first:info_end]
+    align = 32
+    if "general.alignment" in r.fields:
+        align = int(r.fields["general.alignment"].parts[-1][0])
+    out = head + body
+    out += b"\0" * ((align - len(out) % align) % align)
+    with open(dst, "wb") as f:
+        f.write(out + raw[r.data_offset:])
+
+
 def main():
     cmd = sys.argv[1]
     if cmd == "reference":
         reference(sys.argv[2])
+    elif cmd == "add-kv-u32":
+        add_kv_u32(sys.argv[2], sys.argv[3], sys.argv[4], int(sys.argv[5]))
     elif cmd == "make-bad":
         make_bad(sys.argv[2])
     elif cmd == "smollm2-path":
