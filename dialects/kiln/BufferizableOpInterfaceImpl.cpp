@@ -834,6 +834,24 @@ struct KvStoreOpInterface
   }
 };
 
+/// One online-softmax step for score `s` over the running (max, sum):
+/// the new max and sum, the factor `corr` that rescales what was summed
+/// before, and the new key's weight `pexp`.
+struct SoftmaxStep {
+  Value max, sum, corr, pexp;
+};
+
+SoftmaxStep softmaxStep(OpBuilder &b, Location loc, Value max, Value sum,
+                        Value s) {
+  Value m = arith::MaximumFOp::create(b, loc, max, s);
+  Value corr =
+      math::ExpOp::create(b, loc, arith::SubFOp::create(b, loc, max, m));
+  Value pexp = math::ExpOp::create(b, loc, arith::SubFOp::create(b, loc, s, m));
+  Value l = arith::AddFOp::create(
+      b, loc, arith::MulFOp::create(b, loc, sum, corr), pexp);
+  return {m, l, corr, pexp};
+}
+
 struct PagedAttentionOpInterface
     : ReadOnlyOperands<PagedAttentionOpInterface, PagedAttentionOp> {
 
@@ -955,15 +973,10 @@ struct PagedAttentionOpInterface
             b, loc, lo, hiV, c(b, 1), st,
             [&](OpBuilder &b, Location loc, Value j, ValueRange s0) {
               auto [block, slot, sc] = score(b, j);
-              Value m = arith::MaximumFOp::create(b, loc, s0[0], sc);
-              Value corr = math::ExpOp::create(
-                  b, loc, arith::SubFOp::create(b, loc, s0[0], m));
-              Value pexp = math::ExpOp::create(
-                  b, loc, arith::SubFOp::create(b, loc, sc, m));
-              Value l = math::FmaOp::create(b, loc, s0[1], corr, pexp);
+              SoftmaxStep t = softmaxStep(b, loc, s0[0], s0[1], sc);
               if (!rounded)
-                accumulate(b, block, slot, corr, pexp);
-              scf::YieldOp::create(b, loc, ValueRange{m, l});
+                accumulate(b, block, slot, t.corr, t.pexp);
+              scf::YieldOp::create(b, loc, ValueRange{t.max, t.sum});
             });
         st = SmallVector<Value>(loop.getResults());
       }
@@ -1057,20 +1070,14 @@ struct PagedAttentionOpInterface
                 b, loc, lo, hiV, c(b, 1), init,
                 [&](OpBuilder &b, Location loc, Value j, ValueRange st) {
                   auto [block, slot, s] = score(b, j);
-                  Value m = arith::MaximumFOp::create(b, loc, st[0], s);
-                  Value corr = math::ExpOp::create(
-                      b, loc, arith::SubFOp::create(b, loc, st[0], m));
-                  Value pexp = math::ExpOp::create(
-                      b, loc, arith::SubFOp::create(b, loc, s, m));
-                  Value l = arith::AddFOp::create(
-                      b, loc, arith::MulFOp::create(b, loc, st[1], corr), pexp);
-                  SmallVector<Value> next = {m, l};
+                  SoftmaxStep t = softmaxStep(b, loc, st[0], st[1], s);
+                  SmallVector<Value> next = {t.max, t.sum};
                   if (withValues)
                     next.push_back(arith::AddFOp::create(
-                        b, loc, arith::MulFOp::create(b, loc, st[2], bcast(b, corr)),
+                        b, loc, arith::MulFOp::create(b, loc, st[2], bcast(b, t.corr)),
                         arith::MulFOp::create(
                             b, loc, cacheRow(b, block, slot, kvHead, 1),
-                            bcast(b, pexp))));
+                            bcast(b, t.pexp))));
                   scf::YieldOp::create(b, loc, next);
                 });
             return SmallVector<Value>(loop.getResults());
