@@ -4,10 +4,22 @@
 // boundary: one top-level scf.parallel per kernel. Linearizing its
 // iteration space makes every kernel a 1-D grid of fixed-size workgroups,
 // which both Vulkan and CUDA run well and which needs no per-shape mapping
-// decisions; inner (reduction) loops stay sequential inside an invocation.
+// decisions. A kernel whose every invocation would run one long reduction
+// (a matrix-vector product, a row max or sum) instead gets one workgroup
+// per output: the lanes split the reduction's iterations, then combine
+// their partial results in workgroup memory, by a tree or by subgroup
+// operations (`reduction=`). Other inner loops stay sequential inside an
+// invocation.
+//
+// kiln-parallel-dims-first (same file) puts every linalg.generic's parallel
+// loops outside its reduction loops first, so that a matmul lowered as
+// (m, k, n) becomes (m, n, k): all outputs parallel, k the inner reduction.
 //
 //===----------------------------------------------------------------------===//
 #include "passes/Passes.h"
+
+#include "mlir/Dialect/Linalg/IR/Linalg.h"
+#include "mlir/Dialect/Linalg/Transforms/Transforms.h"
 
 #include "mlir/Dialect/Arith/IR/Arith.h"
 #include "mlir/Dialect/Func/IR/FuncOps.h"
@@ -19,8 +31,11 @@
 #include "mlir/Interfaces/SideEffectInterfaces.h"
 #include "mlir/Transforms/RegionUtils.h"
 
+#include "llvm/ADT/TypeSwitch.h"
+
 namespace kiln {
 #define GEN_PASS_DEF_MAPPARALLELLOOPSTOGPU
+#define GEN_PASS_DEF_PARALLELDIMSFIRST
 #include "passes/Passes.h.inc"
 } // namespace kiln
 
@@ -28,28 +43,280 @@ using namespace mlir;
 
 namespace {
 
+/// Vulkan guarantees 65535 workgroups per grid dimension; larger grids use y.
+constexpr int64_t kMaxGridX = 65535;
+
+/// The reduction kind of a combining op, when it is one a workgroup can
+/// split (associative and commutative, with an identity).
+std::optional<arith::AtomicRMWKind> reductionKind(Operation *op) {
+  using K = arith::AtomicRMWKind;
+  return llvm::TypeSwitch<Operation *, std::optional<K>>(op)
+      .Case([](arith::AddFOp) { return K::addf; })
+      .Case([](arith::AddIOp) { return K::addi; })
+      .Case([](arith::MulFOp) { return K::mulf; })
+      .Case([](arith::MulIOp) { return K::muli; })
+      .Case([](arith::MaximumFOp) { return K::maximumf; })
+      .Case([](arith::MinimumFOp) { return K::minimumf; })
+      .Case([](arith::MaxNumFOp) { return K::maxnumf; })
+      .Case([](arith::MinNumFOp) { return K::minnumf; })
+      .Case([](arith::MaxSIOp) { return K::maxs; })
+      .Case([](arith::MinSIOp) { return K::mins; })
+      .Case([](arith::MaxUIOp) { return K::maxu; })
+      .Case([](arith::MinUIOp) { return K::minu; })
+      .Case([](arith::AndIOp) { return K::andi; })
+      .Case([](arith::OrIOp) { return K::ori; })
+      .Default([](Operation *) { return std::nullopt; });
+}
+
+gpu::AllReduceOperation subgroupKind(arith::AtomicRMWKind k) {
+  using K = arith::AtomicRMWKind;
+  using G = gpu::AllReduceOperation;
+  switch (k) {
+  case K::addf: case K::addi: return G::ADD;
+  case K::mulf: case K::muli: return G::MUL;
+  case K::maximumf: return G::MAXIMUMF;
+  case K::minimumf: return G::MINIMUMF;
+  case K::maxnumf: return G::MAXNUMF;
+  case K::minnumf: return G::MINNUMF;
+  case K::maxs: return G::MAXSI;
+  case K::mins: return G::MINSI;
+  case K::maxu: return G::MAXUI;
+  case K::minu: return G::MINUI;
+  case K::andi: return G::AND;
+  default: return G::OR;
+  }
+}
+
+/// Ops a lane may run whatever its share of the iterations: no regions,
+/// nothing written.
+bool readOnly(Operation &op) {
+  return op.getNumRegions() == 0 &&
+         (isa<memref::LoadOp>(op) || isMemoryEffectFree(&op));
+}
+
+/// The buffer behind a view.
+Value viewBase(Value v) {
+  while (Operation *def = v.getDefiningOp()) {
+    if (auto e = dyn_cast<memref::ExpandShapeOp>(def))
+      v = e.getSrc();
+    else if (auto c = dyn_cast<memref::CollapseShapeOp>(def))
+      v = c.getSrc();
+    else if (auto c = dyn_cast<memref::CastOp>(def))
+      v = c.getSource();
+    else if (auto sv = dyn_cast<memref::SubViewOp>(def))
+      v = sv.getSource();
+    else
+      break;
+  }
+  return v;
+}
+
+/// A nest of sequential loops that folds one value, in one of two forms:
+///  * memref: the innermost body loads `acc[idx]`, combines it with a value
+///    and stores it back to `acc[idx]` (convert-linalg-to-parallel-loops'
+///    form of a linalg reduction), `idx` fixed over the nest;
+///  * iter_args: each loop carries one value, the inner loop's init is the
+///    outer loop's argument, and the innermost combines it with a value
+///    (or the outermost loop says `kiln.reduction = "addf"`: its value only
+///    ever has terms added to it, the hand-built kernels' form).
+/// Each loop has static bounds, and between the loops there are only
+/// read-only ops, so the nest is one iteration space of `total` points.
+struct ReductionNest {
+  SmallVector<scf::ForOp> loops;
+  SmallVector<int64_t> lbs, steps, trips;
+  int64_t total = 1;
+  arith::AtomicRMWKind kind;
+  Type type;
+  bool iterForm = false;
+  // memref form: the accumulator's load, the combining op and the store.
+  memref::LoadOp accLoad;
+  Operation *combine = nullptr;
+  memref::StoreOp accStore;
+  // iter_args form with a structural combine: the op, or null when the
+  // loop's attribute vouches for the body.
+  Operation *iterCombine = nullptr;
+};
+
+FailureOr<ReductionNest> matchReductionNest(scf::ForOp top) {
+  ReductionNest n;
+  unsigned carried = top.getNumRegionIterArgs();
+  if (carried > 1)
+    return failure();
+  n.iterForm = carried == 1;
+  auto vouched = top->getAttrOfType<StringAttr>("kiln.reduction");
+  for (scf::ForOp l = top;;) {
+    auto lb = getConstantIntValue(l.getLowerBound());
+    auto ub = getConstantIntValue(l.getUpperBound());
+    auto st = getConstantIntValue(l.getStep());
+    if (!lb || !ub || !st || *st <= 0 || l.getNumRegionIterArgs() != carried)
+      return failure();
+    n.loops.push_back(l);
+    n.lbs.push_back(*lb);
+    n.steps.push_back(*st);
+    n.trips.push_back(std::max<int64_t>(0, (*ub - *lb + *st - 1) / *st));
+    n.total *= n.trips.back();
+    scf::ForOp inner;
+    for (Operation &op : l.getBody()->without_terminator()) {
+      if (auto f = dyn_cast<scf::ForOp>(op)) {
+        if (inner)
+          return failure();
+        inner = f;
+        continue;
+      }
+      if (inner || (!readOnly(op) && !isa<memref::StoreOp>(op)))
+        return failure();
+    }
+    if (!inner)
+      break;
+    for (Operation &op : l.getBody()->without_terminator())
+      if (isa<memref::StoreOp>(op))
+        return failure();
+    if (n.iterForm) {
+      Value arg = l.getRegionIterArgs()[0];
+      auto yield = cast<scf::YieldOp>(l.getBody()->getTerminator());
+      if (inner.getInitArgs()[0] != arg || !arg.hasOneUse() ||
+          yield.getOperand(0) != inner.getResult(0))
+        return failure();
+    }
+    l = inner;
+  }
+  scf::ForOp last = n.loops.back();
+  Block *body = last.getBody();
+  if (n.iterForm) {
+    for (Operation &op : body->without_terminator())
+      if (!readOnly(op))
+        return failure();
+    Value acc = last.getRegionIterArgs()[0];
+    n.type = acc.getType();
+    if (vouched) {
+      if (vouched.getValue() != "addf" || !isa<FloatType>(n.type))
+        return failure();
+      n.kind = arith::AtomicRMWKind::addf;
+    } else {
+      Operation *c = body->getTerminator()->getOperand(0).getDefiningOp();
+      auto kind = c ? reductionKind(c) : std::nullopt;
+      if (!kind || c->getBlock() != body || !acc.hasOneUse() ||
+          (c->getOperand(0) != acc && c->getOperand(1) != acc))
+        return failure();
+      n.kind = *kind;
+      n.iterCombine = c;
+    }
+  } else {
+    for (Operation &op : body->without_terminator()) {
+      if (auto st = dyn_cast<memref::StoreOp>(op)) {
+        if (n.accStore)
+          return failure();
+        n.accStore = st;
+      } else if (!readOnly(op)) {
+        return failure();
+      }
+    }
+    if (!n.accStore)
+      return failure();
+    Operation *c = n.accStore.getValueToStore().getDefiningOp();
+    auto kind = c ? reductionKind(c) : std::nullopt;
+    if (!kind || c->getBlock() != body || !c->hasOneUse())
+      return failure();
+    for (Value operand : c->getOperands()) {
+      auto ld = operand.getDefiningOp<memref::LoadOp>();
+      if (ld && ld->getBlock() == body && ld.getMemRef() == n.accStore.getMemRef() &&
+          ld.getIndices() == n.accStore.getIndices() && ld->hasOneUse())
+        n.accLoad = ld;
+    }
+    if (!n.accLoad || c->getOperand(0) == c->getOperand(1))
+      return failure();
+    // The accumulator's place is fixed over the nest, and nothing else in
+    // the nest reads its buffer.
+    for (Value idx : n.accStore.getIndices())
+      if (top->isAncestor(idx.getParentRegion()->getParentOp()))
+        return failure();
+    Value base = viewBase(n.accStore.getMemRef());
+    bool aliased = false;
+    top.walk([&](memref::LoadOp ld) {
+      aliased |= ld != n.accLoad && viewBase(ld.getMemRef()) == base;
+    });
+    if (aliased)
+      return failure();
+    n.kind = *kind;
+    n.combine = c;
+    n.type = c->getResult(0).getType();
+  }
+  if (!n.type.isF32() && !n.type.isInteger(32))
+    return failure();
+  return n;
+}
+
+/// Row-major delinearization of `id` over `trips`, last dim fastest:
+/// iv[d] = lb[d] + (index along d) * step[d].
+SmallVector<Value> delinearize(OpBuilder &b, Location loc, Value id,
+                               ArrayRef<int64_t> lbs, ArrayRef<int64_t> steps,
+                               ArrayRef<int64_t> trips) {
+  auto c = [&](int64_t v) {
+    return arith::ConstantIndexOp::create(b, loc, v).getResult();
+  };
+  SmallVector<Value> ivs(trips.size());
+  Value rest = id;
+  for (int64_t d = trips.size() - 1; d >= 0; --d) {
+    Value idx = d == 0 ? rest : arith::RemUIOp::create(b, loc, rest, c(trips[d]));
+    if (d > 0)
+      rest = arith::DivUIOp::create(b, loc, rest, c(trips[d]));
+    ivs[d] = lbs[d] == 0 && steps[d] == 1
+                 ? idx
+                 : arith::AddIOp::create(
+                       b, loc, c(lbs[d]),
+                       arith::MulIOp::create(b, loc, idx, c(steps[d])));
+  }
+  return ivs;
+}
+
+} // namespace
+
+namespace {
+
 struct MapParallelLoopsToGpuPass
     : kiln::impl::MapParallelLoopsToGpuBase<MapParallelLoopsToGpuPass> {
   using MapParallelLoopsToGpuBase::MapParallelLoopsToGpuBase;
 
-  /// A launch of `blocks` x `threads`; `build` fills its body (before the
-  /// terminator) given the linear invocation id.
-  void launch(OpBuilder &b, Location loc, int64_t blocks, int64_t threads,
-              function_ref<void(OpBuilder &, Value)> build) {
+  /// A launch of `blocks` x `threads` (over two grid dimensions past
+  /// 65535 workgroups); `build` fills its body (before the terminator)
+  /// given the linear workgroup id and the invocation's index in it.
+  gpu::LaunchOp launch(OpBuilder &b, Location loc, int64_t blocks,
+                       int64_t threads,
+                       function_ref<void(OpBuilder &, Value, Value)> build,
+                       TypeRange workgroupMemory = {}) {
     auto c = [&](int64_t v) {
       return arith::ConstantIndexOp::create(b, loc, v).getResult();
     };
-    auto l = gpu::LaunchOp::create(b, loc, c(blocks), c(1), c(1), c(threads),
-                                   c(1), c(1));
+    int64_t gy = (blocks + kMaxGridX - 1) / kMaxGridX;
+    int64_t gx = (blocks + gy - 1) / gy;
+    auto l = gpu::LaunchOp::create(b, loc, c(gx), c(gy), c(1), c(threads),
+                                   c(1), c(1), nullptr, nullptr, {},
+                                   workgroupMemory);
     OpBuilder in = OpBuilder::atBlockBegin(&l.getBody().front());
-    Value id = arith::AddIOp::create(
-        in, loc,
-        arith::MulIOp::create(in, loc, l.getBlockIds().x,
-                              arith::ConstantIndexOp::create(in, loc, threads)),
-        l.getThreadIds().x);
-    build(in, id);
+    Value block = l.getBlockIds().x;
+    if (gy > 1)
+      block = arith::AddIOp::create(
+          in, loc,
+          arith::MulIOp::create(in, loc, l.getBlockIds().y,
+                                arith::ConstantIndexOp::create(in, loc, gx)),
+          block);
+    build(in, block, l.getThreadIds().x);
     gpu::TerminatorOp::create(in, loc);
     sinkIntoKernel(l);
+    return l;
+  }
+
+  /// One invocation per iteration: the linear invocation id.
+  void launchLinear(OpBuilder &b, Location loc, int64_t blocks,
+                    int64_t threads, function_ref<void(OpBuilder &, Value)> build) {
+    launch(b, loc, blocks, threads, [&](OpBuilder &in, Value block, Value tid) {
+      Value id = arith::AddIOp::create(
+          in, loc,
+          arith::MulIOp::create(in, loc, block,
+                                arith::ConstantIndexOp::create(in, loc, threads)),
+          tid);
+      build(in, id);
+    });
   }
 
   /// Whether a host value is recomputed inside the kernels that use it:
@@ -102,33 +369,203 @@ struct MapParallelLoopsToGpuPass
       par.erase();
       return success();
     }
+    if (succeeded(mapCooperative(par, lbs, steps, trips, total))) {
+      par.erase();
+      return success();
+    }
     int64_t w = std::min<int64_t>(workgroupSize, total);
-    launch(b, loc, (total + w - 1) / w, w, [&](OpBuilder &in, Value id) {
+    launchLinear(b, loc, (total + w - 1) / w, w, [&](OpBuilder &in, Value id) {
       Value n = arith::ConstantIndexOp::create(in, loc, total);
       Value inRange = arith::CmpIOp::create(in, loc, arith::CmpIPredicate::ult,
                                             id, n);
       auto guard = scf::IfOp::create(in, loc, inRange, /*withElse=*/false);
       OpBuilder body = guard.getThenBodyBuilder();
-      // Row-major delinearization, last dim fastest (contiguous stores).
       IRMapping map;
-      Value rest = id;
-      for (int64_t d = par.getNumLoops() - 1; d >= 0; --d) {
-        Value t = arith::ConstantIndexOp::create(body, loc, trips[d]);
-        Value idx = d == 0 ? rest : arith::RemUIOp::create(body, loc, rest, t);
-        if (d > 0)
-          rest = arith::DivUIOp::create(body, loc, rest, t);
-        Value iv = arith::AddIOp::create(
-            body, loc, arith::ConstantIndexOp::create(body, loc, lbs[d]),
-            arith::MulIOp::create(
-                body, loc, idx,
-                arith::ConstantIndexOp::create(body, loc, steps[d])));
-        map.map(par.getInductionVars()[d], iv);
-      }
+      map.map(par.getInductionVars(),
+              delinearize(body, loc, id, lbs, steps, trips));
       for (Operation &op : par.getBody()->without_terminator())
         body.clone(op, map);
     });
     par.erase();
     return success();
+  }
+
+  /// The parallel body as [read-only ops] reduction-nest [anything], with
+  /// few enough outputs for one workgroup each and a long enough
+  /// reduction: one workgroup per output, its lanes taking every
+  /// W-th point of the nest, the partial results combined in workgroup
+  /// memory; invocation 0 finishes (the store, the ops after the nest).
+  LogicalResult mapCooperative(scf::ParallelOp par, ArrayRef<int64_t> lbs,
+                               ArrayRef<int64_t> steps, ArrayRef<int64_t> trips,
+                               int64_t outputs) {
+    if (reduction == "serial" || outputs > kMaxGridX)
+      return failure();
+    scf::ForOp top;
+    for (Operation &op : par.getBody()->without_terminator()) {
+      if (auto f = dyn_cast<scf::ForOp>(op)) {
+        top = f;
+        break;
+      }
+      if (!readOnly(op))
+        return failure();
+    }
+    if (!top)
+      return failure();
+    auto nest = matchReductionNest(top);
+    if (failed(nest) || nest->total < minCooperativeTrips)
+      return failure();
+    // Lanes: a power of two no larger than the nest (every lane has work).
+    int64_t w = 1;
+    while (w * 2 <= std::min<int64_t>(workgroupSize, nest->total))
+      w *= 2;
+    Location loc = par.getLoc();
+    OpBuilder b(par);
+    auto shared = MemRefType::get(
+        {w}, nest->type, MemRefLayoutAttrInterface(),
+        gpu::AddressSpaceAttr::get(par.getContext(),
+                                   gpu::AddressSpace::Workgroup));
+    gpu::LaunchOp l = launch(
+        b, loc, outputs, w,
+        [&](OpBuilder &in, Value block, Value tid) {
+          auto c = [&](int64_t v) {
+            return arith::ConstantIndexOp::create(in, loc, v).getResult();
+          };
+          IRMapping map;
+          map.map(par.getInductionVars(),
+                  delinearize(in, loc, block, lbs, steps, trips));
+          for (Operation &op : par.getBody()->without_terminator()) {
+            if (&op == top.getOperation())
+              break;
+            in.clone(op, map);
+          }
+          // The lane's share of the nest.
+          Value identity = arith::getIdentityValue(nest->kind, nest->type, in,
+                                                   loc);
+          auto lanes = scf::ForOp::create(
+              in, loc, tid, c(nest->total), c(w), ValueRange{identity},
+              [&](OpBuilder &lb, Location loc, Value t, ValueRange partial) {
+                SmallVector<Value> ivs = delinearize(lb, loc, t, nest->lbs,
+                                                     nest->steps, nest->trips);
+                for (auto [i, loop] : llvm::enumerate(nest->loops)) {
+                  map.map(loop.getInductionVar(), ivs[i]);
+                  if (nest->iterForm)
+                    map.map(loop.getRegionIterArgs()[0], partial[0]);
+                  for (Operation &op : loop.getBody()->without_terminator())
+                    if (!isa<scf::ForOp>(op) && &op != nest->accLoad &&
+                        &op != nest->combine && &op != nest->accStore)
+                      lb.clone(op, map);
+                }
+                Value next;
+                if (!nest->iterForm) {
+                  Value term = nest->combine->getOperand(0) == nest->accLoad
+                                   ? nest->combine->getOperand(1)
+                                   : nest->combine->getOperand(0);
+                  next = arith::getReductionOp(nest->kind, lb, loc, partial[0],
+                                               map.lookup(term));
+                } else {
+                  next = map.lookup(
+                      nest->loops.back().getBody()->getTerminator()->getOperand(0));
+                }
+                scf::YieldOp::create(lb, loc, next);
+              });
+          Value total = combineLanes(in, loc, lanes.getResult(0), tid, w,
+                                     nest->kind);
+          // Invocation 0 finishes the output.
+          Value first = arith::CmpIOp::create(in, loc, arith::CmpIPredicate::eq,
+                                              tid, c(0));
+          auto fin = scf::IfOp::create(in, loc, first, /*withElse=*/false);
+          OpBuilder f = fin.getThenBodyBuilder();
+          if (!nest->iterForm) {
+            Value old = f.clone(*nest->accLoad, map)->getResult(0);
+            Value sum = arith::getReductionOp(nest->kind, f, loc, old, total);
+            map.map(nest->combine->getResult(0), sum);
+            f.clone(*nest->accStore, map);
+          } else {
+            Value init = map.lookupOrDefault(top.getInitArgs()[0]);
+            map.map(top.getResult(0),
+                    arith::getReductionOp(nest->kind, f, loc, init, total));
+          }
+          bool after = false;
+          for (Operation &op : par.getBody()->without_terminator()) {
+            if (after)
+              f.clone(op, map);
+            after |= &op == top.getOperation();
+          }
+        },
+        TypeRange{shared});
+    (void)l;
+    return success();
+  }
+
+  /// Combines each lane's `partial` over the workgroup of `w` lanes; the
+  /// result is valid in lane 0. By a tree in workgroup memory, or by
+  /// subgroup reductions and then one slot per subgroup (any subgroup
+  /// size: the count comes from the device).
+  Value combineLanes(OpBuilder &b, Location loc, Value partial, Value tid,
+                     int64_t w, arith::AtomicRMWKind kind) {
+    auto launchOp = b.getInsertionBlock()->getParentOp();
+    Value shared = cast<gpu::LaunchOp>(launchOp).getWorkgroupAttributions()[0];
+    auto c = [&](int64_t v) {
+      return arith::ConstantIndexOp::create(b, loc, v).getResult();
+    };
+    Value zero = c(0);
+    if (reduction != "subgroup") {
+      memref::StoreOp::create(b, loc, partial, shared, tid);
+      gpu::BarrierOp::create(b, loc);
+      for (int64_t s = w / 2; s >= 1; s /= 2) {
+        Value active = arith::CmpIOp::create(b, loc, arith::CmpIPredicate::ult,
+                                             tid, c(s));
+        auto step = scf::IfOp::create(b, loc, active, /*withElse=*/false);
+        OpBuilder t = step.getThenBodyBuilder();
+        Value mine = memref::LoadOp::create(t, loc, shared, tid);
+        Value offset = arith::ConstantIndexOp::create(t, loc, s);
+        Value other = memref::LoadOp::create(
+            t, loc, shared, arith::AddIOp::create(t, loc, tid, offset).getResult());
+        memref::StoreOp::create(
+            t, loc, arith::getReductionOp(kind, t, loc, mine, other), shared, tid);
+        gpu::BarrierOp::create(b, loc);
+      }
+      return memref::LoadOp::create(b, loc, shared, zero);
+    }
+    Value r = gpu::SubgroupReduceOp::create(b, loc, partial, subgroupKind(kind),
+                                            /*uniform=*/false);
+    if (kind == arith::AtomicRMWKind::maximumf ||
+        kind == arith::AtomicRMWKind::minimumf) {
+      // Subgroup min/max leave NaN undefined; a NaN anywhere makes the
+      // result NaN, as arith's maximumf/minimumf do.
+      Type t = partial.getType();
+      Value isNan = arith::CmpFOp::create(b, loc, arith::CmpFPredicate::UNO,
+                                          partial, partial);
+      Value one = arith::ConstantOp::create(b, loc, b.getFloatAttr(t, 1.0));
+      Value none = arith::ConstantOp::create(b, loc, b.getFloatAttr(t, 0.0));
+      Value nans = gpu::SubgroupReduceOp::create(
+          b, loc, arith::SelectOp::create(b, loc, isNan, one, none),
+          gpu::AllReduceOperation::ADD, /*uniform=*/false);
+      Value any = arith::CmpFOp::create(b, loc, arith::CmpFPredicate::OGT,
+                                        nans, none);
+      Value nan = arith::ConstantOp::create(
+          b, loc, b.getFloatAttr(t, APFloat::getNaN(
+                                        cast<FloatType>(t).getFloatSemantics())));
+      r = arith::SelectOp::create(b, loc, any, nan, r);
+    }
+    Value lane = gpu::LaneIdOp::create(b, loc, /*upper_bound=*/nullptr);
+    Value sg = gpu::SubgroupIdOp::create(b, loc, /*upper_bound=*/nullptr);
+    Value count = gpu::NumSubgroupsOp::create(b, loc, /*upper_bound=*/nullptr);
+    Value leader = arith::CmpIOp::create(b, loc, arith::CmpIPredicate::eq,
+                                         lane, zero);
+    auto write = scf::IfOp::create(b, loc, leader, /*withElse=*/false);
+    OpBuilder wb = write.getThenBodyBuilder();
+    memref::StoreOp::create(wb, loc, r, shared, sg);
+    gpu::BarrierOp::create(b, loc);
+    Value identity = arith::getIdentityValue(kind, partial.getType(), b, loc);
+    auto sum = scf::ForOp::create(
+        b, loc, zero, count, c(1), ValueRange{identity},
+        [&](OpBuilder &fb, Location loc, Value i, ValueRange acc) {
+          Value v = memref::LoadOp::create(fb, loc, shared, i);
+          scf::YieldOp::create(
+              fb, loc, arith::getReductionOp(kind, fb, loc, acc[0], v));
+        });
+    return sum.getResult(0);
   }
 
   /// A parallel loop nested in a kernel (the n loop of a matmul whose
@@ -184,7 +621,7 @@ struct MapParallelLoopsToGpuPass
       }
       OpBuilder b(&op);
       Operation *moved = &op;
-      launch(b, op.getLoc(), 1, 1, [&](OpBuilder &in, Value) {
+      launchLinear(b, op.getLoc(), 1, 1, [&](OpBuilder &in, Value) {
         moved->moveBefore(in.getInsertionBlock(), in.getInsertionPoint());
       });
     }
@@ -207,6 +644,39 @@ struct MapParallelLoopsToGpuPass
           op.erase();
           changed = true;
         }
+    }
+  }
+};
+
+} // namespace
+
+namespace {
+
+struct ParallelDimsFirstPass
+    : kiln::impl::ParallelDimsFirstBase<ParallelDimsFirstPass> {
+  void runOnOperation() override {
+    SmallVector<linalg::GenericOp> generics;
+    getOperation().walk([&](linalg::GenericOp g) { generics.push_back(g); });
+    IRRewriter rewriter(&getContext());
+    for (linalg::GenericOp g : generics) {
+      SmallVector<unsigned> order;
+      auto iters = g.getIteratorTypesArray();
+      for (auto [i, t] : llvm::enumerate(iters))
+        if (t == utils::IteratorType::parallel)
+          order.push_back(i);
+      for (auto [i, t] : llvm::enumerate(iters))
+        if (t != utils::IteratorType::parallel)
+          order.push_back(i);
+      bool identity = true;
+      for (auto [i, o] : llvm::enumerate(order))
+        identity &= i == o;
+      if (identity)
+        continue;
+      rewriter.setInsertionPoint(g);
+      if (failed(linalg::interchangeGenericOp(rewriter, g, order))) {
+        g.emitOpError("cannot put the parallel loops first");
+        return signalPassFailure();
+      }
     }
   }
 };

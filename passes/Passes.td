@@ -203,10 +203,29 @@ def MapParallelLoopsToGpu : Pass<"kiln-map-parallel-loops-to-gpu",
   }];
   let options = [
     Option<"workgroupSize", "workgroup-size", "int64_t", "64",
-           "Invocations per workgroup">,
+           "Invocations per workgroup (a power of two)">,
+    Option<"reduction", "reduction", "std::string", "\"tree\"",
+           "How a workgroup combines its lanes' partial reductions: "
+           "serial (no cooperative reductions: one invocation per output), "
+           "tree (workgroup memory), subgroup (subgroup operations)">,
+    Option<"minCooperativeTrips", "min-cooperative-trips", "int64_t", "32",
+           "Shortest reduction a workgroup shares">,
   ];
   let dependentDialects = ["mlir::gpu::GPUDialect", "mlir::arith::ArithDialect",
-                           "mlir::scf::SCFDialect"];
+                           "mlir::scf::SCFDialect", "mlir::memref::MemRefDialect"];
+}
+
+def ParallelDimsFirst : Pass<"kiln-parallel-dims-first", "mlir::func::FuncOp"> {
+  let summary = "Interchange each linalg.generic's loops: parallel first";
+  let description = [{
+    For GPU targets. Loop order decides what `convert-linalg-to-parallel-loops`
+    can parallelize: a parallel loop inside a reduction loop becomes a
+    sequential loop inside each invocation. Moving every parallel loop
+    outside the reduction loops (keeping each group's order) makes all
+    outputs parallel and leaves the reduction innermost, where
+    `kiln-map-parallel-loops-to-gpu` can share it among a workgroup.
+  }];
+  let dependentDialects = ["mlir::linalg::LinalgDialect"];
 }
 
 #endif // KILN_PASSES_TD

@@ -83,7 +83,7 @@ struct Plan {
 };
 
 std::vector<char> buildFlatbuffer(const Plan &plan, const CpuExecutable *cpu,
-                                  const VulkanExecutable *vk,
+                                  ArrayRef<VulkanExecutable> vks,
                                   const CudaExecutable *cuda,
                                   const std::map<std::string, std::string> &meta,
                                   const TokenizerSpec *tok,
@@ -205,13 +205,15 @@ std::vector<char> buildFlatbuffer(const Plan &plan, const CpuExecutable *cpu,
         b.CreateVector(std::vector<flatbuffers::Offset<fb::Executable>>{exe}),
         b.CreateVector(impls)));
   }
-  if (vk) {
+  // One Vulkan target per variant, in the order the runtime tries them.
+  for (const VulkanExecutable &v : vks) {
+    const VulkanExecutable *vk = &v;
     // One executable per kernel: a SPIR-V module and its entry point.
     std::vector<flatbuffers::Offset<fb::Executable>> exes;
     for (size_t k = 0; k < vk->program.kernels.size(); ++k) {
       const std::vector<uint32_t> &words = vk->modules[k];
       exes.push_back(fb::CreateExecutable(
-          b, fb::ExecutableFormat::Spirv, b.CreateString("spirv1.3"),
+          b, fb::ExecutableFormat::Spirv, b.CreateString(vk->spirvVersion),
           b.CreateString(""), segment++,
           b.CreateVector(std::vector<flatbuffers::Offset<flatbuffers::String>>{
               b.CreateString(vk->program.kernels[k])}),
@@ -225,7 +227,8 @@ std::vector<char> buildFlatbuffer(const Plan &plan, const CpuExecutable *cpu,
     targets.push_back(fb::CreateTarget(b, b.CreateString("vulkan"),
                                        b.CreateVector(exes),
                                        b.CreateVector(impls),
-                                       b.CreateVector(reqs)));
+                                       b.CreateVector(reqs),
+                                       b.CreateString(vk->variant)));
   }
   if (cuda) {
     // Executable k is kernel k's PTX (the fallback, JIT-compiled by the
@@ -290,7 +293,7 @@ std::vector<char> buildFlatbuffer(const Plan &plan, const CpuExecutable *cpu,
 
 LogicalResult writeArtifact(StringRef path, ModuleOp module,
                             const WeightStore &weights, const CpuExecutable *cpu,
-                            const VulkanExecutable *vk,
+                            ArrayRef<VulkanExecutable> vks,
                             const CudaExecutable *cuda,
                             const std::map<std::string, std::string> &metadata,
                             const TokenizerSpec *tokenizer) {
@@ -341,10 +344,12 @@ LogicalResult writeArtifact(StringRef path, ModuleOp module,
     for (const CpuKernel &k : cpu->kernels)
       used.insert(used.end(), k.weights.begin(), k.weights.end());
   std::map<std::string, GpuGlobal> globals;
-  for (const GpuProgram *p : {vk ? &vk->program : nullptr,
-                              cuda ? &cuda->program : nullptr}) {
-    if (!p)
-      continue;
+  std::vector<const GpuProgram *> programs;
+  for (const VulkanExecutable &v : vks)
+    programs.push_back(&v.program);
+  if (cuda)
+    programs.push_back(&cuda->program);
+  for (const GpuProgram *p : programs) {
     globals.insert(p->globals.begin(), p->globals.end());
     for (const GpuFunction &f : p->functions)
       for (const GpuDispatch &d : f.dispatches)
@@ -377,8 +382,8 @@ LogicalResult writeArtifact(StringRef path, ModuleOp module,
     }
   if (cpu)
     plan.segments.push_back(ArrayRef<char>(cpu->image.data(), cpu->image.size()));
-  if (vk)
-    for (const std::vector<uint32_t> &m : vk->modules)
+  for (const VulkanExecutable &vk : vks)
+    for (const std::vector<uint32_t> &m : vk.modules)
       plan.segments.push_back(ArrayRef<char>(
           reinterpret_cast<const char *>(m.data()), m.size() * 4));
   if (cuda) {
@@ -390,7 +395,7 @@ LogicalResult writeArtifact(StringRef path, ModuleOp module,
   }
 
   std::vector<uint64_t> offsets(plan.segments.size(), 0);
-  std::vector<char> buf = buildFlatbuffer(plan, cpu, vk, cuda, metadata, tokenizer, offsets);
+  std::vector<char> buf = buildFlatbuffer(plan, cpu, vks, cuda, metadata, tokenizer, offsets);
   // The header's checksum follows it (8 bytes, FNV-1a 64 of everything
   // before), so the runtime rejects a damaged header before trusting any
   // size or shape in it.
@@ -399,7 +404,7 @@ LogicalResult writeArtifact(StringRef path, ModuleOp module,
     offsets[i] = cursor;
     cursor = alignUp(cursor + plan.segments[i].size());
   }
-  std::vector<char> final = buildFlatbuffer(plan, cpu, vk, cuda, metadata, tokenizer, offsets);
+  std::vector<char> final = buildFlatbuffer(plan, cpu, vks, cuda, metadata, tokenizer, offsets);
   if (final.size() != buf.size())
     return emitError(loc) << "artifact header changed size between passes";
 

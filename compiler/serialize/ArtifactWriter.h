@@ -29,7 +29,8 @@ struct TokenizerSpec {
 mlir::LogicalResult
 writeArtifact(llvm::StringRef path, mlir::ModuleOp module,
               const WeightStore &weights, const CpuExecutable *cpu,
-              const VulkanExecutable *vk, const CudaExecutable *cuda,
+              llvm::ArrayRef<VulkanExecutable> vulkanVariants,
+              const CudaExecutable *cuda,
               const std::map<std::string, std::string> &metadata,
               const TokenizerSpec *tokenizer = nullptr);
 

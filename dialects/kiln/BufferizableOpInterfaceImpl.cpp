@@ -567,6 +567,10 @@ struct QuantMatMulOpInterface
                       });
                   scf::YieldOp::create(b, loc, inner.getResults());
                 });
+            // The accumulator only ever has products added to it: the GPU
+            // mapping may split the blocks over a workgroup and sum the
+            // partial sums (kiln-map-parallel-loops-to-gpu).
+            outer->setAttr("kiln.reduction", b.getStringAttr("addf"));
             memref::StoreOp::create(b, loc, outer.getResult(0), *out,
                                     ValueRange{m, col});
           });

@@ -100,40 +100,53 @@ KILN_API kiln_status kiln_session_create(kiln_artifact *artifact,
                         spec.c_str());
     ordinal = static_cast<int>(v);
   }
-  const fb::Target *target = nullptr;
+  // A device may have several targets (variants, best first): the first
+  // the device can run is taken; when none can, the last one's error (the
+  // most portable variant's) is reported.
+  std::vector<const fb::Target *> candidates;
   std::string available;
   for (const fb::Target *t : *artifact->model->targets()) {
-    available += (available.empty() ? "" : ", ") + t->device()->str();
+    if (available.find(t->device()->str()) == std::string::npos)
+      available += (available.empty() ? "" : ", ") + t->device()->str();
     if (t->device()->str() == name)
-      target = t;
+      candidates.push_back(t);
   }
-  if (!target)
+  if (candidates.empty())
     return makeStatus(KILN_NOT_FOUND,
                       "artifact '%s' has no code for device '%s' (it has: %s)",
                       artifact->path.c_str(), name.c_str(),
                       available.empty() ? "none" : available.c_str());
   auto s = std::make_unique<kiln_session_s>();
   s->artifact = artifact;
-  s->target = target;
-  if (name == "cpu") {
-    KILN_RETURN_IF_ERROR(kiln::rt::createCpuDevice(artifact, target, ordinal, &s->device));
-  } else if (name == "cuda") {
-    KILN_RETURN_IF_ERROR(
-        kiln::rt::createCudaDevice(artifact, target, ordinal, &s->device));
+  for (size_t i = 0; i < candidates.size(); ++i) {
+    const fb::Target *target = candidates[i];
+    kiln_status st = nullptr;
+    if (name == "cpu") {
+      st = kiln::rt::createCpuDevice(artifact, target, ordinal, &s->device);
+    } else if (name == "cuda") {
+      st = kiln::rt::createCudaDevice(artifact, target, ordinal, &s->device);
 #ifdef KILN_HAVE_VULKAN
-  } else if (name == "vulkan") {
-    KILN_RETURN_IF_ERROR(
-        kiln::rt::createVulkanDevice(artifact, target, ordinal, &s->device));
+    } else if (name == "vulkan") {
+      st = kiln::rt::createVulkanDevice(artifact, target, ordinal, &s->device);
 #endif
-  } else {
-    return makeStatus(KILN_UNIMPLEMENTED,
-                      "device '%s' is not supported by this runtime build",
-                      name.c_str());
+    } else {
+      return makeStatus(KILN_UNIMPLEMENTED,
+                        "device '%s' is not supported by this runtime build",
+                        name.c_str());
+    }
+    if (!st) {
+      s->target = target;
+      break;
+    }
+    if (i + 1 == candidates.size() ||
+        kiln_status_get_code(st) != KILN_UNAVAILABLE)
+      return st;
+    kiln_status_free(st);
   }
   for (const fb::Constant *c : *artifact->model->constants())
     s->constants.push_back(artifact->segment(c->segment()));
   uint64_t scratch = 0;
-  for (const fb::FunctionImpl *impl : *target->functions())
+  for (const fb::FunctionImpl *impl : *s->target->functions())
     scratch = std::max<uint64_t>(scratch, impl->scratch_size());
   if (scratch) {
     s->scratch.reset(std::aligned_alloc(64, (scratch + 63) / 64 * 64));

@@ -162,7 +162,7 @@ FailureOr<CudaExecutable> buildCudaExecutable(ModuleOp module,
   if (options.sms.empty())
     return emitError(loc) << "no CUDA architecture given";
   CudaExecutable exe;
-  auto lowered = lowerForGpu(module, options.workgroupSize, options.stopAfter,
+  auto lowered = lowerForGpu(module, options.lowering, options.stopAfter,
                              os, exe.program);
   if (failed(lowered))
     return failure();

@@ -10,7 +10,8 @@ struct CudaTargetOptions {
   /// GPUs to make cubins for ("sm_80", "sm_90"); the PTX targets the first
   /// (lowest) and is the fallback for newer GPUs.
   std::vector<std::string> sms = {"sm_80", "sm_90"};
-  int64_t workgroupSize = 128;
+  /// Workgroup size and how reductions are shared.
+  GpuLoweringOptions lowering{128, "tree"};
   /// Stop after "linalg", "bufferize" or "ptx" and print it.
   std::string stopAfter;
 };

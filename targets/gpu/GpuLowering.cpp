@@ -21,14 +21,17 @@ using namespace mlir;
 
 namespace kiln {
 
-std::string gpuLoweringPipeline(int64_t workgroupSize, llvm::StringRef stopAfter) {
+std::string gpuLoweringPipeline(const GpuLoweringOptions &options,
+                                llvm::StringRef stopAfter) {
   std::string p = "builtin.module(" + linalgPhasePipeline();
   if (stopAfter == "linalg")
     return p + ")";
   p += ", " + bufferizePhasePipeline() + ", " +
-       "func.func(convert-linalg-to-parallel-loops), kiln-approximate-math, "
+       "func.func(kiln-parallel-dims-first, convert-linalg-to-parallel-loops), "
+       "kiln-approximate-math, "
        "func.func(kiln-map-parallel-loops-to-gpu{workgroup-size=" +
-       std::to_string(workgroupSize) +
+       std::to_string(options.workgroupSize) +
+       " reduction=" + options.reduction +
        "}), convert-math-to-funcs, gpu-kernel-outlining, canonicalize)";
   return p;
 }
@@ -175,7 +178,7 @@ dispatchList(func::FuncOp fn, unsigned numInputs, unsigned numOutputs,
 } // namespace
 
 FailureOr<OwningOpRef<ModuleOp>> lowerForGpu(ModuleOp module,
-                                             int64_t workgroupSize,
+                                             const GpuLoweringOptions &options,
                                              StringRef stopAfter,
                                              llvm::raw_ostream &os,
                                              GpuProgram &program) {
@@ -184,14 +187,14 @@ FailureOr<OwningOpRef<ModuleOp>> lowerForGpu(ModuleOp module,
   // The hand-built kernels (KV cache, packed weights) take their scalar GPU
   // form in this module.
   (*work)->setAttr("kiln.gpu_kernels", UnitAttr::get(module.getContext()));
-  if (failed(runPipeline(*work, gpuLoweringPipeline(workgroupSize, stopAfter),
+  if (failed(runPipeline(*work, gpuLoweringPipeline(options, stopAfter),
                          "GPU")))
     return failure();
   if (stopAfter == "linalg" || stopAfter == "bufferize") {
     work->print(os);
     return OwningOpRef<ModuleOp>();
   }
-  program.workgroupSize = workgroupSize;
+  program.workgroupSize = options.workgroupSize;
   llvm::StringMap<unsigned> kernelIndex;
   for (auto fn : module.getOps<func::FuncOp>()) {
     unsigned numInputs = fn.getNumArguments();

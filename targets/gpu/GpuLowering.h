@@ -50,9 +50,19 @@ struct GpuProgram {
   int64_t workgroupSize = 64;
 };
 
+/// How kernels are formed, for every GPU target.
+struct GpuLoweringOptions {
+  /// Invocations per workgroup (a power of two).
+  int64_t workgroupSize = 64;
+  /// How a workgroup combines partial reductions: "tree" (workgroup
+  /// memory, any device), "subgroup" (subgroup operations) or "serial"
+  /// (no shared reductions: one invocation per output).
+  std::string reduction = "tree";
+};
+
 /// The pass pipeline from the kiln dialect to host code + outlined gpu
 /// kernels (shared by the Vulkan and CUDA targets).
-std::string gpuLoweringPipeline(int64_t workgroupSize,
+std::string gpuLoweringPipeline(const GpuLoweringOptions &options,
                                 llvm::StringRef stopAfter = "");
 
 /// Lowers a copy of `module`, reads each function's dispatch list into
@@ -60,7 +70,7 @@ std::string gpuLoweringPipeline(int64_t workgroupSize,
 /// kernels, still in the gpu dialect). With `stopAfter` "linalg" or
 /// "bufferize", prints that phase to `os` and returns null.
 mlir::FailureOr<mlir::OwningOpRef<mlir::ModuleOp>>
-lowerForGpu(mlir::ModuleOp module, int64_t workgroupSize,
+lowerForGpu(mlir::ModuleOp module, const GpuLoweringOptions &options,
             llvm::StringRef stopAfter, llvm::raw_ostream &os,
             GpuProgram &program);
 

@@ -15,6 +15,7 @@
 #include "mlir/Dialect/SPIRV/IR/TargetAndABI.h"
 #include "mlir/Dialect/Arith/IR/Arith.h"
 #include "mlir/Dialect/SPIRV/Transforms/SPIRVConversion.h"
+#include "mlir/Dialect/MemRef/IR/MemRef.h"
 #include "mlir/Dialect/Vector/IR/VectorOps.h"
 #include "mlir/IR/PatternMatch.h"
 #include "mlir/Transforms/GreedyPatternRewriteDriver.h"
@@ -86,7 +87,131 @@ struct SplitWideStore : OpRewritePattern<vector::StoreOp> {
   }
 };
 
+/// Workgroup memory: MLIR's SPIR-V conversion makes a Workgroup variable
+/// of a `memref.alloc` in memory space 3, not of a gpu.func attribution
+/// (the form the shared lowering and NVVM use), so each attribution
+/// becomes such an allocation at the kernel's entry.
+void workgroupAttributionsToAllocs(gpu::GPUFuncOp f) {
+  unsigned n = f.getNumWorkgroupAttributions();
+  if (n == 0)
+    return;
+  Block &entry = f.getBody().front();
+  OpBuilder b = OpBuilder::atBlockBegin(&entry);
+  unsigned first = f.getFunctionType().getNumInputs();
+  for (unsigned i = 0; i < n; ++i) {
+    BlockArgument arg = entry.getArgument(first + i);
+    auto t = cast<MemRefType>(arg.getType());
+    auto local = MemRefType::get(t.getShape(), t.getElementType(),
+                                 t.getLayout(), b.getI64IntegerAttr(3));
+    Value alloc = memref::AllocOp::create(b, f.getLoc(), local);
+    arg.replaceAllUsesWith(alloc);
+  }
+  entry.eraseArguments(first, n);
+  f->setAttr(gpu::GPUFuncOp::getNumWorkgroupAttributionsAttrName(),
+             b.getI64IntegerAttr(0));
+}
+
+/// Every capability an environment may grant besides Shader, with the
+/// extension a SPIR-V 1.3 module declares for it.
+struct EnvCapability {
+  const char *name;
+  spirv::Capability cap;
+  std::optional<spirv::Extension> ext;
+};
+const EnvCapability kEnvCapabilities[] = {
+    {"Int64", spirv::Capability::Int64, std::nullopt},
+    {"Int16", spirv::Capability::Int16, std::nullopt},
+    {"Int8", spirv::Capability::Int8, std::nullopt},
+    {"Float64", spirv::Capability::Float64, std::nullopt},
+    {"Float16", spirv::Capability::Float16, std::nullopt},
+    {"StorageBuffer16BitAccess", spirv::Capability::StorageBuffer16BitAccess,
+     spirv::Extension::SPV_KHR_16bit_storage},
+    {"StorageBuffer8BitAccess", spirv::Capability::StorageBuffer8BitAccess,
+     spirv::Extension::SPV_KHR_8bit_storage},
+    {"GroupNonUniform", spirv::Capability::GroupNonUniform, std::nullopt},
+    {"GroupNonUniformArithmetic",
+     spirv::Capability::GroupNonUniformArithmetic, std::nullopt},
+};
+
+/// The capabilities a kernel's types need, each with the type that needs
+/// it (checked before conversion: MLIR would narrow an i64 it may not use
+/// to i32, which would misread the buffer).
+std::map<std::string, std::string> neededCapabilities(gpu::GPUFuncOp f) {
+  std::map<std::string, std::string> need;
+  auto note = [&](Type t, bool stored) {
+    std::string text;
+    llvm::raw_string_ostream os(text);
+    t.print(os);
+    if (t.isF64())
+      need.emplace("Float64", text);
+    else if (t.isInteger(64))
+      need.emplace("Int64", text);
+    else if (t.isF16())
+      need.emplace(stored ? "StorageBuffer16BitAccess" : "Float16", text);
+    else if (t.isInteger(16))
+      need.emplace(stored ? "StorageBuffer16BitAccess" : "Int16", text);
+    else if (t.isInteger(8))
+      need.emplace(stored ? "StorageBuffer8BitAccess" : "Int8", text);
+  };
+  auto visit = [&](Type t) {
+    if (auto m = dyn_cast<MemRefType>(t)) {
+      note(m.getElementType(), true);
+      return;
+    }
+    if (auto v = dyn_cast<VectorType>(t))
+      t = v.getElementType();
+    note(t, false);
+  };
+  for (Type t : f.getArgumentTypes())
+    visit(t);
+  f.walk([&](Operation *op) {
+    for (Type t : op->getResultTypes())
+      visit(t);
+  });
+  return need;
+}
+
 } // namespace
+
+std::optional<VulkanEnv> parseVulkanEnv(StringRef spec, std::string &error) {
+  VulkanEnv env;
+  env.name = spec.str();
+  size_t end = spec.find_first_of("+-");
+  StringRef profile = spec.take_front(end);
+  if (profile != "portable" && profile != "subgroup") {
+    error = "unknown Vulkan target environment '" + profile.str() +
+            "' (profiles: portable, subgroup; then +CAP or -CAP)";
+    return std::nullopt;
+  }
+  for (const EnvCapability &c : kEnvCapabilities) {
+    bool group = StringRef(c.name).starts_with("GroupNonUniform");
+    if (!group || profile == "subgroup")
+      env.capabilities.push_back(c.name);
+  }
+  StringRef rest = spec.drop_front(profile.size());
+  while (!rest.empty()) {
+    char sign = rest.front();
+    rest = rest.drop_front();
+    size_t next = rest.find_first_of("+-");
+    StringRef cap = rest.take_front(next);
+    rest = rest.drop_front(cap.size());
+    bool known = llvm::any_of(kEnvCapabilities, [&](const EnvCapability &c) {
+      return cap == c.name;
+    });
+    if (!known) {
+      error = "unknown capability '" + cap.str() +
+              "' in Vulkan target environment '" + spec.str() + "'";
+      return std::nullopt;
+    }
+    llvm::erase(env.capabilities, cap.str());
+    if (sign == '+')
+      env.capabilities.push_back(cap.str());
+  }
+  env.subgroups = llvm::is_contained(env.capabilities, "GroupNonUniformArithmetic");
+  if (env.subgroups && !llvm::is_contained(env.capabilities, "GroupNonUniform"))
+    env.capabilities.push_back("GroupNonUniform");
+  return env;
+}
 
 FailureOr<VulkanExecutable> buildVulkanExecutable(ModuleOp module,
                                                   const VulkanTargetOptions &options,
@@ -94,8 +219,11 @@ FailureOr<VulkanExecutable> buildVulkanExecutable(ModuleOp module,
   MLIRContext *ctx = module.getContext();
   Location loc = module.getLoc();
   VulkanExecutable exe;
-  auto lowered = lowerForGpu(module, options.workgroupSize, options.stopAfter,
-                             os, exe.program);
+  exe.variant = options.env.name;
+  GpuLoweringOptions lowering = options.lowering;
+  lowering.reduction = options.env.subgroups ? "subgroup" : "tree";
+  auto lowered = lowerForGpu(module, lowering, options.stopAfter, os,
+                             exe.program);
   if (failed(lowered))
     return failure();
   if (!*lowered)
@@ -103,20 +231,28 @@ FailureOr<VulkanExecutable> buildVulkanExecutable(ModuleOp module,
   OwningOpRef<ModuleOp> work = std::move(*lowered);
   // The kernels alone, to SPIR-V.
   ctx->loadDialect<spirv::SPIRVDialect>();
-  int64_t w = options.workgroupSize;
+  int64_t w = lowering.workgroupSize;
+  SmallVector<spirv::Capability> envCaps = {spirv::Capability::Shader};
+  SmallVector<spirv::Extension> exts = {
+      spirv::Extension::SPV_KHR_storage_buffer_storage_class};
+  for (const EnvCapability &c : kEnvCapabilities)
+    if (llvm::is_contained(options.env.capabilities, c.name)) {
+      envCaps.push_back(c.cap);
+      if (c.ext)
+        exts.push_back(*c.ext);
+    }
   auto targetEnv = spirv::TargetEnvAttr::get(
-      spirv::VerCapExtAttr::get(
-          spirv::Version::V_1_3,
-          {spirv::Capability::Shader, spirv::Capability::Int64,
-           spirv::Capability::Int16, spirv::Capability::Int8,
-           spirv::Capability::Float64, spirv::Capability::Float16,
-           spirv::Capability::StorageBuffer16BitAccess,
-           spirv::Capability::StorageBuffer8BitAccess},
-          {spirv::Extension::SPV_KHR_storage_buffer_storage_class,
-           spirv::Extension::SPV_KHR_8bit_storage,
-           spirv::Extension::SPV_KHR_16bit_storage},
-          ctx),
+      spirv::VerCapExtAttr::get(spirv::Version::V_1_3, envCaps, exts, ctx),
       spirv::getDefaultResourceLimits(ctx));
+  // A kernel needing what the environment lacks is an error naming both.
+  for (auto gm : work->getOps<gpu::GPUModuleOp>())
+    for (auto f : gm.getOps<gpu::GPUFuncOp>())
+      for (auto &[cap, type] : neededCapabilities(f))
+        if (!llvm::is_contained(options.env.capabilities, cap))
+          return emitError(loc)
+                 << "Vulkan kernel '" << gm.getName() << "' uses " << type
+                 << " values, which need SPIR-V capability " << cap
+                 << ", not in target environment '" << options.env.name << "'";
   for (auto gm : work->getOps<gpu::GPUModuleOp>()) {
     gm->setAttr(spirv::getTargetEnvAttrName(), targetEnv);
     // Helpers (math-to-funcs) carry an LLVM linkage SPIR-V has no use for.
@@ -133,6 +269,10 @@ FailureOr<VulkanExecutable> buildVulkanExecutable(ModuleOp module,
   // into 4-lane pieces, then MLIR's SPIR-V unrolling takes the rest.
   for (auto gm : work->getOps<gpu::GPUModuleOp>())
     for (auto f : gm.getOps<gpu::GPUFuncOp>()) {
+      workgroupAttributionsToAllocs(f);
+      // MLIR turns a `uniform` subgroup reduction into SPIR-V's Groups
+      // (kernel-only) instructions; the non-uniform form is Vulkan's.
+      f.walk([](gpu::SubgroupReduceOp r) { r.setUniform(false); });
       RewritePatternSet split(ctx);
       split.add<SplitWideLoad, SplitWideStore>(ctx);
       if (failed(applyPatternsGreedily(f, std::move(split))) ||

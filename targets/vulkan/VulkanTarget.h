@@ -6,15 +6,43 @@
 
 namespace kiln {
 
+/// What the kernels of one Vulkan variant may use (its SPIR-V target
+/// environment). Written `PROFILE[+CAP|-CAP]...`:
+///  * `portable`: SPIR-V 1.3 (Vulkan 1.1); the kernels may declare Int8,
+///    Int16, Int64, Float16, Float64, StorageBuffer8BitAccess and
+///    StorageBuffer16BitAccess, each module only those it uses (the
+///    artifact lists them, the runtime checks them); reductions shared by
+///    a workgroup combine in workgroup memory;
+///  * `subgroup`: `portable` plus GroupNonUniform and
+///    GroupNonUniformArithmetic: reductions combine with subgroup
+///    operations (any subgroup size);
+///  * `-CAP` / `+CAP` take one of those capabilities away or add it back;
+///    a kernel that needs one the environment lacks is a compile error
+///    naming both.
+struct VulkanEnv {
+  std::string name = "portable";
+  std::vector<std::string> capabilities;
+  bool subgroups = false;
+};
+
+/// Parses one environment; on failure `error` says why.
+std::optional<VulkanEnv> parseVulkanEnv(llvm::StringRef spec,
+                                        std::string &error);
+
 struct VulkanTargetOptions {
-  /// Invocations per workgroup (the x size of every kernel's workgroup).
-  int64_t workgroupSize = 64;
+  /// Workgroup size and how reductions are shared.
+  GpuLoweringOptions lowering{64, "tree"};
   /// Stop after "linalg", "bufferize" (host + gpu kernels) or "spirv" and
   /// print the module.
   std::string stopAfter;
+  /// The target environment (its reduction form overrides `lowering`'s).
+  VulkanEnv env;
 };
 
 struct VulkanExecutable {
+  /// The environment's name, stored as the artifact target's variant.
+  std::string variant;
+  std::string spirvVersion = "spirv1.3";
   GpuProgram program;
   /// One SPIR-V module per kernel of `program`.
   std::vector<std::vector<uint32_t>> modules;

@@ -4,7 +4,8 @@ for the KV cache and packed-weight kernels): each committed LLM test model
 is compiled once with --target=cpu,vulkan; `kiln-run generate
 --device=cpu|vulkan --prompt-ids=... --temp=0 --print-ids --logits-out=...`
 must give identical greedy tokens and logits within 1e-3 (max abs) after
-the prompt and each decode step.
+the prompt and each decode step, on both of the artifact's Vulkan variants
+(subgroup and portable reductions).
 
   check_llm_devices.py --build build --work DIR
 """
@@ -32,12 +33,18 @@ def models():
         ["--prefill-chunk=16"]
 
 
-def generate(build, art, device, ids, out):
+# The artifact's Vulkan variants: the subgroup one, and the portable one
+# (picked when the device seems to lack subgroup arithmetic).
+VARIANTS = [{}, {"KILN_VULKAN_HIDE_FEATURES": "GroupNonUniformArithmetic"}]
+
+
+def generate(build, art, device, ids, out, env_extra=None):
     res = subprocess.run(
         [f"{build}/bin/kiln-run", "generate", art, f"--device={device}",
          "--prompt-ids=" + ",".join(map(str, ids)), "-n", str(STEPS), "--temp=0",
          "--print-ids", f"--logits-out={out}"],
-        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+        env=dict(os.environ, **(env_extra or {})))
     if res.returncode:
         raise RuntimeError(res.stderr.strip())
     return [int(t) for t in res.stdout.split()], np.load(out)
@@ -58,10 +65,12 @@ def main():
         try:
             for i, ids in enumerate(PROMPTS):
                 cpu = generate(args.build, art, "cpu", ids, os.path.join(args.work, "c.npy"))
-                vk = generate(args.build, art, "vulkan", ids, os.path.join(args.work, "v.npy"))
-                same &= cpu[0] == vk[0]
-                worst = max(worst, float(np.abs(cpu[1] - vk[1]).max())
-                            if cpu[1].shape == vk[1].shape else float("inf"))
+                for extra in VARIANTS:
+                    vk = generate(args.build, art, "vulkan", ids,
+                                  os.path.join(args.work, "v.npy"), extra)
+                    same &= cpu[0] == vk[0]
+                    worst = max(worst, float(np.abs(cpu[1] - vk[1]).max())
+                                if cpu[1].shape == vk[1].shape else float("inf"))
         except RuntimeError as e:
             print(f"FAIL {name}: {e}")
             failed += 1

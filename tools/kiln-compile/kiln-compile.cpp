@@ -111,6 +111,14 @@ static cl::opt<std::string> tokenizerPath(
     cl::desc("ONNX: the model's tokenizer.json to embed (default: the one "
              "beside the model, if any)"),
     cl::value_desc("file"));
+static cl::opt<std::string> vulkanEnvOpt(
+    "vulkan-env",
+    cl::desc("Vulkan target environments, one code variant each, best "
+             "first (the runtime runs the first the device supports): "
+             "PROFILE[+CAP|-CAP]... with profiles portable (SPIR-V 1.3, "
+             "workgroup-memory reductions) and subgroup (plus subgroup "
+             "arithmetic)"),
+    cl::init("subgroup,portable"), cl::value_desc("env,..."));
 static cl::opt<std::string> spirvDir(
     "spirv-dir",
     cl::desc("Vulkan: also write each kernel's SPIR-V module to DIR/NAME.spv "
@@ -350,34 +358,50 @@ int main(int argc, char **argv) {
     }
   }
 
-  std::optional<kiln::VulkanExecutable> vk;
+  std::vector<kiln::VulkanExecutable> vulkanVariants;
   if (wantVulkan) {
-    kiln::VulkanTargetOptions vkOptions;
+    llvm::SmallVector<llvm::StringRef> specs;
+    llvm::StringRef(vulkanEnvOpt).split(specs, ',');
+    std::vector<kiln::VulkanEnv> envs;
+    for (llvm::StringRef spec : specs) {
+      std::string error;
+      auto env = kiln::parseVulkanEnv(spec, error);
+      if (!env)
+        return fail(error);
+      envs.push_back(*env);
+    }
     bool printVk = compileTo == "spirv" || (!wantCpu && compileTo != "artifact");
-    if (printVk)
-      vkOptions.stopAfter = compileTo == "llvm" ? std::string("spirv")
-                                                : std::string(compileTo);
-    auto built = kiln::buildVulkanExecutable(*module, vkOptions, llvm::outs());
-    if (failed(built))
-      return 1;
-    if (printVk)
-      return 0;
-    vk = std::move(*built);
-    progress("vulkan kernels generated");
+    for (const kiln::VulkanEnv &env : envs) {
+      kiln::VulkanTargetOptions vkOptions;
+      vkOptions.env = env;
+      if (printVk)
+        vkOptions.stopAfter = compileTo == "llvm" ? std::string("spirv")
+                                                  : std::string(compileTo);
+      auto built = kiln::buildVulkanExecutable(*module, vkOptions, llvm::outs());
+      if (failed(built))
+        return 1;
+      // Printing shows the first (preferred) environment's code.
+      if (printVk)
+        return 0;
+      vulkanVariants.push_back(std::move(*built));
+      progress(("vulkan kernels generated (" + env.name + ")").c_str());
+    }
     if (!spirvDir.empty()) {
       if (std::error_code ec = llvm::sys::fs::create_directories(spirvDir))
         return fail("cannot create '" + spirvDir + "': " + ec.message());
-      for (size_t k = 0; k < vk->program.kernels.size(); ++k) {
-        llvm::SmallString<256> path(spirvDir);
-        llvm::sys::path::append(path, std::to_string(k) + "_" +
-                                          vk->program.kernels[k] + ".spv");
-        std::error_code ec;
-        llvm::raw_fd_ostream out(path, ec, llvm::sys::fs::OF_None);
-        if (ec)
-          return fail("cannot write '" + path.str().str() + "'");
-        out.write(reinterpret_cast<const char *>(vk->modules[k].data()),
-                  vk->modules[k].size() * 4);
-      }
+      for (const kiln::VulkanExecutable &vk : vulkanVariants)
+        for (size_t k = 0; k < vk.program.kernels.size(); ++k) {
+          llvm::SmallString<256> path(spirvDir);
+          llvm::sys::path::append(path, vk.variant + "_" + std::to_string(k) +
+                                            "_" + vk.program.kernels[k] +
+                                            ".spv");
+          std::error_code ec;
+          llvm::raw_fd_ostream out(path, ec, llvm::sys::fs::OF_None);
+          if (ec)
+            return fail("cannot write '" + path.str().str() + "'");
+          out.write(reinterpret_cast<const char *>(vk.modules[k].data()),
+                    vk.modules[k].size() * 4);
+        }
     }
   }
 
@@ -422,7 +446,7 @@ int main(int argc, char **argv) {
   if (exe)
     metadata["cpu"] = exe->cpu;
   if (failed(kiln::writeArtifact(outputPath, *module, weights,
-                                 exe ? &*exe : nullptr, vk ? &*vk : nullptr,
+                                 exe ? &*exe : nullptr, vulkanVariants,
                                  cuda ? &*cuda : nullptr,
                                  metadata, tokenizer ? &*tokenizer : nullptr)))
     return 1;

@@ -38,7 +38,8 @@ namespace {
   X(vkCmdBindPipeline) X(vkCmdBindDescriptorSets) X(vkCmdDispatch)             \
   X(vkCmdPipelineBarrier) X(vkQueueSubmit) X(vkQueueWaitIdle)                  \
   X(vkResetCommandPool) X(vkResetDescriptorPool)                             \
-  X(vkGetPhysicalDeviceFeatures2) X(vkFreeCommandBuffers)
+  X(vkGetPhysicalDeviceFeatures2) X(vkFreeCommandBuffers)                     \
+  X(vkGetPhysicalDeviceProperties2)
 
 struct Vk {
   void *lib = nullptr;
@@ -206,9 +207,42 @@ public:
     std::string hidden = ",";
     if (const char *h = getenv("KILN_VULKAN_HIDE_FEATURES"))
       hidden += std::string(h) + ",";
+    // Subgroup operations are properties, not features: checked, not
+    // enabled.
+    auto subgroup = make<VkPhysicalDeviceSubgroupProperties>(
+        VK_STRUCTURE_TYPE_PHYSICAL_DEVICE_SUBGROUP_PROPERTIES);
+    auto props2 = make<VkPhysicalDeviceProperties2>(
+        VK_STRUCTURE_TYPE_PHYSICAL_DEVICE_PROPERTIES_2);
+    props2.pNext = &subgroup;
+    vk.vkGetPhysicalDeviceProperties2(physical, &props2);
+    bool computeSubgroups =
+        subgroup.supportedStages & VK_SHADER_STAGE_COMPUTE_BIT;
     if (const auto *reqs = target->requirements())
       for (const flatbuffers::String *req : *reqs) {
         std::string cap = req->str();
+        struct SubgroupOps {
+          const char *cap, *bit;
+          VkSubgroupFeatureFlags flag;
+        } ops[] = {
+            {"GroupNonUniform", "VK_SUBGROUP_FEATURE_BASIC_BIT",
+             VK_SUBGROUP_FEATURE_BASIC_BIT},
+            {"GroupNonUniformArithmetic", "VK_SUBGROUP_FEATURE_ARITHMETIC_BIT",
+             VK_SUBGROUP_FEATURE_ARITHMETIC_BIT},
+        };
+        const SubgroupOps *op = nullptr;
+        for (const SubgroupOps &o : ops)
+          if (cap == o.cap)
+            op = &o;
+        if (op) {
+          if (!computeSubgroups || !(subgroup.supportedOperations & op->flag) ||
+              hidden.find("," + cap + ",") != std::string::npos)
+            return makeStatus(KILN_UNAVAILABLE,
+                              "Vulkan device '%s' lacks %s (subgroup "
+                              "operations %s in compute shaders), which the "
+                              "artifact's kernels use",
+                              deviceName.c_str(), cap.c_str(), op->bit);
+          continue;
+        }
         struct Feature {
           const char *cap, *feature;
           VkBool32 *want, have;
