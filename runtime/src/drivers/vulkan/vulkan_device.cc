@@ -39,7 +39,7 @@ namespace {
   X(vkCmdPipelineBarrier) X(vkQueueSubmit) X(vkQueueWaitIdle)                  \
   X(vkResetCommandPool) X(vkResetDescriptorPool)                             \
   X(vkGetPhysicalDeviceFeatures2) X(vkFreeCommandBuffers)                     \
-  X(vkGetPhysicalDeviceProperties2)
+  X(vkGetPhysicalDeviceProperties2) X(vkCmdCopyBuffer)
 
 struct Vk {
   void *lib = nullptr;
@@ -305,13 +305,16 @@ public:
                         vkError(r).c_str());
 
     KILN_RETURN_IF_ERROR(createPipelines());
-    // Weights, uploaded once.
+    // Weights, uploaded once into device-local memory (through a staging
+    // buffer when the host cannot map it: a discrete GPU).
+    // KILN_VULKAN_STAGING=1 takes the staging path on any device (tests).
+    forceStaging = getenv("KILN_VULKAN_STAGING") != nullptr;
     for (const fb::Constant *c : *a->model->constants()) {
       Buffer b;
       uint64_t size = a->segmentSize(c->segment());
-      KILN_RETURN_IF_ERROR(allocate(size, b));
-      std::memcpy(b.mapped, a->segment(c->segment()), size);
+      KILN_RETURN_IF_ERROR(allocate(size, b, Memory::Device));
       constants.push_back(b);
+      KILN_RETURN_IF_ERROR(upload(b, a->segment(c->segment()), size));
     }
     return nullptr;
   }
@@ -404,8 +407,8 @@ private:
     if (impl->temporaries())
       for (uint64_t bytes : *impl->temporaries()) {
         rec.temps.emplace_back();
-        KILN_RETURN_IF_ERROR(
-            allocate(std::max<uint64_t>(4, bytes), rec.temps.back()));
+        KILN_RETURN_IF_ERROR(allocate(std::max<uint64_t>(4, bytes),
+                                      rec.temps.back(), Memory::Device));
       }
     kiln::rt::GpuBuffers<Buffer> bound{rec.inputs, rec.outputs, constants,
                                        rec.temps};
@@ -417,7 +420,8 @@ private:
         if (!spec)
           return makeStatus(KILN_DATA_LOSS, "a KV cache binding without a "
                                             "KV cache spec");
-        KILN_RETURN_IF_ERROR(allocate(kiln::rt::kvCachePoolBytes(spec), kvCache));
+        KILN_RETURN_IF_ERROR(allocate(kiln::rt::kvCachePoolBytes(spec),
+                                      kvCache, Memory::Device));
       }
       bound.kvCache = &kvCache;
     }
@@ -561,11 +565,28 @@ private:
 
 
 
-  /// A host-visible, coherent storage buffer, mapped.
-  kiln_status allocate(uint64_t size, Buffer &b) {
+  /// Where a buffer lives: inputs and outputs in host-visible memory the
+  /// host copies to and from on every call; weights, temporaries and the
+  /// KV cache in device-local memory (mapped too where the device's local
+  /// memory is host-visible, as on integrated GPUs and lavapipe).
+  enum class Memory { Host, Device };
+
+  /// The first memory type `bits` allows with all of `flags`, or UINT32_MAX.
+  uint32_t memoryType(uint32_t bits, VkMemoryPropertyFlags flags) const {
+    for (uint32_t i = 0; i < memoryProps.memoryTypeCount; ++i)
+      if ((bits & (1u << i)) &&
+          (memoryProps.memoryTypes[i].propertyFlags & flags) == flags)
+        return i;
+    return UINT32_MAX;
+  }
+
+  /// A storage buffer (also a copy source and destination).
+  kiln_status allocate(uint64_t size, Buffer &b, Memory where = Memory::Host) {
     auto bci = make<VkBufferCreateInfo>(VK_STRUCTURE_TYPE_BUFFER_CREATE_INFO);
     bci.size = size;
-    bci.usage = VK_BUFFER_USAGE_STORAGE_BUFFER_BIT;
+    bci.usage = VK_BUFFER_USAGE_STORAGE_BUFFER_BIT |
+                VK_BUFFER_USAGE_TRANSFER_SRC_BIT |
+                VK_BUFFER_USAGE_TRANSFER_DST_BIT;
     bci.sharingMode = VK_SHARING_MODE_EXCLUSIVE;
     if (VkResult r = vk.vkCreateBuffer(device, &bci, nullptr, &b.buffer))
       return makeStatus(KILN_UNAVAILABLE, "cannot create a %llu-byte buffer: %s",
@@ -573,17 +594,17 @@ private:
                         vkError(r).c_str());
     VkMemoryRequirements req;
     vk.vkGetBufferMemoryRequirements(device, b.buffer, &req);
-    uint32_t type = UINT32_MAX;
-    VkMemoryPropertyFlags want =
+    const VkMemoryPropertyFlags hostFlags =
         VK_MEMORY_PROPERTY_HOST_VISIBLE_BIT | VK_MEMORY_PROPERTY_HOST_COHERENT_BIT;
-    for (uint32_t i = 0; i < memoryProps.memoryTypeCount && type == UINT32_MAX; ++i)
-      if ((req.memoryTypeBits & (1u << i)) &&
-          (memoryProps.memoryTypes[i].propertyFlags & want) == want)
-        type = i;
+    uint32_t type = UINT32_MAX;
+    if (where == Memory::Device)
+      type = memoryType(req.memoryTypeBits, VK_MEMORY_PROPERTY_DEVICE_LOCAL_BIT);
+    if (type == UINT32_MAX)
+      type = memoryType(req.memoryTypeBits, hostFlags);
     if (type == UINT32_MAX)
       return makeStatus(KILN_UNAVAILABLE,
-                        "Vulkan device '%s' has no host-visible memory",
-                        deviceName.c_str());
+                        "Vulkan device '%s' has no memory type for a storage "
+                        "buffer", deviceName.c_str());
     auto mai = make<VkMemoryAllocateInfo>(VK_STRUCTURE_TYPE_MEMORY_ALLOCATE_INFO);
     mai.allocationSize = req.size;
     mai.memoryTypeIndex = type;
@@ -593,14 +614,75 @@ private:
                         static_cast<unsigned long long>(size),
                         deviceName.c_str(), vkError(r).c_str());
     vk.vkBindBufferMemory(device, b.buffer, b.memory, 0);
-    vk.vkMapMemory(device, b.memory, 0, VK_WHOLE_SIZE, 0, &b.mapped);
+    VkMemoryPropertyFlags got = memoryProps.memoryTypes[type].propertyFlags;
+    bool mappable = (got & hostFlags) == hostFlags &&
+                    !(where == Memory::Device && forceStaging);
+    if (mappable)
+      vk.vkMapMemory(device, b.memory, 0, VK_WHOLE_SIZE, 0, &b.mapped);
     b.size = size;
     return nullptr;
   }
 
+  /// Fills a buffer: directly when it is mapped, else through a staging
+  /// buffer and a copy on the queue.
+  kiln_status upload(Buffer &dst, const void *data, uint64_t size) {
+    if (size == 0)
+      return nullptr;
+    if (dst.mapped) {
+      std::memcpy(dst.mapped, data, size);
+      return nullptr;
+    }
+    Buffer staging;
+    kiln_status st = allocate(size, staging, Memory::Host);
+    VkCommandBuffer cmd = VK_NULL_HANDLE;
+    if (!st) {
+      std::memcpy(staging.mapped, data, size);
+      auto cai = make<VkCommandBufferAllocateInfo>(
+          VK_STRUCTURE_TYPE_COMMAND_BUFFER_ALLOCATE_INFO);
+      cai.commandPool = commandPool;
+      cai.level = VK_COMMAND_BUFFER_LEVEL_PRIMARY;
+      cai.commandBufferCount = 1;
+      if (VkResult r = vk.vkAllocateCommandBuffers(device, &cai, &cmd)) {
+        cmd = VK_NULL_HANDLE;
+        st = makeStatus(KILN_INTERNAL, "vkAllocateCommandBuffers: %s",
+                        vkError(r).c_str());
+      }
+    }
+    if (!st) {
+      auto begin = make<VkCommandBufferBeginInfo>(
+          VK_STRUCTURE_TYPE_COMMAND_BUFFER_BEGIN_INFO);
+      begin.flags = VK_COMMAND_BUFFER_USAGE_ONE_TIME_SUBMIT_BIT;
+      vk.vkBeginCommandBuffer(cmd, &begin);
+      VkBufferCopy region{0, 0, size};
+      vk.vkCmdCopyBuffer(cmd, staging.buffer, dst.buffer, 1, &region);
+      // The copy is visible to every later dispatch on this queue.
+      auto mb = make<VkMemoryBarrier>(VK_STRUCTURE_TYPE_MEMORY_BARRIER);
+      mb.srcAccessMask = VK_ACCESS_TRANSFER_WRITE_BIT;
+      mb.dstAccessMask = VK_ACCESS_SHADER_READ_BIT;
+      vk.vkCmdPipelineBarrier(cmd, VK_PIPELINE_STAGE_TRANSFER_BIT,
+                              VK_PIPELINE_STAGE_COMPUTE_SHADER_BIT, 0, 1, &mb,
+                              0, nullptr, 0, nullptr);
+      vk.vkEndCommandBuffer(cmd);
+      auto submit = make<VkSubmitInfo>(VK_STRUCTURE_TYPE_SUBMIT_INFO);
+      submit.commandBufferCount = 1;
+      submit.pCommandBuffers = &cmd;
+      if (VkResult r = vk.vkQueueSubmit(queue, 1, &submit, VK_NULL_HANDLE))
+        st = makeStatus(KILN_INTERNAL, "vkQueueSubmit (upload): %s",
+                        vkError(r).c_str());
+      else if (VkResult r = vk.vkQueueWaitIdle(queue))
+        st = makeStatus(KILN_INTERNAL, "vkQueueWaitIdle (upload): %s",
+                        vkError(r).c_str());
+    }
+    if (cmd)
+      vk.vkFreeCommandBuffers(device, commandPool, 1, &cmd);
+    release(staging);
+    return st;
+  }
+
   void release(Buffer &b) {
     if (b.memory) {
-      vk.vkUnmapMemory(device, b.memory);
+      if (b.mapped)
+        vk.vkUnmapMemory(device, b.memory);
       vk.vkFreeMemory(device, b.memory, nullptr);
     }
     if (b.buffer)
@@ -622,6 +704,7 @@ private:
   std::vector<Kernel> kernels;
   std::vector<Buffer> constants;
   Buffer kvCache; // the LLM session's paged KV cache (first use)
+  bool forceStaging = false;
 };
 
 } // namespace
