@@ -24,12 +24,31 @@ bool fusesWithoutRecomputation(OpOperand *operand) {
   return map.isPermutation();
 }
 
+/// The distinct operands the fused op would have: the consumer's and the
+/// producer's, less the fused value.
+int64_t fusedOperands(OpOperand *operand) {
+  llvm::SmallDenseSet<Value> values;
+  Operation *consumer = operand->getOwner();
+  for (OpOperand &o : consumer->getOpOperands())
+    if (&o != operand)
+      values.insert(o.get());
+  if (Operation *producer = operand->get().getDefiningOp())
+    for (Value v : producer->getOperands())
+      values.insert(v);
+  return values.size();
+}
+
 struct FuseElementwisePass
     : kiln::impl::FuseElementwiseBase<FuseElementwisePass> {
+  using FuseElementwiseBase::FuseElementwiseBase;
   void runOnOperation() override {
     RewritePatternSet patterns(&getContext());
-    linalg::populateElementwiseOpsFusionPatterns(patterns,
-                                                 fusesWithoutRecomputation);
+    int64_t bound = maxOperands;
+    linalg::populateElementwiseOpsFusionPatterns(
+        patterns, [bound](OpOperand *operand) {
+          return fusesWithoutRecomputation(operand) &&
+                 (bound <= 0 || fusedOperands(operand) <= bound);
+        });
     if (failed(applyPatternsGreedily(getOperation(), std::move(patterns))))
       signalPassFailure();
   }

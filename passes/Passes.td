@@ -95,8 +95,15 @@ def FuseElementwise : Pass<"kiln-fuse-elementwise", "mlir::ModuleOp"> {
     reads it N times, a vector into its broadcast), recomputing it each
     time. Here a producer is fused only when the consumer reads it through a
     permutation of all its loops and has no reduction loop, so every
-    element is computed exactly once.
+    element is computed exactly once. With `max-operands`, a fusion that
+    would leave an op with more distinct operands (inputs and outputs) is
+    not made: GPU targets bind each operand as a buffer, and devices limit
+    buffers per kernel (Vulkan's maxPerStageDescriptorStorageBuffers).
   }];
+  let options = [
+    Option<"maxOperands", "max-operands", "int64_t", "0",
+           "Most distinct operands a fused op may have (0: no bound)">,
+  ];
   let dependentDialects = ["mlir::linalg::LinalgDialect"];
 }
 

@@ -21,9 +21,10 @@ LogicalResult runPipeline(ModuleOp module, StringRef pipeline, StringRef what) {
   return pm.run(module);
 }
 
-std::string linalgPhasePipeline() {
+std::string linalgPhasePipeline(int64_t maxKernelOperands) {
   return "kiln-lower-to-linalg, kiln-weights-to-arguments, canonicalize, cse, "
-         "kiln-fuse-elementwise, canonicalize";
+         "kiln-fuse-elementwise{max-operands=" +
+         std::to_string(maxKernelOperands) + "}, canonicalize";
 }
 
 std::string bufferizePhasePipeline() {

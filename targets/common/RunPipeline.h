@@ -17,8 +17,10 @@ mlir::LogicalResult runPipeline(mlir::ModuleOp module, llvm::StringRef pipeline,
 /// The phases every target shares, as pipeline text: kiln to linalg on
 /// tensors (weights as arguments, elementwise fusion), and linalg to
 /// buffers (identity layouts at function boundaries, results as out
-/// parameters, copies as linalg, deallocations).
-std::string linalgPhasePipeline();
+/// parameters, copies as linalg, deallocations). `maxKernelOperands` > 0
+/// bounds the buffers a fused elementwise op reads and writes (a GPU
+/// kernel binds each; Vulkan devices limit them per stage).
+std::string linalgPhasePipeline(int64_t maxKernelOperands = 0);
 std::string bufferizePhasePipeline();
 
 } // namespace kiln

@@ -23,7 +23,8 @@ namespace kiln {
 
 std::string gpuLoweringPipeline(const GpuLoweringOptions &options,
                                 llvm::StringRef stopAfter) {
-  std::string p = "builtin.module(" + linalgPhasePipeline();
+  std::string p =
+      "builtin.module(" + linalgPhasePipeline(options.maxKernelOperands);
   if (stopAfter == "linalg")
     return p + ")";
   p += ", " + bufferizePhasePipeline() + ", " +

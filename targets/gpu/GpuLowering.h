@@ -58,6 +58,10 @@ struct GpuLoweringOptions {
   /// memory, any device), "subgroup" (subgroup operations) or "serial"
   /// (no shared reductions: one invocation per output).
   std::string reduction = "tree";
+  /// Most buffers an elementwise kernel binds (fusion stops there). Vulkan
+  /// guarantees only 4 storage buffers per stage; real devices have 24 and
+  /// more (lavapipe 32): 16 leaves room and costs almost no fusion.
+  int64_t maxKernelOperands = 16;
 };
 
 /// The pass pipeline from the kiln dialect to host code + outlined gpu

@@ -83,3 +83,42 @@ func.func @broadcast(%v: tensor<8xf32>, %x: tensor<4x8xf32>) -> tensor<4x8xf32> 
   } -> tensor<4x8xf32>
   return %1 : tensor<4x8xf32>
 }
+
+// -----
+
+// With max-operands (GPU targets: each operand is a bound buffer), a sum
+// of five inputs stops fusing where a fused op would read more than
+// max-operands distinct values; without it, one generic.
+// RUN: kiln-opt %s --kiln-fuse-elementwise="max-operands=4" --split-input-file | FileCheck %s --check-prefix=BOUND
+// BOUND-LABEL: func.func @wide_sum
+// BOUND-COUNT-2: linalg.generic
+// BOUND-NOT: linalg.generic
+// CHECK-LABEL: func.func @wide_sum
+// CHECK-COUNT-1: linalg.generic
+// CHECK-NOT: linalg.generic
+#id1 = affine_map<(d0) -> (d0)>
+func.func @wide_sum(%a: tensor<8xf32>, %b: tensor<8xf32>, %c: tensor<8xf32>,
+                    %d: tensor<8xf32>, %e: tensor<8xf32>) -> tensor<8xf32> {
+  %init = tensor.empty() : tensor<8xf32>
+  %0 = linalg.generic {indexing_maps = [#id1, #id1, #id1], iterator_types = ["parallel"]} ins(%a, %b : tensor<8xf32>, tensor<8xf32>) outs(%init : tensor<8xf32>) {
+  ^bb0(%x: f32, %y: f32, %o: f32):
+    %s = arith.addf %x, %y : f32
+    linalg.yield %s : f32
+  } -> tensor<8xf32>
+  %1 = linalg.generic {indexing_maps = [#id1, #id1, #id1], iterator_types = ["parallel"]} ins(%0, %c : tensor<8xf32>, tensor<8xf32>) outs(%init : tensor<8xf32>) {
+  ^bb0(%x: f32, %y: f32, %o: f32):
+    %s = arith.addf %x, %y : f32
+    linalg.yield %s : f32
+  } -> tensor<8xf32>
+  %2 = linalg.generic {indexing_maps = [#id1, #id1, #id1], iterator_types = ["parallel"]} ins(%1, %d : tensor<8xf32>, tensor<8xf32>) outs(%init : tensor<8xf32>) {
+  ^bb0(%x: f32, %y: f32, %o: f32):
+    %s = arith.addf %x, %y : f32
+    linalg.yield %s : f32
+  } -> tensor<8xf32>
+  %3 = linalg.generic {indexing_maps = [#id1, #id1, #id1], iterator_types = ["parallel"]} ins(%2, %e : tensor<8xf32>, tensor<8xf32>) outs(%init : tensor<8xf32>) {
+  ^bb0(%x: f32, %y: f32, %o: f32):
+    %s = arith.addf %x, %y : f32
+    linalg.yield %s : f32
+  } -> tensor<8xf32>
+  return %3 : tensor<8xf32>
+}

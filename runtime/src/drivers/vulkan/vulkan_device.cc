@@ -11,6 +11,8 @@
 
 #include <dlfcn.h>
 
+#include <algorithm>
+#include <cstdio>
 #include <cstring>
 #include <map>
 #include <string>
@@ -39,7 +41,9 @@ namespace {
   X(vkCmdPipelineBarrier) X(vkQueueSubmit) X(vkQueueWaitIdle)                  \
   X(vkResetCommandPool) X(vkResetDescriptorPool)                             \
   X(vkGetPhysicalDeviceFeatures2) X(vkFreeCommandBuffers)                     \
-  X(vkGetPhysicalDeviceProperties2) X(vkCmdCopyBuffer)
+  X(vkGetPhysicalDeviceProperties2) X(vkCmdCopyBuffer)                         \
+  X(vkCreateQueryPool) X(vkDestroyQueryPool) X(vkCmdResetQueryPool)            \
+  X(vkCmdWriteTimestamp) X(vkGetQueryPoolResults)
 
 struct Vk {
   void *lib = nullptr;
@@ -110,6 +114,7 @@ std::string vkError(VkResult r) {
 class VulkanDevice final : public kiln::rt::Device {
 public:
   ~VulkanDevice() override {
+    printProfile();
     if (device) {
       vk.vkQueueWaitIdle(queue);
       for (Kernel &k : kernels) {
@@ -178,6 +183,12 @@ public:
     VkPhysicalDeviceProperties props;
     vk.vkGetPhysicalDeviceProperties(physical, &props);
     deviceName = props.deviceName;
+    limits = props.limits;
+    // A test hook: KILN_VULKAN_MAX_STORAGE_BUFFERS=N pretends the device
+    // allows only N storage buffers per kernel.
+    if (const char *m = getenv("KILN_VULKAN_MAX_STORAGE_BUFFERS"))
+      limits.maxPerStageDescriptorStorageBuffers = std::min<uint32_t>(
+          limits.maxPerStageDescriptorStorageBuffers, strtoul(m, nullptr, 10));
     vk.vkGetPhysicalDeviceMemoryProperties(physical, &memoryProps);
 
     uint32_t families = 0;
@@ -309,6 +320,7 @@ public:
     // buffer when the host cannot map it: a discrete GPU).
     // KILN_VULKAN_STAGING=1 takes the staging path on any device (tests).
     forceStaging = getenv("KILN_VULKAN_STAGING") != nullptr;
+    profiling = getenv("KILN_VULKAN_PROFILE") != nullptr;
     for (const fb::Constant *c : *a->model->constants()) {
       Buffer b;
       uint64_t size = a->segmentSize(c->segment());
@@ -359,6 +371,20 @@ public:
     for (size_t i = 0; i < numOut; ++i)
       std::memcpy(buffers.outputs[i].data, rec.outputs[i].mapped,
                   buffers.outputs[i].size_bytes);
+    if (rec.queries) {
+      uint32_t n = impl->dispatches()->size();
+      std::vector<uint64_t> stamps(2 * n);
+      if (vk.vkGetQueryPoolResults(device, rec.queries, 0, 2 * n,
+                                   stamps.size() * 8, stamps.data(), 8,
+                                   VK_QUERY_RESULT_64_BIT |
+                                       VK_QUERY_RESULT_WAIT_BIT) == VK_SUCCESS)
+        for (uint32_t i = 0; i < n; ++i) {
+          ProfileEntry &e = profile[{impl, i}];
+          e.calls++;
+          e.ms += double(stamps[2 * i + 1] - stamps[2 * i]) *
+                  limits.timestampPeriod * 1e-6;
+        }
+    }
     return nullptr;
   }
 
@@ -368,7 +394,46 @@ private:
     std::vector<Buffer> inputs, outputs, temps;
     VkDescriptorPool pool = VK_NULL_HANDLE;
     VkCommandBuffer cmd = VK_NULL_HANDLE;
+    /// KILN_VULKAN_PROFILE: two timestamps per dispatch.
+    VkQueryPool queries = VK_NULL_HANDLE;
   };
+
+  /// KILN_VULKAN_PROFILE=1: GPU time per dispatch (timestamp queries),
+  /// summed over calls and printed, largest first, when the device closes.
+  struct ProfileEntry {
+    std::string function;
+    uint32_t index, kernel, workgroups[3], size;
+    uint64_t calls = 0;
+    double ms = 0;
+  };
+  std::map<std::pair<const fb::FunctionImpl *, uint32_t>, ProfileEntry> profile;
+  bool profiling = false;
+
+  void printProfile() {
+    if (profile.empty())
+      return;
+    std::vector<const ProfileEntry *> order;
+    double total = 0;
+    for (auto &[key, e] : profile) {
+      order.push_back(&e);
+      total += e.ms;
+    }
+    std::sort(order.begin(), order.end(),
+              [](const ProfileEntry *a, const ProfileEntry *b) {
+                return a->ms > b->ms;
+              });
+    fprintf(stderr, "kiln vulkan profile: %.3f ms of kernels on '%s'\n",
+            total, deviceName.c_str());
+    fprintf(stderr, "  %10s %6s %7s  %s\n", "ms", "%", "calls",
+            "function #dispatch (kernel, workgroups x size)");
+    for (size_t i = 0; i < order.size() && i < 25; ++i) {
+      const ProfileEntry &e = *order[i];
+      fprintf(stderr, "  %10.3f %6.2f %7llu  %s #%u (kernel %u, %ux%ux%u x %u)\n",
+              e.ms, 100.0 * e.ms / total, (unsigned long long)e.calls,
+              e.function.c_str(), e.index, e.kernel, e.workgroups[0],
+              e.workgroups[1], e.workgroups[2], e.size);
+    }
+  }
 
   static bool sameSizes(const std::vector<Buffer> &have, const kiln_tensor *t,
                         size_t n) {
@@ -388,6 +453,8 @@ private:
       vk.vkFreeCommandBuffers(device, commandPool, 1, &rec.cmd);
     if (rec.pool)
       vk.vkDestroyDescriptorPool(device, rec.pool, nullptr);
+    if (rec.queries)
+      vk.vkDestroyQueryPool(device, rec.queries, nullptr);
     rec = Recorded();
   }
 
@@ -450,11 +517,29 @@ private:
     VkCommandBuffer cmd = rec.cmd;
     auto begin = make<VkCommandBufferBeginInfo>(VK_STRUCTURE_TYPE_COMMAND_BUFFER_BEGIN_INFO);
     vk.vkBeginCommandBuffer(cmd, &begin);
+    if (profiling && numDispatches) {
+      auto qci = make<VkQueryPoolCreateInfo>(VK_STRUCTURE_TYPE_QUERY_POOL_CREATE_INFO);
+      qci.queryType = VK_QUERY_TYPE_TIMESTAMP;
+      qci.queryCount = 2 * numDispatches;
+      if (VkResult r = vk.vkCreateQueryPool(device, &qci, nullptr, &rec.queries))
+        return makeStatus(KILN_INTERNAL, "vkCreateQueryPool: %s",
+                          vkError(r).c_str());
+      vk.vkCmdResetQueryPool(cmd, rec.queries, 0, 2 * numDispatches);
+    }
+    uint32_t dispatchIndex = 0;
     for (const fb::Dispatch *d : *impl->dispatches()) {
       uint32_t exe = d->executable();
       if (exe >= kernels.size() || !d->workgroups() ||
           d->workgroups()->size() != 3)
         return makeStatus(KILN_DATA_LOSS, "a vulkan dispatch is malformed");
+      for (int i = 0; i < 3; ++i)
+        if (d->workgroups()->Get(i) > limits.maxComputeWorkGroupCount[i])
+          return makeStatus(KILN_UNAVAILABLE,
+                            "vulkan kernel %u needs %u workgroups in "
+                            "dimension %d; device '%s' allows %u",
+                            exe, d->workgroups()->Get(i), i,
+                            deviceName.c_str(),
+                            limits.maxComputeWorkGroupCount[i]);
       Kernel &k = kernels[exe];
       auto dai = make<VkDescriptorSetAllocateInfo>(VK_STRUCTURE_TYPE_DESCRIPTOR_SET_ALLOCATE_INFO);
       dai.descriptorPool = rec.pool;
@@ -489,8 +574,25 @@ private:
       vk.vkCmdBindPipeline(cmd, VK_PIPELINE_BIND_POINT_COMPUTE, k.pipeline);
       vk.vkCmdBindDescriptorSets(cmd, VK_PIPELINE_BIND_POINT_COMPUTE, k.layout,
                                  0, 1, &set, 0, nullptr);
+      if (rec.queries)
+        vk.vkCmdWriteTimestamp(cmd, VK_PIPELINE_STAGE_COMPUTE_SHADER_BIT,
+                               rec.queries, 2 * dispatchIndex);
       vk.vkCmdDispatch(cmd, d->workgroups()->Get(0), d->workgroups()->Get(1),
                        d->workgroups()->Get(2));
+      if (rec.queries) {
+        vk.vkCmdWriteTimestamp(cmd, VK_PIPELINE_STAGE_COMPUTE_SHADER_BIT,
+                               rec.queries, 2 * dispatchIndex + 1);
+        ProfileEntry &e = profile[{impl, dispatchIndex}];
+        e.function = artifact->model->functions()->Get(impl->function())->name()->str();
+        e.index = dispatchIndex;
+        e.kernel = exe;
+        for (int i = 0; i < 3; ++i)
+          e.workgroups[i] = d->workgroups()->Get(i);
+        e.size = d->workgroup_size() && d->workgroup_size()->size() == 3
+                     ? d->workgroup_size()->Get(0)
+                     : 0;
+      }
+      ++dispatchIndex;
       // The next kernel reads what this one wrote.
       auto barrier = make<VkMemoryBarrier>(VK_STRUCTURE_TYPE_MEMORY_BARRIER);
       barrier.srcAccessMask = VK_ACCESS_SHADER_WRITE_BIT;
@@ -527,6 +629,13 @@ private:
         for (const fb::Dispatch *d : *impl->dispatches())
           if (d->executable() == e)
             k.bindings = std::max(k.bindings, d->bindings()->size());
+      if (k.bindings > limits.maxPerStageDescriptorStorageBuffers)
+        return makeStatus(KILN_UNAVAILABLE,
+                          "vulkan kernel %u binds %u storage buffers; device "
+                          "'%s' allows %u per stage "
+                          "(maxPerStageDescriptorStorageBuffers)",
+                          e, k.bindings, deviceName.c_str(),
+                          limits.maxPerStageDescriptorStorageBuffers);
       // SPIR-V words must be 4-byte aligned: segments are 64-byte aligned.
       auto smi = make<VkShaderModuleCreateInfo>(VK_STRUCTURE_TYPE_SHADER_MODULE_CREATE_INFO);
       smi.codeSize = size;
@@ -705,6 +814,7 @@ private:
   std::vector<Buffer> constants;
   Buffer kvCache; // the LLM session's paged KV cache (first use)
   bool forceStaging = false;
+  VkPhysicalDeviceLimits limits{};
 };
 
 } // namespace
