@@ -10,6 +10,10 @@ make_smollm2_reference.py or make_tiny_llama.py):
   --print-ids` (the machine-readable contract).
 
   check_generate.py ARTIFACT.kiln --refs smollm2 --build build [--tol 1e-3]
+                    [--device vulkan] [--prompts N] [--steps N]
+
+--prompts / --steps check only the first prompts and greedy steps (a slow
+device such as lavapipe running the real model).
 """
 import argparse
 import os
@@ -28,16 +32,23 @@ def main():
     ap.add_argument("--build", default="build")
     ap.add_argument("--refs", required=True, help="smollm2, tiny_llama")
     ap.add_argument("--tol", type=float, default=1e-3)
+    ap.add_argument("--device", default="cpu")
+    ap.add_argument("--prompts", type=int, default=0, help="0: all")
+    ap.add_argument("--steps", type=int, default=0, help="0: all")
     args = ap.parse_args()
     refs = np.load(os.path.join(HERE, "reference", f"{args.refs}_refs.npz"))
     passed = failed = 0
     with tempfile.TemporaryDirectory() as work:
         i = 0
-        while f"ids{i}" in refs:
+        while f"ids{i}" in refs and (args.prompts <= 0 or i < args.prompts):
             ids, want, greedy = refs[f"ids{i}"], refs[f"logits{i}"], refs[f"greedy{i}"]
+            if args.steps > 0:
+                greedy = greedy[:args.steps]
+                want = want.reshape(-1, want.shape[-1])[:args.steps + 1]
             n = len(greedy)
             out = subprocess.run(
                 [f"{args.build}/bin/kiln-run", "generate", args.artifact,
+                 f"--device={args.device}",
                  "--prompt-ids=" + ",".join(map(str, ids)), "-n", str(n),
                  "--temp=0", "--print-ids", f"--logits-out={work}/logits.npy"],
                 check=True, stdout=subprocess.PIPE, text=True).stdout

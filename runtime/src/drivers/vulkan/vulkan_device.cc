@@ -412,26 +412,34 @@ private:
   void printProfile() {
     if (profile.empty())
       return;
-    std::vector<const ProfileEntry *> order;
-    double total = 0;
-    for (auto &[key, e] : profile) {
-      order.push_back(&e);
-      total += e.ms;
-    }
-    std::sort(order.begin(), order.end(),
-              [](const ProfileEntry *a, const ProfileEntry *b) {
-                return a->ms > b->ms;
-              });
-    fprintf(stderr, "kiln vulkan profile: %.3f ms of kernels on '%s'\n",
-            total, deviceName.c_str());
-    fprintf(stderr, "  %10s %6s %7s  %s\n", "ms", "%", "calls",
-            "function #dispatch (kernel, workgroups x size)");
-    for (size_t i = 0; i < order.size() && i < 25; ++i) {
-      const ProfileEntry &e = *order[i];
-      fprintf(stderr, "  %10.3f %6.2f %7llu  %s #%u (kernel %u, %ux%ux%u x %u)\n",
-              e.ms, 100.0 * e.ms / total, (unsigned long long)e.calls,
-              e.function.c_str(), e.index, e.kernel, e.workgroups[0],
-              e.workgroups[1], e.workgroups[2], e.size);
+    // Per function: its total, then its largest dispatches.
+    std::map<std::string, std::vector<const ProfileEntry *>> byFunction;
+    for (auto &[key, e] : profile)
+      byFunction[e.function].push_back(&e);
+    fprintf(stderr, "kiln vulkan profile on '%s' (GPU time per dispatch, "
+            "summed over calls):\n", deviceName.c_str());
+    for (auto &[name, entries] : byFunction) {
+      double total = 0;
+      uint64_t calls = 0;
+      for (const ProfileEntry *e : entries) {
+        total += e->ms;
+        calls = std::max(calls, e->calls);
+      }
+      std::sort(entries.begin(), entries.end(),
+                [](const ProfileEntry *a, const ProfileEntry *b) {
+                  return a->ms > b->ms;
+                });
+      fprintf(stderr, "  %s: %.3f ms in %llu calls of %zu dispatches\n",
+              name.c_str(), total, (unsigned long long)calls, entries.size());
+      fprintf(stderr, "  %10s %6s  %s\n", "ms", "%",
+              "#dispatch (kernel, workgroups x size)");
+      for (size_t i = 0; i < entries.size() && i < 12; ++i) {
+        const ProfileEntry &e = *entries[i];
+        fprintf(stderr, "  %10.3f %6.2f  #%u (kernel %u, %ux%ux%u x %u)\n",
+                e.ms, total > 0 ? 100.0 * e.ms / total : 0.0, e.index,
+                e.kernel, e.workgroups[0], e.workgroups[1], e.workgroups[2],
+                e.size);
+      }
     }
   }
 
