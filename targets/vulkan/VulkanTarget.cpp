@@ -176,11 +176,24 @@ std::map<std::string, std::string> neededCapabilities(gpu::GPUFuncOp f) {
 std::optional<VulkanEnv> parseVulkanEnv(StringRef spec, std::string &error) {
   VulkanEnv env;
   env.name = spec.str();
+  // `@1.N`: the SPIR-V version (1.3 = Vulkan 1.1, 1.5 = 1.2, 1.6 = 1.3).
+  if (size_t at = spec.find('@'); at != StringRef::npos) {
+    StringRef version = spec.drop_front(at + 1);
+    spec = spec.take_front(at);
+    unsigned minor = 0;
+    if (!version.consume_front("1.") || version.getAsInteger(10, minor) ||
+        minor < 3 || minor > 6) {
+      error = "bad SPIR-V version in Vulkan target environment '" + env.name +
+              "' (expected @1.3 to @1.6)";
+      return std::nullopt;
+    }
+    env.spirvMinor = minor;
+  }
   size_t end = spec.find_first_of("+-");
   StringRef profile = spec.take_front(end);
   if (profile != "portable" && profile != "subgroup") {
     error = "unknown Vulkan target environment '" + profile.str() +
-            "' (profiles: portable, subgroup; then +CAP or -CAP)";
+            "' (profiles: portable, subgroup; then +CAP, -CAP, @1.N)";
     return std::nullopt;
   }
   for (const EnvCapability &c : kEnvCapabilities) {
@@ -220,6 +233,7 @@ FailureOr<VulkanExecutable> buildVulkanExecutable(ModuleOp module,
   Location loc = module.getLoc();
   VulkanExecutable exe;
   exe.variant = options.env.name;
+  exe.spirvVersion = "spirv1." + std::to_string(options.env.spirvMinor);
   GpuLoweringOptions lowering = options.lowering;
   lowering.reduction = options.env.subgroups ? "subgroup" : "tree";
   auto lowered = lowerForGpu(module, lowering, options.stopAfter, os,
@@ -242,7 +256,9 @@ FailureOr<VulkanExecutable> buildVulkanExecutable(ModuleOp module,
         exts.push_back(*c.ext);
     }
   auto targetEnv = spirv::TargetEnvAttr::get(
-      spirv::VerCapExtAttr::get(spirv::Version::V_1_3, envCaps, exts, ctx),
+      spirv::VerCapExtAttr::get(
+          static_cast<spirv::Version>(options.env.spirvMinor), envCaps, exts,
+          ctx),
       spirv::getDefaultResourceLimits(ctx));
   // A kernel needing what the environment lacks is an error naming both.
   for (auto gm : work->getOps<gpu::GPUModuleOp>())

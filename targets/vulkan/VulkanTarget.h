@@ -18,11 +18,15 @@ namespace kiln {
 ///    operations (any subgroup size);
 ///  * `-CAP` / `+CAP` take one of those capabilities away or add it back;
 ///    a kernel that needs one the environment lacks is a compile error
-///    naming both.
+///    naming both;
+///  * `@1.N` sets the SPIR-V version (1.3 to 1.6; the device's Vulkan
+///    version must consume it: 1.1 takes 1.3, 1.2 takes 1.5, 1.3 takes 1.6).
 struct VulkanEnv {
   std::string name = "portable";
   std::vector<std::string> capabilities;
   bool subgroups = false;
+  /// SPIR-V 1.N (`@1.N`; default 1.3, what Vulkan 1.1 consumes).
+  unsigned spirvMinor = 3;
 };
 
 /// Parses one environment; on failure `error` says why.

@@ -156,7 +156,7 @@ public:
         vk.getInstanceProcAddr(nullptr, "vkCreateInstance"));
     auto app = make<VkApplicationInfo>(VK_STRUCTURE_TYPE_APPLICATION_INFO);
     app.pApplicationName = "kiln";
-    app.apiVersion = VK_API_VERSION_1_2;
+    app.apiVersion = VK_API_VERSION_1_3;
     auto ici = make<VkInstanceCreateInfo>(VK_STRUCTURE_TYPE_INSTANCE_CREATE_INFO);
     ici.pApplicationInfo = &app;
     if (VkResult r = vk.createInstance(&ici, nullptr, &instance))
@@ -184,6 +184,8 @@ public:
     vk.vkGetPhysicalDeviceProperties(physical, &props);
     deviceName = props.deviceName;
     limits = props.limits;
+    // The version the device runs for this instance (apiVersion 1.3 asked).
+    deviceApiVersion = std::min(props.apiVersion, VK_API_VERSION_1_3);
     // A test hook: KILN_VULKAN_MAX_STORAGE_BUFFERS=N pretends the device
     // allows only N storage buffers per kernel.
     if (const char *m = getenv("KILN_VULKAN_MAX_STORAGE_BUFFERS"))
@@ -624,6 +626,17 @@ private:
           exe->kernels()->size() != 1)
         return makeStatus(KILN_DATA_LOSS,
                           "vulkan executable %u is not one SPIR-V kernel", e);
+      // SPIR-V 1.N: Vulkan 1.1 consumes up to 1.3, 1.2 up to 1.5, 1.3 1.6.
+      unsigned spirvMinor = 3;
+      if (exe->arch() && exe->arch()->str().rfind("spirv1.", 0) == 0)
+        spirvMinor = unsigned(atoi(exe->arch()->c_str() + 7));
+      unsigned vkMinor = VK_API_VERSION_MINOR(deviceApiVersion);
+      unsigned consumes = vkMinor >= 3 ? 6 : vkMinor == 2 ? 5 : 3;
+      if (spirvMinor > consumes)
+        return makeStatus(KILN_UNAVAILABLE,
+                          "the artifact's Vulkan kernels are SPIR-V 1.%u; "
+                          "device '%s' (Vulkan 1.%u) consumes up to 1.%u",
+                          spirvMinor, deviceName.c_str(), vkMinor, consumes);
       const uint8_t *code = artifact->segment(exe->image_segment());
       uint64_t size = artifact->segmentSize(exe->image_segment());
       if (size % 4 || kiln::rt::fnv1a(code, size) != exe->image_hash())
@@ -823,6 +836,7 @@ private:
   Buffer kvCache; // the LLM session's paged KV cache (first use)
   bool forceStaging = false;
   VkPhysicalDeviceLimits limits{};
+  uint32_t deviceApiVersion = VK_API_VERSION_1_1;
 };
 
 } // namespace
