@@ -369,7 +369,8 @@ struct MapParallelLoopsToGpuPass
       par.erase();
       return success();
     }
-    if (succeeded(mapCooperative(par, lbs, steps, trips, total))) {
+    if (succeeded(mapTiled(par, lbs, steps, trips)) ||
+        succeeded(mapCooperative(par, lbs, steps, trips, total))) {
       par.erase();
       return success();
     }
@@ -387,6 +388,235 @@ struct MapParallelLoopsToGpuPass
         body.clone(op, map);
     });
     par.erase();
+    return success();
+  }
+
+  /// A matmul-shaped loop: its last two parallel loops (m, n) have at
+  /// least `matmul-tile` iterations each, its body is [read-only ops] one
+  /// reduction loop over k in the memref form [anything], and every load in
+  /// that loop depends on m or on n, not both. One workgroup computes a
+  /// T x T tile of outputs (T = matmul-tile, T*T invocations): for each
+  /// k-step of T it stages the tile's operands in workgroup memory (each
+  /// invocation loads one element of each), then every invocation folds T
+  /// products from there. Outputs past the edge compute on clamped indices
+  /// and do not store.
+  LogicalResult mapTiled(scf::ParallelOp par, ArrayRef<int64_t> lbs,
+                         ArrayRef<int64_t> steps, ArrayRef<int64_t> trips) {
+    int64_t t = matmulTile;
+    unsigned rank = par.getNumLoops();
+    if (t < 2 || t * t > 1024 || rank < 2 || trips[rank - 1] < t ||
+        trips[rank - 2] < t)
+      return failure();
+    scf::ForOp loop;
+    for (Operation &op : par.getBody()->without_terminator()) {
+      if (auto f = dyn_cast<scf::ForOp>(op)) {
+        loop = f;
+        break;
+      }
+      if (!readOnly(op))
+        return failure();
+    }
+    if (!loop)
+      return failure();
+    auto nest = matchReductionNest(loop);
+    if (failed(nest) || nest->iterForm || nest->loops.size() != 1 ||
+        nest->total < t)
+      return failure();
+    Value ivM = par.getInductionVars()[rank - 2];
+    Value ivN = par.getInductionVars()[rank - 1];
+    Value ivK = loop.getInductionVar();
+    // What each value of the body depends on: bit 0 m, bit 1 n.
+    llvm::DenseMap<Value, unsigned> deps;
+    deps[ivM] = 1;
+    deps[ivN] = 2;
+    auto depOf = [&](Value v) {
+      auto it = deps.find(v);
+      return it == deps.end() ? 0u : it->second;
+    };
+    auto note = [&](Operation &op) {
+      unsigned d = 0;
+      for (Value v : op.getOperands())
+        d |= depOf(v);
+      for (Value r : op.getResults())
+        deps[r] = d;
+    };
+    for (Operation &op : par.getBody()->without_terminator()) {
+      if (&op == loop.getOperation())
+        break;
+      note(op);
+    }
+    Block *body = loop.getBody();
+    SmallVector<memref::LoadOp> staged;
+    SmallVector<bool> sideA; // staged[i] depends on m (or on neither)
+    for (Operation &op : body->without_terminator()) {
+      note(op);
+      auto ld = dyn_cast<memref::LoadOp>(op);
+      if (!ld || ld == nest->accLoad)
+        continue;
+      unsigned d = depOf(ld.getResult());
+      Type et = ld.getType();
+      if (d == 3 || (!et.isF32() && !et.isInteger(32)))
+        return failure();
+      staged.push_back(ld);
+      sideA.push_back(d != 2);
+    }
+    // Each output has its own accumulator (as a parallel loop's must).
+    unsigned accDeps = 0;
+    for (Value idx : nest->accStore.getIndices())
+      accDeps |= depOf(idx);
+    if (accDeps != 3)
+      return failure();
+    Location loc = par.getLoc();
+    MLIRContext *ctx = par.getContext();
+    auto wgSpace = gpu::AddressSpaceAttr::get(ctx, gpu::AddressSpace::Workgroup);
+    SmallVector<Type> shared;
+    for (memref::LoadOp ld : staged)
+      shared.push_back(MemRefType::get({t, t}, ld.getType(),
+                                       MemRefLayoutAttrInterface(), wgSpace));
+    int64_t tilesM = (trips[rank - 2] + t - 1) / t;
+    int64_t tilesN = (trips[rank - 1] + t - 1) / t;
+    int64_t batch = 1;
+    for (unsigned d = 0; d + 2 < rank; ++d)
+      batch *= trips[d];
+    // Workgroup id: (batch dims..., tile of m, tile of n), row-major.
+    SmallVector<int64_t> gridTrips(trips.begin(), trips.end() - 2);
+    gridTrips.append({tilesM, tilesN});
+    SmallVector<int64_t> zeros(gridTrips.size(), 0), ones(gridTrips.size(), 1);
+    OpBuilder b(par);
+    launch(
+        b, loc, batch * tilesM * tilesN, t * t,
+        [&](OpBuilder &in, Value block, Value tid) {
+          auto c = [&](OpBuilder &bb, int64_t v) {
+            return arith::ConstantIndexOp::create(bb, loc, v).getResult();
+          };
+          SmallVector<Value> g =
+              delinearize(in, loc, block, zeros, ones, gridTrips);
+          Value ti = arith::DivUIOp::create(in, loc, tid, c(in, t));
+          Value tj = arith::RemUIOp::create(in, loc, tid, c(in, t));
+          // This invocation's (m, n) position, and the same clamped into
+          // range for everything it loads.
+          auto axis = [&](unsigned d, Value tile, Value lane, Value &pos) {
+            pos = arith::AddIOp::create(
+                in, loc, arith::MulIOp::create(in, loc, tile, c(in, t)), lane);
+            Value last = c(in, trips[d] - 1);
+            Value clamped = arith::MinUIOp::create(in, loc, pos, last);
+            return arith::AddIOp::create(
+                       in, loc, c(in, lbs[d]),
+                       arith::MulIOp::create(in, loc, clamped, c(in, steps[d])))
+                .getResult();
+          };
+          Value posM, posN;
+          IRMapping map;
+          for (unsigned d = 0; d + 2 < rank; ++d)
+            map.map(par.getInductionVars()[d],
+                    arith::AddIOp::create(
+                        in, loc, c(in, lbs[d]),
+                        arith::MulIOp::create(in, loc, g[d], c(in, steps[d]))));
+          map.map(ivM, axis(rank - 2, g[rank - 2], ti, posM));
+          map.map(ivN, axis(rank - 1, g[rank - 1], tj, posN));
+          for (Operation &op : par.getBody()->without_terminator()) {
+            if (&op == loop.getOperation())
+              break;
+            in.clone(op, map);
+          }
+          auto launchOp = cast<gpu::LaunchOp>(in.getBlock()->getParentOp());
+          auto sh = launchOp.getWorkgroupAttributions();
+          int64_t kTrips = nest->trips[0], klb = nest->lbs[0],
+                  kst = nest->steps[0];
+          Value identity =
+              arith::getIdentityValue(nest->kind, nest->type, in, loc);
+          auto kTiles = scf::ForOp::create(
+              in, loc, c(in, 0), c(in, kTrips), c(in, t), ValueRange{identity},
+              [&](OpBuilder &kb, Location loc, Value k0, ValueRange acc) {
+                // Stage: A-side loads at (own m, k0 + tj), B-side at
+                // (k0 + ti, own n); k clamped to the last iteration.
+                for (auto [i, ld] : llvm::enumerate(staged)) {
+                  IRMapping sm = map;
+                  Value kl = arith::MinUIOp::create(
+                      kb, loc,
+                      arith::AddIOp::create(kb, loc, k0, sideA[i] ? tj : ti),
+                      c(kb, kTrips - 1));
+                  sm.map(ivK, arith::AddIOp::create(
+                                  kb, loc, c(kb, klb),
+                                  arith::MulIOp::create(kb, loc, kl, c(kb, kst))));
+                  // The load's operands, computed in the loop body.
+                  llvm::SetVector<Operation *> slice;
+                  SmallVector<Operation *> work = {ld.getOperation()};
+                  while (!work.empty()) {
+                    Operation *op = work.pop_back_val();
+                    for (Value v : op->getOperands())
+                      if (Operation *def = v.getDefiningOp())
+                        if (def->getBlock() == body && slice.insert(def))
+                          work.push_back(def);
+                  }
+                  for (Operation &op : body->without_terminator())
+                    if (slice.contains(&op))
+                      kb.clone(op, sm);
+                  Value v = kb.clone(*ld, sm)->getResult(0);
+                  memref::StoreOp::create(kb, loc, v, sh[i], ValueRange{ti, tj});
+                }
+                gpu::BarrierOp::create(kb, loc);
+                // Fold the tile's k-step from workgroup memory.
+                Value count = c(kb, t);
+                if (kTrips % t)
+                  count = arith::MinUIOp::create(
+                      kb, loc, count,
+                      arith::SubIOp::create(kb, loc, c(kb, kTrips), k0));
+                auto inner = scf::ForOp::create(
+                    kb, loc, c(kb, 0), count, c(kb, 1), ValueRange{acc[0]},
+                    [&](OpBuilder &ib, Location loc, Value kk, ValueRange a) {
+                      IRMapping cm = map;
+                      Value k = arith::AddIOp::create(ib, loc, k0, kk);
+                      cm.map(ivK, arith::AddIOp::create(
+                                      ib, loc, c(ib, klb),
+                                      arith::MulIOp::create(ib, loc, k, c(ib, kst))));
+                      for (auto [i, ld] : llvm::enumerate(staged))
+                        cm.map(ld.getResult(),
+                               memref::LoadOp::create(
+                                   ib, loc, sh[i],
+                                   sideA[i] ? ValueRange{ti, kk}
+                                            : ValueRange{kk, tj}));
+                      for (Operation &op : body->without_terminator()) {
+                        auto ld = dyn_cast<memref::LoadOp>(op);
+                        if ((ld && llvm::is_contained(staged, ld)) ||
+                            &op == nest->accLoad || &op == nest->combine ||
+                            &op == nest->accStore)
+                          continue;
+                        ib.clone(op, cm);
+                      }
+                      Value term = nest->combine->getOperand(0) == nest->accLoad
+                                       ? nest->combine->getOperand(1)
+                                       : nest->combine->getOperand(0);
+                      scf::YieldOp::create(
+                          ib, loc,
+                          arith::getReductionOp(nest->kind, ib, loc, a[0],
+                                                cm.lookup(term)));
+                    });
+                gpu::BarrierOp::create(kb, loc);
+                scf::YieldOp::create(kb, loc, inner.getResults());
+              });
+          // Outputs inside the iteration space store and run what followed.
+          Value inM = arith::CmpIOp::create(in, loc, arith::CmpIPredicate::ult,
+                                            posM, c(in, trips[rank - 2]));
+          Value inN = arith::CmpIOp::create(in, loc, arith::CmpIPredicate::ult,
+                                            posN, c(in, trips[rank - 1]));
+          auto fin = scf::IfOp::create(
+              in, loc, arith::AndIOp::create(in, loc, inM, inN),
+              /*withElse=*/false);
+          OpBuilder f = fin.getThenBodyBuilder();
+          Value old = f.clone(*nest->accLoad, map)->getResult(0);
+          map.map(nest->combine->getResult(0),
+                  arith::getReductionOp(nest->kind, f, loc, old,
+                                        kTiles.getResult(0)));
+          f.clone(*nest->accStore, map);
+          bool after = false;
+          for (Operation &op : par.getBody()->without_terminator()) {
+            if (after)
+              f.clone(op, map);
+            after |= &op == loop.getOperation();
+          }
+        },
+        shared);
     return success();
   }
 

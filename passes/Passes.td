@@ -217,6 +217,9 @@ def MapParallelLoopsToGpu : Pass<"kiln-map-parallel-loops-to-gpu",
            "tree (workgroup memory), subgroup (subgroup operations)">,
     Option<"minCooperativeTrips", "min-cooperative-trips", "int64_t", "32",
            "Shortest reduction a workgroup shares">,
+    Option<"matmulTile", "matmul-tile", "int64_t", "8",
+           "Matmul-shaped loops: T x T outputs per workgroup, operands "
+           "staged in workgroup memory T k-steps at a time (0: off)">,
   ];
   let dependentDialects = ["mlir::gpu::GPUDialect", "mlir::arith::ArithDialect",
                            "mlir::scf::SCFDialect", "mlir::memref::MemRefDialect"];

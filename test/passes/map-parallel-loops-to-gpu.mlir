@@ -283,3 +283,52 @@ func.func @huge(%y: memref<400001xf32>) {
   }
   return
 }
+
+// -----
+
+// A matmul with both output dims >= matmul-tile (8): 8 x 8 outputs per
+// workgroup (2 x 2 tiles of a 12 x 16 output, the last row of tiles
+// partial), each k-step of 8 staging an 8 x 8 slice of A and of B in
+// workgroup memory (A at (own m, k0 + j), B at (k0 + i, own n)) between
+// barriers, the products folded from there; edge outputs compute on
+// clamped indices and do not store.
+// CHECK-LABEL: func.func @tiled
+// CHECK: %[[C4:.+]] = arith.constant 4 : index
+// CHECK: %[[C64:.+]] = arith.constant 64 : index
+// CHECK: gpu.launch blocks({{.+}}) in (%{{.+}} = %[[C4]], {{.+}}) threads({{.+}}) in (%{{.+}} = %[[C64]], {{.+}}) workgroup(%[[SA:.+]] : memref<8x8xf32, #gpu.address_space<workgroup>>, %[[SB:.+]] : memref<8x8xf32, #gpu.address_space<workgroup>>)
+// CHECK: arith.minui %{{.+}}, %c11
+// CHECK: scf.for %[[K0:.+]] = %c0{{.*}} to %c24{{.*}} step %c8{{.*}} iter_args
+// CHECK:   memref.load %arg0
+// CHECK:   memref.store %{{.+}}, %[[SA]]
+// CHECK:   memref.load %arg1
+// CHECK:   memref.store %{{.+}}, %[[SB]]
+// CHECK:   gpu.barrier
+// CHECK:   scf.for %[[KK:.+]] = %c0{{.*}} to %c8{{.*}} step %c1{{.*}} iter_args
+// CHECK:     memref.load %[[SA]][%{{.+}}, %[[KK]]]
+// CHECK:     memref.load %[[SB]][%[[KK]], %{{.+}}]
+// CHECK:     arith.mulf
+// CHECK:     arith.addf
+// CHECK:   gpu.barrier
+// CHECK: arith.cmpi ult, %{{.+}}, %c12
+// CHECK: arith.cmpi ult, %{{.+}}, %c16
+// CHECK: scf.if
+// CHECK:   memref.store %{{.+}}, %arg2
+func.func @tiled(%a: memref<12x24xf32>, %b: memref<24x16xf32>, %c: memref<12x16xf32>) {
+  %c0 = arith.constant 0 : index
+  %c1 = arith.constant 1 : index
+  %c12 = arith.constant 12 : index
+  %c16 = arith.constant 16 : index
+  %c24 = arith.constant 24 : index
+  scf.parallel (%m, %n) = (%c0, %c0) to (%c12, %c16) step (%c1, %c1) {
+    scf.for %k = %c0 to %c24 step %c1 {
+      %av = memref.load %a[%m, %k] : memref<12x24xf32>
+      %bv = memref.load %b[%k, %n] : memref<24x16xf32>
+      %cv = memref.load %c[%m, %n] : memref<12x16xf32>
+      %p = arith.mulf %av, %bv : f32
+      %s = arith.addf %cv, %p : f32
+      memref.store %s, %c[%m, %n] : memref<12x16xf32>
+    }
+    scf.reduce
+  }
+  return
+}

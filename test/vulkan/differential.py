@@ -10,7 +10,8 @@ bits; a wrong kernel is off by far more).
 The kinds: elementwise with broadcasting; reductions long enough to be
 shared by a workgroup and short ones, over the last and the first axis,
 float and int32, arg-reductions; softmax; layer and RMS normalization;
-matmul (plain, batched, transposed weights), Gemm;
+matmul (plain, batched, transposed weights; tiled with partial tiles),
+Gemm;
 gather; copies (transpose, slice, concat, expand); compare/select/cast;
 attention. The LLM kernels (paged KV cache, packed weights) are compared
 the same way by check_llm_devices.py.
@@ -105,6 +106,18 @@ def cases(rng):
         n("Gemm", ["x", "w", "c"], ["z"], transB=1, alpha=0.5)],
         [("x", F, [6, 70])], [("z", F, [6, 30])],
         [("w", weights(rng, 30, 70)), ("c", weights(rng, 30))])
+    # Tiled (8 x 8 outputs per workgroup, operands staged in workgroup
+    # memory) with partial tiles in m, n and k.
+    yield "matmul_tiled", graph("mmt", [n("MatMul", ["x", "w"], ["z"])],
+                                [("x", F, [20, 70])], [("z", F, [20, 37])],
+                                [("w", weights(rng, 70, 37))])
+    yield "matmul_tiled_batched", graph("bmmt", [n("MatMul", ["x", "y"], ["z"])],
+                                        [("x", F, [3, 17, 40]), ("y", F, [3, 40, 9])],
+                                        [("z", F, [3, 17, 9])])
+    yield "gemm_tiled_transposed", graph("gemmt", [
+        n("Gemm", ["x", "w", "c"], ["z"], transB=1)],
+        [("x", F, [10, 45])], [("z", F, [10, 33])],
+        [("w", weights(rng, 33, 45)), ("c", weights(rng, 33))])
     yield "gather", graph("gather", [n("Gather", ["t", "i"], ["z"], axis=0)],
                           [("i", I64, [7])], [("z", F, [7, 16])],
                           [("t", weights(rng, 50, 16))])
