@@ -24,6 +24,7 @@
 #include "mlir/Dialect/Arith/IR/Arith.h"
 #include "mlir/Dialect/Func/IR/FuncOps.h"
 #include "mlir/Dialect/GPU/IR/GPUDialect.h"
+#include "mlir/Dialect/Math/IR/Math.h"
 #include "mlir/Dialect/MemRef/IR/MemRef.h"
 #include "mlir/Dialect/SCF/IR/SCF.h"
 #include "mlir/Dialect/Utils/StaticValueUtils.h"
@@ -272,6 +273,83 @@ SmallVector<Value> delinearize(OpBuilder &b, Location loc, Value id,
 } // namespace
 
 namespace {
+
+/// Integer powers in place, as a loop over the exponent's bits: kernels
+/// call nothing (convert-math-to-funcs would make a helper function with
+/// branches, which SPIR-V kernels cannot call). `x^e` with an integer `e`:
+/// square-and-multiply over |e|; for e < 0, 1 / x^|e| for floats and, for
+/// integers, what truncating division gives (1 and -1 keep their power,
+/// anything else is 0).
+void expandIntegerPowers(func::FuncOp f) {
+  SmallVector<Operation *> pows;
+  f.walk([&](Operation *op) {
+    if (isa<math::IPowIOp, math::FPowIOp>(op) &&
+        !isa<VectorType>(op->getResult(0).getType()))
+      pows.push_back(op);
+  });
+  for (Operation *op : pows) {
+    OpBuilder b(op);
+    Location loc = op->getLoc();
+    Value x = op->getOperand(0), e = op->getOperand(1);
+    auto it = cast<IntegerType>(e.getType());
+    Type t = x.getType();
+    bool isFloat = isa<FloatType>(t);
+    auto ic = [&](int64_t v) {
+      return arith::ConstantOp::create(b, loc, b.getIntegerAttr(it, v))
+          .getResult();
+    };
+    Value one = isFloat ? arith::ConstantOp::create(b, loc, b.getFloatAttr(t, 1.0))
+                              .getResult()
+                        : arith::ConstantOp::create(b, loc, b.getIntegerAttr(t, 1))
+                              .getResult();
+    auto mul = [&](OpBuilder &bb, Value l, Value r) {
+      return isFloat ? arith::MulFOp::create(bb, loc, l, r).getResult()
+                     : arith::MulIOp::create(bb, loc, l, r).getResult();
+    };
+    Value negative = arith::CmpIOp::create(b, loc, arith::CmpIPredicate::slt,
+                                           e, ic(0));
+    Value mag = arith::SelectOp::create(
+        b, loc, negative, arith::SubIOp::create(b, loc, ic(0), e), e);
+    Value lb = arith::ConstantIndexOp::create(b, loc, 0);
+    Value ub = arith::ConstantIndexOp::create(b, loc, it.getWidth());
+    Value st = arith::ConstantIndexOp::create(b, loc, 1);
+    auto loop = scf::ForOp::create(
+        b, loc, lb, ub, st, ValueRange{one, x, mag},
+        [&](OpBuilder &lb2, Location loc, Value, ValueRange a) {
+          Value bit = arith::AndIOp::create(
+              lb2, loc, a[2],
+              arith::ConstantOp::create(lb2, loc, lb2.getIntegerAttr(it, 1)));
+          Value odd = arith::CmpIOp::create(
+              lb2, loc, arith::CmpIPredicate::ne, bit,
+              arith::ConstantOp::create(lb2, loc, lb2.getIntegerAttr(it, 0)));
+          Value r = arith::SelectOp::create(lb2, loc, odd, mul(lb2, a[0], a[1]),
+                                            a[0]);
+          Value sq = mul(lb2, a[1], a[1]);
+          Value rest = arith::ShRUIOp::create(
+              lb2, loc, a[2],
+              arith::ConstantOp::create(lb2, loc, lb2.getIntegerAttr(it, 1)));
+          scf::YieldOp::create(lb2, loc, ValueRange{r, sq, rest});
+        });
+    Value pos = loop.getResult(0), result;
+    if (isFloat) {
+      result = arith::SelectOp::create(
+          b, loc, negative, arith::DivFOp::create(b, loc, one, pos), pos);
+    } else {
+      // x^-n: 1 for x = 1; (-1)^n for x = -1; else 0 (as 1 / x^n truncates).
+      Value zero = arith::ConstantOp::create(b, loc, b.getIntegerAttr(t, 0));
+      Value minusOne = arith::ConstantOp::create(b, loc, b.getIntegerAttr(t, -1));
+      Value isOne = arith::CmpIOp::create(b, loc, arith::CmpIPredicate::eq, x, one);
+      Value isMinusOne = arith::CmpIOp::create(b, loc, arith::CmpIPredicate::eq,
+                                               x, minusOne);
+      Value neg = arith::SelectOp::create(
+          b, loc, isOne, one,
+          arith::SelectOp::create(b, loc, isMinusOne, pos, zero));
+      result = arith::SelectOp::create(b, loc, negative, neg, pos);
+    }
+    op->getResult(0).replaceAllUsesWith(result);
+    op->erase();
+  }
+}
 
 struct MapParallelLoopsToGpuPass
     : kiln::impl::MapParallelLoopsToGpuBase<MapParallelLoopsToGpuPass> {
@@ -824,6 +902,7 @@ struct MapParallelLoopsToGpuPass
     func::FuncOp f = getOperation();
     if (f.isExternal())
       return;
+    expandIntegerPowers(f);
     for (Operation &op :
          llvm::make_early_inc_range(f.getBody().front().getOperations())) {
       if (auto par = dyn_cast<scf::ParallelOp>(op)) {

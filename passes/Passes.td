@@ -222,7 +222,8 @@ def MapParallelLoopsToGpu : Pass<"kiln-map-parallel-loops-to-gpu",
            "staged in workgroup memory T k-steps at a time (0: off)">,
   ];
   let dependentDialects = ["mlir::gpu::GPUDialect", "mlir::arith::ArithDialect",
-                           "mlir::scf::SCFDialect", "mlir::memref::MemRefDialect"];
+                           "mlir::scf::SCFDialect", "mlir::memref::MemRefDialect",
+                           "mlir::math::MathDialect"];
 }
 
 def ParallelDimsFirst : Pass<"kiln-parallel-dims-first", "mlir::func::FuncOp"> {

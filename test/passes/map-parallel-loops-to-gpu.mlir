@@ -332,3 +332,30 @@ func.func @tiled(%a: memref<12x24xf32>, %b: memref<24x16xf32>, %c: memref<12x16x
   }
   return
 }
+
+// -----
+
+// Integer powers are expanded in place (square-and-multiply over the
+// exponent's 32 bits; negative exponents: 1 and -1 keep their power, other
+// bases give 0), so no kernel calls a helper function.
+// CHECK-LABEL: func.func @ipow
+// CHECK-NOT: math.ipowi
+// CHECK: gpu.launch
+// CHECK: arith.cmpi slt
+// CHECK: scf.for %{{.+}} = %c0{{.*}} to %c32{{.*}} step %c1{{.*}} iter_args
+// CHECK:   arith.muli
+// CHECK:   arith.shrui
+// CHECK-NOT: math.ipowi
+func.func @ipow(%x: memref<4xi32>, %e: memref<4xi32>, %y: memref<4xi32>) {
+  %c0 = arith.constant 0 : index
+  %c1 = arith.constant 1 : index
+  %c4 = arith.constant 4 : index
+  scf.parallel (%i) = (%c0) to (%c4) step (%c1) {
+    %a = memref.load %x[%i] : memref<4xi32>
+    %b = memref.load %e[%i] : memref<4xi32>
+    %p = math.ipowi %a, %b : i32
+    memref.store %p, %y[%i] : memref<4xi32>
+    scf.reduce
+  }
+  return
+}
