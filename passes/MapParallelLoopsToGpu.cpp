@@ -95,23 +95,6 @@ bool readOnly(Operation &op) {
          (isa<memref::LoadOp>(op) || isMemoryEffectFree(&op));
 }
 
-/// The buffer behind a view.
-Value viewBase(Value v) {
-  while (Operation *def = v.getDefiningOp()) {
-    if (auto e = dyn_cast<memref::ExpandShapeOp>(def))
-      v = e.getSrc();
-    else if (auto c = dyn_cast<memref::CollapseShapeOp>(def))
-      v = c.getSrc();
-    else if (auto c = dyn_cast<memref::CastOp>(def))
-      v = c.getSource();
-    else if (auto sv = dyn_cast<memref::SubViewOp>(def))
-      v = sv.getSource();
-    else
-      break;
-  }
-  return v;
-}
-
 /// A nest of sequential loops that folds one value, in one of two forms:
 ///  * memref: the innermost body loads `acc[idx]`, combines it with a value
 ///    and stores it back to `acc[idx]` (convert-linalg-to-parallel-loops'
@@ -231,10 +214,10 @@ FailureOr<ReductionNest> matchReductionNest(scf::ForOp top) {
     for (Value idx : n.accStore.getIndices())
       if (top->isAncestor(idx.getParentRegion()->getParentOp()))
         return failure();
-    Value base = viewBase(n.accStore.getMemRef());
+    Value base = kiln::bufferBehindViews(n.accStore.getMemRef(), true);
     bool aliased = false;
     top.walk([&](memref::LoadOp ld) {
-      aliased |= ld != n.accLoad && viewBase(ld.getMemRef()) == base;
+      aliased |= ld != n.accLoad && kiln::bufferBehindViews(ld.getMemRef(), true) == base;
     });
     if (aliased)
       return failure();
@@ -245,6 +228,18 @@ FailureOr<ReductionNest> matchReductionNest(scf::ForOp top) {
   if (!n.type.isF32() && !n.type.isInteger(32))
     return failure();
   return n;
+}
+
+/// The first loop of a parallel body when only read-only ops come before
+/// it (the shape a shared or tiled reduction needs), else null.
+scf::ForOp reductionLoopOf(scf::ParallelOp par) {
+  for (Operation &op : par.getBody()->without_terminator()) {
+    if (auto f = dyn_cast<scf::ForOp>(op))
+      return f;
+    if (!readOnly(op))
+      return nullptr;
+  }
+  return nullptr;
 }
 
 /// Row-major delinearization of `id` over `trips`, last dim fastest:
@@ -485,15 +480,7 @@ struct MapParallelLoopsToGpuPass
     if (t < 2 || t * t > 1024 || rank < 2 || trips[rank - 1] < t ||
         trips[rank - 2] < t)
       return failure();
-    scf::ForOp loop;
-    for (Operation &op : par.getBody()->without_terminator()) {
-      if (auto f = dyn_cast<scf::ForOp>(op)) {
-        loop = f;
-        break;
-      }
-      if (!readOnly(op))
-        return failure();
-    }
+    scf::ForOp loop = reductionLoopOf(par);
     if (!loop)
       return failure();
     auto nest = matchReductionNest(loop);
@@ -708,15 +695,7 @@ struct MapParallelLoopsToGpuPass
                                int64_t outputs) {
     if (reduction == "serial" || outputs > kMaxGridX)
       return failure();
-    scf::ForOp top;
-    for (Operation &op : par.getBody()->without_terminator()) {
-      if (auto f = dyn_cast<scf::ForOp>(op)) {
-        top = f;
-        break;
-      }
-      if (!readOnly(op))
-        return failure();
-    }
+    scf::ForOp top = reductionLoopOf(par);
     if (!top)
       return failure();
     auto nest = matchReductionNest(top);
@@ -991,3 +970,20 @@ struct ParallelDimsFirstPass
 };
 
 } // namespace
+
+mlir::Value kiln::bufferBehindViews(mlir::Value v, bool throughSubviews) {
+  while (Operation *def = v.getDefiningOp()) {
+    if (auto e = dyn_cast<memref::ExpandShapeOp>(def))
+      v = e.getSrc();
+    else if (auto c = dyn_cast<memref::CollapseShapeOp>(def))
+      v = c.getSrc();
+    else if (auto c = dyn_cast<memref::CastOp>(def))
+      v = c.getSource();
+    else if (auto sv = dyn_cast<memref::SubViewOp>(def);
+             sv && throughSubviews)
+      v = sv.getSource();
+    else
+      break;
+  }
+  return v;
+}

@@ -10,6 +10,13 @@ namespace kiln {
 
 #define GEN_PASS_REGISTRATION
 #include "passes/Passes.h.inc"
+
+/// The buffer a memref value views: a function argument or an allocation,
+/// seen through expand/collapse_shape and cast (views of all its bytes in
+/// order), and through subview too when `throughSubviews` (a part of it).
+/// GPU lowering: a kernel argument must be a whole buffer; the shared
+/// reductions' alias check counts any part.
+mlir::Value bufferBehindViews(mlir::Value v, bool throughSubviews = false);
 } // namespace kiln
 
 #endif // KILN_PASSES_PASSES_H

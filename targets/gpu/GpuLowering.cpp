@@ -9,6 +9,7 @@
 //
 //===----------------------------------------------------------------------===//
 #include "targets/gpu/GpuLowering.h"
+#include "passes/Passes.h"
 #include "targets/common/RunPipeline.h"
 
 #include "mlir/Dialect/Arith/IR/Arith.h"
@@ -38,22 +39,6 @@ std::string gpuLoweringPipeline(const GpuLoweringOptions &options,
 }
 
 namespace {
-
-/// The buffer a host value is: a function argument or an allocation, seen
-/// through reshaping views (which keep the bytes and their order).
-Value baseBuffer(Value v) {
-  while (Operation *def = v.getDefiningOp()) {
-    if (auto e = dyn_cast<memref::ExpandShapeOp>(def))
-      v = e.getSrc();
-    else if (auto c = dyn_cast<memref::CollapseShapeOp>(def))
-      v = c.getSrc();
-    else if (auto c = dyn_cast<memref::CastOp>(def))
-      v = c.getSource();
-    else
-      break;
-  }
-  return v;
-}
 
 /// Reads one lowered host function as a dispatch list.
 /// The bytes of a global's initial value, one byte per bool.
@@ -158,7 +143,7 @@ dispatchList(func::FuncOp fn, unsigned numInputs, unsigned numOutputs,
             static_cast<uint32_t>(*n);
       }
       for (Value arg : launch.getKernelOperands()) {
-        auto b = buffers.find(baseBuffer(arg));
+        auto b = buffers.find(bufferBehindViews(arg));
         if (!isa<MemRefType>(arg.getType()) || b == buffers.end())
           return launch.emitOpError("GPU targets: kernel argument ")
                  << arg << " is not a whole buffer";
