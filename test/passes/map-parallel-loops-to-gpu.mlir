@@ -142,6 +142,7 @@ func.func @matvec(%a: memref<2x64xf32>, %b: memref<4x64xf32>, %c: memref<2x4xf32
 // A row maximum with subgroup operations: the subgroup's maximum (NaN
 // made explicit: subgroup max leaves it undefined), one slot per subgroup,
 // then a loop over the device's subgroup count.
+// SERIAL-LABEL: func.func @rowmax
 // SUB-LABEL: func.func @rowmax
 // SUB: scf.for {{.+}} -> (f32)
 // SUB:   arith.maximumf
@@ -292,6 +293,9 @@ func.func @huge(%y: memref<400001xf32>) {
 // workgroup memory (A at (own m, k0 + j), B at (k0 + i, own n)) between
 // barriers, the products folded from there; edge outputs compute on
 // clamped indices and do not store.
+// Tiling does not depend on how reductions are shared:
+// SERIAL-LABEL: func.func @tiled
+// SERIAL: workgroup(
 // CHECK-LABEL: func.func @tiled
 // CHECK: %[[C4:.+]] = arith.constant 4 : index
 // CHECK: %[[C64:.+]] = arith.constant 64 : index
