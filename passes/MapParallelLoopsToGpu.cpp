@@ -112,13 +112,12 @@ struct ReductionNest {
   arith::AtomicRMWKind kind;
   Type type;
   bool iterForm = false;
-  // memref form: the accumulator's load, the combining op and the store.
+  // memref form: the accumulator's load, the combining op, its other
+  // operand (the term each point adds) and the store.
   memref::LoadOp accLoad;
   Operation *combine = nullptr;
+  Value term;
   memref::StoreOp accStore;
-  // iter_args form with a structural combine: the op, or null when the
-  // loop's attribute vouches for the body.
-  Operation *iterCombine = nullptr;
 };
 
 FailureOr<ReductionNest> matchReductionNest(scf::ForOp top) {
@@ -183,7 +182,6 @@ FailureOr<ReductionNest> matchReductionNest(scf::ForOp top) {
           (c->getOperand(0) != acc && c->getOperand(1) != acc))
         return failure();
       n.kind = *kind;
-      n.iterCombine = c;
     }
   } else {
     for (Operation &op : body->without_terminator()) {
@@ -209,6 +207,7 @@ FailureOr<ReductionNest> matchReductionNest(scf::ForOp top) {
     }
     if (!n.accLoad || c->getOperand(0) == c->getOperand(1))
       return failure();
+    n.term = c->getOperand(c->getOperand(0) == n.accLoad ? 1 : 0);
     // The accumulator's place is fixed over the nest, and nothing else in
     // the nest reads its buffer.
     for (Value idx : n.accStore.getIndices())
@@ -355,7 +354,8 @@ struct MapParallelLoopsToGpuPass
   /// given the linear workgroup id and the invocation's index in it.
   gpu::LaunchOp launch(OpBuilder &b, Location loc, int64_t blocks,
                        int64_t threads,
-                       function_ref<void(OpBuilder &, Value, Value)> build,
+                       function_ref<void(OpBuilder &, Value, Value,
+                                         ArrayRef<BlockArgument>)> build,
                        TypeRange workgroupMemory = {}) {
     auto c = [&](int64_t v) {
       return arith::ConstantIndexOp::create(b, loc, v).getResult();
@@ -373,7 +373,7 @@ struct MapParallelLoopsToGpuPass
           arith::MulIOp::create(in, loc, l.getBlockIds().y,
                                 arith::ConstantIndexOp::create(in, loc, gx)),
           block);
-    build(in, block, l.getThreadIds().x);
+    build(in, block, l.getThreadIds().x, l.getWorkgroupAttributions());
     gpu::TerminatorOp::create(in, loc);
     sinkIntoKernel(l);
     return l;
@@ -382,7 +382,8 @@ struct MapParallelLoopsToGpuPass
   /// One invocation per iteration: the linear invocation id.
   void launchLinear(OpBuilder &b, Location loc, int64_t blocks,
                     int64_t threads, function_ref<void(OpBuilder &, Value)> build) {
-    launch(b, loc, blocks, threads, [&](OpBuilder &in, Value block, Value tid) {
+    launch(b, loc, blocks, threads,
+           [&](OpBuilder &in, Value block, Value tid, ArrayRef<BlockArgument>) {
       Value id = arith::AddIOp::create(
           in, loc,
           arith::MulIOp::create(in, loc, block,
@@ -550,7 +551,7 @@ struct MapParallelLoopsToGpuPass
     OpBuilder b(par);
     launch(
         b, loc, batch * tilesM * tilesN, t * t,
-        [&](OpBuilder &in, Value block, Value tid) {
+        [&](OpBuilder &in, Value block, Value tid, ArrayRef<BlockArgument> sh) {
           auto c = [&](OpBuilder &bb, int64_t v) {
             return arith::ConstantIndexOp::create(bb, loc, v).getResult();
           };
@@ -584,8 +585,6 @@ struct MapParallelLoopsToGpuPass
               break;
             in.clone(op, map);
           }
-          auto launchOp = cast<gpu::LaunchOp>(in.getBlock()->getParentOp());
-          auto sh = launchOp.getWorkgroupAttributions();
           int64_t kTrips = nest->trips[0], klb = nest->lbs[0],
                   kst = nest->steps[0];
           Value identity =
@@ -649,13 +648,10 @@ struct MapParallelLoopsToGpuPass
                           continue;
                         ib.clone(op, cm);
                       }
-                      Value term = nest->combine->getOperand(0) == nest->accLoad
-                                       ? nest->combine->getOperand(1)
-                                       : nest->combine->getOperand(0);
                       scf::YieldOp::create(
                           ib, loc,
                           arith::getReductionOp(nest->kind, ib, loc, a[0],
-                                                cm.lookup(term)));
+                                                cm.lookup(nest->term)));
                     });
                 gpu::BarrierOp::create(kb, loc);
                 scf::YieldOp::create(kb, loc, inner.getResults());
@@ -711,9 +707,9 @@ struct MapParallelLoopsToGpuPass
         {w}, nest->type, MemRefLayoutAttrInterface(),
         gpu::AddressSpaceAttr::get(par.getContext(),
                                    gpu::AddressSpace::Workgroup));
-    gpu::LaunchOp l = launch(
+    launch(
         b, loc, outputs, w,
-        [&](OpBuilder &in, Value block, Value tid) {
+        [&](OpBuilder &in, Value block, Value tid, ArrayRef<BlockArgument> sh) {
           auto c = [&](int64_t v) {
             return arith::ConstantIndexOp::create(in, loc, v).getResult();
           };
@@ -744,18 +740,15 @@ struct MapParallelLoopsToGpuPass
                 }
                 Value next;
                 if (!nest->iterForm) {
-                  Value term = nest->combine->getOperand(0) == nest->accLoad
-                                   ? nest->combine->getOperand(1)
-                                   : nest->combine->getOperand(0);
                   next = arith::getReductionOp(nest->kind, lb, loc, partial[0],
-                                               map.lookup(term));
+                                               map.lookup(nest->term));
                 } else {
                   next = map.lookup(
                       nest->loops.back().getBody()->getTerminator()->getOperand(0));
                 }
                 scf::YieldOp::create(lb, loc, next);
               });
-          Value total = combineLanes(in, loc, lanes.getResult(0), tid, w,
+          Value total = combineLanes(in, loc, lanes.getResult(0), tid, sh[0], w,
                                      nest->kind);
           // Invocation 0 finishes the output.
           Value first = arith::CmpIOp::create(in, loc, arith::CmpIPredicate::eq,
@@ -780,18 +773,15 @@ struct MapParallelLoopsToGpuPass
           }
         },
         TypeRange{shared});
-    (void)l;
     return success();
   }
 
-  /// Combines each lane's `partial` over the workgroup of `w` lanes; the
-  /// result is valid in lane 0. By a tree in workgroup memory, or by
+  /// Combines each lane's `partial` over the workgroup of `w` lanes, using
+  /// `shared` (w slots of workgroup memory); the result is valid in lane 0. By a tree in workgroup memory, or by
   /// subgroup reductions and then one slot per subgroup (any subgroup
   /// size: the count comes from the device).
   Value combineLanes(OpBuilder &b, Location loc, Value partial, Value tid,
-                     int64_t w, arith::AtomicRMWKind kind) {
-    auto launchOp = b.getInsertionBlock()->getParentOp();
-    Value shared = cast<gpu::LaunchOp>(launchOp).getWorkgroupAttributions()[0];
+                     Value shared, int64_t w, arith::AtomicRMWKind kind) {
     auto c = [&](int64_t v) {
       return arith::ConstantIndexOp::create(b, loc, v).getResult();
     };
