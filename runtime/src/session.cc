@@ -2,8 +2,8 @@
 #include "session.h"
 #include "status.h"
 
-#include <cstdlib>
 #include <algorithm>
+#include <cstdlib>
 #include <cstring>
 #include <string>
 
@@ -104,10 +104,14 @@ KILN_API kiln_status kiln_session_create(kiln_artifact *artifact,
   // the device can run is taken; when none can, the last one's error (the
   // most portable variant's) is reported.
   std::vector<const fb::Target *> candidates;
+  std::vector<std::string> devices;
   std::string available;
   for (const fb::Target *t : *artifact->model->targets()) {
-    if (available.find(t->device()->str()) == std::string::npos)
-      available += (available.empty() ? "" : ", ") + t->device()->str();
+    if (std::find(devices.begin(), devices.end(), t->device()->str()) ==
+        devices.end()) {
+      devices.push_back(t->device()->str());
+      available += (available.empty() ? "" : ", ") + devices.back();
+    }
     if (t->device()->str() == name)
       candidates.push_back(t);
   }
