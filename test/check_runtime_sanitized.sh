@@ -10,7 +10,8 @@ cmake -G Ninja -S runtime -B "$out" -DKILN_SANITIZE=ON -DCMAKE_BUILD_TYPE=Debug 
 ninja -C "$out" > /dev/null
 art=$(mktemp --suffix=.kiln)
 llm=$(mktemp --suffix=.kiln)
-trap 'rm -f "$art" "$llm"' EXIT
+llm_cuda=$(mktemp --suffix=.kiln)
+trap 'rm -f "$art" "$llm" "$llm_cuda"' EXIT
 "$build/bin/kiln-compile" test/e2e/models/gpt2_tiny.onnx -o "$art" --quiet \
   --dim batch=1 --dim seq=8
 # A corrupt scratch size may ask for terabytes: the runtime must report the
@@ -20,3 +21,15 @@ ASAN_OPTIONS=detect_leaks=1:allocator_may_return_null=1 "$out/test/runtime_unit_
 "$build/bin/kiln-compile" test/gguf/models/tiny_llama.gguf -o "$llm" --quiet \
   --prefill-chunk=8 --max-context=64
 ASAN_OPTIONS=detect_leaks=1:allocator_may_return_null=1 "$out/test/runtime_unit_tests" "$llm"
+# The CUDA driver's host side (buffers kept across calls, CUDA graphs) under
+# ASan, against the stand-in libcuda.so.1 of test/cuda/fake_libcuda.cc,
+# which fails any call that passes a freed or foreign buffer.
+if [ -e "$build/fake-cuda/libcuda.so.1" ]; then
+  "$build/bin/kiln-compile" test/gguf/models/tiny_llama.gguf -o "$llm_cuda" \
+    --quiet --prefill-chunk=8 --max-context=64 --target=cpu,cuda:sm_80 2> /dev/null
+  for graphs in 0 1; do
+    LD_LIBRARY_PATH="$build/fake-cuda" KILN_DEVICE=cuda KILN_CUDA_GRAPHS=$graphs \
+      ASAN_OPTIONS=detect_leaks=1 "$out/kiln_chat_example" "$llm_cuda" "hello" 8 > /dev/null
+  done
+  echo "chat example on the stand-in CUDA driver (ASan+UBSan): ok"
+fi

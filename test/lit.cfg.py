@@ -11,6 +11,7 @@ tools = os.path.join(config.kiln_obj_root, "bin")
 config.environment["PATH"] = os.pathsep.join(
     [tools, "/usr/lib/llvm-22/bin", config.environment.get("PATH", "")])
 config.substitutions.append(("%kiln_obj_root", config.kiln_obj_root))
+config.substitutions.append(("%fake_cuda", os.path.join(config.kiln_obj_root, "fake-cuda")))
 config.substitutions.append(("%inputs", os.path.join(config.test_source_root, "Inputs")))
 import sys
 # Run lit with the test venv's python (scripts/test.sh does) so that

@@ -33,8 +33,10 @@ int main(int argc, char **argv) {
   kiln_sampler *smp = NULL;
   int32_t *ids = NULL;
   int rc = 1;
+  /* The device: "cpu" unless $KILN_DEVICE names another ("vulkan", "cuda"). */
+  const char *device = getenv("KILN_DEVICE") ? getenv("KILN_DEVICE") : "cpu";
   if (check(kiln_artifact_open(argv[1], &art), "cannot open artifact") ||
-      check(kiln_llm_create(art, "cpu", 0, &llm), "not an LLM artifact") ||
+      check(kiln_llm_create(art, device, 0, &llm), "cannot create the LLM") ||
       check(kiln_tokenizer_create(art, &tok), "no tokenizer") ||
       check(kiln_sampler_create(&params, &smp), "bad sampler"))
     goto done;

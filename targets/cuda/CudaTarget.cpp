@@ -188,7 +188,17 @@ FailureOr<CudaExecutable> buildCudaExecutable(ModuleOp module,
   LLVMInitializeNVPTXTargetMC();
   LLVMInitializeNVPTXAsmPrinter();
 
+  // The PTX is for the oldest listed SM: the driver JIT-compiles it for
+  // that SM and every newer one.
   exe.ptxArch = options.sms.front();
+  auto smNumber = [](StringRef sm) {
+    unsigned n = 0;
+    return sm.consume_front("sm_") && !sm.getAsInteger(10, n) ? int(n) : -1;
+  };
+  for (const std::string &sm : options.sms)
+    if (smNumber(sm) >= 0 &&
+        (smNumber(exe.ptxArch) < 0 || smNumber(sm) < smNumber(exe.ptxArch)))
+      exe.ptxArch = sm;
   exe.ptx.resize(exe.program.kernels.size());
   for (auto gm : work->getOps<gpu::GPUModuleOp>()) {
     // The module's functions as a plain module for translation.

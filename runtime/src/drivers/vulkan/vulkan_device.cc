@@ -7,6 +7,7 @@
 #include <vulkan/vulkan.h>
 
 #include "device.h"
+#include "drivers/gpu_profile.h"
 #include "status.h"
 
 #include <dlfcn.h>
@@ -114,7 +115,7 @@ std::string vkError(VkResult r) {
 class VulkanDevice final : public kiln::rt::Device {
 public:
   ~VulkanDevice() override {
-    printProfile();
+    profile.print("vulkan", deviceName);
     if (device) {
       vk.vkQueueWaitIdle(queue);
       for (Kernel &k : kernels) {
@@ -380,12 +381,10 @@ public:
                                    stamps.size() * 8, stamps.data(), 8,
                                    VK_QUERY_RESULT_64_BIT |
                                        VK_QUERY_RESULT_WAIT_BIT) == VK_SUCCESS)
-        for (uint32_t i = 0; i < n; ++i) {
-          ProfileEntry &e = profile[{impl, i}];
-          e.calls++;
-          e.ms += double(stamps[2 * i + 1] - stamps[2 * i]) *
-                  limits.timestampPeriod * 1e-6;
-        }
+        for (uint32_t i = 0; i < n; ++i)
+          profile.add(impl, i,
+                      double(stamps[2 * i + 1] - stamps[2 * i]) *
+                          limits.timestampPeriod * 1e-6);
     }
     return nullptr;
   }
@@ -400,50 +399,9 @@ private:
     VkQueryPool queries = VK_NULL_HANDLE;
   };
 
-  /// KILN_VULKAN_PROFILE=1: GPU time per dispatch (timestamp queries),
-  /// summed over calls and printed, largest first, when the device closes.
-  struct ProfileEntry {
-    std::string function;
-    uint32_t index, kernel, workgroups[3], size;
-    uint64_t calls = 0;
-    double ms = 0;
-  };
-  std::map<std::pair<const fb::FunctionImpl *, uint32_t>, ProfileEntry> profile;
+  /// KILN_VULKAN_PROFILE=1: GPU time per dispatch (timestamp queries).
+  kiln::rt::DispatchProfile profile;
   bool profiling = false;
-
-  void printProfile() {
-    if (profile.empty())
-      return;
-    // Per function: its total, then its largest dispatches.
-    std::map<std::string, std::vector<const ProfileEntry *>> byFunction;
-    for (auto &[key, e] : profile)
-      byFunction[e.function].push_back(&e);
-    fprintf(stderr, "kiln vulkan profile on '%s' (GPU time per dispatch, "
-            "summed over calls):\n", deviceName.c_str());
-    for (auto &[name, entries] : byFunction) {
-      double total = 0;
-      uint64_t calls = 0;
-      for (const ProfileEntry *e : entries) {
-        total += e->ms;
-        calls = std::max(calls, e->calls);
-      }
-      std::sort(entries.begin(), entries.end(),
-                [](const ProfileEntry *a, const ProfileEntry *b) {
-                  return a->ms > b->ms;
-                });
-      fprintf(stderr, "  %s: %.3f ms in %llu calls of %zu dispatches\n",
-              name.c_str(), total, (unsigned long long)calls, entries.size());
-      fprintf(stderr, "  %10s %6s  %s\n", "ms", "%",
-              "#dispatch (kernel, workgroups x size)");
-      for (size_t i = 0; i < entries.size() && i < 12; ++i) {
-        const ProfileEntry &e = *entries[i];
-        fprintf(stderr, "  %10.3f %6.2f  #%u (kernel %u, %ux%ux%u x %u)\n",
-                e.ms, total > 0 ? 100.0 * e.ms / total : 0.0, e.index,
-                e.kernel, e.workgroups[0], e.workgroups[1], e.workgroups[2],
-                e.size);
-      }
-    }
-  }
 
   static bool sameSizes(const std::vector<Buffer> &have, const kiln_tensor *t,
                         size_t n) {
@@ -592,15 +550,7 @@ private:
       if (rec.queries) {
         vk.vkCmdWriteTimestamp(cmd, VK_PIPELINE_STAGE_COMPUTE_SHADER_BIT,
                                rec.queries, 2 * dispatchIndex + 1);
-        ProfileEntry &e = profile[{impl, dispatchIndex}];
-        e.function = artifact->model->functions()->Get(impl->function())->name()->str();
-        e.index = dispatchIndex;
-        e.kernel = exe;
-        for (int i = 0; i < 3; ++i)
-          e.workgroups[i] = d->workgroups()->Get(i);
-        e.size = d->workgroup_size() && d->workgroup_size()->size() == 3
-                     ? d->workgroup_size()->Get(0)
-                     : 0;
+        profile.describe(artifact, impl, dispatchIndex, d);
       }
       ++dispatchIndex;
       // The next kernel reads what this one wrote.
