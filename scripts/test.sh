@@ -27,9 +27,13 @@ run "ONNX node tests (vulkan, lavapipe)" \
   .venv/bin/python test/node/run_node_tests.py --build build --target vulkan \
     --expected test/node/expected_vulkan.txt
 if [ -x /usr/local/cuda/bin/ptxas ] || command -v ptxas > /dev/null; then
+  rm -rf build/cuda-node
   run "CUDA: every CPU-passing node test compiles for sm_80,sm_90 (ptxas)" \
     .venv/bin/python test/node/run_node_tests.py --build build \
-      --target cuda:sm_80,sm_90 --compile-only --expected test/node/expected_cpu.txt
+      --target cuda:sm_80,sm_90 --bundle build/cuda-node --expected test/node/expected_cpu.txt
+  run "CUDA: ... and runs through the runtime's CUDA driver on the stand-in libcuda (no GPU: API use only)" \
+    env LD_LIBRARY_PATH="$PWD/build/fake-cuda" .venv/bin/python test/gpu/run_bundle.py \
+      --kiln-run build/bin/kiln-run --device cuda --protocol-only build/cuda-node
 else
   echo "=== CUDA compile checks skipped: no ptxas (CUDA toolkit) on this machine"
 fi

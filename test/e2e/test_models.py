@@ -9,10 +9,17 @@ summation order and libm, while a wrong op is off by far more).
 With --target=vulkan the same artifacts are compiled for Vulkan and run
 on its device (lavapipe in CI) under the same bound.
 
+--bundle DIR compiles for --target and keeps each model's artifact, inputs
+and onnxruntime's outputs as a case of a GPU check bundle instead of running
+it (test/gpu/run_bundle.py runs it on the GPU machine).
+
 Usage: test_models.py --build build [--target cpu|vulkan] [--keep DIR]
+                      [--bundle DIR --target cuda:sm_90]
 """
 import argparse
+import json
 import os
+import shutil
 import subprocess
 import sys
 import tempfile
@@ -38,7 +45,7 @@ CASES = {
 }
 
 
-def run_case(name, build, work, target):
+def run_case(name, build, work, target, bundle=None):
     dims, make_inputs = CASES[name]
     model = os.path.join(HERE, "models", name + ".onnx")
     inputs = make_inputs(np.random.default_rng(0))
@@ -57,6 +64,21 @@ def run_case(name, build, work, target):
         np.save(p, inputs[n])
         args.append(f"--input={p}")
     outs = [os.path.join(work, f"{name}.out{i}.npy") for i in range(len(ref))]
+    if bundle:
+        case = os.path.join(bundle, name)
+        os.makedirs(case, exist_ok=True)
+        shutil.copy(kiln, os.path.join(case, "model.kiln"))
+        for n in names:
+            shutil.copy(os.path.join(work, f"{name}.{n}.npy"), case)
+        for i, want in enumerate(ref):
+            np.save(os.path.join(case, f"want{i}.npy"), want)
+        with open(os.path.join(case, "case.json"), "w") as f:
+            json.dump({"kind": "run", "artifact": "model.kiln",
+                       "inputs": [f"{name}.{n}.npy" for n in names],
+                       "outputs": [f"want{i}.npy" for i in range(len(ref))],
+                       "tol": {"mode": "relmax", "bound": REL_TOL}}, f)
+        print(f"bundled {name} ({target})")
+        return True
     args += [f"--output={p}" for p in outs]
     subprocess.run(args, check=True)
     ok = True
@@ -81,6 +103,7 @@ def main():
     ap.add_argument("--build", default="build")
     ap.add_argument("--keep", help="keep artifacts and outputs here")
     ap.add_argument("--target", default="cpu", help="cpu or vulkan")
+    ap.add_argument("--bundle", help="keep each case for a GPU check bundle here")
     args = ap.parse_args()
     os.environ.setdefault("XDG_RUNTIME_DIR", tempfile.gettempdir())
     work = args.keep or tempfile.mkdtemp()
@@ -88,7 +111,7 @@ def main():
     passed = failed = 0
     for name in CASES:
         try:
-            ok = run_case(name, args.build, work, args.target)
+            ok = run_case(name, args.build, work, args.target, args.bundle)
         except subprocess.CalledProcessError as e:
             print(f"FAIL {name}: {e}")
             ok = False

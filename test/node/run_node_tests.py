@@ -14,12 +14,18 @@ a compile-time constant, the runner binds it with --const-input and retries.
 Usage:
   run_node_tests.py --build build [--expected test/node/expected_cpu.txt]
                     [--filter REGEX] [--write-passing FILE] [-j N]
+                    [--target T [--compile-only | --bundle DIR]]
+
+--bundle DIR compiles the tests (those in --expected, if given) and keeps,
+per test, the artifact, its inputs and the expected outputs as a case of a
+GPU check bundle (test/gpu/run_bundle.py runs it on the GPU machine).
 
 With --expected, every test listed there must pass (the list only grows);
 a listed test that fails fails the run.
 """
 import argparse
 import concurrent.futures
+import json
 import os
 import re
 import shutil
@@ -30,6 +36,9 @@ import tempfile
 import numpy as np
 import onnx
 from onnx import numpy_helper
+
+sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "gpu"))
+from run_bundle import compare  # noqa: E402
 
 DATA = "/usr/share/libonnx-testdata/data/node"
 CONST_RE = re.compile(r"input '([^']+)' \([^)]*\) must be a compile-time constant")
@@ -42,7 +51,13 @@ def load_pb(path):
     return numpy_helper.to_array(t)
 
 
-def run_one(name, build, workdir, target="cpu", compile_only=False):
+def tolerance(dtype):
+    """onnx's backend tolerance."""
+    return {"mode": "allclose", "rtol": 1e-3,
+            "atol": 1e-3 if dtype == np.float16 else 1e-7}
+
+
+def run_one(name, build, workdir, target="cpu", compile_only=False, bundle=None):
     """Returns (name, ok, message)."""
     folder = os.path.join(DATA, name)
     model_path = os.path.join(folder, "model.onnx")
@@ -100,10 +115,24 @@ def run_one(name, build, workdir, target="cpu", compile_only=False):
     else:
         return name, False, "compile: too many constant inputs"
 
-    if compile_only:
+    run_inputs = [npys[i] for i, n in enumerate(graph_inputs) if n not in bound]
+    if bundle:
+        case = os.path.join(bundle, name)
+        os.makedirs(case, exist_ok=True)
+        shutil.copy(kiln, os.path.join(case, "model.kiln"))
+        for p in run_inputs:
+            shutil.copy(p, case)
+        for i, want in enumerate(expected):
+            np.save(os.path.join(case, f"want{i}.npy"), want)
+        with open(os.path.join(case, "case.json"), "w") as f:
+            json.dump({"kind": "run", "artifact": "model.kiln",
+                       "inputs": [os.path.basename(p) for p in run_inputs],
+                       "outputs": [f"want{i}.npy" for i in range(len(expected))],
+                       "tol": [tolerance(w.dtype) for w in expected]},
+                      f)
+    if compile_only or bundle:
         shutil.rmtree(tmp, ignore_errors=True)
         return name, True, ""
-    run_inputs = [npys[i] for i, n in enumerate(graph_inputs) if n not in bound]
     outs = [os.path.join(tmp, f"out{i}.npy") for i in range(len(expected))]
     cmd = [os.path.join(build, "bin", "kiln-run"), kiln, f"--device={target}"]
     cmd += [f"--input={p}" for p in run_inputs] + [f"--output={p}" for p in outs]
@@ -111,18 +140,9 @@ def run_one(name, build, workdir, target="cpu", compile_only=False):
     if r.returncode != 0:
         return name, False, "run: " + (r.stderr.strip().splitlines() or [f"exit {r.returncode}"])[-1]
     for i, (p, want) in enumerate(zip(outs, expected)):
-        got = np.load(p)
-        if got.dtype != want.dtype:
-            return name, False, f"output {i}: dtype {got.dtype}, expected {want.dtype}"
-        if got.shape != want.shape:
-            return name, False, f"output {i}: shape {got.shape}, expected {want.shape}"
-        if want.dtype.kind == "f":
-            atol = 1e-3 if want.dtype == np.float16 else 1e-7
-            if not np.allclose(got, want, rtol=1e-3, atol=atol, equal_nan=True):
-                err = np.max(np.abs(got.astype(np.float64) - want.astype(np.float64)))
-                return name, False, f"output {i}: max abs error {err:.3g}"
-        elif not np.array_equal(got, want):
-            return name, False, f"output {i}: values differ"
+        why = compare(np.load(p), want, tolerance(want.dtype))
+        if why:
+            return name, False, f"output {i}: {why}"
     shutil.rmtree(tmp, ignore_errors=True)
     return name, True, ""
 
@@ -137,6 +157,8 @@ def main():
     ap.add_argument("-v", action="store_true", help="print every failure")
     ap.add_argument("--target", default="cpu",
                     help="cpu, vulkan, or cuda:sm_80,sm_90 (with --compile-only)")
+    ap.add_argument("--bundle", help="keep each compiled test as a GPU check "
+                    "case here (test/gpu/run_bundle.py)")
     ap.add_argument("--compile-only", action="store_true",
                     help="only compile (for targets without a device here; "
                          "for cuda, ptxas checks every kernel)")
@@ -149,6 +171,8 @@ def main():
     if args.expected:
         with open(args.expected) as f:
             expected = {l.strip() for l in f if l.strip() and not l.startswith("#")}
+        if args.bundle:
+            names = [n for n in names if n in expected]
         missing = expected - set(names)
         if missing and not args.filter:
             print(f"expected tests not in the test data: {sorted(missing)}")
@@ -157,7 +181,7 @@ def main():
     with tempfile.TemporaryDirectory() as work:
         with concurrent.futures.ThreadPoolExecutor(args.j) as ex:
             futs = [ex.submit(run_one, n, args.build, work, args.target,
-                              args.compile_only)
+                              args.compile_only, args.bundle)
                     for n in names]
             for f in concurrent.futures.as_completed(futs):
                 try:

@@ -8,8 +8,15 @@ the prompt and each decode step, on both of the artifact's Vulkan variants
 (subgroup and portable reductions).
 
   check_llm_devices.py --build build --work DIR
+  check_llm_devices.py --build build --work DIR --bundle DIR --target cuda:sm_90
+
+--bundle compiles each model with --target=cpu,TARGET, runs the CPU here and
+keeps, per model and prompt, the artifact and the CPU's tokens and logits as
+a case of a GPU check bundle (test/gpu/run_bundle.py runs it on the GPU
+machine against the same bound).
 """
 import argparse
+import json
 import os
 import subprocess
 import sys
@@ -50,11 +57,34 @@ def generate(build, art, device, ids, out, env_extra=None):
     return [int(t) for t in res.stdout.split()], np.load(out)
 
 
+def bundle(args):
+    for name, path, extra in models():
+        os.makedirs(os.path.join(args.bundle, name), exist_ok=True)
+        art = os.path.join(args.bundle, name, "model.kiln")
+        subprocess.run([f"{args.build}/bin/kiln-compile", path, "-o", art, "--quiet",
+                        f"--target=cpu,{args.target}"] + extra, check=True)
+        for i, ids in enumerate(PROMPTS):
+            case = os.path.join(args.bundle, f"{name}.p{i}")
+            os.makedirs(case, exist_ok=True)
+            tokens, logits = generate(args.build, art, "cpu", ids,
+                                      os.path.join(case, "logits.npy"))
+            with open(os.path.join(case, "case.json"), "w") as f:
+                json.dump({"kind": "generate", "artifact": f"../{name}/model.kiln",
+                           "prompt": ids, "steps": STEPS, "ids": tokens,
+                           "logits": "logits.npy", "bound": 1e-3}, f)
+        print(f"bundled {name} ({len(PROMPTS)} prompts x {STEPS} steps)")
+    return 0
+
+
 def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("--build", required=True)
     ap.add_argument("--work", required=True)
+    ap.add_argument("--bundle", help="write GPU check cases here")
+    ap.add_argument("--target", default="vulkan", help="with --bundle")
     args = ap.parse_args()
+    if args.bundle:
+        return bundle(args)
     os.makedirs(args.work, exist_ok=True)
     failed = 0
     for name, path, extra in models():
