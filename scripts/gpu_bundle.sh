@@ -11,9 +11,18 @@
 #                            artifact), the CPU's greedy tokens and logits
 # Then, on the machine (device tool, carry [".gpu"]):
 #   bash scripts/gpu_check.sh      (results in $OUT/gpu_check.md)
-# Usage: bash scripts/gpu_bundle.sh [SM]   (default sm_90: H100, H200)
+#
+# --smollm2 adds the real SmolLM2-135M (Q4_1) for cpu,cuda:SM with the
+# CPU's greedy tokens and logits. Its artifact (~105 MB) is over the device
+# tool's 64 MiB per call, so it is split: .gpu-smol1/ and .gpu-smol2/ (48 MB
+# each) travel in two calls of their own to one warm machine (carry
+# [".gpu-smol1"], command `true`; then [".gpu-smol2"]; within the 30 s the
+# machine stays warm), the rest in .gpu/smol/; gpu_check.sh joins them.
+# Usage: bash scripts/gpu_bundle.sh [--smollm2] [SM]   (default sm_90)
 set -euo pipefail
 cd "$(dirname "$0")/.."
+smol=0
+if [ "${1:-}" = --smollm2 ]; then smol=1; shift; fi
 sm=${1:-sm_90}
 py=.venv/bin/python
 rm -rf .gpu && mkdir -p .gpu/bin
@@ -25,4 +34,26 @@ work=$(mktemp -d)
 trap 'rm -rf "$work"' EXIT
 $py test/vulkan/check_llm_devices.py --build build --work "$work" \
   --bundle .gpu/llm --target "cuda:$sm" | tail -1
-du -sh .gpu
+rm -rf .gpu-smol1 .gpu-smol2
+if [ $smol = 1 ]; then
+  mkdir -p .gpu/smol .gpu-smol1 .gpu-smol2
+  gguf=$($py test/gguf/gguf_tool.py smollm2-path)
+  build/bin/kiln-compile "$gguf" -o "$work/smol.kiln" --max-context=512 \
+    --prefill-chunk=32 --target="cpu,cuda:$sm" --quiet
+  ids=$(build/bin/kiln-run tokenize "$work/smol.kiln" \
+    --text="The capital of France is" | tr ' ' ',')
+  build/bin/kiln-run generate "$work/smol.kiln" --device=cpu --prompt-ids="$ids" \
+    -n 16 --temp=0 --print-ids --logits-out=.gpu/smol/logits.npy > "$work/ids"
+  $py - "$ids" "$work/ids" > .gpu/smol/case.json <<'PY'
+import json, sys
+print(json.dumps({"kind": "generate", "artifact": "model.kiln",
+                  "prompt": [int(t) for t in sys.argv[1].split(",")], "steps": 16,
+                  "ids": [int(t) for t in open(sys.argv[2]).read().split()],
+                  "logits": "logits.npy", "bound": 1e-3}))
+PY
+  sha256sum "$work/smol.kiln" | cut -d' ' -f1 > .gpu/smol/model.kiln.sha256
+  split -b 48M -d -a 1 "$work/smol.kiln" "$work/part"
+  mv "$work/part0" .gpu-smol1/part && mv "$work/part1" .gpu-smol2/part
+  mv "$work/part2" .gpu/smol/part
+fi
+du -sh .gpu .gpu-smol* 2>/dev/null

@@ -18,10 +18,22 @@ status=0
   nvidia-smi --query-gpu=name,driver_version,memory.total --format=csv,noheader || true
   echo
 } > "$report"
+# SmolLM2, when gpu_bundle.sh --smollm2 sent its parts (see there).
+suites=".gpu/node .gpu/e2e .gpu/llm"
+if [ -f .gpu/smol/part ] && [ -f .gpu-smol1/part ] && [ -f .gpu-smol2/part ]; then
+  cat .gpu-smol1/part .gpu-smol2/part .gpu/smol/part > .gpu/smol/model.kiln
+  if [ "$(sha256sum .gpu/smol/model.kiln | cut -d' ' -f1)" = "$(cat .gpu/smol/model.kiln.sha256)" ]; then
+    mkdir -p .gpu/real && ln -sfn ../smol .gpu/real/smollm2
+    suites="$suites .gpu/real"
+  else
+    echo "SmolLM2 parts do not join into the bundled artifact (sha256)" >> "$report"
+    status=1
+  fi
+fi
 for graphs in 0 1; do
   timeout 240 python3 test/gpu/run_bundle.py --kiln-run $run --device cuda \
     --env KILN_CUDA_GRAPHS=$graphs --report "$report" -j 8 \
-    .gpu/node .gpu/e2e .gpu/llm > /dev/null || status=1
+    $suites > /dev/null || status=1
 done
 {
   echo
@@ -35,6 +47,16 @@ done
     echo "### $m, cpu (this machine's CPU, same artifact)"
     timeout 60 $run bench .gpu/llm/$m/model.kiln --device=cpu -p 32 -n 32 -r 3 2>&1 || true
   done
+  if [ -f .gpu/smol/model.kiln ]; then
+    for graphs in 0 1; do
+      echo "### SmolLM2-135M Q4_1, KILN_CUDA_GRAPHS=$graphs (-p 128 -n 64 -r 3)"
+      KILN_CUDA_GRAPHS=$graphs timeout 120 $run bench .gpu/smol/model.kiln \
+        --device=cuda -p 128 -n 64 -r 3 2>&1 || status=1
+    done
+    echo "### SmolLM2, KILN_CUDA_PROFILE=1, 16 decode steps"
+    KILN_CUDA_PROFILE=1 timeout 60 $run generate .gpu/smol/model.kiln --device=cuda \
+      --prompt-ids=1,2,3,4,5 -n 16 --print-ids 2>&1 | head -40
+  fi
   echo
   echo "## KILN_CUDA_PROFILE=1, tiny_llama_gguf, 8 decode steps"
   KILN_CUDA_PROFILE=1 timeout 60 $run generate .gpu/llm/tiny_llama_gguf/model.kiln \

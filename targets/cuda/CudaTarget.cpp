@@ -12,7 +12,10 @@
 #include "targets/cuda/CudaTarget.h"
 #include "targets/common/RunPipeline.h"
 
+#include "mlir/Dialect/Arith/IR/Arith.h"
 #include "mlir/Dialect/GPU/IR/GPUDialect.h"
+#include "mlir/Dialect/GPU/Transforms/Passes.h"
+#include "mlir/Transforms/GreedyPatternRewriteDriver.h"
 #include "mlir/Dialect/LLVMIR/LLVMDialect.h"
 #include "mlir/Dialect/LLVMIR/NVVMDialect.h"
 #include "mlir/Target/LLVMIR/Dialect/Builtin/BuiltinToLLVMIRTranslation.h"
@@ -152,6 +155,61 @@ FailureOr<std::vector<char>> runPtxas(const std::string &ptxas,
                            (*cubin)->getBufferEnd());
 }
 
+/// NVIDIA warps are 32 lanes.
+constexpr unsigned kWarpSize = 32;
+
+/// gpu.num_subgroups as the block's warps (the NVVM conversion has no
+/// pattern for it).
+struct NumSubgroupsToWarps : OpRewritePattern<gpu::NumSubgroupsOp> {
+  using OpRewritePattern::OpRewritePattern;
+  LogicalResult matchAndRewrite(gpu::NumSubgroupsOp op,
+                                PatternRewriter &rw) const override {
+    Location loc = op.getLoc();
+    Value n = gpu::BlockDimOp::create(rw, loc, gpu::Dimension::x);
+    for (gpu::Dimension d : {gpu::Dimension::y, gpu::Dimension::z})
+      n = arith::MulIOp::create(rw, loc, n,
+                                gpu::BlockDimOp::create(rw, loc, d));
+    Value warp = arith::ConstantIndexOp::create(rw, loc, kWarpSize);
+    rw.replaceOpWithNewOp<arith::CeilDivUIOp>(op, n, warp);
+    return success();
+  }
+};
+
+/// gpu.subgroup_size: 32 on every NVIDIA GPU.
+struct SubgroupSizeToWarp : OpRewritePattern<gpu::SubgroupSizeOp> {
+  using OpRewritePattern::OpRewritePattern;
+  LogicalResult matchAndRewrite(gpu::SubgroupSizeOp op,
+                                PatternRewriter &rw) const override {
+    rw.replaceOpWithNewOp<arith::ConstantIndexOp>(op, kWarpSize);
+    return success();
+  }
+};
+
+/// The shared lowering's subgroup reductions (reduction=subgroup) as warp
+/// shuffles: gpu.subgroup_reduce becomes a butterfly of 32-lane shuffles
+/// (shfl.sync.bfly), the subgroup id and count come from the thread id and
+/// block size. Its reductions run on whole warps only (at least 32 lanes,
+/// a power of two, in uniform control flow), as full-mask shuffles need.
+LogicalResult lowerSubgroupOpsToWarps(ModuleOp module) {
+  for (auto gm : module.getOps<gpu::GPUModuleOp>()) {
+    RewritePatternSet patterns(module.getContext());
+    populateGpuLowerSubgroupReduceToShufflePatterns(patterns, kWarpSize,
+                                                    /*shuffleBitwidth=*/32);
+    populateGpuSubgroupIdPatterns(patterns);
+    patterns.add<NumSubgroupsToWarps, SubgroupSizeToWarp>(module.getContext());
+    if (failed(applyPatternsGreedily(gm, std::move(patterns))))
+      return gm.emitError("lowering subgroup operations to warp shuffles");
+    WalkResult left = gm.walk([](gpu::SubgroupReduceOp op) {
+      op.emitError("subgroup reduction of ")
+          << op.getValue().getType() << " has no warp-shuffle form";
+      return WalkResult::interrupt();
+    });
+    if (left.wasInterrupted())
+      return failure();
+  }
+  return success();
+}
+
 } // namespace
 
 FailureOr<CudaExecutable> buildCudaExecutable(ModuleOp module,
@@ -169,6 +227,8 @@ FailureOr<CudaExecutable> buildCudaExecutable(ModuleOp module,
   if (!*lowered)
     return exe;
   OwningOpRef<ModuleOp> work = std::move(*lowered);
+  if (failed(lowerSubgroupOpsToWarps(*work)))
+    return failure();
 
   if (failed(runPipeline(
           *work,

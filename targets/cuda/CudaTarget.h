@@ -10,8 +10,9 @@ struct CudaTargetOptions {
   /// GPUs to make cubins for ("sm_80", "sm_90"); the PTX targets the first
   /// (lowest) and is the fallback for newer GPUs.
   std::vector<std::string> sms = {"sm_80", "sm_90"};
-  /// Workgroup size and how reductions are shared.
-  GpuLoweringOptions lowering{128, "tree"};
+  /// Block size and how reductions are shared: by warp shuffles
+  /// ("subgroup"), through shared memory ("tree") or not ("serial").
+  GpuLoweringOptions lowering{128, "subgroup"};
   /// Stop after "linalg", "bufferize" or "ptx" and print it.
   std::string stopAfter;
 };

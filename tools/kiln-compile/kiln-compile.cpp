@@ -119,6 +119,12 @@ static cl::opt<std::string> vulkanEnvOpt(
              "workgroup-memory reductions) and subgroup (plus subgroup "
              "arithmetic)"),
     cl::init("subgroup,portable"), cl::value_desc("env,..."));
+static cl::opt<std::string> cudaReduction(
+    "cuda-reduction",
+    cl::desc("CUDA: how a block combines a shared reduction: subgroup (warp "
+             "shuffles), tree (shared memory) or serial (one thread per "
+             "output)"),
+    cl::init("subgroup"), cl::value_desc("subgroup|tree|serial"));
 static cl::opt<std::string> spirvDir(
     "spirv-dir",
     cl::desc("Vulkan: also write each kernel's SPIR-V module to DIR/NAME.spv "
@@ -410,6 +416,11 @@ int main(int argc, char **argv) {
     kiln::CudaTargetOptions cudaOptions;
     if (!cudaSms.empty())
       cudaOptions.sms = cudaSms;
+    if (cudaReduction != "subgroup" && cudaReduction != "tree" &&
+        cudaReduction != "serial")
+      return fail("bad --cuda-reduction '" + cudaReduction +
+                  "' (expected subgroup, tree or serial)");
+    cudaOptions.lowering.reduction = cudaReduction;
     bool printCuda = compileTo == "ptx" || (!wantCpu && !wantVulkan &&
                                             compileTo != "artifact");
     if (printCuda)
