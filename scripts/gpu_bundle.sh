@@ -13,11 +13,12 @@
 #   bash scripts/gpu_check.sh      (results in $OUT/gpu_check.md)
 #
 # --smollm2 adds the real SmolLM2-135M (Q4_1) for cpu,cuda:SM with the
-# CPU's greedy tokens and logits. Its artifact (~105 MB) is over the device
-# tool's 64 MiB per call, so it is split: .gpu-smol1/ and .gpu-smol2/ (48 MB
-# each) travel in two calls of their own to one warm machine (carry
-# [".gpu-smol1"], command `true`; then [".gpu-smol2"]; within the 30 s the
-# machine stays warm), the rest in .gpu/smol/; gpu_check.sh joins them.
+# CPU's greedy tokens and logits. Its artifact (~115 MB) is over the device
+# tool's 64 MiB per call (the tree, ~13 MB, travels every time), so it is
+# split into .gpu-smol1/ .gpu-smol2/ .gpu-smol3/ (40 MB each at most), each
+# sent in a call of its own to one warm machine (carry [".gpu-smol1"],
+# command `true`; then 2, then 3, each within the 30 s the machine stays
+# warm), before the call with .gpu; gpu_check.sh joins and hash-checks them.
 # Usage: bash scripts/gpu_bundle.sh [--smollm2] [SM]   (default sm_90)
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -34,9 +35,9 @@ work=$(mktemp -d)
 trap 'rm -rf "$work"' EXIT
 $py test/vulkan/check_llm_devices.py --build build --work "$work" \
   --bundle .gpu/llm --target "cuda:$sm" | tail -1
-rm -rf .gpu-smol1 .gpu-smol2
+rm -rf .gpu-smol1 .gpu-smol2 .gpu-smol3
 if [ $smol = 1 ]; then
-  mkdir -p .gpu/smol .gpu-smol1 .gpu-smol2
+  mkdir -p .gpu/smol
   gguf=$($py test/gguf/gguf_tool.py smollm2-path)
   build/bin/kiln-compile "$gguf" -o "$work/smol.kiln" --max-context=512 \
     --prefill-chunk=32 --target="cpu,cuda:$sm" --quiet
@@ -52,8 +53,9 @@ print(json.dumps({"kind": "generate", "artifact": "model.kiln",
                   "logits": "logits.npy", "bound": 1e-3}))
 PY
   sha256sum "$work/smol.kiln" | cut -d' ' -f1 > .gpu/smol/model.kiln.sha256
-  split -b 48M -d -a 1 "$work/smol.kiln" "$work/part"
-  mv "$work/part0" .gpu-smol1/part && mv "$work/part1" .gpu-smol2/part
-  mv "$work/part2" .gpu/smol/part
+  split -n 3 -d -a 1 "$work/smol.kiln" "$work/part"
+  for i in 0 1 2; do
+    mkdir -p .gpu-smol$((i + 1)) && mv "$work/part$i" .gpu-smol$((i + 1))/part
+  done
 fi
 du -sh .gpu .gpu-smol* 2>/dev/null

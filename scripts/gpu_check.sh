@@ -20,8 +20,9 @@ status=0
 } > "$report"
 # SmolLM2, when gpu_bundle.sh --smollm2 sent its parts (see there).
 suites=".gpu/node .gpu/e2e .gpu/llm"
-if [ -f .gpu/smol/part ] && [ -f .gpu-smol1/part ] && [ -f .gpu-smol2/part ]; then
-  cat .gpu-smol1/part .gpu-smol2/part .gpu/smol/part > .gpu/smol/model.kiln
+if [ -f .gpu/smol/case.json ] && [ -f .gpu-smol1/part ] && [ -f .gpu-smol2/part ] &&
+   [ -f .gpu-smol3/part ]; then
+  cat .gpu-smol1/part .gpu-smol2/part .gpu-smol3/part > .gpu/smol/model.kiln
   if [ "$(sha256sum .gpu/smol/model.kiln | cut -d' ' -f1)" = "$(cat .gpu/smol/model.kiln.sha256)" ]; then
     mkdir -p .gpu/real && ln -sfn ../smol .gpu/real/smollm2
     suites="$suites .gpu/real"
