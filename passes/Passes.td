@@ -240,3 +240,18 @@ def ParallelDimsFirst : Pass<"kiln-parallel-dims-first", "mlir::func::FuncOp"> {
 }
 
 #endif // KILN_PASSES_TD
+
+def EmptyBufferArguments
+    : Pass<"kiln-empty-buffer-arguments", "mlir::ModuleOp"> {
+  let summary = "Give statically empty buffer arguments a one-element type";
+  let description = [{
+    A function argument whose memref type has a zero dimension (an empty
+    input or output, e.g. a Slice whose start is past the end) becomes a
+    `memref<1xT>` argument, viewed with its original shape through
+    `memref.reinterpret_cast`. The bare-pointer calling convention does not
+    convert zero-element memrefs (MLIR leaves such a function
+    half-converted and translation fails); the buffer is never read or
+    written, so its declared size does not matter.
+  }];
+  let dependentDialects = ["mlir::memref::MemRefDialect"];
+}

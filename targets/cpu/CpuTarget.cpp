@@ -47,7 +47,7 @@ std::string cpuLoweringPipeline(llvm::StringRef stopAfter) {
        "func.func(convert-linalg-to-parallel-loops), "
        "kiln-outline-parallel-loops, lower-affine, "
        "convert-scf-to-cf, expand-strided-metadata, lower-affine, "
-       "kiln-approximate-math, convert-vector-to-llvm, finalize-memref-to-llvm, convert-math-to-funcs, "
+       "kiln-approximate-math, kiln-empty-buffer-arguments, convert-vector-to-llvm, finalize-memref-to-llvm, convert-math-to-funcs, "
        "convert-math-to-llvm, convert-math-to-libm, "
        "convert-arith-to-llvm, convert-index-to-llvm, "
        "convert-func-to-llvm{use-bare-ptr-memref-call-conv=1}, "

@@ -389,33 +389,31 @@ FAKE_API cuMemFree_v2(CUdeviceptr p) {
   s.note("free");
   return CUDA_SUCCESS;
 }
-FAKE_API cuMemcpyHtoDAsync_v2(CUdeviceptr dst, const void *src, size_t n,
-                              CUstream st) {
+namespace {
+/// A copy between host memory and [device, device + n) on stream `st`.
+CUresult copy(const char *what, void *dst, const void *src, CUdeviceptr device,
+              size_t n, CUstream st) {
   State &s = state();
   if (CUresult r = s.ready())
     return r;
   if (!s.streams.count(st) || st->capturing)
     return s.fail(kInvalidHandle, "copy on an unknown or capturing stream");
-  if (!s.inside(dst, n))
-    return s.fail(kInvalidValue, "copy of %zu bytes to 0x%llx: outside every "
-                  "allocation", n, (unsigned long long)dst);
-  memcpy(reinterpret_cast<void *>(dst), src, n);
-  s.note("htod %zu", n);
+  if (!s.inside(device, n))
+    return s.fail(kInvalidValue, "%s copy of %zu bytes at 0x%llx: outside "
+                  "every allocation", what, n, (unsigned long long)device);
+  memcpy(dst, src, n);
+  s.note("%s %zu", what, n);
   return CUDA_SUCCESS;
+}
+} // namespace
+
+FAKE_API cuMemcpyHtoDAsync_v2(CUdeviceptr dst, const void *src, size_t n,
+                              CUstream st) {
+  return copy("htod", reinterpret_cast<void *>(dst), src, dst, n, st);
 }
 FAKE_API cuMemcpyDtoHAsync_v2(void *dst, CUdeviceptr src, size_t n,
                               CUstream st) {
-  State &s = state();
-  if (CUresult r = s.ready())
-    return r;
-  if (!s.streams.count(st) || st->capturing)
-    return s.fail(kInvalidHandle, "copy on an unknown or capturing stream");
-  if (!s.inside(src, n))
-    return s.fail(kInvalidValue, "copy of %zu bytes from 0x%llx: outside "
-                  "every allocation", n, (unsigned long long)src);
-  memcpy(dst, reinterpret_cast<void *>(src), n);
-  s.note("dtoh %zu", n);
-  return CUDA_SUCCESS;
+  return copy("dtoh", dst, reinterpret_cast<const void *>(src), src, n, st);
 }
 
 FAKE_API cuStreamCreate(CUstream *st, unsigned) {
