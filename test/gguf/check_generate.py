@@ -17,11 +17,13 @@ device such as lavapipe running the real model).
 """
 import argparse
 import os
-import subprocess
 import sys
 import tempfile
 
 import numpy as np
+
+sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), ".."))
+from kilnrun import generate  # noqa: E402
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 
@@ -46,14 +48,8 @@ def main():
                 greedy = greedy[:args.steps]
                 want = want.reshape(-1, want.shape[-1])[:args.steps + 1]
             n = len(greedy)
-            out = subprocess.run(
-                [f"{args.build}/bin/kiln-run", "generate", args.artifact,
-                 f"--device={args.device}",
-                 "--prompt-ids=" + ",".join(map(str, ids)), "-n", str(n),
-                 "--temp=0", "--print-ids", f"--logits-out={work}/logits.npy"],
-                check=True, stdout=subprocess.PIPE, text=True).stdout
-            lines = out.splitlines()
-            tokens = [int(t) for t in lines[0].split()] if len(lines) == 1 else []
+            tokens = generate(f"{args.build}/bin/kiln-run", args.artifact, ids, n,
+                              args.device, f"{work}/logits.npy")
             logits = np.load(f"{work}/logits.npy")
             want = want.reshape(-1, want.shape[-1])  # [prompt (+ steps), vocab]
             rows = len(want)

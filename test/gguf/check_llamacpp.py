@@ -24,23 +24,18 @@ Two numbers are reported per prompt:
 """
 import argparse
 import os
-import subprocess
 import sys
 
 import numpy as np
+
+sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), ".."))
+from kilnrun import generate as kiln_generate  # noqa: E402
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 
 
 def generate(build, artifact, ids, n, teacher=None):
-    cmd = [f"{build}/bin/kiln-run", "generate", artifact,
-           "--prompt-ids=" + ",".join(map(str, ids)), "-n", str(n), "--temp=0",
-           "--print-ids"]
-    if teacher is not None:
-        cmd.append("--teacher-ids=" + ",".join(map(str, teacher)))
-    out = subprocess.run(cmd, check=True, stdout=subprocess.PIPE,
-                         stderr=subprocess.DEVNULL, text=True).stdout
-    return [int(t) for t in out.split()]
+    return kiln_generate(f"{build}/bin/kiln-run", artifact, ids, n, teacher=teacher)
 
 
 def main():

@@ -25,11 +25,13 @@ import argparse
 import concurrent.futures
 import json
 import os
-import subprocess
 import sys
 import tempfile
 
 import numpy as np
+
+sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), ".."))
+from kilnrun import KilnRunError, generate, run  # noqa: E402
 
 
 def compare(got, want, tol):
@@ -58,33 +60,29 @@ def run_case(folder, kiln_run, device, env, work, protocol_only=False):
         case = json.load(f)
     art = os.path.join(folder, case["artifact"])
     os.makedirs(work, exist_ok=True)
-    if case["kind"] == "run":
-        outs = [os.path.join(work, f"out{i}.npy") for i in range(len(case["outputs"]))]
-        cmd = [kiln_run, art, f"--device={device}"]
-        cmd += [f"--input={os.path.join(folder, p)}" for p in case["inputs"]]
-        cmd += [f"--output={p}" for p in outs]
-    else:
-        outs = [os.path.join(work, "logits.npy")]
-        cmd = [kiln_run, "generate", art, f"--device={device}",
-               "--prompt-ids=" + ",".join(map(str, case["prompt"])),
-               "-n", str(case["steps"]), "--temp=0", "--print-ids",
-               f"--logits-out={outs[0]}"]
-    r = subprocess.run(cmd, capture_output=True, text=True, timeout=600,
-                       env=dict(os.environ, **env))
-    if r.returncode:
-        return False, "run: " + (r.stderr.strip().splitlines() or [f"exit {r.returncode}"])[-1]
+    logits = os.path.join(work, "logits.npy")
+    try:
+        if case["kind"] == "run":
+            got = run(kiln_run, art, device,
+                      [os.path.join(folder, p) for p in case["inputs"]],
+                      [os.path.join(work, f"out{i}.npy")
+                       for i in range(len(case["outputs"]))], env)
+        else:
+            ids = generate(kiln_run, art, case["prompt"], case["steps"], device,
+                           logits, env=env)
+    except KilnRunError as e:
+        return False, f"run: {e}"
     if protocol_only:
         return True, ""
     if case["kind"] == "run":
-        for i, (p, want) in enumerate(zip(outs, case["outputs"])):
+        for i, want in enumerate(case["outputs"]):
             tol = case["tol"][i] if isinstance(case["tol"], list) else case["tol"]
-            why = compare(np.load(p), np.load(os.path.join(folder, want)), tol)
+            why = compare(got[i], np.load(os.path.join(folder, want)), tol)
             if why:
                 return False, f"output {i}: {why}"
         return True, ""
-    ids = [int(t) for t in r.stdout.split()]
     want = np.load(os.path.join(folder, case["logits"]))
-    got = np.load(outs[0])
+    got = np.load(logits)
     diff = float(np.abs(got - want).max()) if got.shape == want.shape else float("inf")
     if ids != case["ids"]:
         return False, f"tokens {ids}, expected {case['ids']} (max logit diff {diff:.2g})"

@@ -13,11 +13,14 @@ identical greedy tokens.
   check_ort.py MODEL.onnx ARTIFACT.kiln --build build [-n 32] [--tol 1e-3]
 """
 import argparse
-import subprocess
+import os
 import sys
 import tempfile
 
 import numpy as np
+
+sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), ".."))
+from kilnrun import generate  # noqa: E402
 import onnxruntime as ort
 
 PROMPTS = [[1, 17, 42, 99, 3], [5] * 20 + [200, 201, 7], list(range(60, 100))]
@@ -68,13 +71,8 @@ def main():
     with tempfile.TemporaryDirectory() as work:
         for i, ids in enumerate(PROMPTS):
             want, greedy = ort_greedy(sess, ids, args.n)
-            out = subprocess.run(
-                [f"{args.build}/bin/kiln-run", "generate", args.artifact,
-                 "--prompt-ids=" + ",".join(map(str, ids)), "-n", str(args.n),
-                 "--temp=0", "--print-ids", f"--logits-out={work}/l.npy"],
-                check=True, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL,
-                text=True).stdout
-            tokens = [int(t) for t in out.split()]
+            tokens = generate(f"{args.build}/bin/kiln-run", args.artifact, ids,
+                              args.n, logits_out=f"{work}/l.npy")
             got = np.load(f"{work}/l.npy")
             err = float(np.abs(got - want).max()) if got.shape == want.shape else float("inf")
             agree = sum(a == b for a, b in zip(tokens, greedy))

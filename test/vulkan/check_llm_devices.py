@@ -23,6 +23,9 @@ import sys
 
 import numpy as np
 
+sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), ".."))
+from kilnrun import KilnRunError, generate as kiln_generate  # noqa: E402
+
 HERE = os.path.dirname(os.path.abspath(__file__))
 ROOT = os.path.dirname(HERE)
 PROMPTS = [[1, 17, 42, 99, 3], [5] * 20 + [200, 201, 7]]
@@ -46,15 +49,9 @@ VARIANTS = [{}, {"KILN_VULKAN_HIDE_FEATURES": "GroupNonUniformArithmetic"}]
 
 
 def generate(build, art, device, ids, out, env_extra=None):
-    res = subprocess.run(
-        [f"{build}/bin/kiln-run", "generate", art, f"--device={device}",
-         "--prompt-ids=" + ",".join(map(str, ids)), "-n", str(STEPS), "--temp=0",
-         "--print-ids", f"--logits-out={out}"],
-        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
-        env=dict(os.environ, **(env_extra or {})))
-    if res.returncode:
-        raise RuntimeError(res.stderr.strip())
-    return [int(t) for t in res.stdout.split()], np.load(out)
+    tokens = kiln_generate(f"{build}/bin/kiln-run", art, ids, STEPS, device, out,
+                           env=env_extra)
+    return tokens, np.load(out)
 
 
 def bundle(args):
@@ -101,7 +98,7 @@ def main():
                     same &= cpu[0] == vk[0]
                     worst = max(worst, float(np.abs(cpu[1] - vk[1]).max())
                                 if cpu[1].shape == vk[1].shape else float("inf"))
-        except RuntimeError as e:
+        except KilnRunError as e:
             print(f"FAIL {name}: {e}")
             failed += 1
             continue

@@ -24,6 +24,9 @@ import subprocess
 import sys
 
 import numpy as np
+
+sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), ".."))
+import kilnrun  # noqa: E402
 import onnx
 from onnx import TensorProto, helper, numpy_helper
 
@@ -159,15 +162,13 @@ def inputs_for(model, rng):
 
 
 def run(build, artifact, device, ins, outs, work, env_extra=None):
-    env = dict(os.environ)
-    env.setdefault("XDG_RUNTIME_DIR", work)
+    env = {"XDG_RUNTIME_DIR": os.environ.get("XDG_RUNTIME_DIR", work)}
     env.update(env_extra or {})
-    cmd = [os.path.join(build, "bin", "kiln-run"), artifact, f"--device={device}"]
-    cmd += [f"--input={p}" for p in ins] + [f"--output={p}" for p in outs]
-    r = subprocess.run(cmd, capture_output=True, text=True, env=env)
-    if r.returncode:
-        return r.stderr.strip()
-    return [np.load(p) for p in outs]
+    try:
+        return kilnrun.run(os.path.join(build, "bin", "kiln-run"), artifact, device,
+                           ins, outs, env)
+    except kilnrun.KilnRunError as e:
+        return str(e)
 
 
 def main():
