@@ -180,6 +180,52 @@ std::pair<Value, Value> scalarBlockValues(OpBuilder &b, Location loc, Value w,
           value(arith::ShRUIOp::create(b, loc, byte, i8c(4)))};
 }
 
+/// Integers k and k + 16 of block `blk` of row `row` as f32 (q8_0: q,
+/// q4_0: n - 8, q4_1: n), its scale d and, for q4_1, its offset m (else
+/// null): the scalar (GPU) form of blockInts.
+struct ScalarBlockInts {
+  Value lo, hi, d, m;
+};
+ScalarBlockInts scalarBlockInts(OpBuilder &b, Location loc, Value w, Value row,
+                                Value blk, Value k, StringRef format) {
+  auto c = [&](int64_t i) {
+    return arith::ConstantIndexOp::create(b, loc, i).getResult();
+  };
+  Type f32 = b.getF32Type(), i8 = b.getI8Type();
+  Value base = arith::MulIOp::create(b, loc, blk, c(quantBlockBytes(format)));
+  auto at = [&](int64_t off, Value k) {
+    Value i = arith::AddIOp::create(b, loc, base, c(off));
+    return memref::LoadOp::create(
+               b, loc, w, ValueRange{row, arith::AddIOp::create(b, loc, i, k)})
+        .getResult();
+  };
+  ScalarBlockInts out;
+  out.d = scalarHalf(b, loc, w, row, base);
+  if (format == "q8_0") {
+    out.lo = arith::SIToFPOp::create(b, loc, f32, at(2, k));
+    out.hi = arith::SIToFPOp::create(b, loc, f32, at(18, k));
+    return out;
+  }
+  bool q40 = format == "q4_0";
+  Value byte = at(q40 ? 2 : 4, k);
+  auto ints = [&](Value n) {
+    Value f = arith::UIToFPOp::create(b, loc, f32, n);
+    if (!q40)
+      return f;
+    return arith::SubFOp::create(
+               b, loc, f, arith::ConstantOp::create(b, loc, b.getF32FloatAttr(8.0f)))
+        .getResult();
+  };
+  auto i8c = [&](int64_t v) {
+    return arith::ConstantOp::create(b, loc, b.getIntegerAttr(i8, v));
+  };
+  out.lo = ints(arith::AndIOp::create(b, loc, byte, i8c(0x0F)));
+  out.hi = ints(arith::ShRUIOp::create(b, loc, byte, i8c(4)));
+  if (!q40)
+    out.m = scalarHalf(b, loc, w, row, arith::AddIOp::create(b, loc, base, c(2)));
+  return out;
+}
+
 /// The hand-built kernels read their tensor operands and never write or
 /// alias them; a tensor result is a new buffer.
 template <class Concrete, class Op>
@@ -431,7 +477,7 @@ struct ActivationBlocks {
 
 FailureOr<ActivationBlocks>
 quantizeActivations(RewriterBase &b, Location loc, Value x, bool withSums,
-                    const BufferizationOptions &options) {
+                    const BufferizationOptions &options, bool gpu = false) {
   auto xType = cast<MemRefType>(x.getType());
   int64_t rows = xType.getDimSize(0), k = xType.getDimSize(1);
   Type f32 = b.getF32Type(), f16 = b.getF16Type();
@@ -453,6 +499,55 @@ quantizeActivations(RewriterBase &b, Location loc, Value x, bool withSums,
     Value h = arith::TruncFOp::create(b, loc, f16, v);
     return arith::ExtFOp::create(b, loc, f32, h).getResult();
   };
+  if (gpu) {
+    // One invocation per (row, block), scalars: the same arithmetic.
+    scf::ParallelOp::create(
+        b, loc, ValueRange{c(b, 0), c(b, 0)}, ValueRange{c(b, rows), c(b, k / 32)},
+        ValueRange{c(b, 1), c(b, 1)},
+        [&](OpBuilder &b, Location loc, ValueRange ivs) {
+          Value m = ivs[0], blk = ivs[1];
+          Value k0 = arith::MulIOp::create(b, loc, blk, c(b, 32));
+          auto xAt = [&](OpBuilder &b, Value i) {
+            return memref::LoadOp::create(
+                       b, loc, x,
+                       ValueRange{m, arith::AddIOp::create(b, loc, k0, i)})
+                .getResult();
+          };
+          auto amaxLoop = scf::ForOp::create(
+              b, loc, c(b, 0), c(b, 32), c(b, 1), ValueRange{f(b, 0.0f)},
+              [&](OpBuilder &b, Location loc, Value i, ValueRange acc) {
+                Value a = math::AbsFOp::create(b, loc, xAt(b, i));
+                scf::YieldOp::create(
+                    b, loc, ValueRange{arith::MaximumFOp::create(b, loc, acc[0], a)});
+              });
+          Value amax = amaxLoop.getResult(0);
+          Value dv = arith::DivFOp::create(b, loc, amax, f(b, 127.0f));
+          Value nonzero = arith::CmpFOp::create(b, loc, arith::CmpFPredicate::ONE,
+                                                amax, f(b, 0.0f));
+          Value id = arith::SelectOp::create(
+              b, loc, nonzero, arith::DivFOp::create(b, loc, f(b, 127.0f), amax),
+              f(b, 0.0f));
+          auto qLoop = scf::ForOp::create(
+              b, loc, c(b, 0), c(b, 32), c(b, 1), ValueRange{f(b, 0.0f)},
+              [&](OpBuilder &b, Location loc, Value i, ValueRange acc) {
+                Value qv = math::RoundEvenOp::create(
+                    b, loc, arith::MulFOp::create(b, loc, xAt(b, i), id));
+                memref::StoreOp::create(
+                    b, loc, qv, *q,
+                    ValueRange{m, arith::AddIOp::create(b, loc, k0, i)});
+                scf::YieldOp::create(
+                    b, loc, ValueRange{arith::AddFOp::create(b, loc, acc[0], qv)});
+              });
+          memref::StoreOp::create(b, loc, toF16AndBack(b, dv), *d,
+                                  ValueRange{m, blk});
+          if (withSums) {
+            Value ds = arith::MulFOp::create(b, loc, dv, qLoop.getResult(0));
+            memref::StoreOp::create(b, loc, toF16AndBack(b, ds), *s,
+                                    ValueRange{m, blk});
+          }
+        });
+    return ActivationBlocks{*q, *d, *s};
+  }
   scf::ForOp::create(
       b, loc, c(b, 0), c(b, rows), c(b, 1), ValueRange{},
       [&](OpBuilder &b, Location loc, Value m, ValueRange) {
@@ -535,8 +630,14 @@ struct QuantMatMulOpInterface
     if (roundXToF16)
       q8 = false;
     if (forGpu(op)) {
+      // q8 (llama.cpp's numerics): x quantized per block of 32 first (a
+      // kernel of its own), then integer dot products scaled per block.
+      FailureOr<ActivationBlocks> xq = ActivationBlocks{};
       if (q8)
-        return op->emitOpError("activations = \"q8\" has no GPU kernel yet");
+        xq = quantizeActivations(rewriter, loc, *x, format == "q4_1", options,
+                                 /*gpu=*/true);
+      if (failed(xq))
+        return failure();
       // One invocation per output element: sum over blocks of 32.
       auto cg = [&](OpBuilder &b, int64_t i) {
         return arith::ConstantIndexOp::create(b, loc, i).getResult();
@@ -552,6 +653,43 @@ struct QuantMatMulOpInterface
                 b, loc, cg(b, 0), cg(b, blocks), cg(b, 1), ValueRange{zero},
                 [&](OpBuilder &b, Location loc, Value blk, ValueRange acc) {
                   Value k0 = arith::MulIOp::create(b, loc, blk, cg(b, 32));
+                  if (q8) {
+                    // Integer products are exact in f32 (|sum| < 2^24).
+                    Value zeroI = arith::ConstantOp::create(
+                        b, loc, b.getF32FloatAttr(0.0f));
+                    ScalarBlockInts wq;
+                    auto dot = scf::ForOp::create(
+                        b, loc, cg(b, 0), cg(b, 16), cg(b, 1), ValueRange{zeroI},
+                        [&](OpBuilder &b, Location loc, Value k, ValueRange a) {
+                          wq = scalarBlockInts(b, loc, *w, col, blk, k, format);
+                          Value kl = arith::AddIOp::create(b, loc, k0, k);
+                          Value kh = arith::AddIOp::create(b, loc, kl, cg(b, 16));
+                          Value xl = memref::LoadOp::create(b, loc, xq->q,
+                                                            ValueRange{m, kl});
+                          Value xh = memref::LoadOp::create(b, loc, xq->q,
+                                                            ValueRange{m, kh});
+                          Value s1 = math::FmaOp::create(b, loc, wq.lo, xl, a[0]);
+                          scf::YieldOp::create(
+                              b, loc,
+                              ValueRange{math::FmaOp::create(b, loc, wq.hi, xh, s1)});
+                        });
+                    // The block's scales (read outside the dot loop).
+                    ScalarBlockInts ws =
+                        scalarBlockInts(b, loc, *w, col, blk, cg(b, 0), format);
+                    Value dx = memref::LoadOp::create(b, loc, xq->d,
+                                                      ValueRange{m, blk});
+                    Value term = arith::MulFOp::create(
+                        b, loc, dot.getResult(0),
+                        arith::MulFOp::create(b, loc, ws.d, dx));
+                    if (ws.m) {
+                      Value sx = memref::LoadOp::create(b, loc, xq->s,
+                                                        ValueRange{m, blk});
+                      term = math::FmaOp::create(b, loc, ws.m, sx, term);
+                    }
+                    scf::YieldOp::create(
+                        b, loc, ValueRange{arith::AddFOp::create(b, loc, acc[0], term)});
+                    return;
+                  }
                   auto inner = scf::ForOp::create(
                       b, loc, cg(b, 0), cg(b, 16), cg(b, 1), acc,
                       [&](OpBuilder &b, Location loc, Value k, ValueRange a) {
@@ -561,6 +699,17 @@ struct QuantMatMulOpInterface
                         Value kh = arith::AddIOp::create(b, loc, kl, cg(b, 16));
                         Value xl = memref::LoadOp::create(b, loc, *x, ValueRange{m, kl});
                         Value xh = memref::LoadOp::create(b, loc, *x, ValueRange{m, kh});
+                        if (roundXToF16) {
+                          auto round = [&](Value v) {
+                            return arith::ExtFOp::create(
+                                       b, loc, b.getF32Type(),
+                                       arith::TruncFOp::create(b, loc, b.getF16Type(), v)
+                                           .getResult())
+                                .getResult();
+                          };
+                          xl = round(xl);
+                          xh = round(xh);
+                        }
                         Value s1 = math::FmaOp::create(b, loc, lo, xl, a[0]);
                         scf::YieldOp::create(
                             b, loc, ValueRange{math::FmaOp::create(b, loc, hi, xh, s1)});

@@ -39,6 +39,8 @@ def models():
     gguf = os.path.join(ROOT, "gguf", "models", "tiny_llama.gguf")
     yield "tiny_llama_gguf", gguf, ["--prefill-chunk=16"]
     yield "tiny_llama_gguf_kv16", gguf, ["--prefill-chunk=16", "--kv-dtype=f16"]
+    # llama.cpp's numerics: activations rounded to 8 bits per block of 32.
+    yield "tiny_llama_gguf_q8", gguf, ["--prefill-chunk=16", "--activations=q8"]
     yield "tiny_llama_k_gguf", os.path.join(ROOT, "gguf", "models", "tiny_llama_k.gguf"), \
         ["--prefill-chunk=16"]
 
