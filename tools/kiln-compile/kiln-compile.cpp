@@ -232,9 +232,11 @@ int main(int argc, char **argv) {
   context.disableMultithreading(); // 2-core machines; the pipeline is serial
   context.getDiagEngine().registerHandler([](Diagnostic &diag) {
     auto &os = llvm::errs();
+    DiagnosticSeverity severity = diag.getSeverity();
     os << "kiln-compile: "
-       << (diag.getSeverity() == DiagnosticSeverity::Error ? "error: "
-                                                           : "note: ");
+       << (severity == DiagnosticSeverity::Error     ? "error: "
+           : severity == DiagnosticSeverity::Warning ? "warning: "
+                                                     : "note: ");
     // Importer errors name the node in their message; errors from later
     // phases get it from the op's location, which the importer set.
     std::string msg = diag.str();

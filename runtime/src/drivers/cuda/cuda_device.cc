@@ -289,14 +289,16 @@ private:
         // PTX for sm_XY runs on sm_XY and newer GPUs only.
         std::string ptxArch = ptx->arch() ? ptx->arch()->str() : "";
         int need = smNumber(ptxArch);
-        if (need < 0 || have < 0 || need > have)
-          return makeStatus(
-              KILN_UNAVAILABLE,
-              "no code for '%s' (%s): the artifact has cubins for %s and PTX "
-              "for %s; recompile with --target=cuda:%s",
-              deviceName.c_str(), sm.c_str(),
-              cubinSms.empty() ? "no GPU" : cubinSms.c_str(),
-              ptxArch.empty() ? "?" : ptxArch.c_str(), sm.c_str());
+        if (need < 0 || have < 0 || need > have) {
+          std::string has = "PTX for " + (ptxArch.empty() ? "?" : ptxArch);
+          has = cubinSms.empty() ? has + " only"
+                                 : "cubins for " + cubinSms + " and " + has;
+          return makeStatus(KILN_UNAVAILABLE,
+                            "no code for '%s' (%s): the artifact has %s; "
+                            "recompile with --target=cuda:%s",
+                            deviceName.c_str(), sm.c_str(), has.c_str(),
+                            sm.c_str());
+        }
         image = ptx;
       }
       images.push_back(image);
