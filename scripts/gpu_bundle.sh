@@ -19,28 +19,43 @@
 # sent in a call of its own to one warm machine (carry [".gpu-smol1"],
 # command `true`; then 2, then 3, each within the 30 s the machine stays
 # warm), before the call with .gpu; gpu_check.sh joins and hash-checks them.
-# Usage: bash scripts/gpu_bundle.sh [--smollm2] [SM]   (default sm_90)
+#
+# --cuda-reduction=tree|serial compiles everything with that reduction form
+# instead of the default warp shuffles (for a rerun, should they misbehave
+# on the GPU: the machine cannot compile).
+# Usage: bash scripts/gpu_bundle.sh [--smollm2] [--cuda-reduction=R] [SM]
+#        (default sm_90)
 set -euo pipefail
 cd "$(dirname "$0")/.."
 smol=0
-if [ "${1:-}" = --smollm2 ]; then smol=1; shift; fi
+flags=()
+while [ $# -gt 0 ]; do
+  case $1 in
+    --smollm2) smol=1 ;;
+    --cuda-reduction=*) flags+=("--compile-flag=$1") ;;
+    *) break ;;
+  esac
+  shift
+done
 sm=${1:-sm_90}
 py=.venv/bin/python
 rm -rf .gpu && mkdir -p .gpu/bin
 cp build/bin/kiln-run .gpu/bin/
 $py test/node/run_node_tests.py --build build --target "cuda:$sm" \
-  --bundle .gpu/node --expected test/node/expected_cpu.txt | tail -1
-$py test/e2e/test_models.py --build build --target "cuda:$sm" --bundle .gpu/e2e | tail -1
+  --bundle .gpu/node --expected test/node/expected_cpu.txt ${flags[@]+"${flags[@]}"} | tail -1
+$py test/e2e/test_models.py --build build --target "cuda:$sm" --bundle .gpu/e2e \
+  ${flags[@]+"${flags[@]}"} | tail -1
 work=$(mktemp -d)
 trap 'rm -rf "$work"' EXIT
 $py test/vulkan/check_llm_devices.py --build build --work "$work" \
-  --bundle .gpu/llm --target "cuda:$sm" | tail -1
+  --bundle .gpu/llm --target "cuda:$sm" ${flags[@]+"${flags[@]}"} | tail -1
 rm -rf .gpu-smol1 .gpu-smol2 .gpu-smol3
 if [ $smol = 1 ]; then
   mkdir -p .gpu/smol
   gguf=$($py test/gguf/gguf_tool.py smollm2-path)
   build/bin/kiln-compile "$gguf" -o "$work/smol.kiln" --max-context=512 \
-    --prefill-chunk=32 --target="cpu,cuda:$sm" --quiet
+    --prefill-chunk=32 --target="cpu,cuda:$sm" --quiet \
+    ${flags[@]+"${flags[@]#--compile-flag=}"}
   ids=$(build/bin/kiln-run tokenize "$work/smol.kiln" \
     --text="The capital of France is" | tr ' ' ',')
   build/bin/kiln-run generate "$work/smol.kiln" --device=cpu --prompt-ids="$ids" \

@@ -29,6 +29,7 @@ import onnxruntime as ort
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 REL_TOL = 1e-4
+COMPILE_FLAGS = []  # extra kiln-compile flags (--compile-flag)
 
 # name -> (dims to bind, input generator)
 CASES = {
@@ -55,7 +56,7 @@ def run_case(name, build, work, target, bundle=None):
 
     kiln = os.path.join(work, name + ".kiln")
     cmd = [os.path.join(build, "bin", "kiln-compile"), model, "-o", kiln, "--quiet",
-           f"--target={target}"]
+           f"--target={target}"] + COMPILE_FLAGS
     cmd += [f"--dim={k}={v}" for k, v in dims.items()]
     subprocess.run(cmd, check=True)
     args = [os.path.join(build, "bin", "kiln-run"), kiln, f"--device={target}"]
@@ -103,8 +104,11 @@ def main():
     ap.add_argument("--build", default="build")
     ap.add_argument("--keep", help="keep artifacts and outputs here")
     ap.add_argument("--target", default="cpu", help="cpu or vulkan")
+    ap.add_argument("--compile-flag", action="append", default=[],
+                    help="an extra kiln-compile flag (repeatable)")
     ap.add_argument("--bundle", help="keep each case for a GPU check bundle here")
     args = ap.parse_args()
+    COMPILE_FLAGS.extend(args.compile_flag)
     os.environ.setdefault("XDG_RUNTIME_DIR", tempfile.gettempdir())
     work = args.keep or tempfile.mkdtemp()
     os.makedirs(work, exist_ok=True)

@@ -41,6 +41,7 @@ sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), ".."
 from run_bundle import compare  # noqa: E402
 
 DATA = "/usr/share/libonnx-testdata/data/node"
+COMPILE_FLAGS = []  # extra kiln-compile flags (--compile-flag)
 CONST_RE = re.compile(r"input '([^']+)' \([^)]*\) must be a compile-time constant")
 
 
@@ -103,7 +104,7 @@ def run_one(name, build, workdir, target="cpu", compile_only=False, bundle=None)
     bound = {}
     for _ in range(len(graph_inputs) + 1):
         cmd = [os.path.join(build, "bin", "kiln-compile"), model_path, "-o", kiln, "--quiet",
-               f"--target={target}"]
+               f"--target={target}"] + COMPILE_FLAGS
         cmd += [f"--const-input={n}={npys[graph_inputs.index(n)]}" for n in bound]
         r = subprocess.run(cmd, capture_output=True, text=True, timeout=300)
         if r.returncode == 0:
@@ -157,12 +158,15 @@ def main():
     ap.add_argument("-v", action="store_true", help="print every failure")
     ap.add_argument("--target", default="cpu",
                     help="cpu, vulkan, or cuda:sm_80,sm_90 (with --compile-only)")
+    ap.add_argument("--compile-flag", action="append", default=[],
+                    help="an extra kiln-compile flag (repeatable)")
     ap.add_argument("--bundle", help="keep each compiled test as a GPU check "
                     "case here (test/gpu/run_bundle.py)")
     ap.add_argument("--compile-only", action="store_true",
                     help="only compile (for targets without a device here; "
                          "for cuda, ptxas checks every kernel)")
     args = ap.parse_args()
+    COMPILE_FLAGS.extend(args.compile_flag)
     # The Vulkan loader wants a runtime dir; lavapipe needs nothing else.
     os.environ.setdefault("XDG_RUNTIME_DIR", tempfile.gettempdir())
 

@@ -61,7 +61,8 @@ def bundle(args):
         os.makedirs(os.path.join(args.bundle, name), exist_ok=True)
         art = os.path.join(args.bundle, name, "model.kiln")
         subprocess.run([f"{args.build}/bin/kiln-compile", path, "-o", art, "--quiet",
-                        f"--target=cpu,{args.target}"] + extra, check=True)
+                        f"--target=cpu,{args.target}"] + extra + args.compile_flag,
+                       check=True)
         for i, ids in enumerate(PROMPTS):
             case = os.path.join(args.bundle, f"{name}.p{i}")
             os.makedirs(case, exist_ok=True)
@@ -81,6 +82,8 @@ def main():
     ap.add_argument("--work", required=True)
     ap.add_argument("--bundle", help="write GPU check cases here")
     ap.add_argument("--target", default="vulkan", help="with --bundle")
+    ap.add_argument("--compile-flag", action="append", default=[],
+                    help="an extra kiln-compile flag (repeatable)")
     args = ap.parse_args()
     if args.bundle:
         return bundle(args)
@@ -89,7 +92,7 @@ def main():
     for name, path, extra in models():
         art = os.path.join(args.work, name + ".kiln")
         subprocess.run([f"{args.build}/bin/kiln-compile", path, "-o", art, "--quiet",
-                        "--target=cpu,vulkan"] + extra, check=True)
+                        "--target=cpu,vulkan"] + extra + args.compile_flag, check=True)
         worst, same = 0.0, True
         try:
             for i, ids in enumerate(PROMPTS):
