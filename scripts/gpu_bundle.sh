@@ -20,6 +20,12 @@
 # command `true`; then 2, then 3, each within the 30 s the machine stays
 # warm), before the call with .gpu; gpu_check.sh joins and hash-checks them.
 #
+# --vulkan adds .gpu-vk/ (~45 MB, a call of its own before the one with
+# .gpu): the Vulkan node tests and LLM models (both variants in each
+# artifact) with their references, and Debian's libvulkan1 for a machine
+# without a Vulkan loader; gpu_check.sh runs them on the GPU's Vulkan
+# driver too.
+#
 # --cuda-reduction=tree|serial compiles everything with that reduction form
 # instead of the default warp shuffles (for a rerun, should they misbehave
 # on the GPU: the machine cannot compile).
@@ -28,10 +34,12 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 smol=0
+vk=0
 flags=()
 while [ $# -gt 0 ]; do
   case $1 in
     --smollm2) smol=1 ;;
+    --vulkan) vk=1 ;;
     --cuda-reduction=*) flags+=("--compile-flag=$1") ;;
     *) break ;;
   esac
@@ -49,6 +57,16 @@ work=$(mktemp -d)
 trap 'rm -rf "$work"' EXIT
 $py test/vulkan/check_llm_devices.py --build build --work "$work" \
   --bundle .gpu/llm --target "cuda:$sm" ${flags[@]+"${flags[@]}"} | tail -1
+rm -rf .gpu-vk
+if [ $vk = 1 ]; then
+  mkdir -p .gpu-vk
+  (cd .gpu-vk && apt-get download libvulkan1 > /dev/null 2>&1) ||
+    echo "could not fetch libvulkan1 (the machine must have a Vulkan loader)"
+  $py test/node/run_node_tests.py --build build --target vulkan \
+    --bundle .gpu-vk/node --expected test/node/expected_vulkan.txt | tail -1
+  $py test/vulkan/check_llm_devices.py --build build --work "$work" \
+    --bundle .gpu-vk/llm --target vulkan | tail -1
+fi
 rm -rf .gpu-smol1 .gpu-smol2 .gpu-smol3
 if [ $smol = 1 ]; then
   mkdir -p .gpu/smol
@@ -73,4 +91,4 @@ PY
     mkdir -p .gpu-smol$((i + 1)) && mv "$work/part$i" .gpu-smol$((i + 1))/part
   done
 fi
-du -sh .gpu .gpu-smol* 2>/dev/null
+du -sh .gpu .gpu-vk .gpu-smol* 2>/dev/null

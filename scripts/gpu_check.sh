@@ -63,5 +63,32 @@ done
   KILN_CUDA_PROFILE=1 timeout 60 $run generate .gpu/llm/tiny_llama_gguf/model.kiln \
     --device=cuda --prompt-ids=1,2,3,4,5 -n 8 --print-ids 2>&1 | head -40
 } >> "$report" 2>&1
+# Vulkan on the same GPU, when gpu_bundle.sh --vulkan sent .gpu-vk: both
+# variants (subgroup reductions; portable ones, subgroup arithmetic hidden).
+if [ -d .gpu-vk/node ]; then
+  export XDG_RUNTIME_DIR=${XDG_RUNTIME_DIR:-/tmp}
+  if ! ldconfig -p | grep -q libvulkan.so.1; then
+    for f in .gpu-vk/*.deb; do dpkg -x "$f" /; done
+    ldconfig
+  fi
+  icd=/usr/local/nvidia/share/vulkan/icd.d/nvidia_icd.json
+  [ -f $icd ] && export VK_DRIVER_FILES=$icd
+  for hide in "" GroupNonUniformArithmetic; do
+    timeout 240 python3 test/gpu/run_bundle.py --kiln-run $run --device vulkan \
+      ${hide:+--env KILN_VULKAN_HIDE_FEATURES=$hide} --report "$report" -j 8 \
+      .gpu-vk/node .gpu-vk/llm > /dev/null || status=1
+  done
+  {
+    echo
+    echo "## Vulkan: kiln-run bench (-p 32 -n 32 -r 3)"
+    for m in llama tiny_llama_gguf; do
+      timeout 60 $run bench .gpu-vk/llm/$m/model.kiln --device=vulkan -p 32 -n 32 -r 3 2>&1 ||
+        status=1
+    done
+    echo "### KILN_VULKAN_PROFILE=1, tiny_llama_gguf, 8 decode steps"
+    KILN_VULKAN_PROFILE=1 timeout 60 $run generate .gpu-vk/llm/tiny_llama_gguf/model.kiln \
+      --device=vulkan --prompt-ids=1,2,3,4,5 -n 8 --print-ids 2>&1 | head -30
+  } >> "$report" 2>&1
+fi
 cat "$report"
 exit $status
