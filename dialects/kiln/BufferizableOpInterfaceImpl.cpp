@@ -128,19 +128,60 @@ std::pair<Value, Value> kQuantValues(OpBuilder &b, Location loc, Value w,
                                      Value row, Value blk, StringRef format,
                                      int64_t lanes, Value k);
 
-/// Values k and k + 16 of block `blk` of row `row` (GPU form, scalars).
-std::pair<Value, Value> scalarBlockValues(OpBuilder &b, Location loc, Value w,
-                                          Value row, Value blk, Value k,
+/// The scale d and, for q4_1, the offset m (else null) of block `blk` of
+/// row `row` of a q8_0 / q4_0 / q4_1 weight (GPU form, scalars).
+std::pair<Value, Value> scalarBlockScales(OpBuilder &b, Location loc, Value w,
+                                          Value row, Value blk,
                                           StringRef format) {
-  int64_t bb = quantBlockBytes(format);
+  Value base = arith::MulIOp::create(
+      b, loc, blk, arith::ConstantIndexOp::create(b, loc, quantBlockBytes(format)));
+  Value d = scalarHalf(b, loc, w, row, base);
+  if (format != "q4_1")
+    return {d, Value()};
+  Value two = arith::ConstantIndexOp::create(b, loc, 2);
+  return {d, scalarHalf(b, loc, w, row, arith::AddIOp::create(b, loc, base, two))};
+}
+
+/// The codes k and k + 16 of that block as f32: q8_0's signed q, q4_0's and
+/// q4_1's unsigned nibble n (GPU form, scalars).
+std::pair<Value, Value> scalarBlockCodes(OpBuilder &b, Location loc, Value w,
+                                         Value row, Value blk, Value k,
+                                         StringRef format) {
   auto c = [&](int64_t i) {
     return arith::ConstantIndexOp::create(b, loc, i).getResult();
   };
   Type f32 = b.getF32Type(), i8 = b.getI8Type();
+  Value base = arith::MulIOp::create(b, loc, blk, c(quantBlockBytes(format)));
+  auto at = [&](int64_t off) {
+    Value i = arith::AddIOp::create(b, loc, base, c(off));
+    return memref::LoadOp::create(
+               b, loc, w, ValueRange{row, arith::AddIOp::create(b, loc, i, k)})
+        .getResult();
+  };
+  if (format == "q8_0")
+    return {arith::SIToFPOp::create(b, loc, f32, at(2)),
+            arith::SIToFPOp::create(b, loc, f32, at(18))};
+  Value byte = at(format == "q4_0" ? 2 : 4);
+  auto i8c = [&](int64_t v) {
+    return arith::ConstantOp::create(b, loc, b.getIntegerAttr(i8, v));
+  };
+  return {arith::UIToFPOp::create(b, loc, f32,
+                                  arith::AndIOp::create(b, loc, byte, i8c(0x0F))),
+          arith::UIToFPOp::create(b, loc, f32,
+                                  arith::ShRUIOp::create(b, loc, byte, i8c(4)))};
+}
+
+/// Values k and k + 16 of block `blk` of row `row` (GPU form, scalars).
+std::pair<Value, Value> scalarBlockValues(OpBuilder &b, Location loc, Value w,
+                                          Value row, Value blk, Value k,
+                                          StringRef format) {
+  auto c = [&](int64_t i) {
+    return arith::ConstantIndexOp::create(b, loc, i).getResult();
+  };
   if (quantBlockValues(format) == 256)
     return kQuantValues(b, loc, w, row, blk, format, 1, k);
-  Value base = arith::MulIOp::create(b, loc, blk, c(bb));
   if (format == "f16") {
+    Value base = arith::MulIOp::create(b, loc, blk, c(quantBlockBytes(format)));
     auto v = [&](Value k) {
       Value off = arith::AddIOp::create(
           b, loc, base, arith::MulIOp::create(b, loc, k, c(2)));
@@ -148,82 +189,33 @@ std::pair<Value, Value> scalarBlockValues(OpBuilder &b, Location loc, Value w,
     };
     return {v(k), v(arith::AddIOp::create(b, loc, k, c(16)))};
   }
-  Value d = scalarHalf(b, loc, w, row, base);
-  auto at = [&](int64_t off, Value k) {
-    Value i = arith::AddIOp::create(b, loc, base, c(off));
-    return memref::LoadOp::create(b, loc, w,
-                                  ValueRange{row, arith::AddIOp::create(b, loc, i, k)})
-        .getResult();
-  };
-  if (format == "q8_0") {
-    auto v = [&](Value k) {
-      Value q = arith::SIToFPOp::create(b, loc, f32, at(2, k));
-      return arith::MulFOp::create(b, loc, q, d).getResult();
-    };
-    return {v(k), v(arith::AddIOp::create(b, loc, k, c(16)))};
-  }
-  bool q40 = format == "q4_0";
-  Value byte = at(q40 ? 2 : 4, k);
-  auto i8c = [&](int64_t v) {
-    return arith::ConstantOp::create(b, loc, b.getIntegerAttr(i8, v));
-  };
+  auto [d, m] = scalarBlockScales(b, loc, w, row, blk, format);
+  auto [lo, hi] = scalarBlockCodes(b, loc, w, row, blk, k, format);
+  if (format == "q8_0")
+    return {arith::MulFOp::create(b, loc, lo, d),
+            arith::MulFOp::create(b, loc, hi, d)};
   Value offset =
-      q40 ? arith::MulFOp::create(
-                b, loc, d, arith::ConstantOp::create(b, loc, b.getF32FloatAttr(-8.0f)))
+      format == "q4_0"
+          ? arith::MulFOp::create(
+                b, loc, d,
+                arith::ConstantOp::create(b, loc, b.getF32FloatAttr(-8.0f)))
                 .getResult()
-          : scalarHalf(b, loc, w, row, arith::AddIOp::create(b, loc, base, c(2)));
-  auto value = [&](Value n) {
-    Value f = arith::UIToFPOp::create(b, loc, f32, n);
-    return math::FmaOp::create(b, loc, f, d, offset).getResult();
-  };
-  return {value(arith::AndIOp::create(b, loc, byte, i8c(0x0F))),
-          value(arith::ShRUIOp::create(b, loc, byte, i8c(4)))};
+          : m;
+  return {math::FmaOp::create(b, loc, lo, d, offset),
+          math::FmaOp::create(b, loc, hi, d, offset)};
 }
 
 /// Integers k and k + 16 of block `blk` of row `row` as f32 (q8_0: q,
-/// q4_0: n - 8, q4_1: n), its scale d and, for q4_1, its offset m (else
-/// null): the scalar (GPU) form of blockInts.
-struct ScalarBlockInts {
-  Value lo, hi, d, m;
-};
-ScalarBlockInts scalarBlockInts(OpBuilder &b, Location loc, Value w, Value row,
-                                Value blk, Value k, StringRef format) {
-  auto c = [&](int64_t i) {
-    return arith::ConstantIndexOp::create(b, loc, i).getResult();
-  };
-  Type f32 = b.getF32Type(), i8 = b.getI8Type();
-  Value base = arith::MulIOp::create(b, loc, blk, c(quantBlockBytes(format)));
-  auto at = [&](int64_t off, Value k) {
-    Value i = arith::AddIOp::create(b, loc, base, c(off));
-    return memref::LoadOp::create(
-               b, loc, w, ValueRange{row, arith::AddIOp::create(b, loc, i, k)})
-        .getResult();
-  };
-  ScalarBlockInts out;
-  out.d = scalarHalf(b, loc, w, row, base);
-  if (format == "q8_0") {
-    out.lo = arith::SIToFPOp::create(b, loc, f32, at(2, k));
-    out.hi = arith::SIToFPOp::create(b, loc, f32, at(18, k));
-    return out;
-  }
-  bool q40 = format == "q4_0";
-  Value byte = at(q40 ? 2 : 4, k);
-  auto ints = [&](Value n) {
-    Value f = arith::UIToFPOp::create(b, loc, f32, n);
-    if (!q40)
-      return f;
-    return arith::SubFOp::create(
-               b, loc, f, arith::ConstantOp::create(b, loc, b.getF32FloatAttr(8.0f)))
-        .getResult();
-  };
-  auto i8c = [&](int64_t v) {
-    return arith::ConstantOp::create(b, loc, b.getIntegerAttr(i8, v));
-  };
-  out.lo = ints(arith::AndIOp::create(b, loc, byte, i8c(0x0F)));
-  out.hi = ints(arith::ShRUIOp::create(b, loc, byte, i8c(4)));
-  if (!q40)
-    out.m = scalarHalf(b, loc, w, row, arith::AddIOp::create(b, loc, base, c(2)));
-  return out;
+/// q4_0: n - 8, q4_1: n; GPU form): the block's values are d * q (+ m).
+std::pair<Value, Value> scalarBlockInts(OpBuilder &b, Location loc, Value w,
+                                        Value row, Value blk, Value k,
+                                        StringRef format) {
+  auto [lo, hi] = scalarBlockCodes(b, loc, w, row, blk, k, format);
+  if (format != "q4_0")
+    return {lo, hi};
+  Value eight = arith::ConstantOp::create(b, loc, b.getF32FloatAttr(8.0f));
+  return {arith::SubFOp::create(b, loc, lo, eight),
+          arith::SubFOp::create(b, loc, hi, eight)};
 }
 
 /// The hand-built kernels read their tensor operands and never write or
@@ -657,34 +649,33 @@ struct QuantMatMulOpInterface
                     // Integer products are exact in f32 (|sum| < 2^24).
                     Value zeroI = arith::ConstantOp::create(
                         b, loc, b.getF32FloatAttr(0.0f));
-                    ScalarBlockInts wq;
                     auto dot = scf::ForOp::create(
                         b, loc, cg(b, 0), cg(b, 16), cg(b, 1), ValueRange{zeroI},
                         [&](OpBuilder &b, Location loc, Value k, ValueRange a) {
-                          wq = scalarBlockInts(b, loc, *w, col, blk, k, format);
+                          auto [wl, wh] =
+                              scalarBlockInts(b, loc, *w, col, blk, k, format);
                           Value kl = arith::AddIOp::create(b, loc, k0, k);
                           Value kh = arith::AddIOp::create(b, loc, kl, cg(b, 16));
                           Value xl = memref::LoadOp::create(b, loc, xq->q,
                                                             ValueRange{m, kl});
                           Value xh = memref::LoadOp::create(b, loc, xq->q,
                                                             ValueRange{m, kh});
-                          Value s1 = math::FmaOp::create(b, loc, wq.lo, xl, a[0]);
+                          Value s1 = math::FmaOp::create(b, loc, wl, xl, a[0]);
                           scf::YieldOp::create(
                               b, loc,
-                              ValueRange{math::FmaOp::create(b, loc, wq.hi, xh, s1)});
+                              ValueRange{math::FmaOp::create(b, loc, wh, xh, s1)});
                         });
-                    // The block's scales (read outside the dot loop).
-                    ScalarBlockInts ws =
-                        scalarBlockInts(b, loc, *w, col, blk, cg(b, 0), format);
+                    auto [dw, mw] =
+                        scalarBlockScales(b, loc, *w, col, blk, format);
                     Value dx = memref::LoadOp::create(b, loc, xq->d,
                                                       ValueRange{m, blk});
                     Value term = arith::MulFOp::create(
                         b, loc, dot.getResult(0),
-                        arith::MulFOp::create(b, loc, ws.d, dx));
-                    if (ws.m) {
+                        arith::MulFOp::create(b, loc, dw, dx));
+                    if (mw) {
                       Value sx = memref::LoadOp::create(b, loc, xq->s,
                                                         ValueRange{m, blk});
-                      term = math::FmaOp::create(b, loc, ws.m, sx, term);
+                      term = math::FmaOp::create(b, loc, mw, sx, term);
                     }
                     scf::YieldOp::create(
                         b, loc, ValueRange{arith::AddFOp::create(b, loc, acc[0], term)});
