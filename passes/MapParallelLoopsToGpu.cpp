@@ -216,7 +216,8 @@ FailureOr<ReductionNest> matchReductionNest(scf::ForOp top) {
     Value base = kiln::bufferBehindViews(n.accStore.getMemRef(), true);
     bool aliased = false;
     top.walk([&](memref::LoadOp ld) {
-      aliased |= ld != n.accLoad && kiln::bufferBehindViews(ld.getMemRef(), true) == base;
+      aliased |= ld != n.accLoad &&
+                 kiln::bufferBehindViews(ld.getMemRef(), true) == base;
     });
     if (aliased)
       return failure();
@@ -777,9 +778,9 @@ struct MapParallelLoopsToGpuPass
   }
 
   /// Combines each lane's `partial` over the workgroup of `w` lanes, using
-  /// `shared` (w slots of workgroup memory); the result is valid in lane 0. By a tree in workgroup memory, or by
-  /// subgroup reductions and then one slot per subgroup (any subgroup
-  /// size: the count comes from the device).
+  /// `shared` (w slots of workgroup memory); the result is valid in lane 0.
+  /// By a tree in workgroup memory, or by subgroup reductions and then one
+  /// slot per subgroup (any subgroup size: the count comes from the device).
   Value combineLanes(OpBuilder &b, Location loc, Value partial, Value tid,
                      Value shared, int64_t w, arith::AtomicRMWKind kind) {
     auto c = [&](int64_t v) {

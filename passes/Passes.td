@@ -239,8 +239,6 @@ def ParallelDimsFirst : Pass<"kiln-parallel-dims-first", "mlir::func::FuncOp"> {
   let dependentDialects = ["mlir::linalg::LinalgDialect"];
 }
 
-#endif // KILN_PASSES_TD
-
 def EmptyBufferArguments
     : Pass<"kiln-empty-buffer-arguments", "mlir::ModuleOp"> {
   let summary = "Give statically empty buffer arguments a one-element type";
@@ -255,3 +253,5 @@ def EmptyBufferArguments
   }];
   let dependentDialects = ["mlir::memref::MemRefDialect"];
 }
+
+#endif // KILN_PASSES_TD

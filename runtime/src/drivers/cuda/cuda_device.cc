@@ -121,7 +121,8 @@ public:
     cu.cuDeviceGetAttribute(
         &minor, CU_DEVICE_ATTRIBUTE_COMPUTE_CAPABILITY_MINOR, device);
     const std::string sm = "sm_" + std::to_string(major) + std::to_string(minor);
-    KILN_RETURN_IF_ERROR(pickImages(target, sm));
+    std::vector<const fb::Executable *> images; // per kernel: cubin or PTX
+    KILN_RETURN_IF_ERROR(pickImages(target, sm, images));
     KILN_RETURN_IF_ERROR(check(cu.cuDevicePrimaryCtxRetain(&context, device),
                                "cuDevicePrimaryCtxRetain"));
     KILN_RETURN_IF_ERROR(check(cu.cuCtxSetCurrent(context), "cuCtxSetCurrent"));
@@ -220,12 +221,11 @@ public:
           "copying outputs"));
     KILN_RETURN_IF_ERROR(
         check(cu.cuStreamSynchronize(stream), "running the kernels"));
-    if (!p.events.empty())
-      for (size_t i = 0; i + 1 < p.events.size(); ++i) {
-        float ms = 0;
-        if (cu.cuEventElapsedTime_v2(&ms, p.events[i], p.events[i + 1]) == 0)
-          profile.add(impl, uint32_t(i), ms);
-      }
+    for (size_t i = 0; i + 1 < p.events.size(); ++i) {
+      float ms = 0;
+      if (cu.cuEventElapsedTime_v2(&ms, p.events[i], p.events[i + 1]) == 0)
+        profile.add(impl, uint32_t(i), ms);
+    }
     return nullptr;
   }
 
@@ -252,7 +252,8 @@ private:
   /// PTX per kernel, in kernel order, then for each SM one cubin per kernel
   /// in the same order. Kernels may share a name (each is its own module),
   /// so cubins pair with kernels by position, never by name.
-  kiln_status pickImages(const fb::Target *target, const std::string &sm) {
+  kiln_status pickImages(const fb::Target *target, const std::string &sm,
+                         std::vector<const fb::Executable *> &images) {
     const auto *exes = target->executables();
     uint32_t numKernels = 0;
     while (numKernels < exes->size() &&
@@ -311,24 +312,23 @@ private:
   kiln_status prepare(const fb::FunctionImpl *impl,
                       const kiln::rt::CallBuffers &buffers, size_t numIn,
                       size_t numOut, Prepared &p) {
+    // A buffer of at least 4 bytes (no zero-size allocations) per tensor.
+    auto add = [&](std::vector<CUdeviceptr> &list, uint64_t bytes,
+                   const char *what) {
+      list.push_back(0);
+      return alloc(std::max<uint64_t>(4, bytes), list.back(), what);
+    };
     for (size_t i = 0; i < numIn; ++i) {
       p.inSizes.push_back(buffers.inputs[i].size_bytes);
-      p.inputs.push_back(0);
-      KILN_RETURN_IF_ERROR(alloc(std::max<size_t>(4, p.inSizes.back()),
-                                 p.inputs.back(), "inputs"));
+      KILN_RETURN_IF_ERROR(add(p.inputs, p.inSizes.back(), "inputs"));
     }
     for (size_t i = 0; i < numOut; ++i) {
       p.outSizes.push_back(buffers.outputs[i].size_bytes);
-      p.outputs.push_back(0);
-      KILN_RETURN_IF_ERROR(alloc(std::max<size_t>(4, p.outSizes.back()),
-                                 p.outputs.back(), "outputs"));
+      KILN_RETURN_IF_ERROR(add(p.outputs, p.outSizes.back(), "outputs"));
     }
     if (impl->temporaries())
-      for (uint64_t bytes : *impl->temporaries()) {
-        p.temps.push_back(0);
-        KILN_RETURN_IF_ERROR(alloc(std::max<uint64_t>(4, bytes),
-                                   p.temps.back(), "temporaries"));
-      }
+      for (uint64_t bytes : *impl->temporaries())
+        KILN_RETURN_IF_ERROR(add(p.temps, bytes, "temporaries"));
     kiln::rt::GpuBuffers<CUdeviceptr> bound{p.inputs, p.outputs, constants,
                                             p.temps};
     // The LLM session's paged KV cache lives on the device (first use).
@@ -474,7 +474,6 @@ private:
   CUcontext context = nullptr;
   CUstream stream = nullptr;
   std::string deviceName;
-  std::vector<const fb::Executable *> images; // per kernel: cubin or PTX
   std::vector<CUmodule> modules;
   std::vector<CUfunction> functions;
   std::vector<CUdeviceptr> constants;
