@@ -16,7 +16,9 @@
 // the online-softmax form (one pass over the cached keys, running max and
 // sum) with a head_dim vector per key; its trip count is the run-time
 // context length, so a decode step costs what the context holds, not the
-// cache's capacity.
+// cache's capacity. GPU targets get scalar forms: the store one invocation
+// per (token, head, dim), attention split over the keys
+// (splitKeysAttention).
 //
 //===----------------------------------------------------------------------===//
 #include "dialects/kiln/BufferizableOpInterfaceImpl.h"
@@ -934,33 +936,48 @@ struct KvStoreOpInterface
     };
     Value cache = store.getCache(), layer = c(store.getLayer());
     SmallVector<Value, 2> sources = {*k, *v};
-    bool gpu = forGpu(op);
+    if (forGpu(op)) {
+      // One invocation per (token, head, dim) of the call's chunk; those
+      // past its n real tokens store nothing.
+      int64_t seq = cast<MemRefType>(k->getType()).getDimSize(2);
+      scf::ParallelOp::create(
+          rewriter, loc, ValueRange{c(0), c(0), c(0)},
+          ValueRange{c(seq), c(kvHeads), c(headDim)}, ValueRange{c(1), c(1), c(1)},
+          [&](OpBuilder &b, Location loc, ValueRange iv) {
+            Value i = iv[0], h = iv[1], d = iv[2];
+            Value real = arith::CmpIOp::create(b, loc, arith::CmpIPredicate::ult,
+                                               i, addr->n);
+            auto ifReal = scf::IfOp::create(b, loc, real, /*withElse=*/false);
+            OpBuilder t = ifReal.getThenBodyBuilder();
+            auto ct = [&](int64_t v) {
+              return arith::ConstantIndexOp::create(t, loc, v).getResult();
+            };
+            auto [block, slot] =
+                addr->locate(t, loc, arith::AddIOp::create(t, loc, addr->pos, i));
+            for (auto [which, src] : llvm::enumerate(sources)) {
+              Value x = memref::LoadOp::create(t, loc, src,
+                                               ValueRange{ct(0), h, i, d});
+              if (x.getType() != cacheType.getElementType())
+                x = arith::TruncFOp::create(t, loc, cacheType.getElementType(), x);
+              memref::StoreOp::create(
+                  t, loc, x, cache,
+                  ValueRange{block, ct(store.getLayer()), ct(which), h, slot, d});
+            }
+          });
+      rewriter.eraseOp(op);
+      return success();
+    }
     scf::ForOp::create(
         rewriter, loc, c(0), addr->n, c(1), ValueRange{},
         [&](OpBuilder &b, Location loc, Value i, ValueRange) {
           Value j = arith::AddIOp::create(b, loc, addr->pos, i);
-          auto [block, slot] = addr->locate(b, loc, j);
+          // (Not structured bindings: C++17 lambdas cannot capture them.)
+          std::pair<Value, Value> at = addr->locate(b, loc, j);
+          Value block = at.first, slot = at.second;
           scf::ForOp::create(
               b, loc, c(0), c(kvHeads), c(1), ValueRange{},
               [&](OpBuilder &b, Location loc, Value h, ValueRange) {
                 for (auto [which, src] : llvm::enumerate(sources)) {
-                  if (gpu) {
-                    int64_t w = which;
-                    scf::ForOp::create(
-                        b, loc, c(0), c(headDim), c(1), ValueRange{},
-                        [&](OpBuilder &b, Location loc, Value d, ValueRange) {
-                          Value x = memref::LoadOp::create(
-                              b, loc, src, ValueRange{c(0), h, i, d});
-                          if (x.getType() != cacheType.getElementType())
-                            x = arith::TruncFOp::create(
-                                b, loc, cacheType.getElementType(), x);
-                          memref::StoreOp::create(
-                              b, loc, x, cache,
-                              ValueRange{block, layer, c(w), h, slot, d});
-                          scf::YieldOp::create(b, loc);
-                        });
-                    continue;
-                  }
                   Value row = vector::LoadOp::create(
                       b, loc, vecType, src, ValueRange{c(0), h, i, c(0)});
                   if (storeType != vecType)
@@ -996,6 +1013,357 @@ SoftmaxStep softmaxStep(OpBuilder &b, Location loc, Value max, Value sum,
   return {m, l, corr, pexp};
 }
 
+/// The cached keys that query `i` of a call sees: the first `sinks` keys
+/// when there are sinks, then [lo, hi) with hi = min(pos + i + 1, end)
+/// (causal; queries past the n real ones see all of the call's keys) and
+/// lo = hi - window with a sliding window, else 0. The last range's end is
+/// hi.
+struct VisibleKeys {
+  Value pos, end;
+  int64_t window, sinks;
+
+  SmallVector<std::pair<Value, Value>, 2> ranges(OpBuilder &b, Location loc,
+                                                 Value i) const {
+    auto c = [&](int64_t v) {
+      return arith::ConstantIndexOp::create(b, loc, v).getResult();
+    };
+    Value p = arith::AddIOp::create(b, loc, pos, i);
+    Value hi = arith::MinUIOp::create(
+        b, loc, arith::AddIOp::create(b, loc, p, c(1)), end);
+    SmallVector<std::pair<Value, Value>, 2> r;
+    Value lo = c(0);
+    if (window > 0) {
+      // Keys p - window < j <= p, after the first `sinks` keys.
+      Value first = arith::SubIOp::create(
+          b, loc, arith::MaxSIOp::create(b, loc, hi, c(window)), c(window));
+      lo = first;
+      if (sinks > 0) {
+        Value sinkEnd = arith::MinUIOp::create(b, loc, c(sinks), first);
+        r.push_back({c(0), sinkEnd});
+        lo = arith::MaxUIOp::create(b, loc, first, sinkEnd);
+      }
+    }
+    r.push_back({lo, hi});
+    return r;
+  }
+};
+
+/// The GPU attention's splits: at least kMinKeysPerSplit keys each, at
+/// most kMaxSplits of them (longer caches get longer splits, so that the
+/// merge stays short); and the most scratch (scores and per-split partial
+/// results) one attention op may use: past it the queries are processed
+/// in groups.
+constexpr int64_t kMinKeysPerSplit = 32;
+constexpr int64_t kMaxSplits = 256;
+constexpr int64_t kAttentionScratchBytes = int64_t(64) << 20;
+
+/// The GPU form of paged attention, split over the keys (flash-decoding):
+/// a decode step has one query per head, so one invocation per (head,
+/// query) would leave a GPU idle and walk the whole context serially.
+/// Three flat parallel loops instead, each a kernel of many invocations:
+///  1. scores: S[h, i, j] = scale * q . k_j, one invocation per visible
+///     (head, query, key) (the others return at once);
+///  2. partials: per split of keys and per head dim, the
+///     online softmax of the split's scores (running max m, sum l) and
+///     its weighted value sum; neighbouring invocations read neighbouring
+///     value elements and the same score;
+///  3. merge, per (head, query, dim): each split rescaled to the common
+///     max, out = sum of values / sum of weights. Splits without a
+///     visible key (l = 0) are skipped.
+/// With rounded probabilities (llama.cpp's numerics: p = f16(exp(s - M) /
+/// L) with the final M and L) step 2 is split in three: each split's
+/// (m, l); their merge into (M, 1 / L) per (head, query); each split's sum
+/// of rounded probabilities times values. The merge then adds the splits.
+/// Everything is scalar (SPIR-V has no wide vectors); the trip counts
+/// follow the run-time context, the grids the cache's capacity.
+LogicalResult splitKeysAttention(RewriterBase &rewriter, Location loc,
+                                 PagedAttentionOp attn,
+                                 const CacheAddressing &addr,
+                                 const VisibleKeys &keys, Value q, Value out,
+                                 const BufferizationOptions &options) {
+  auto cacheType = cast<MemRefType>(attn.getCache().getType());
+  auto tableType = cast<MemRefType>(addr.table.getType());
+  auto qType = cast<MemRefType>(q.getType());
+  if (!tableType.hasStaticShape() || !qType.hasStaticShape())
+    return attn.emitOpError("GPU targets need a static block table and query");
+  int64_t heads = qType.getDimSize(1), seq = qType.getDimSize(2);
+  int64_t headDim = qType.getDimSize(3);
+  int64_t group = heads / cacheType.getDimSize(3);
+  int64_t capacity = tableType.getDimSize(0) * addr.blockSize;
+  int64_t keysPerSplit = kMinKeysPerSplit;
+  while (capacity > keysPerSplit * kMaxSplits)
+    keysPerSplit *= 2;
+  int64_t splits = (capacity + keysPerSplit - 1) / keysPerSplit;
+  // Queries per group: as many as the scratch budget holds.
+  int64_t perQuery = 4 * heads * (capacity + splits * (2 + headDim) + 2);
+  int64_t groupSize =
+      std::clamp<int64_t>(kAttentionScratchBytes / perQuery, 1, seq);
+  bool rounded = attn.getRoundedProbs();
+  Type f32 = rewriter.getF32Type();
+  Type cacheElt = cacheType.getElementType();
+
+  auto scratch = [&](ArrayRef<int64_t> shape) {
+    return options.createAlloc(rewriter, loc, MemRefType::get(shape, f32), {});
+  };
+  FailureOr<Value> scores = scratch({heads, groupSize, capacity});
+  FailureOr<Value> maxes = scratch({heads, groupSize, splits});
+  FailureOr<Value> sums = scratch({heads, groupSize, splits});
+  FailureOr<Value> partials = scratch({heads, groupSize, splits, headDim});
+  if (failed(scores) || failed(maxes) || failed(sums) || failed(partials))
+    return failure();
+  // Rounded probabilities: the final max and 1 / sum per (head, query).
+  FailureOr<Value> finalMax = Value(), finalInv = Value();
+  if (rounded) {
+    finalMax = scratch({heads, groupSize});
+    finalInv = scratch({heads, groupSize});
+    if (failed(finalMax) || failed(finalInv))
+      return failure();
+  }
+
+  auto c = [&](OpBuilder &b, int64_t v) {
+    return arith::ConstantIndexOp::create(b, loc, v).getResult();
+  };
+  auto f = [&](OpBuilder &b, float x) {
+    return arith::ConstantOp::create(b, loc, b.getF32FloatAttr(x)).getResult();
+  };
+  auto add = [&](OpBuilder &b, Value x, Value y) {
+    return arith::AddFOp::create(b, loc, x, y).getResult();
+  };
+  auto mul = [&](OpBuilder &b, Value x, Value y) {
+    return arith::MulFOp::create(b, loc, x, y).getResult();
+  };
+  auto expDiff = [&](OpBuilder &b, Value x, Value y) {
+    return math::ExpOp::create(b, loc, arith::SubFOp::create(b, loc, x, y))
+        .getResult();
+  };
+  Value cache = attn.getCache();
+  int64_t layer = attn.getLayer();
+  // Element d of row `which` (0 keys, 1 values) of cached key j, as f32.
+  auto cacheAt = [&](OpBuilder &b, Value j, Value kvHead, int64_t which,
+                     Value d) -> Value {
+    auto [block, slot] = addr.locate(b, loc, j);
+    Value v = memref::LoadOp::create(
+        b, loc, cache,
+        ValueRange{block, c(b, layer), c(b, which), kvHead, slot, d});
+    return cacheElt.isF32() ? v : arith::ExtFOp::create(b, loc, f32, v);
+  };
+  // A kernel: one flat parallel loop over `extents`.
+  auto kernel = [&](ArrayRef<int64_t> extents,
+                    function_ref<void(OpBuilder &, ValueRange)> body) {
+    SmallVector<Value> lbs, ubs, steps;
+    for (int64_t e : extents) {
+      lbs.push_back(c(rewriter, 0));
+      ubs.push_back(c(rewriter, e));
+      steps.push_back(c(rewriter, 1));
+    }
+    scf::ParallelOp::create(
+        rewriter, loc, lbs, ubs, steps,
+        [&](OpBuilder &b, Location, ValueRange ivs) { body(b, ivs); });
+  };
+  // Loops over the keys of split `s` that query `i` sees, carrying `init`.
+  auto overSplitKeys = [&](OpBuilder &b, Value i, Value s, ValueRange init,
+                           function_ref<SmallVector<Value>(
+                               OpBuilder &, Value, ValueRange)> step) {
+    Value s0 = arith::MulIOp::create(b, loc, s, c(b, keysPerSplit));
+    Value s1 = arith::AddIOp::create(b, loc, s0, c(b, keysPerSplit));
+    SmallVector<Value> st(init);
+    for (auto [lo, hi] : keys.ranges(b, loc, i)) {
+      auto loop = scf::ForOp::create(
+          b, loc, arith::MaxUIOp::create(b, loc, lo, s0),
+          arith::MinUIOp::create(b, loc, hi, s1), c(b, 1), st,
+          [&](OpBuilder &b, Location loc, Value j, ValueRange a) {
+            scf::YieldOp::create(b, loc, step(b, j, a));
+          });
+      st = SmallVector<Value>(loop.getResults());
+    }
+    return st;
+  };
+  // Loops over the splits holding keys query `i` sees, carrying `init`.
+  auto overSplits = [&](OpBuilder &b, Value i, ValueRange init,
+                        function_ref<SmallVector<Value>(OpBuilder &, Value,
+                                                        ValueRange)>
+                            step) {
+    Value hi = keys.ranges(b, loc, i).back().second;
+    Value active = arith::DivUIOp::create(
+        b, loc, arith::AddIOp::create(b, loc, hi, c(b, keysPerSplit - 1)),
+        c(b, keysPerSplit));
+    return SmallVector<Value>(
+        scf::ForOp::create(b, loc, c(b, 0), active, c(b, 1), init,
+                           [&](OpBuilder &b, Location loc, Value s,
+                               ValueRange a) {
+                             scf::YieldOp::create(b, loc, step(b, s, a));
+                           })
+            .getResults());
+  };
+  // Folds a split's (max m, sum l) into the running (M, L): the new M,
+  // the factors for what was summed before and for the split, the new L.
+  // A split without visible keys (l = 0, m = -inf) changes nothing.
+  auto mergeSplit = [&](OpBuilder &b, Value runMax, Value runSum, Value m,
+                        Value l) {
+    Value seen = arith::CmpFOp::create(b, loc, arith::CmpFPredicate::OGT, l,
+                                       f(b, 0.0f));
+    Value newMax = arith::SelectOp::create(
+        b, loc, seen, arith::MaximumFOp::create(b, loc, runMax, m), runMax);
+    Value keep = arith::SelectOp::create(b, loc, seen,
+                                         expDiff(b, runMax, newMax), f(b, 1.0f));
+    Value take = arith::SelectOp::create(b, loc, seen, expDiff(b, m, newMax),
+                                         f(b, 0.0f));
+    Value newSum = add(b, mul(b, runSum, keep), mul(b, l, take));
+    return std::make_tuple(newMax, keep, take, newSum);
+  };
+  Value minusInf = f(rewriter, -std::numeric_limits<float>::infinity());
+  Value scale = f(rewriter, attn.getScale().convertToFloat());
+
+  for (int64_t q0 = 0; q0 < seq; q0 += groupSize) {
+    int64_t n = std::min(groupSize, seq - q0);
+    auto query = [&](OpBuilder &b, Value gi) {
+      return arith::AddIOp::create(b, loc, gi, c(b, q0)).getResult();
+    };
+    // 1. Scores of the visible keys.
+    kernel({heads, n, capacity}, [&](OpBuilder &b, ValueRange iv) {
+      Value h = iv[0], gi = iv[1], j = iv[2], i = query(b, gi);
+      Value kvHead = arith::DivUIOp::create(b, loc, h, c(b, group));
+      Value visible;
+      for (auto [lo, hi] : keys.ranges(b, loc, i)) {
+        Value in = arith::AndIOp::create(
+            b, loc,
+            arith::CmpIOp::create(b, loc, arith::CmpIPredicate::uge, j, lo),
+            arith::CmpIOp::create(b, loc, arith::CmpIPredicate::ult, j, hi));
+        visible = visible ? arith::OrIOp::create(b, loc, visible, in) : in;
+      }
+      auto ifVisible = scf::IfOp::create(b, loc, visible, /*withElse=*/false);
+      OpBuilder t = ifVisible.getThenBodyBuilder();
+      auto dot = scf::ForOp::create(
+          t, loc, c(t, 0), c(t, headDim), c(t, 1), ValueRange{f(t, 0.0f)},
+          [&](OpBuilder &b, Location loc, Value d, ValueRange a) {
+            Value qd = memref::LoadOp::create(b, loc, q,
+                                              ValueRange{c(b, 0), h, i, d});
+            // With an f16 cache the query is rounded alike.
+            if (!cacheElt.isF32())
+              qd = arith::ExtFOp::create(
+                  b, loc, f32,
+                  arith::TruncFOp::create(b, loc, cacheElt, qd).getResult());
+            Value kd = cacheAt(b, j, kvHead, 0, d);
+            scf::YieldOp::create(b, loc,
+                                 ValueRange{math::FmaOp::create(b, loc, qd, kd,
+                                                                a[0])});
+          });
+      memref::StoreOp::create(t, loc, mul(t, dot.getResult(0), scale), *scores,
+                              ValueRange{h, gi, j});
+    });
+
+    if (!rounded) {
+      // 2. Each split's (m, l) and weighted value sums.
+      kernel({heads, n, splits, headDim}, [&](OpBuilder &b, ValueRange iv) {
+        Value h = iv[0], gi = iv[1], s = iv[2], d = iv[3], i = query(b, gi);
+        Value kvHead = arith::DivUIOp::create(b, loc, h, c(b, group));
+        SmallVector<Value> st = overSplitKeys(
+            b, i, s, ValueRange{minusInf, f(b, 0.0f), f(b, 0.0f)},
+            [&](OpBuilder &b, Value j, ValueRange a) -> SmallVector<Value> {
+              Value sc = memref::LoadOp::create(b, loc, *scores,
+                                                ValueRange{h, gi, j});
+              SoftmaxStep t = softmaxStep(b, loc, a[0], a[1], sc);
+              Value v = cacheAt(b, j, kvHead, 1, d);
+              return {t.max, t.sum,
+                      math::FmaOp::create(b, loc, t.pexp, v,
+                                          mul(b, a[2], t.corr))};
+            });
+        memref::StoreOp::create(b, loc, st[2], *partials,
+                                ValueRange{h, gi, s, d});
+        Value first = arith::CmpIOp::create(b, loc, arith::CmpIPredicate::eq,
+                                            d, c(b, 0));
+        auto ifFirst = scf::IfOp::create(b, loc, first, /*withElse=*/false);
+        OpBuilder t = ifFirst.getThenBodyBuilder();
+        memref::StoreOp::create(t, loc, st[0], *maxes, ValueRange{h, gi, s});
+        memref::StoreOp::create(t, loc, st[1], *sums, ValueRange{h, gi, s});
+      });
+      // 3. Merge the splits.
+      kernel({heads, n, headDim}, [&](OpBuilder &b, ValueRange iv) {
+        Value h = iv[0], gi = iv[1], d = iv[2], i = query(b, gi);
+        SmallVector<Value> st = overSplits(
+            b, i, ValueRange{minusInf, f(b, 0.0f), f(b, 0.0f)},
+            [&](OpBuilder &b, Value s, ValueRange a) -> SmallVector<Value> {
+              Value m = memref::LoadOp::create(b, loc, *maxes,
+                                               ValueRange{h, gi, s});
+              Value l = memref::LoadOp::create(b, loc, *sums,
+                                               ValueRange{h, gi, s});
+              Value part = memref::LoadOp::create(b, loc, *partials,
+                                                  ValueRange{h, gi, s, d});
+              auto [newMax, keep, take, newSum] = mergeSplit(b, a[0], a[1], m, l);
+              return {newMax, newSum,
+                      add(b, mul(b, a[2], keep), mul(b, part, take))};
+            });
+        memref::StoreOp::create(b, loc, arith::DivFOp::create(b, loc, st[2], st[1]),
+                                out, ValueRange{c(b, 0), h, i, d});
+      });
+      continue;
+    }
+
+    // 2a. Each split's (m, l).
+    kernel({heads, n, splits}, [&](OpBuilder &b, ValueRange iv) {
+      Value h = iv[0], gi = iv[1], s = iv[2], i = query(b, gi);
+      SmallVector<Value> st = overSplitKeys(
+          b, i, s, ValueRange{minusInf, f(b, 0.0f)},
+          [&](OpBuilder &b, Value j, ValueRange a) -> SmallVector<Value> {
+            Value sc = memref::LoadOp::create(b, loc, *scores,
+                                              ValueRange{h, gi, j});
+            SoftmaxStep t = softmaxStep(b, loc, a[0], a[1], sc);
+            return {t.max, t.sum};
+          });
+      memref::StoreOp::create(b, loc, st[0], *maxes, ValueRange{h, gi, s});
+      memref::StoreOp::create(b, loc, st[1], *sums, ValueRange{h, gi, s});
+    });
+    // 2b. The final (M, 1 / L) per (head, query).
+    kernel({heads, n}, [&](OpBuilder &b, ValueRange iv) {
+      Value h = iv[0], gi = iv[1], i = query(b, gi);
+      SmallVector<Value> stats = overSplits(
+          b, i, ValueRange{minusInf, f(b, 0.0f)},
+          [&](OpBuilder &b, Value s, ValueRange a) -> SmallVector<Value> {
+            Value m = memref::LoadOp::create(b, loc, *maxes, ValueRange{h, gi, s});
+            Value l = memref::LoadOp::create(b, loc, *sums, ValueRange{h, gi, s});
+            auto [newMax, keep, take, newSum] = mergeSplit(b, a[0], a[1], m, l);
+            return {newMax, newSum};
+          });
+      memref::StoreOp::create(b, loc, stats[0], *finalMax, ValueRange{h, gi});
+      memref::StoreOp::create(b, loc,
+                              arith::DivFOp::create(b, loc, f(b, 1.0f), stats[1]),
+                              *finalInv, ValueRange{h, gi});
+    });
+    // 2c. Each split's sum of f16(exp(s - M) / L) v.
+    kernel({heads, n, splits, headDim}, [&](OpBuilder &b, ValueRange iv) {
+      Value h = iv[0], gi = iv[1], s = iv[2], d = iv[3], i = query(b, gi);
+      Value kvHead = arith::DivUIOp::create(b, loc, h, c(b, group));
+      Value max = memref::LoadOp::create(b, loc, *finalMax, ValueRange{h, gi});
+      Value inv = memref::LoadOp::create(b, loc, *finalInv, ValueRange{h, gi});
+      SmallVector<Value> acc = overSplitKeys(
+          b, i, s, ValueRange{f(b, 0.0f)},
+          [&](OpBuilder &b, Value j, ValueRange a) -> SmallVector<Value> {
+            Value sc = memref::LoadOp::create(b, loc, *scores,
+                                              ValueRange{h, gi, j});
+            Value p = mul(b, expDiff(b, sc, max), inv);
+            p = arith::ExtFOp::create(
+                b, loc, f32,
+                arith::TruncFOp::create(b, loc, b.getF16Type(), p).getResult());
+            return {math::FmaOp::create(b, loc, p, cacheAt(b, j, kvHead, 1, d),
+                                        a[0])};
+          });
+      memref::StoreOp::create(b, loc, acc[0], *partials, ValueRange{h, gi, s, d});
+    });
+    // 3. Add the splits.
+    kernel({heads, n, headDim}, [&](OpBuilder &b, ValueRange iv) {
+      Value h = iv[0], gi = iv[1], d = iv[2], i = query(b, gi);
+      SmallVector<Value> sum = overSplits(
+          b, i, ValueRange{f(b, 0.0f)},
+          [&](OpBuilder &b, Value s, ValueRange a) -> SmallVector<Value> {
+            return {add(b, a[0], memref::LoadOp::create(b, loc, *partials,
+                                                        ValueRange{h, gi, s, d}))};
+          });
+      memref::StoreOp::create(b, loc, sum[0], out, ValueRange{c(b, 0), h, i, d});
+    });
+  }
+  return success();
+}
+
 struct PagedAttentionOpInterface
     : ReadOnlyOperands<PagedAttentionOpInterface, PagedAttentionOp> {
 
@@ -1022,7 +1390,6 @@ struct PagedAttentionOpInterface
     int64_t heads = qType.getDimSize(1), seq = qType.getDimSize(2);
     int64_t headDim = qType.getDimSize(3);
     int64_t group = heads / cacheType.getDimSize(3);
-    int64_t window = attn.getWindow(), sinks = attn.getSinks();
     Type f32 = rewriter.getF32Type();
     auto vecType = VectorType::get({headDim}, f32);
     auto cacheVecType = VectorType::get({headDim}, cacheType.getElementType());
@@ -1035,7 +1402,16 @@ struct PagedAttentionOpInterface
     };
     Value cache = attn.getCache();
     Value layer = c(rewriter, attn.getLayer());
-    Value end = arith::AddIOp::create(rewriter, loc, addr->pos, addr->n);
+    VisibleKeys keys{addr->pos,
+                     arith::AddIOp::create(rewriter, loc, addr->pos, addr->n),
+                     int64_t(attn.getWindow()), int64_t(attn.getSinks())};
+    if (forGpu(op)) {
+      if (failed(splitKeysAttention(rewriter, loc, attn, *addr, keys, *q, *out,
+                                    options)))
+        return failure();
+      replaceOpWithBufferizedValues(rewriter, op, *out);
+      return success();
+    }
     auto fast = arith::FastMathFlagsAttr::get(rewriter.getContext(),
                                               arith::FastMathFlags::reassoc);
     bool rounded = attn.getRoundedProbs();
@@ -1050,108 +1426,6 @@ struct PagedAttentionOpInterface
       return r;
     };
 
-    // GPU form: scalars, the output row as the accumulator.
-    bool gpu = forGpu(op);
-    Type cacheElt = cacheType.getElementType();
-    auto scalarAttention = [&](OpBuilder &b, Value h, Value i, Value kvHead,
-                               ArrayRef<std::pair<Value, Value>> ranges) {
-      auto outAt = [&](Value d) {
-        return SmallVector<Value>{c(b, 0), h, i, d};
-      };
-      auto overDims = [&](OpBuilder &b, ValueRange init,
-                          function_ref<SmallVector<Value>(OpBuilder &, Value,
-                                                          ValueRange)>
-                              body) {
-        return scf::ForOp::create(
-                   b, loc, c(b, 0), c(b, headDim), c(b, 1), init,
-                   [&](OpBuilder &b, Location loc, Value d, ValueRange a) {
-                     scf::YieldOp::create(b, loc, body(b, d, a));
-                   })
-            .getResults();
-      };
-      auto cacheAt = [&](OpBuilder &b, Value block, Value slot, int64_t which,
-                         Value d) -> Value {
-        Value v = memref::LoadOp::create(
-            b, loc, cache,
-            ValueRange{block, layer, c(b, which), kvHead, slot, d});
-        return cacheElt.isF32() ? v : arith::ExtFOp::create(b, loc, f32, v);
-      };
-      Value scale = f(b, attn.getScale().convertToFloat());
-      auto score = [&](OpBuilder &b, Value j) {
-        auto [block, slot] = addr->locate(b, loc, j);
-        Value dot = overDims(b, ValueRange{f(b, 0.0f)},
-                             [&](OpBuilder &b, Value d, ValueRange a) {
-          Value qd = memref::LoadOp::create(b, loc, *q, outAt(d));
-          if (!cacheElt.isF32())
-            qd = arith::ExtFOp::create(
-                b, loc, f32,
-                arith::TruncFOp::create(b, loc, cacheElt, qd).getResult());
-          Value kd = cacheAt(b, block, slot, 0, d);
-          return SmallVector<Value>{math::FmaOp::create(b, loc, qd, kd, a[0])};
-        })[0];
-        return std::make_tuple(block, slot,
-                               arith::MulFOp::create(b, loc, dot, scale).getResult());
-      };
-      // out = 0.
-      overDims(b, ValueRange{}, [&](OpBuilder &b, Value d, ValueRange) {
-        memref::StoreOp::create(b, loc, f(b, 0.0f), *out, outAt(d));
-        return SmallVector<Value>{};
-      });
-      // out = out * scaleOld + p * v (a per-key update of the output row).
-      auto accumulate = [&](OpBuilder &b, Value block, Value slot, Value keep,
-                            Value p) {
-        overDims(b, ValueRange{}, [&](OpBuilder &b, Value d, ValueRange) {
-          Value o = memref::LoadOp::create(b, loc, *out, outAt(d));
-          if (keep)
-            o = arith::MulFOp::create(b, loc, o, keep);
-          Value v = cacheAt(b, block, slot, 1, d);
-          memref::StoreOp::create(b, loc, math::FmaOp::create(b, loc, p, v, o),
-                                  *out, outAt(d));
-          return SmallVector<Value>{};
-        });
-      };
-      SmallVector<Value> st = {
-          f(b, -std::numeric_limits<float>::infinity()), f(b, 0.0f)};
-      for (auto [lo, hiV] : ranges) {
-        auto loop = scf::ForOp::create(
-            b, loc, lo, hiV, c(b, 1), st,
-            [&](OpBuilder &b, Location loc, Value j, ValueRange s0) {
-              auto [block, slot, sc] = score(b, j);
-              SoftmaxStep t = softmaxStep(b, loc, s0[0], s0[1], sc);
-              if (!rounded)
-                accumulate(b, block, slot, t.corr, t.pexp);
-              scf::YieldOp::create(b, loc, ValueRange{t.max, t.sum});
-            });
-        st = SmallVector<Value>(loop.getResults());
-      }
-      Value inv = arith::DivFOp::create(b, loc, f(b, 1.0f), st[1]);
-      if (rounded) {
-        for (auto [lo, hiV] : ranges)
-          scf::ForOp::create(
-              b, loc, lo, hiV, c(b, 1), ValueRange{},
-              [&](OpBuilder &b, Location loc, Value j, ValueRange) {
-                auto [block, slot, sc] = score(b, j);
-                Value pr = arith::MulFOp::create(
-                    b, loc,
-                    math::ExpOp::create(
-                        b, loc, arith::SubFOp::create(b, loc, sc, st[0])),
-                    inv);
-                pr = arith::ExtFOp::create(
-                    b, loc, f32,
-                    arith::TruncFOp::create(b, loc, cacheElt, pr).getResult());
-                accumulate(b, block, slot, Value(), pr);
-                scf::YieldOp::create(b, loc);
-              });
-        return;
-      }
-      overDims(b, ValueRange{}, [&](OpBuilder &b, Value d, ValueRange) {
-        Value o = memref::LoadOp::create(b, loc, *out, outAt(d));
-        memref::StoreOp::create(b, loc, arith::MulFOp::create(b, loc, o, inv),
-                                *out, outAt(d));
-        return SmallVector<Value>{};
-      });
-    };
-
     scf::ParallelOp::create(
         rewriter, loc, ValueRange{c(rewriter, 0), c(rewriter, 0)},
         ValueRange{c(rewriter, heads), c(rewriter, seq)},
@@ -1159,29 +1433,7 @@ struct PagedAttentionOpInterface
         [&](OpBuilder &b, Location loc, ValueRange ivs) {
           Value h = ivs[0], i = ivs[1];
           Value kvHead = arith::DivUIOp::create(b, loc, h, c(b, group));
-          Value p = arith::AddIOp::create(b, loc, addr->pos, i);
-          Value hi = arith::MinUIOp::create(
-              b, loc, arith::AddIOp::create(b, loc, p, c(b, 1)), end);
-          // The key ranges: [0, sinkEnd) when there are sinks, [lo, hi).
-          SmallVector<std::pair<Value, Value>, 2> ranges;
-          Value lo = c(b, 0);
-          if (window > 0) {
-            // Keys p - window < j <= p, after the first `sinks` keys.
-            Value first = arith::SubIOp::create(
-                b, loc, arith::MaxSIOp::create(b, loc, hi, c(b, window)),
-                c(b, window));
-            lo = first;
-            if (sinks > 0) {
-              Value sinkEnd = arith::MinUIOp::create(b, loc, c(b, sinks), first);
-              ranges.push_back({c(b, 0), sinkEnd});
-              lo = arith::MaxUIOp::create(b, loc, first, sinkEnd);
-            }
-          }
-          ranges.push_back({lo, hi});
-          if (gpu) {
-            scalarAttention(b, h, i, kvHead, ranges);
-            return;
-          }
+          auto ranges = keys.ranges(b, loc, i);
           Value qv = vector::LoadOp::create(b, loc, vecType, *q,
                                             ValueRange{c(b, 0), h, i, c(b, 0)});
           // With an f16 cache the query is rounded alike: q . k is a

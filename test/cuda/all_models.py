@@ -3,7 +3,8 @@
 cuda:sm_80,sm_90, and ptxas accepts all PTX"): the committed ONNX decoder
 exports (TorchScript and dynamo), the generated opset-23 and contrib-op
 decoders, the tiny GGUF models (Q8_0/Q4_0/Q4_1, K-quants, qwen2) with the
-f32 and f16 KV cache and the q8 activation mode, and the tiny BERT and
+f32 and f16 KV cache, the q8 activation mode and all of llama.cpp's
+numerics (rounded attention probabilities), and the tiny BERT and
 GPT-2, each compiled with --target=cpu,cuda:sm_80,sm_90 (kiln-compile runs
 ptxas on every kernel for both SMs). Then each runs through the runtime's
 CUDA driver on the stand-in libcuda.so.1 (fake_libcuda.cc; --fake DIR):
@@ -43,6 +44,7 @@ def models(work):
         if f == "tiny_llama.gguf":
             yield "tiny_llama_kv16", path, GGUF + ["--kv-dtype=f16"]
             yield "tiny_llama_q8", path, GGUF + ["--activations=q8"]
+            yield "tiny_llama_llamacpp", path, GGUF + ["--llamacpp-numerics"]
     yield "bert_tiny", os.path.join(TEST, "e2e", "models", "bert_tiny.onnx"), \
         ["--dim=batch=2", "--dim=seq=16"]
     yield "gpt2_tiny", os.path.join(TEST, "e2e", "models", "gpt2_tiny.onnx"), \

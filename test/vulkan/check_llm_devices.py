@@ -28,7 +28,10 @@ from kilnrun import KilnRunError, generate as kiln_generate  # noqa: E402
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 ROOT = os.path.dirname(HERE)
-PROMPTS = [[1, 17, 42, 99, 3], [5] * 20 + [200, 201, 7]]
+# The second prompt, 70 tokens and 8 steps, spans several key splits of
+# the GPU attention (32 keys each) and more than the sliding window.
+PROMPTS = [[1, 17, 42, 99, 3],
+           [5] * 20 + [200, 201, 7] + [(11 * k) % 190 + 10 for k in range(47)]]
 STEPS = 8
 
 
@@ -41,6 +44,9 @@ def models():
     yield "tiny_llama_gguf_kv16", gguf, ["--prefill-chunk=16", "--kv-dtype=f16"]
     # llama.cpp's numerics: activations rounded to 8 bits per block of 32.
     yield "tiny_llama_gguf_q8", gguf, ["--prefill-chunk=16", "--activations=q8"]
+    # All of llama.cpp's numerics: also f16 KV and f16-rounded attention
+    # probabilities (the GPU attention's two-pass form).
+    yield "tiny_llama_gguf_llamacpp", gguf, ["--prefill-chunk=16", "--llamacpp-numerics"]
     yield "tiny_llama_k_gguf", os.path.join(ROOT, "gguf", "models", "tiny_llama_k.gguf"), \
         ["--prefill-chunk=16"]
 
