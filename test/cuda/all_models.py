@@ -1,7 +1,8 @@
 #!/usr/bin/env python3
 """Every test model for CUDA (issue: "every test model ... compiles for
 cuda:sm_80,sm_90, and ptxas accepts all PTX"): the committed ONNX decoder
-exports (TorchScript and dynamo), the generated opset-23 and contrib-op
+exports (TorchScript and dynamo; Llama also with --quantize-weights=int4),
+the generated opset-23 and contrib-op
 decoders, the tiny GGUF models (Q8_0/Q4_0/Q4_1, K-quants, qwen2) with the
 f32 and f16 KV cache, the q8 activation mode and all of llama.cpp's
 numerics (rounded attention probabilities), and the tiny BERT and
@@ -32,6 +33,8 @@ GGUF = ["--prefill-chunk=16", "--max-context=256"]
 def models(work):
     for f in sorted(os.listdir(os.path.join(TEST, "llm", "models"))):
         yield f[:-5], os.path.join(TEST, "llm", "models", f), LLM
+    yield "llama_kv_int4", os.path.join(TEST, "llm", "models", "llama_kv.onnx"), \
+        LLM + ["--quantize-weights=int4"]
     for script, name in (("make_fused_onnx.py", "fused_kv"),
                          ("make_contrib_onnx.py", "contrib_kv")):
         path = os.path.join(work, name + ".onnx")

@@ -10,7 +10,15 @@ feeding each step's present tensors back as the next past, greedy. Kiln:
 after the prompt and after each of the N steps within --tol (max abs), and
 identical greedy tokens.
 
+--quantized FORMAT (q8_0, q4_0, q4_1) is for an artifact compiled with
+--quantize-weights: onnxruntime then runs the graph with every MatMul (and
+untransposed Gemm) weight W[K, N] (K a multiple of 32) replaced by W^T quantized and
+dequantized by gguf-py (llama.cpp's reference quantizer, an implementation
+independent of Kiln's), so the comparison checks Kiln's quantizer, packing
+and kernels, not the quantization error.
+
   check_ort.py MODEL.onnx ARTIFACT.kiln --build build [-n 32] [--tol 1e-3]
+               [--quantized FORMAT]
 """
 import argparse
 import os
@@ -21,6 +29,8 @@ import numpy as np
 
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), ".."))
 from kilnrun import generate  # noqa: E402
+import onnx
+from onnx import numpy_helper
 import onnxruntime as ort
 
 PROMPTS = [[1, 17, 42, 99, 3], [5] * 20 + [200, 201, 7], list(range(60, 100))]
@@ -58,6 +68,34 @@ def ort_greedy(sess, ids, steps):
     return np.stack(rows), tokens
 
 
+def quantized_model(path, fmt):
+    """The model's bytes with its MatMul weights as gguf-py quantizes them."""
+    import gguf
+    from gguf.quants import dequantize, quantize
+    qtype = {"q8_0": gguf.GGMLQuantizationType.Q8_0,
+             "q4_0": gguf.GGMLQuantizationType.Q4_0,
+             "q4_1": gguf.GGMLQuantizationType.Q4_1}[fmt]
+    model = onnx.load(path)
+    inits = {t.name: t for t in model.graph.initializer}
+    done = set()
+    for node in model.graph.node:
+        # MatMul and Gemm (not transposed: Kiln's importer makes both a
+        # kiln.matmul by the weight as it is).
+        trans = any(a.name in ("transA", "transB") and a.i for a in node.attribute)
+        if (node.op_type not in ("MatMul", "Gemm") or trans or
+                node.input[1] not in inits or node.input[1] in done):
+            continue
+        t = inits[node.input[1]]
+        w = numpy_helper.to_array(t)
+        if w.dtype != np.float32 or w.ndim != 2 or w.shape[0] % 32:
+            continue
+        deq = dequantize(quantize(np.ascontiguousarray(w.T), qtype), qtype)
+        t.CopyFrom(numpy_helper.from_array(np.ascontiguousarray(deq.T).astype(np.float32),
+                                           t.name))
+        done.add(node.input[1])
+    return model.SerializeToString(), len(done)
+
+
 def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("model")
@@ -65,8 +103,13 @@ def main():
     ap.add_argument("--build", default="build")
     ap.add_argument("-n", type=int, default=32)
     ap.add_argument("--tol", type=float, default=1e-3)
+    ap.add_argument("--quantized", choices=["q8_0", "q4_0", "q4_1"])
     args = ap.parse_args()
-    sess = ort.InferenceSession(args.model, providers=["CPUExecutionProvider"])
+    model = args.model
+    if args.quantized:
+        model, count = quantized_model(args.model, args.quantized)
+        print(f"reference: {count} MatMul/Gemm weights quantized to {args.quantized} by gguf-py")
+    sess = ort.InferenceSession(model, providers=["CPUExecutionProvider"])
     failed = 0
     with tempfile.TemporaryDirectory() as work:
         for i, ids in enumerate(PROMPTS):

@@ -39,6 +39,9 @@ def models():
     onnx_args = ["--llm", "--prefill-chunk=16", "--max-context=256"]
     for name in ("llama", "qwen2", "mistral", "phi3", "gpt2", "llama_mask"):
         yield name, os.path.join(ROOT, "llm", "models", f"{name}_kv.onnx"), onnx_args
+    # An f32 export quantized by the compiler (--quantize-weights).
+    yield "llama_int4", os.path.join(ROOT, "llm", "models", "llama_kv.onnx"), \
+        onnx_args + ["--quantize-weights=int4"]
     gguf = os.path.join(ROOT, "gguf", "models", "tiny_llama.gguf")
     yield "tiny_llama_gguf", gguf, ["--prefill-chunk=16"]
     yield "tiny_llama_gguf_kv16", gguf, ["--prefill-chunk=16", "--kv-dtype=f16"]

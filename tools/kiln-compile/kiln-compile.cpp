@@ -30,6 +30,7 @@
 #include "dialects/kiln/KilnDialect.h"
 #include "mlir/Pass/PassManager.h"
 #include "mlir/Transforms/Passes.h"
+#include "llvm/ADT/StringSwitch.h"
 #include "llvm/Support/CommandLine.h"
 #include "llvm/Support/Format.h"
 #include "llvm/Support/InitLLVM.h"
@@ -85,6 +86,12 @@ static cl::opt<bool> dequantizeWeights(
              "instead of "
              "keeping their blocks"),
     cl::init(false));
+static cl::opt<std::string> quantizeWeights(
+    "quantize-weights",
+    cl::desc("Weight-only quantization of matmul weights, group-wise (32): "
+             "int8 (= q8_0, symmetric), int4 (= q4_0, symmetric) or q4_1 "
+             "(int4 with a per-group minimum); packed in the artifact"),
+    cl::init(""));
 static cl::opt<std::string> kvDtype(
     "kv-dtype",
     cl::desc("LLM form: element type of the paged KV cache, f32 or f16 "
@@ -258,6 +265,16 @@ int main(int argc, char **argv) {
     llvm::errs() << llvm::format("[%6.2fs] ", s) << what << "\n";
   };
 
+  std::string quantFormat = llvm::StringSwitch<std::string>(quantizeWeights)
+                                .Cases({"int8", "q8_0"}, "q8_0")
+                                .Cases({"int4", "q4_0"}, "q4_0")
+                                .Case("q4_1", "q4_1")
+                                .Case("", "")
+                                .Default("?");
+  if (quantFormat == "?")
+    return fail("--quantize-weights=" + quantizeWeights +
+                ": expected int8 (q8_0), int4 (q4_0) or q4_1");
+
   kiln::WeightStore weights;
   std::optional<kiln::TokenizerSpec> tokenizer;
   OwningOpRef<ModuleOp> module;
@@ -339,7 +356,7 @@ int main(int argc, char **argv) {
          pm.addPass(createSymbolDCEPass());
        }},
       {"llm",
-       [](PassManager &pm) {
+       [&](PassManager &pm) {
          pm.addPass(kiln::createRaiseAttention());
          pm.addPass(createCanonicalizerPass());
          pm.addPass(createCSEPass());
@@ -352,6 +369,8 @@ int main(int argc, char **argv) {
            pm.addPass(createCanonicalizerPass());
            pm.addPass(createCSEPass());
          }
+         if (!quantFormat.empty())
+           pm.addPass(kiln::createQuantizeWeights(weights, quantFormat));
        }},
   };
   for (const Phase &phase : phasesBeforeTarget) {
