@@ -26,6 +26,7 @@
 #include "mlir/IR/BuiltinOps.h"
 
 #include "llvm/ADT/APFloat.h"
+#include "llvm/ADT/StringSet.h"
 
 #include <algorithm>
 #include <cmath>
@@ -147,8 +148,13 @@ struct QuantizeWeightsPass
           !rt.hasStaticShape())
         continue;
       int64_t k = wt.getDimSize(0), n = wt.getDimSize(1);
-      if (k % kGroup != 0)
+      if (k % kGroup != 0) {
+        if (leftF32.insert(w.getName()).second)
+          leftExample = (w.getName() + " [" + llvm::Twine(k) + ", " +
+                         llvm::Twine(n) + "]")
+                            .str();
         continue;
+      }
       FailureOr<std::string> key = packed(w, k, n);
       if (failed(key))
         return signalPassFailure();
@@ -173,7 +179,16 @@ struct QuantizeWeightsPass
       if (w->use_empty())
         w.erase();
     }
+    if (!leftF32.empty())
+      mlir::emitWarning(getOperation().getLoc())
+          << "--quantize-weights: " << leftF32.size()
+          << " matmul weight(s) stay f32, their inner dimension not a "
+             "multiple of 32 (e.g. "
+          << leftExample << ")";
   }
+
+  llvm::StringSet<> leftF32;
+  std::string leftExample;
 
   WeightStore &store;
   std::string format;
