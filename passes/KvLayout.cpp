@@ -101,8 +101,9 @@ struct KvLayoutPass : kiln::impl::KvLayoutBase<KvLayoutPass> {
       module.emitError("kiln-kv-layout: block size and context must be > 0");
       return signalPassFailure();
     }
-    if (kvDtype != "f32" && kvDtype != "f16") {
-      module.emitError("kiln-kv-layout: kv-dtype must be f32 or f16, not '")
+    if (!kvCacheElementType(&getContext(), kvDtype)) {
+      module.emitError("kiln-kv-layout: kv-dtype must be f32, f16 or int8, "
+                       "not '")
           << kvDtype << "'";
       return signalPassFailure();
     }
@@ -158,11 +159,10 @@ struct KvLayoutPass : kiln::impl::KvLayoutBase<KvLayoutPass> {
     int64_t kvHeads = past0.getDimSize(1), headDim = past0.getDimSize(3);
     int64_t pastLen = past0.getDimSize(2);
     int64_t blocks = (maxContext + blockSize - 1) / blockSize;
+    Type elt = kvCacheElementType(&getContext(), kvDtype);
     auto type = MemRefType::get({blocks, int64_t(layers.size()), 2, kvHeads,
-                                 blockSize, headDim},
-                                kvDtype == "f16"
-                                    ? Type(Float16Type::get(&getContext()))
-                                    : Type(Float32Type::get(&getContext())));
+                                 blockSize, kvCacheRowElements(elt, headDim)},
+                                elt);
     if (cacheType && cacheType != type)
       return f.emitError("kiln-kv-layout: functions disagree on the cache "
                          "shape (")

@@ -48,7 +48,8 @@ def KvLayout : Pass<"kiln-kv-layout", "mlir::ModuleOp"> {
     Option<"maxContext", "max-context", "int64_t", "2048",
            "Most tokens a sequence holds">,
     Option<"kvDtype", "kv-dtype", "std::string", "\"f32\"",
-           "Element type of the cache: f32 or f16">,
+           "Element type of the cache: f32, f16 or int8 (Q8_0 blocks "
+           "along head_dim)">,
   ];
 }
 

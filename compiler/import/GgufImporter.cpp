@@ -564,7 +564,8 @@ LogicalResult LlamaBuilder::buildFunction(ModuleOp module, StringRef name,
                                    step, b.getI64IntegerAttr(l), scale,
                                    b.getI64IntegerAttr(0),
                                    b.getI64IntegerAttr(0),
-                                   options.kvF16 && options.roundedProbs
+                                   options.kvDtype == "f16" &&
+                                           options.roundedProbs
                                        ? b.getUnitAttr()
                                        : UnitAttr());
     } else {
@@ -671,9 +672,15 @@ OwningOpRef<ModuleOp> LlamaBuilder::build() {
   // may reach past it, so RoPE rows cover that too (the gather clamps).
   context = tableLen * block;
   ropeRows = context + chunk;
-  cacheType = MemRefType::get({tableLen, layers, 2, kvHeads, block, headDim},
-                              options.kvF16 ? Type(b.getF16Type())
-                                            : Type(b.getF32Type()));
+  Type kvElt = kvCacheElementType(b.getContext(), options.kvDtype);
+  if (!kvElt) {
+    err() << "KV cache dtype must be f32, f16 or int8, not '"
+          << options.kvDtype << "'";
+    return nullptr;
+  }
+  cacheType = MemRefType::get(
+      {tableLen, layers, 2, kvHeads, block, kvCacheRowElements(kvElt, headDim)},
+      kvElt);
   if (failed(buildFunction(*module, "prefill", chunk, true)) ||
       failed(buildFunction(*module, "decode", 1, true)))
     return nullptr;

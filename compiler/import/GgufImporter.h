@@ -30,11 +30,12 @@ struct GgufImportOptions {
   /// Packed matmuls: "f32" multiplies x as it is; "q8" rounds x to 8-bit
   /// blocks first, as llama.cpp's CPU backend does (kiln.quant_matmul).
   std::string activations = "f32";
-  /// Element type of the paged KV cache: f32, or f16 (half the memory,
-  /// llama.cpp's default).
-  bool kvF16 = false;
-  /// With kvF16: attention rounds its normalized probabilities to f16
-  /// (two passes over the keys), as llama.cpp's CPU attention does.
+  /// Element type of the paged KV cache: "f32", "f16" (half the memory,
+  /// llama.cpp's default) or "int8" (Q8_0 blocks along head_dim, a quarter
+  /// plus a scale per 32 values).
+  std::string kvDtype = "f32";
+  /// With an f16 cache: attention rounds its normalized probabilities to
+  /// f16 (two passes over the keys), as llama.cpp's CPU attention does.
   bool roundedProbs = false;
 };
 

@@ -75,8 +75,10 @@ struct Plan {
   std::vector<TensorDesc> constants;
   std::vector<ArrayRef<char>> segments; // constants first, then the image
   /// The paged KV cache's type ([blocks, layers, 2, kv_heads, block_size,
-  /// head_dim]) when a function has one.
+  /// row]) when a function has one, and its head dim (the row is longer
+  /// for an i8 cache: codes, then the scales).
   MemRefType cache;
+  int64_t headDim = 0;
   int64_t maxContext = 0;
   /// Per cache layer: (window, sinks) of its paged attention.
   std::map<int64_t, std::pair<int64_t, int64_t>> layerWindows;
@@ -272,12 +274,14 @@ std::vector<char> buildFlatbuffer(const Plan &plan, const CpuExecutable *cpu,
                                         : it->second;
       layers.push_back(fb::CreateKvLayerSpec(b, window, sinks));
     }
+    Type elt = plan.cache.getElementType();
+    bool int8 = elt.isInteger(8);
     kvSpec = fb::CreateKvCacheSpec(
-        b, c[1], c[3], c[5],
-        plan.cache.getElementType().isF16() ? fb::DType::F16 : fb::DType::F32,
-        c[4],
-        fb::CacheLayout::BlockHeadToken, fb::DType::F32, b.CreateVector(layers),
-        plan.maxContext, c[0]);
+        b, c[1], c[3], plan.headDim,
+        int8 ? fb::DType::I8 : elt.isF16() ? fb::DType::F16 : fb::DType::F32,
+        c[4], fb::CacheLayout::BlockHeadToken,
+        int8 ? fb::DType::F16 : fb::DType::F32, b.CreateVector(layers),
+        plan.maxContext, c[0], int8 ? kvInt8Group(plan.headDim) : 0);
   }
   auto model = fb::CreateModel(
       b, kFormatVersion, b.CreateString("kiln-compile"), b.CreateVector(kvs),
@@ -330,6 +334,7 @@ LogicalResult writeArtifact(StringRef path, ModuleOp module,
   }
   module.walk([&](PagedAttentionOp op) {
     plan.layerWindows[op.getLayer()] = {op.getWindow(), op.getSinks()};
+    plan.headDim = cast<RankedTensorType>(op.getQ().getType()).getDimSize(3);
   });
   if (plan.cache) {
     auto context = module->getAttrOfType<IntegerAttr>("kiln.max_context");

@@ -108,14 +108,18 @@ bool forGpu(Operation *op) {
   return m && m->hasAttr("kiln.gpu_kernels");
 }
 
-/// The f16 at byte `off` of row `row` of an i8 weight, as f32, read byte
-/// by byte (GPU form).
-Value scalarHalf(OpBuilder &b, Location loc, Value w, Value row, Value off) {
+/// The f16 at byte `off` of an i8 buffer `w`, indexed by `lead` then
+/// `off` (a weight's row, a KV cache row), as f32, read byte by byte (GPU
+/// form).
+Value scalarHalf(OpBuilder &b, Location loc, Value w, ValueRange lead,
+                 Value off) {
   auto i16 = b.getI16Type();
   auto byte = [&](int64_t k) -> Value {
     Value idx = arith::AddIOp::create(
         b, loc, off, arith::ConstantIndexOp::create(b, loc, k));
-    Value v = memref::LoadOp::create(b, loc, w, ValueRange{row, idx});
+    SmallVector<Value> at(lead);
+    at.push_back(idx);
+    Value v = memref::LoadOp::create(b, loc, w, at);
     return arith::ExtUIOp::create(b, loc, i16, v);
   };
   Value hi = arith::ShLIOp::create(
@@ -124,6 +128,33 @@ Value scalarHalf(OpBuilder &b, Location loc, Value w, Value row, Value off) {
   Value bits = arith::OrIOp::create(b, loc, byte(0), hi);
   Value h = arith::BitcastOp::create(b, loc, b.getF16Type(), bits);
   return arith::ExtFOp::create(b, loc, b.getF32Type(), h);
+}
+
+/// The f16 at `at` (the last index a byte offset) of an i8 buffer, as f32,
+/// by one two-byte vector load (CPU form).
+Value vectorHalf(OpBuilder &b, Location loc, Value w, ValueRange at) {
+  Value raw = vector::LoadOp::create(
+      b, loc, VectorType::get({2}, b.getI8Type()), w, at);
+  Value h = vector::BitCastOp::create(
+      b, loc, VectorType::get({1}, b.getF16Type()), raw);
+  Value e = vector::ExtractOp::create(b, loc, h, ArrayRef<int64_t>{0});
+  return arith::ExtFOp::create(b, loc, b.getF32Type(), e);
+}
+
+/// ggml's Q8_0 scale for a block whose largest magnitude is `amax`: the
+/// scale d = amax / 127 and the factor id = 127 / amax (0 for an all-zero
+/// block) that maps the block's values onto [-127, 127] before rounding
+/// half to even (its AVX quantizer's arithmetic).
+std::pair<Value, Value> q8Scale(OpBuilder &b, Location loc, Value amax) {
+  auto f = [&](float v) {
+    return arith::ConstantOp::create(b, loc, b.getF32FloatAttr(v)).getResult();
+  };
+  Value d = arith::DivFOp::create(b, loc, amax, f(127.0f));
+  Value nonzero =
+      arith::CmpFOp::create(b, loc, arith::CmpFPredicate::ONE, amax, f(0.0f));
+  Value id = arith::SelectOp::create(
+      b, loc, nonzero, arith::DivFOp::create(b, loc, f(127.0f), amax), f(0.0f));
+  return {d, id};
 }
 
 std::pair<Value, Value> kQuantValues(OpBuilder &b, Location loc, Value w,
@@ -260,12 +291,7 @@ BlockInts blockInts(OpBuilder &b, Location loc, Value w, Value row, Value blk,
   };
   Type f32 = b.getF32Type(), i8 = b.getI8Type();
   auto scale = [&](int64_t off) {
-    Value raw = vector::LoadOp::create(b, loc, VectorType::get({2}, i8), w,
-                                       ValueRange{row, at(off)});
-    Value h = vector::BitCastOp::create(
-        b, loc, VectorType::get({1}, b.getF16Type()), raw);
-    Value e = vector::ExtractOp::create(b, loc, h, ArrayRef<int64_t>{0});
-    return arith::ExtFOp::create(b, loc, f32, e).getResult();
+    return vectorHalf(b, loc, w, ValueRange{row, at(off)});
   };
   auto v16i8 = VectorType::get({16}, i8), v16f = VectorType::get({16}, f32);
   BlockInts out;
@@ -514,13 +540,9 @@ quantizeActivations(RewriterBase &b, Location loc, Value x, bool withSums,
                 scf::YieldOp::create(
                     b, loc, ValueRange{arith::MaximumFOp::create(b, loc, acc[0], a)});
               });
-          Value amax = amaxLoop.getResult(0);
-          Value dv = arith::DivFOp::create(b, loc, amax, f(b, 127.0f));
-          Value nonzero = arith::CmpFOp::create(b, loc, arith::CmpFPredicate::ONE,
-                                                amax, f(b, 0.0f));
-          Value id = arith::SelectOp::create(
-              b, loc, nonzero, arith::DivFOp::create(b, loc, f(b, 127.0f), amax),
-              f(b, 0.0f));
+          // (Not structured bindings: C++17 lambdas cannot capture them.)
+          std::pair<Value, Value> scale = q8Scale(b, loc, amaxLoop.getResult(0));
+          Value dv = scale.first, id = scale.second;
           auto qLoop = scf::ForOp::create(
               b, loc, c(b, 0), c(b, 32), c(b, 1), ValueRange{f(b, 0.0f)},
               [&](OpBuilder &b, Location loc, Value i, ValueRange acc) {
@@ -557,13 +579,8 @@ quantizeActivations(RewriterBase &b, Location loc, Value x, bool withSums,
                   math::AbsFOp::create(b, loc, hi));
               Value amax = vector::ReductionOp::create(
                   b, loc, vector::CombiningKind::MAXIMUMF, amaxV);
-              Value dv = arith::DivFOp::create(b, loc, amax, f(b, 127.0f));
-              Value nonzero = arith::CmpFOp::create(
-                  b, loc, arith::CmpFPredicate::ONE, amax, f(b, 0.0f));
-              Value id = arith::SelectOp::create(
-                  b, loc, nonzero,
-                  arith::DivFOp::create(b, loc, f(b, 127.0f), amax),
-                  f(b, 0.0f));
+              std::pair<Value, Value> scale = q8Scale(b, loc, amax);
+              Value dv = scale.first, id = scale.second;
               Value idV = vector::BroadcastOp::create(b, loc, v16f, id);
               auto round = [&](Value v) {
                 return math::RoundEvenOp::create(
@@ -908,6 +925,42 @@ struct QuantGatherOpInterface
   }
 };
 
+/// Quantizes `x`, one group of a KV row (vector<g x f32>), to Q8_0: its
+/// codes (vector<g x i8>) and scale d (f32, before rounding to f16).
+std::pair<Value, Value> quantizeKvGroup(OpBuilder &b, Location loc, Value x) {
+  auto type = cast<VectorType>(x.getType());
+  Value amax = vector::ReductionOp::create(
+      b, loc, vector::CombiningKind::MAXIMUMF, math::AbsFOp::create(b, loc, x));
+  auto [d, id] = q8Scale(b, loc, amax);
+  Value q = math::RoundEvenOp::create(
+      b, loc,
+      arith::MulFOp::create(b, loc, x,
+                            vector::BroadcastOp::create(b, loc, type, id)));
+  Value codes = arith::FPToSIOp::create(
+      b, loc, VectorType::get(type.getShape(), b.getI8Type()), q);
+  return {codes, d};
+}
+
+/// Stores f32 `d` as the two little-endian bytes of its f16 at `lead` then
+/// `off`, `off` + 1 of an i8 buffer (GPU form: byte stores).
+void storeScalarHalf(OpBuilder &b, Location loc, Value d, Value w,
+                     ValueRange lead, Value off) {
+  auto i16 = b.getI16Type(), i8 = b.getI8Type();
+  Value bits = arith::BitcastOp::create(
+      b, loc, i16, arith::TruncFOp::create(b, loc, b.getF16Type(), d));
+  Value hi = arith::ShRUIOp::create(
+      b, loc, bits, arith::ConstantOp::create(b, loc, b.getIntegerAttr(i16, 8)));
+  Value parts[] = {bits, hi};
+  for (int64_t k = 0; k < 2; ++k) {
+    SmallVector<Value> at(lead);
+    at.push_back(arith::AddIOp::create(
+        b, loc, off, arith::ConstantIndexOp::create(b, loc, k)));
+    memref::StoreOp::create(b, loc,
+                            arith::TruncIOp::create(b, loc, i8, parts[k]), w,
+                            at);
+  }
+}
+
 struct KvStoreOpInterface
     : ReadOnlyOperands<KvStoreOpInterface, KvStoreOp> {
 
@@ -927,22 +980,29 @@ struct KvStoreOpInterface
         contiguousBuffer(rewriter, loc, store.getV(), options, state);
     if (failed(addr) || failed(k) || failed(v))
       return failure();
-    int64_t kvHeads = cacheType.getDimSize(3), headDim = cacheType.getDimSize(5);
-    auto vecType = VectorType::get({headDim}, rewriter.getF32Type());
-    // An f16 cache stores rounded keys and values.
-    auto storeType = VectorType::get({headDim}, cacheType.getElementType());
+    int64_t kvHeads = cacheType.getDimSize(3);
+    int64_t headDim = cast<MemRefType>(k->getType()).getDimSize(3);
+    Type f32 = rewriter.getF32Type(), elt = cacheType.getElementType();
+    // An f16 cache stores rounded keys and values; an i8 one Q8_0 groups
+    // of `group` values: codes at [0, head_dim), group g's f16 scale at
+    // head_dim + 2 g.
+    bool int8 = elt.isInteger(8);
+    int64_t group = int8 ? kvInt8Group(headDim) : headDim;
+    int64_t groups = headDim / group;
     auto c = [&](int64_t i) {
       return arith::ConstantIndexOp::create(rewriter, loc, i).getResult();
     };
     Value cache = store.getCache(), layer = c(store.getLayer());
     SmallVector<Value, 2> sources = {*k, *v};
     if (forGpu(op)) {
-      // One invocation per (token, head, dim) of the call's chunk; those
-      // past its n real tokens store nothing.
+      // One invocation per (token, head, dim) of the call's chunk (an i8
+      // cache: per (token, head, group)); those past its n real tokens
+      // store nothing.
       int64_t seq = cast<MemRefType>(k->getType()).getDimSize(2);
       scf::ParallelOp::create(
           rewriter, loc, ValueRange{c(0), c(0), c(0)},
-          ValueRange{c(seq), c(kvHeads), c(headDim)}, ValueRange{c(1), c(1), c(1)},
+          ValueRange{c(seq), c(kvHeads), c(int8 ? groups : headDim)},
+          ValueRange{c(1), c(1), c(1)},
           [&](OpBuilder &b, Location loc, ValueRange iv) {
             Value i = iv[0], h = iv[1], d = iv[2];
             Value real = arith::CmpIOp::create(b, loc, arith::CmpIPredicate::ult,
@@ -954,19 +1014,62 @@ struct KvStoreOpInterface
             };
             auto [block, slot] =
                 addr->locate(t, loc, arith::AddIOp::create(t, loc, addr->pos, i));
-            for (auto [which, src] : llvm::enumerate(sources)) {
-              Value x = memref::LoadOp::create(t, loc, src,
-                                               ValueRange{ct(0), h, i, d});
-              if (x.getType() != cacheType.getElementType())
-                x = arith::TruncFOp::create(t, loc, cacheType.getElementType(), x);
-              memref::StoreOp::create(
-                  t, loc, x, cache,
-                  ValueRange{block, ct(store.getLayer()), ct(which), h, slot, d});
+            for (int64_t which = 0; which < 2; ++which) {
+              Value src = sources[which];
+              SmallVector<Value> row = {block, ct(store.getLayer()),
+                                        ct(which), h, slot};
+              auto at = [&](Value x) {
+                SmallVector<Value> r(row);
+                r.push_back(x);
+                return r;
+              };
+              if (!int8) {
+                Value x = memref::LoadOp::create(t, loc, src,
+                                                 ValueRange{ct(0), h, i, d});
+                if (x.getType() != elt)
+                  x = arith::TruncFOp::create(t, loc, elt, x);
+                memref::StoreOp::create(t, loc, x, cache, at(d));
+                continue;
+              }
+              // Group d: its largest magnitude, then codes and scale.
+              Value g0 = arith::MulIOp::create(t, loc, d, ct(group));
+              auto xAt = [&](OpBuilder &b, Value e) {
+                return memref::LoadOp::create(
+                           b, loc, src,
+                           ValueRange{ct(0), h, i,
+                                      arith::AddIOp::create(b, loc, g0, e)})
+                    .getResult();
+              };
+              Value zero = arith::ConstantOp::create(t, loc, t.getF32FloatAttr(0));
+              auto amax = scf::ForOp::create(
+                  t, loc, ct(0), ct(group), ct(1), ValueRange{zero},
+                  [&](OpBuilder &b, Location loc, Value e, ValueRange a) {
+                    Value m = arith::MaximumFOp::create(
+                        b, loc, a[0], math::AbsFOp::create(b, loc, xAt(b, e)));
+                    scf::YieldOp::create(b, loc, ValueRange{m});
+                  });
+              std::pair<Value, Value> scale = q8Scale(t, loc, amax.getResult(0));
+              Value id = scale.second;
+              scf::ForOp::create(
+                  t, loc, ct(0), ct(group), ct(1), ValueRange{},
+                  [&](OpBuilder &b, Location loc, Value e, ValueRange) {
+                    Value q = math::RoundEvenOp::create(
+                        b, loc, arith::MulFOp::create(b, loc, xAt(b, e), id));
+                    memref::StoreOp::create(
+                        b, loc,
+                        arith::FPToSIOp::create(b, loc, b.getI8Type(), q),
+                        cache, at(arith::AddIOp::create(b, loc, g0, e)));
+                    scf::YieldOp::create(b, loc);
+                  });
+              Value off = arith::AddIOp::create(
+                  t, loc, ct(headDim), arith::MulIOp::create(t, loc, d, ct(2)));
+              storeScalarHalf(t, loc, scale.first, cache, row, off);
             }
           });
       rewriter.eraseOp(op);
       return success();
     }
+    auto groupType = VectorType::get({group}, f32);
     scf::ForOp::create(
         rewriter, loc, c(0), addr->n, c(1), ValueRange{},
         [&](OpBuilder &b, Location loc, Value i, ValueRange) {
@@ -977,14 +1080,34 @@ struct KvStoreOpInterface
           scf::ForOp::create(
               b, loc, c(0), c(kvHeads), c(1), ValueRange{},
               [&](OpBuilder &b, Location loc, Value h, ValueRange) {
-                for (auto [which, src] : llvm::enumerate(sources)) {
-                  Value row = vector::LoadOp::create(
-                      b, loc, vecType, src, ValueRange{c(0), h, i, c(0)});
-                  if (storeType != vecType)
-                    row = arith::TruncFOp::create(b, loc, storeType, row);
-                  vector::StoreOp::create(
-                      b, loc, row, cache,
-                      ValueRange{block, layer, c(which), h, slot, c(0)});
+                for (int64_t which = 0; which < 2; ++which) {
+                  Value src = sources[which];
+                  auto rowAt = [&](int64_t off) {
+                    return SmallVector<Value>{block, layer, c(which), h, slot,
+                                              c(off)};
+                  };
+                  for (int64_t g = 0; g < groups; ++g) {
+                    Value x = vector::LoadOp::create(
+                        b, loc, groupType, src,
+                        ValueRange{c(0), h, i, c(g * group)});
+                    if (!int8) {
+                      if (elt != f32)
+                        x = arith::TruncFOp::create(
+                            b, loc, VectorType::get({group}, elt), x);
+                      vector::StoreOp::create(b, loc, x, cache, rowAt(0));
+                      continue;
+                    }
+                    auto [codes, d] = quantizeKvGroup(b, loc, x);
+                    vector::StoreOp::create(b, loc, codes, cache,
+                                            rowAt(g * group));
+                    Value h16 = vector::BroadcastOp::create(
+                        b, loc, VectorType::get({1}, b.getF16Type()),
+                        arith::TruncFOp::create(b, loc, b.getF16Type(), d));
+                    Value bytes = vector::BitCastOp::create(
+                        b, loc, VectorType::get({2}, b.getI8Type()), h16);
+                    vector::StoreOp::create(b, loc, bytes, cache,
+                                            rowAt(headDim + 2 * g));
+                  }
                 }
                 scf::YieldOp::create(b, loc);
               });
@@ -1138,14 +1261,24 @@ LogicalResult splitKeysAttention(RewriterBase &rewriter, Location loc,
   };
   Value cache = attn.getCache();
   int64_t layer = attn.getLayer();
-  // Element d of row `which` (0 keys, 1 values) of cached key j, as f32.
+  // Element d of row `which` (0 keys, 1 values) of cached key j, as f32
+  // (an i8 cache: its code times its group's scale).
   auto cacheAt = [&](OpBuilder &b, Value j, Value kvHead, int64_t which,
                      Value d) -> Value {
     auto [block, slot] = addr.locate(b, loc, j);
-    Value v = memref::LoadOp::create(
-        b, loc, cache,
-        ValueRange{block, c(b, layer), c(b, which), kvHead, slot, d});
-    return cacheElt.isF32() ? v : arith::ExtFOp::create(b, loc, f32, v);
+    SmallVector<Value> row = {block, c(b, layer), c(b, which), kvHead, slot};
+    SmallVector<Value> at(row);
+    at.push_back(d);
+    Value v = memref::LoadOp::create(b, loc, cache, at);
+    if (cacheElt.isF32())
+      return v;
+    if (cacheElt.isF16())
+      return arith::ExtFOp::create(b, loc, f32, v);
+    Value g = arith::DivUIOp::create(b, loc, d, c(b, kvInt8Group(headDim)));
+    Value off = arith::AddIOp::create(b, loc, c(b, headDim),
+                                      arith::MulIOp::create(b, loc, g, c(b, 2)));
+    return mul(b, arith::SIToFPOp::create(b, loc, f32, v),
+               scalarHalf(b, loc, cache, row, off));
   };
   // A kernel: one flat parallel loop over `extents`.
   auto kernel = [&](ArrayRef<int64_t> extents,
@@ -1239,7 +1372,7 @@ LogicalResult splitKeysAttention(RewriterBase &rewriter, Location loc,
             Value qd = memref::LoadOp::create(b, loc, q,
                                               ValueRange{c(b, 0), h, i, d});
             // With an f16 cache the query is rounded alike.
-            if (!cacheElt.isF32())
+            if (cacheElt.isF16())
               qd = arith::ExtFOp::create(
                   b, loc, f32,
                   arith::TruncFOp::create(b, loc, cacheElt, qd).getResult());
@@ -1390,9 +1523,9 @@ struct PagedAttentionOpInterface
     int64_t heads = qType.getDimSize(1), seq = qType.getDimSize(2);
     int64_t headDim = qType.getDimSize(3);
     int64_t group = heads / cacheType.getDimSize(3);
-    Type f32 = rewriter.getF32Type();
+    Type f32 = rewriter.getF32Type(), cacheElt = cacheType.getElementType();
     auto vecType = VectorType::get({headDim}, f32);
-    auto cacheVecType = VectorType::get({headDim}, cacheType.getElementType());
+    auto halfVecType = VectorType::get({headDim}, rewriter.getF16Type());
     auto c = [&](OpBuilder &b, int64_t i) {
       return arith::ConstantIndexOp::create(b, loc, i).getResult();
     };
@@ -1415,14 +1548,38 @@ struct PagedAttentionOpInterface
     auto fast = arith::FastMathFlagsAttr::get(rewriter.getContext(),
                                               arith::FastMathFlags::reassoc);
     bool rounded = attn.getRoundedProbs();
-    // Row `which` (0 keys, 1 values) of a cached token, as f32.
+    // Row `which` (0 keys, 1 values) of a cached token, as f32 (an i8
+    // cache: each group's codes times its scale).
+    int64_t kvGroup = kvInt8Group(headDim);
     auto cacheRow = [&](OpBuilder &b, Value block, Value slot, Value kvHead,
                         int64_t which) -> Value {
-      Value r = vector::LoadOp::create(
-          b, loc, cacheVecType, cache,
-          ValueRange{block, layer, c(b, which), kvHead, slot, c(b, 0)});
-      if (cacheVecType != vecType)
-        r = arith::ExtFOp::create(b, loc, vecType, r);
+      auto at = [&](int64_t off) {
+        return SmallVector<Value>{block, layer, c(b, which), kvHead, slot,
+                                  c(b, off)};
+      };
+      if (cacheElt.isF32())
+        return vector::LoadOp::create(b, loc, vecType, cache, at(0))
+            .getResult();
+      if (cacheElt.isF16())
+        return arith::ExtFOp::create(
+            b, loc, vecType,
+            vector::LoadOp::create(b, loc, halfVecType, cache, at(0))
+                .getResult());
+      auto groupType = VectorType::get({kvGroup}, f32);
+      Value r = arith::ConstantOp::create(
+          b, loc, vecType, DenseElementsAttr::get(vecType, b.getF32FloatAttr(0)));
+      for (int64_t g = 0; g < headDim / kvGroup; ++g) {
+        Value codes = arith::SIToFPOp::create(
+            b, loc, groupType,
+            vector::LoadOp::create(b, loc,
+                                   VectorType::get({kvGroup}, b.getI8Type()),
+                                   cache, at(g * kvGroup)));
+        Value d = vector::BroadcastOp::create(
+            b, loc, groupType, vectorHalf(b, loc, cache, at(headDim + 2 * g)));
+        r = vector::InsertStridedSliceOp::create(
+            b, loc, arith::MulFOp::create(b, loc, codes, d), r,
+            ArrayRef<int64_t>{g * kvGroup}, ArrayRef<int64_t>{1});
+      }
       return r;
     };
 
@@ -1437,11 +1594,12 @@ struct PagedAttentionOpInterface
           Value qv = vector::LoadOp::create(b, loc, vecType, *q,
                                             ValueRange{c(b, 0), h, i, c(b, 0)});
           // With an f16 cache the query is rounded alike: q . k is a
-          // product of f16 values accumulated in f32.
-          if (cacheVecType != vecType)
+          // product of f16 values accumulated in f32. (An i8 cache's keys
+          // are widened exactly; the query stays f32.)
+          if (cacheElt.isF16())
             qv = arith::ExtFOp::create(
                 b, loc, vecType,
-                arith::TruncFOp::create(b, loc, cacheVecType, qv).getResult());
+                arith::TruncFOp::create(b, loc, halfVecType, qv).getResult());
           Value scale = f(b, attn.getScale().convertToFloat());
 
           // Key j's (pool block, slot) and scaled score.

@@ -68,11 +68,12 @@ static LogicalResult verifyPagedCache(Operation *op, MemRefType cache,
                                       RankedTensorType table,
                                       RankedTensorType step, int64_t layer,
                                       bool queries) {
+  Type elt = cache.getElementType();
   if (cache.getRank() != 6 || !cache.hasStaticShape() ||
-      !(cache.getElementType().isF32() || cache.getElementType().isF16()))
-    return op->emitOpError("cache must be a static f32 or f16 memref "
+      !(elt.isF32() || elt.isF16() || elt.isInteger(8)))
+    return op->emitOpError("cache must be a static f32, f16 or i8 memref "
                            "[blocks, layers, 2, kv_heads, block_size, "
-                           "head_dim]");
+                           "row]");
   ArrayRef<int64_t> c = cache.getShape();
   if (c[2] != 2)
     return op->emitOpError("cache dim 2 must be 2 (keys, values)");
@@ -80,9 +81,15 @@ static LogicalResult verifyPagedCache(Operation *op, MemRefType cache,
     return op->emitOpError("layer ") << layer << " is outside the cache's "
                                      << c[1] << " layers";
   if (tokens.getRank() != 4 || !tokens.hasStaticShape() ||
-      tokens.getDimSize(0) != 1 || tokens.getDimSize(3) != c[5])
-    return op->emitOpError("new tokens must be [1, heads, S, ")
-           << c[5] << "], got " << tokens;
+      tokens.getDimSize(0) != 1)
+    return op->emitOpError("new tokens must be [1, heads, S, head_dim], got ")
+           << tokens;
+  // An i8 row is head_dim codes plus an f16 scale per group.
+  if (kvCacheRowElements(elt, tokens.getDimSize(3)) != c[5])
+    return op->emitOpError("a cache row of ")
+           << c[5] << " " << elt << " does not hold head_dim "
+           << tokens.getDimSize(3) << " (needs "
+           << kvCacheRowElements(elt, tokens.getDimSize(3)) << ")";
   int64_t heads = tokens.getDimSize(1);
   if (queries ? heads % c[3] != 0 : heads != c[3])
     return op->emitOpError(queries ? "query heads (" : "key/value heads (")
@@ -119,6 +126,16 @@ LogicalResult PagedAttentionOp::verify() {
                           cast<RankedTensorType>(getBlockTable().getType()),
                           cast<RankedTensorType>(getStep().getType()),
                           getLayer(), /*queries=*/true);
+}
+
+Type kiln::kvCacheElementType(MLIRContext *ctx, StringRef dtype) {
+  if (dtype == "f32")
+    return Float32Type::get(ctx);
+  if (dtype == "f16")
+    return Float16Type::get(ctx);
+  if (dtype == "int8")
+    return IntegerType::get(ctx, 8);
+  return nullptr;
 }
 
 int64_t kiln::quantBlockBytes(StringRef format) {

@@ -23,6 +23,23 @@ int64_t quantBlockValues(llvm::StringRef format);
 inline int64_t quantRowBytes(llvm::StringRef format, int64_t k) {
   return k / quantBlockValues(format) * quantBlockBytes(format);
 }
+
+/// The paged KV cache's element type for `--kv-dtype` ("f32", "f16" or
+/// "int8"), or null for another name.
+mlir::Type kvCacheElementType(mlir::MLIRContext *ctx, llvm::StringRef dtype);
+/// An int8 cache keeps llama.cpp's Q8_0 blocks along head_dim: a row (one
+/// token's keys or values of one KV head) is head_dim i8 codes, then one
+/// little-endian f16 scale per group. Groups are 32 values, or the whole
+/// row when head_dim is not a multiple of 32.
+inline int64_t kvInt8Group(int64_t headDim) {
+  return headDim % 32 == 0 ? 32 : headDim;
+}
+/// Elements of one cache row of `headDim` values: head_dim for f32 and f16,
+/// head_dim codes plus two bytes per group for i8.
+inline int64_t kvCacheRowElements(mlir::Type elt, int64_t headDim) {
+  return elt.isInteger(8) ? headDim + 2 * (headDim / kvInt8Group(headDim))
+                          : headDim;
+}
 } // namespace kiln
 
 #endif // KILN_DIALECTS_KILN_KILNDIALECT_H

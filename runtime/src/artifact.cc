@@ -2,6 +2,7 @@
 // flatbuffer is verified, then every index, offset and size in it is checked
 // against the file before any of it is used.
 #include "artifact.h"
+#include "device.h"
 #include "status.h"
 
 #include <cerrno>
@@ -95,14 +96,33 @@ kiln_status verify(kiln_artifact_s &a) {
     return corrupt(a, "missing functions, segments, targets or constants");
 
   if (const fb::KvCacheSpec *kv = m->kv_cache()) {
-    uint64_t bytes = kv->dtype() == fb::DType::F16 ? 2 : 4;
+    bool int8 = kv->dtype() == fb::DType::I8;
+    if ((kv->dtype() != fb::DType::F32 && kv->dtype() != fb::DType::F16 &&
+         !int8) ||
+        (int8 && kv->scale_dtype() != fb::DType::F16) ||
+        kv->layout() != fb::CacheLayout::BlockHeadToken)
+      return makeStatus(KILN_UNIMPLEMENTED,
+                        "artifact '%s': KV cache dtype %s (scales %s) / "
+                        "layout %s is not supported by this runtime",
+                        a.path.c_str(), fb::EnumNameDType(kv->dtype()),
+                        fb::EnumNameDType(kv->scale_dtype()),
+                        fb::EnumNameCacheLayout(kv->layout()));
+    if (int8 && (kv->scale_group() == 0 ||
+                 kv->head_dim() % kv->scale_group() != 0))
+      return corrupt(a, "the int8 KV cache's scale group %u does not divide "
+                        "its head dim %u",
+                     kv->scale_group(), kv->head_dim());
+    uint64_t elements = 1;
     for (uint64_t d : {uint64_t(kv->num_blocks()), uint64_t(kv->num_layers()),
                        uint64_t(2), uint64_t(kv->num_kv_heads()),
                        uint64_t(kv->block_size()), uint64_t(kv->head_dim())}) {
       if (d == 0 || d > (uint64_t(1) << 24))
         return corrupt(a, "the KV cache spec has a zero or huge dim");
-      bytes *= d;
+      elements *= d; // at most 2^40 * 2^24: no overflow
+      if (elements > (uint64_t(1) << 40))
+        return corrupt(a, "the KV cache spec needs more than 2^40 values");
     }
+    uint64_t bytes = kiln::rt::kvCachePoolBytes(kv);
     if (bytes > (uint64_t(1) << 40) ||
         kv->max_context() >
             uint64_t(kv->num_blocks()) * kv->block_size() ||
@@ -110,13 +130,6 @@ kiln_status verify(kiln_artifact_s &a) {
       return corrupt(a, "the KV cache spec is inconsistent (%u blocks of %u "
                         "tokens for a context of %u)",
                      kv->num_blocks(), kv->block_size(), kv->max_context());
-    if ((kv->dtype() != fb::DType::F32 && kv->dtype() != fb::DType::F16) ||
-        kv->layout() != fb::CacheLayout::BlockHeadToken)
-      return makeStatus(KILN_UNIMPLEMENTED,
-                        "artifact '%s': KV cache dtype %s / layout %s is not "
-                        "supported by this runtime",
-                        a.path.c_str(), fb::EnumNameDType(kv->dtype()),
-                        fb::EnumNameCacheLayout(kv->layout()));
   }
   uint64_t dataStart = 4 + static_cast<uint64_t>(fbSize) + 8;
   uint32_t numSegments = m->segments()->size();

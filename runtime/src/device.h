@@ -19,10 +19,21 @@ struct CallBuffers {
 };
 
 /// Bytes of the paged KV cache pool `spec` describes (all its blocks).
+/// Bytes of one cache row (one token's keys or values of one KV head):
+/// head_dim values, or for an I8 cache head_dim codes and an f16 scale per
+/// scale_group values (the artifact verifier checks the group divides).
+inline uint64_t kvCacheRowBytes(const kiln::fb::KvCacheSpec *spec) {
+  uint64_t d = spec->head_dim();
+  switch (spec->dtype()) {
+  case kiln::fb::DType::F16: return 2 * d;
+  case kiln::fb::DType::I8: return d + 2 * (d / spec->scale_group());
+  default: return 4 * d;
+  }
+}
+
 inline uint64_t kvCachePoolBytes(const kiln::fb::KvCacheSpec *spec) {
-  uint64_t element = spec->dtype() == kiln::fb::DType::F16 ? 2 : 4;
-  return element * spec->num_layers() * 2 * spec->num_kv_heads() *
-         spec->block_size() * spec->head_dim() * spec->num_blocks();
+  return kvCacheRowBytes(spec) * spec->num_layers() * 2 *
+         spec->num_kv_heads() * spec->block_size() * spec->num_blocks();
 }
 
 /// A GPU driver's buffers for one call, as its bindings name them.

@@ -62,3 +62,43 @@ func.func @half(%q: tensor<1x4x2x8xf32>, %k: tensor<1x2x2x8xf32>, %table: tensor
 // CHECK: arith.truncf %{{.+}} : f32 to f16
 // CHECK: arith.extf %{{.+}} : f16 to f32
 // CHECK: vector.fma
+
+// An int8 cache (llama.cpp's Q8_0 along head_dim): a row of head_dim 64 is
+// 64 codes, then an f16 scale per group of 32 at bytes 64 and 66. The
+// store quantizes each group (amax, round half to even, i8 codes, f16
+// scale as two bytes); attention widens each group's codes and multiplies
+// by its scale (the query stays f32).
+func.func @int8(%q: tensor<1x4x2x64xf32>, %k: tensor<1x2x2x64xf32>, %table: tensor<4xi32>, %step: tensor<2xi64>, %cache: memref<4x1x2x2x4x68xi8>) -> tensor<1x4x2x64xf32> {
+  kiln.kv_store %k, %k into %cache[%table, %step] {layer = 0 : i64} : tensor<1x2x2x64xf32>, tensor<1x2x2x64xf32>, memref<4x1x2x2x4x68xi8>, tensor<4xi32>, tensor<2xi64>
+  %r = kiln.paged_attention %q over %cache[%table, %step] {layer = 0 : i64, scale = 0.125 : f32} : tensor<1x4x2x64xf32>, memref<4x1x2x2x4x68xi8>, tensor<4xi32>, tensor<2xi64> -> tensor<1x4x2x64xf32>
+  return %r : tensor<1x4x2x64xf32>
+}
+
+// CHECK-LABEL: func.func @int8(
+// CHECK-SAME: %[[K:[^:]+]]: memref<1x2x2x64xf32>, %{{[^:]+}}: memref<4xi32>, %{{[^:]+}}: memref<2xi64>, %[[C:[^:]+]]: memref<4x1x2x2x4x68xi8>
+// Keys, group 0: codes at 0, scale at 64.
+// CHECK: vector.load %[[K]][%{{.+}}, %{{.+}}, %{{.+}}, %c0] : memref<1x2x2x64xf32>, vector<32xf32>
+// CHECK: vector.reduction <maximumf>
+// CHECK: math.roundeven %{{.+}} : vector<32xf32>
+// CHECK: arith.fptosi %{{.+}} : vector<32xf32> to vector<32xi8>
+// CHECK: vector.store %{{.+}}, %[[C]][%{{.+}}, %c0, %c0, %{{.+}}, %{{.+}}, %c0] : memref<4x1x2x2x4x68xi8>, vector<32xi8>
+// CHECK: arith.truncf %{{.+}} : f32 to f16
+// CHECK: vector.bitcast %{{.+}} : vector<1xf16> to vector<2xi8>
+// CHECK: vector.store %{{.+}}, %[[C]][%{{.+}}, %c0, %c0, %{{.+}}, %{{.+}}, %c64] : memref<4x1x2x2x4x68xi8>, vector<2xi8>
+// Group 1: codes at 32, scale at 66.
+// CHECK: vector.load %[[K]][%{{.+}}, %{{.+}}, %{{.+}}, %c32]
+// CHECK: vector.store %{{.+}}, %[[C]][%{{.+}}, %c0, %c0, %{{.+}}, %{{.+}}, %c32] : memref<4x1x2x2x4x68xi8>, vector<32xi8>
+// CHECK: vector.store %{{.+}}, %[[C]][%{{.+}}, %c0, %c0, %{{.+}}, %{{.+}}, %c66] : memref<4x1x2x2x4x68xi8>, vector<2xi8>
+// Values (dim 2 = 1) likewise.
+// CHECK: vector.store %{{.+}}, %[[C]][%{{.+}}, %c0, %c1, %{{.+}}, %{{.+}}, %c66]
+// Attention: no rounding of the query; a key row is rebuilt group by group.
+// CHECK: scf.parallel
+// CHECK-NOT: arith.truncf
+// CHECK: vector.load %[[C]][%{{.+}}, %c0, %c0, %{{.+}}, %{{.+}}, %c0] : memref<4x1x2x2x4x68xi8>, vector<32xi8>
+// CHECK: arith.sitofp %{{.+}} : vector<32xi8> to vector<32xf32>
+// CHECK: vector.load %[[C]][%{{.+}}, %c0, %c0, %{{.+}}, %{{.+}}, %c64] : memref<4x1x2x2x4x68xi8>, vector<2xi8>
+// CHECK: vector.bitcast %{{.+}} : vector<2xi8> to vector<1xf16>
+// CHECK: vector.insert_strided_slice %{{.+}} {offsets = [0], strides = [1]} : vector<32xf32> into vector<64xf32>
+// CHECK: vector.load %[[C]][%{{.+}}, %c0, %c0, %{{.+}}, %{{.+}}, %c32] : memref<4x1x2x2x4x68xi8>, vector<32xi8>
+// CHECK: vector.insert_strided_slice %{{.+}} {offsets = [32], strides = [1]} : vector<32xf32> into vector<64xf32>
+// CHECK: vector.reduction <add>

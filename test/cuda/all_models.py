@@ -4,7 +4,7 @@ cuda:sm_80,sm_90, and ptxas accepts all PTX"): the committed ONNX decoder
 exports (TorchScript and dynamo; Llama also with --quantize-weights=int4),
 the generated opset-23 and contrib-op
 decoders, the tiny GGUF models (Q8_0/Q4_0/Q4_1, K-quants, qwen2) with the
-f32 and f16 KV cache, the q8 activation mode and all of llama.cpp's
+f32, f16 and int8 KV cache, the q8 activation mode and all of llama.cpp's
 numerics (rounded attention probabilities), and the tiny BERT and
 GPT-2, each compiled with --target=cpu,cuda:sm_80,sm_90 (kiln-compile runs
 ptxas on every kernel for both SMs). Then each runs through the runtime's
@@ -48,6 +48,8 @@ def models(work):
             yield "tiny_llama_kv16", path, GGUF + ["--kv-dtype=f16"]
             yield "tiny_llama_q8", path, GGUF + ["--activations=q8"]
             yield "tiny_llama_llamacpp", path, GGUF + ["--llamacpp-numerics"]
+        if f == "tiny_llama_k.gguf":  # head_dim 64: int8 rows of two groups
+            yield "tiny_llama_k_kv8", path, GGUF + ["--kv-dtype=int8"]
     yield "bert_tiny", os.path.join(TEST, "e2e", "models", "bert_tiny.onnx"), \
         ["--dim=batch=2", "--dim=seq=16"]
     yield "gpt2_tiny", os.path.join(TEST, "e2e", "models", "gpt2_tiny.onnx"), \

@@ -90,8 +90,17 @@ func.func @paged_attention_rounded(%q: tensor<1x4x2x8xf32>, %t: tensor<4xi32>, %
 // -----
 
 func.func @paged_attention_bf16(%q: tensor<1x4x2x8xf32>, %t: tensor<4xi32>, %s: tensor<2xi64>, %c: memref<4x1x2x2x4x8xbf16>) -> tensor<1x4x2x8xf32> {
-  // expected-error @+1 {{cache must be a static f32 or f16 memref}}
+  // expected-error @+1 {{cache must be a static f32, f16 or i8 memref}}
   %0 = kiln.paged_attention %q over %c[%t, %s] {layer = 0 : i64, scale = 1.0 : f32} : tensor<1x4x2x8xf32>, memref<4x1x2x2x4x8xbf16>, tensor<4xi32>, tensor<2xi64> -> tensor<1x4x2x8xf32>
+  return %0 : tensor<1x4x2x8xf32>
+}
+
+// -----
+
+// An i8 cache row of head_dim 8 is 8 codes and one f16 scale (10 bytes).
+func.func @paged_attention_int8_row(%q: tensor<1x4x2x8xf32>, %t: tensor<4xi32>, %s: tensor<2xi64>, %c: memref<4x1x2x2x4x8xi8>) -> tensor<1x4x2x8xf32> {
+  // expected-error @+1 {{a cache row of 8 'i8' does not hold head_dim 8 (needs 10)}}
+  %0 = kiln.paged_attention %q over %c[%t, %s] {layer = 0 : i64, scale = 1.0 : f32} : tensor<1x4x2x8xf32>, memref<4x1x2x2x4x8xi8>, tensor<4xi32>, tensor<2xi64> -> tensor<1x4x2x8xf32>
   return %0 : tensor<1x4x2x8xf32>
 }
 

@@ -97,3 +97,36 @@ func.func @groups(%q: tensor<1x32x8x64xf32>, %table: tensor<1024xi32>, %step: te
 // CHECK: arith.extf
 // CHECK: memref.load %{{.+}} : memref<1024x1x2x8x64x64xf16>
 // CHECK: arith.extf
+
+// An int8 cache (Q8_0 along head_dim, rows of 64 codes and two f16 scales):
+// the store is one invocation per (token, KV head, group of 32): 2 x 2 x 2;
+// each finds its group's largest magnitude, stores rounded codes, then its
+// scale as two bytes. Attention widens a code and multiplies it by the
+// scale of its group (dim / 32), read as two bytes.
+func.func @int8(%q: tensor<1x4x2x64xf32>, %k: tensor<1x2x2x64xf32>, %table: tensor<4xi32>, %step: tensor<2xi64>, %cache: memref<4x1x2x2x16x68xi8>) -> tensor<1x4x2x64xf32> {
+  kiln.kv_store %k, %k into %cache[%table, %step] {layer = 0 : i64} : tensor<1x2x2x64xf32>, tensor<1x2x2x64xf32>, memref<4x1x2x2x16x68xi8>, tensor<4xi32>, tensor<2xi64>
+  %r = kiln.paged_attention %q over %cache[%table, %step] {layer = 0 : i64, scale = 0.125 : f32} : tensor<1x4x2x64xf32>, memref<4x1x2x2x16x68xi8>, tensor<4xi32>, tensor<2xi64> -> tensor<1x4x2x64xf32>
+  return %r : tensor<1x4x2x64xf32>
+}
+
+// CHECK-LABEL: func.func @int8(
+// VK: gpu.launch_func @int8_kernel::@int8_kernel blocks in (%c1, %c1, %c1) threads in (%c8, %c1, %c1)
+// CHECK: gpu.func @int8_kernel({{.+}}%[[C:[^:]+]]: memref<4x1x2x2x16x68xi8>)
+// CHECK: arith.maximumf
+// CHECK: math.roundeven %{{.+}} : f32
+// CHECK: arith.fptosi %{{.+}} : f32 to i8
+// CHECK: memref.store %{{.+}}, %[[C]]
+// CHECK: arith.truncf %{{.+}} : f32 to f16
+// CHECK: arith.bitcast %{{.+}} : f16 to i16
+// CHECK: arith.trunci %{{.+}} : i16 to i8
+// CHECK: memref.store
+// CHECK: arith.trunci %{{.+}} : i16 to i8
+// CHECK: memref.store
+// The scores kernel: code, group, scale.
+// CHECK: gpu.func @int8_kernel({{.+}}%[[C2:[^:]+]]: memref<4x1x2x2x16x68xi8>, %{{[^:]+}}: memref<4x2x64xf32>)
+// CHECK: %[[CODE:.+]] = memref.load %[[C2]]
+// CHECK: arith.divui %{{.+}}, %c32
+// CHECK: arith.sitofp %[[CODE]] : i8 to f32
+// CHECK: memref.load %[[C2]]
+// CHECK: memref.load %[[C2]]
+// CHECK: arith.bitcast %{{.+}} : i16 to f16

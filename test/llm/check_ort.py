@@ -17,8 +17,19 @@ dequantized by gguf-py (llama.cpp's reference quantizer, an implementation
 independent of Kiln's), so the comparison checks Kiln's quantizer, packing
 and kernels, not the quantization error.
 
+--kv-q8 is for an artifact compiled with --kv-dtype=int8: onnxruntime then
+runs the graph with each layer's new keys and values (what joins the past
+in its Concat, or the key/value inputs of an opset-23 Attention with a
+past) quantized to Q8_0 along head_dim and dequantized, by ONNX ops that
+follow ggml's quantizer (groups of 32, or the whole row when head_dim is
+not a multiple of 32; d = amax / 127 kept as f16, codes = round-half-even(x
+* 127 / amax)); that subgraph is first checked against gguf-py's Q8_0
+quantizer on random rows. So the cache is quantized in the reference
+exactly where Kiln's int8 cache quantizes it, and the comparison checks
+Kiln's int8 cache kernels, not the quantization error.
+
   check_ort.py MODEL.onnx ARTIFACT.kiln --build build [-n 32] [--tol 1e-3]
-               [--quantized FORMAT]
+               [--quantized FORMAT] [--kv-q8] [--device cpu|vulkan|cuda]
 """
 import argparse
 import os
@@ -96,6 +107,115 @@ def quantized_model(path, fmt):
     return model.SerializeToString(), len(done)
 
 
+def q8_qdq_nodes(x, out, group, opset, prefix):
+    """ONNX nodes computing `out` = x with its last dim quantized to Q8_0 in
+    groups of `group` and dequantized (ggml's arithmetic, above)."""
+    h = onnx.helper
+    n = lambda op, ins, name, **kw: h.make_node(op, ins, [prefix + name], **kw)  # noqa: E731
+    c = lambda name, v, dt=np.float32: h.make_node(  # noqa: E731
+        "Constant", [], [prefix + name],
+        value=numpy_helper.from_array(np.array(v, dt), prefix + name))
+    p = lambda name: prefix + name  # noqa: E731
+    reduce = ([c("axes", [-1], np.int64),
+               n("ReduceMax", [p("abs"), p("axes")], "amax", keepdims=1)] if opset >= 18
+              else [n("ReduceMax", [p("abs")], "amax", axes=[-1], keepdims=1)])
+    return [
+        n("Shape", [x], "shape"),
+        c("groups", [0, 0, -1, group], np.int64),
+        n("Reshape", [x, p("groups")], "r"),
+        n("Abs", [p("r")], "abs"),
+        *reduce,
+        c("c127", 127.0), c("zero", 0.0),
+        n("Div", [p("amax"), p("c127")], "d"),
+        n("Equal", [p("amax"), p("zero")], "is0"),
+        n("Div", [p("c127"), p("amax")], "inv"),
+        n("Where", [p("is0"), p("zero"), p("inv")], "id"),
+        n("Mul", [p("r"), p("id")], "scaled"),
+        n("Round", [p("scaled")], "q"),
+        n("Cast", [p("d")], "d16", to=onnx.TensorProto.FLOAT16),
+        n("Cast", [p("d16")], "dq", to=onnx.TensorProto.FLOAT),
+        n("Mul", [p("q"), p("dq")], "deq"),
+        h.make_node("Reshape", [p("deq"), p("shape")], [out]),
+    ]
+
+
+def check_q8_qdq(group):
+    """The QDQ subgraph against gguf-py's Q8_0 quantizer on random rows
+    (with all-zero and tie-prone ones): at most one code step apart, and
+    equal but for rare rounding ties (gguf-py rounds half away from zero
+    and scales by 1 / d, ggml's AVX quantizer half to even by 127 / amax)."""
+    import gguf
+    from gguf.quants import dequantize, quantize
+    h = onnx.helper
+    rng = np.random.default_rng(0)
+    x = (rng.standard_normal((1, 2, 64, 2 * group)) * 3).astype(np.float32)
+    x[0, 0, 0] = 0
+    x[0, 0, 1] = np.round(x[0, 0, 1] * 4) / 4
+    graph = h.make_graph(
+        q8_qdq_nodes("x", "y", group, 17, "t_"), "qdq",
+        [h.make_tensor_value_info("x", onnx.TensorProto.FLOAT, x.shape)],
+        [h.make_tensor_value_info("y", onnx.TensorProto.FLOAT, x.shape)])
+    model = h.make_model(graph, opset_imports=[h.make_opsetid("", 17)])
+    model.ir_version = 8
+    got = ort.InferenceSession(model.SerializeToString(),
+                               providers=["CPUExecutionProvider"]).run(None, {"x": x})[0]
+    q8 = gguf.GGMLQuantizationType.Q8_0
+    rows = x.reshape(-1, group)
+    if group % 32 == 0:
+        want = dequantize(quantize(rows, q8), q8).reshape(x.shape)
+    else:  # gguf-py's blocks are 32 values: pad each row of `group`
+        padded = np.zeros((rows.shape[0], 32), np.float32)
+        padded[:, :group] = rows
+        want = dequantize(quantize(padded, q8), q8)[:, :group].reshape(x.shape)
+    step = np.abs(rows).max(axis=1, keepdims=True).repeat(group, 1).reshape(x.shape) / 127
+    diff = np.abs(got - want)
+    equal = float((diff == 0).mean())
+    worst = float((diff / np.maximum(step, 1e-30)).max())
+    print(f"reference: Q8_0 QDQ subgraph (groups of {group}) vs gguf-py: "
+          f"{equal:.2%} of values equal, largest difference {worst:.2f} code steps")
+    if equal < 0.999 or worst > 1.001:
+        raise SystemExit("the Q8_0 QDQ subgraph disagrees with gguf-py")
+
+
+def kv_q8_model(model):
+    """The model with each layer's new keys and values quantized to Q8_0
+    and dequantized before they join the cache."""
+    opset = next(o.version for o in model.opset_import if o.domain in ("", "ai.onnx"))
+    pasts = {i.name: i for i in model.graph.input if "past" in i.name}
+    head_dim = {n: p.type.tensor_type.shape.dim[-1].dim_value for n, p in pasts.items()}
+    nodes, count, groups = [], 0, set()
+
+    def qdq(x, past):
+        nonlocal count
+        group = 32 if head_dim[past] % 32 == 0 else head_dim[past]
+        groups.add(group)
+        out = f"kvq8_{count}_out"
+        nodes.extend(q8_qdq_nodes(x, out, group, opset, f"kvq8_{count}_"))
+        count += 1
+        return out
+
+    # A past seen through one-input Concats or Identities (TorchScript's
+    # export of layer 0) is still the past.
+    seen = {n: n for n in pasts}
+    for node in model.graph.node:
+        if node.op_type in ("Concat", "Identity") and len(node.input) == 1 and \
+                node.input[0] in seen:
+            seen[node.output[0]] = seen[node.input[0]]
+        elif node.op_type == "Concat" and any(i in seen for i in node.input):
+            past = seen[next(i for i in node.input if i in seen)]
+            for k, i in enumerate(node.input):
+                if i not in seen:
+                    node.input[k] = qdq(i, past)
+        elif (node.op_type == "Attention" and len(node.input) > 5 and
+              node.input[4] in pasts):
+            node.input[1] = qdq(node.input[1], node.input[4])
+            node.input[2] = qdq(node.input[2], node.input[5])
+        nodes.append(node)
+    del model.graph.node[:]
+    model.graph.node.extend(nodes)
+    return model, count, sorted(groups)
+
+
 def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("model")
@@ -104,18 +224,30 @@ def main():
     ap.add_argument("-n", type=int, default=32)
     ap.add_argument("--tol", type=float, default=1e-3)
     ap.add_argument("--quantized", choices=["q8_0", "q4_0", "q4_1"])
+    ap.add_argument("--kv-q8", action="store_true")
+    ap.add_argument("--device", default="cpu", help="kiln-run's --device")
     args = ap.parse_args()
     model = args.model
     if args.quantized:
         model, count = quantized_model(args.model, args.quantized)
         print(f"reference: {count} MatMul/Gemm weights quantized to {args.quantized} by gguf-py")
+    if args.kv_q8:
+        m = onnx.load_from_string(model) if isinstance(model, bytes) else onnx.load(model)
+        m, count, groups = kv_q8_model(m)
+        if not count:
+            raise SystemExit("--kv-q8: no new keys or values joining a past were found")
+        for group in groups:
+            check_q8_qdq(group)
+        print(f"reference: {count} new key/value tensors quantized to Q8_0 (groups of "
+              f"{', '.join(map(str, groups))}) before they join the cache")
+        model = m.SerializeToString()
     sess = ort.InferenceSession(model, providers=["CPUExecutionProvider"])
     failed = 0
     with tempfile.TemporaryDirectory() as work:
         for i, ids in enumerate(PROMPTS):
             want, greedy = ort_greedy(sess, ids, args.n)
             tokens = generate(f"{args.build}/bin/kiln-run", args.artifact, ids,
-                              args.n, logits_out=f"{work}/l.npy")
+                              args.n, device=args.device, logits_out=f"{work}/l.npy")
             got = np.load(f"{work}/l.npy")
             err = float(np.abs(got - want).max()) if got.shape == want.shape else float("inf")
             agree = sum(a == b for a, b in zip(tokens, greedy))

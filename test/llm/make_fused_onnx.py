@@ -6,11 +6,12 @@ Attention with past_key/past_value inputs, present_key/present_value
 outputs, is_causal=1 and grouped-query heads (4 query, 2 key/value heads).
 2 layers, width 64, SwiGLU MLP, vocab 256, seeded random weights; inputs
 input_ids and position_ids [1, seq], past_key_values.N.key/value
-[1, 2, past_seq, 16]; outputs logits and present.N.key/value.
+[1, 2, past_seq, head_dim]; outputs logits and present.N.key/value.
+head_dim is 16, or --head-dim (64 gives the int8 KV cache's groups of 32).
 
-  make_fused_onnx.py OUT.onnx
+  make_fused_onnx.py OUT.onnx [--head-dim N]
 """
-import sys
+import argparse
 
 import numpy as np
 import onnx
@@ -18,10 +19,10 @@ from onnx import TensorProto as T
 from onnx import helper as h
 from onnx import numpy_helper
 
-VOCAB, WIDTH, HEADS, KV_HEADS, HEAD_DIM, FFN, LAYERS, MAX_POS = 256, 64, 4, 2, 16, 128, 2, 256
+VOCAB, WIDTH, HEADS, KV_HEADS, FFN, LAYERS, MAX_POS = 256, 64, 4, 2, 128, 2, 256
 
 
-def main(path):
+def main(path, HEAD_DIM):
     rng = np.random.default_rng(5)
     inits, nodes = [], []
 
@@ -45,7 +46,7 @@ def main(path):
     inits.append(numpy_helper.from_array(np.sin(ang).astype(np.float32), "sin_cache"))
     const("q_shape", [1, -1, HEADS, HEAD_DIM])
     const("kv_shape", [1, -1, KV_HEADS, HEAD_DIM])
-    const("flat_shape", [1, -1, WIDTH])
+    const("flat_shape", [1, -1, HEADS * HEAD_DIM])
 
     x = node("Gather", [weight("embed", [VOCAB, WIDTH], 1.0), "input_ids"])
     outputs = []
@@ -66,7 +67,7 @@ def main(path):
                  is_causal=1)[0]
         outputs += [ok, ov]
         y = node("Reshape", [node("Transpose", [y], perm=[0, 2, 1, 3]), "flat_shape"])
-        x = node("Add", [x, node("MatMul", [y, weight(f"wo{l}", [WIDTH, WIDTH], 0.15)])])
+        x = node("Add", [x, node("MatMul", [y, weight(f"wo{l}", [HEADS * HEAD_DIM, WIDTH], 0.15)])])
         hm = node("RMSNormalization", [x, weight(f"ffn_norm{l}", [WIDTH], 0.3)], epsilon=1e-5)
         g = node("MatMul", [hm, weight(f"wg{l}", [WIDTH, FFN], 0.15)])
         u = node("MatMul", [hm, weight(f"wu{l}", [WIDTH, FFN], 0.15)])
@@ -92,4 +93,8 @@ def main(path):
 
 
 if __name__ == "__main__":
-    main(sys.argv[1])
+    ap = argparse.ArgumentParser()
+    ap.add_argument("out")
+    ap.add_argument("--head-dim", type=int, default=16)
+    args = ap.parse_args()
+    main(args.out, args.head_dim)

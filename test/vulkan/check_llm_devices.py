@@ -52,6 +52,12 @@ def models():
     yield "tiny_llama_gguf_llamacpp", gguf, ["--prefill-chunk=16", "--llamacpp-numerics"]
     yield "tiny_llama_k_gguf", os.path.join(ROOT, "gguf", "models", "tiny_llama_k.gguf"), \
         ["--prefill-chunk=16"]
+    # int8 KV caches: Q8_0 rows of one group (head_dim 16, a sliding
+    # window) and of two groups of 32 (head_dim 64).
+    yield "mistral_kv8", os.path.join(ROOT, "llm", "models", "mistral_kv.onnx"), \
+        onnx_args + ["--kv-dtype=int8"]
+    yield "tiny_llama_k_gguf_kv8", os.path.join(ROOT, "gguf", "models", "tiny_llama_k.gguf"), \
+        ["--prefill-chunk=16", "--kv-dtype=int8"]
 
 
 # The artifact's Vulkan variants: the subgroup one, and the portable one
@@ -93,12 +99,16 @@ def main():
     ap.add_argument("--target", default="vulkan", help="with --bundle")
     ap.add_argument("--compile-flag", action="append", default=[],
                     help="an extra kiln-compile flag (repeatable)")
+    ap.add_argument("--only", action="append", default=[],
+                    help="check only this model (repeatable)")
     args = ap.parse_args()
     if args.bundle:
         return bundle(args)
     os.makedirs(args.work, exist_ok=True)
     failed = 0
     for name, path, extra in models():
+        if args.only and name not in args.only:
+            continue
         art = os.path.join(args.work, name + ".kiln")
         subprocess.run([f"{args.build}/bin/kiln-compile", path, "-o", art, "--quiet",
                         "--target=cpu,vulkan"] + extra + args.compile_flag, check=True)

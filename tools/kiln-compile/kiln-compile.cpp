@@ -94,8 +94,9 @@ static cl::opt<std::string> quantizeWeights(
     cl::init(""));
 static cl::opt<std::string> kvDtype(
     "kv-dtype",
-    cl::desc("LLM form: element type of the paged KV cache, f32 or f16 "
-             "(half the memory)"),
+    cl::desc("LLM form: element type of the paged KV cache, f32, f16 "
+             "(half the memory) or int8 (Q8_0 blocks of 32 along head_dim, "
+             "an f16 scale each: 0.27 of the memory)"),
     cl::init("f32"));
 static cl::opt<std::string> activationsOpt(
     "activations",
@@ -177,8 +178,11 @@ int main(int argc, char **argv) {
                                  "llvm-ir",   "spirv", "ptx", "artifact"};
   if (!llvm::is_contained(phases, llvm::StringRef(compileTo)))
     return fail("unknown phase '" + compileTo + "'");
-  if (kvDtype != "f32" && kvDtype != "f16")
-    return fail("--kv-dtype must be f32 or f16, not '" + kvDtype + "'");
+  if (kvDtype != "f32" && kvDtype != "f16" && kvDtype != "int8")
+    return fail("--kv-dtype must be f32, f16 or int8, not '" + kvDtype + "'");
+  if (llamaCppNumerics && kvDtype.getNumOccurrences() && kvDtype != "f16")
+    return fail("--llamacpp-numerics uses an f16 KV cache; drop --kv-dtype=" +
+                kvDtype);
   if (activationsOpt != "f32" && activationsOpt != "q8")
     return fail("--activations must be f32 or q8, not '" + activationsOpt +
                 "'");
@@ -289,7 +293,8 @@ int main(int argc, char **argv) {
     ggufOptions.keepQuantized = !dequantizeWeights;
     ggufOptions.activations = llamaCppNumerics ? std::string("q8")
                                                 : activationsOpt.getValue();
-    ggufOptions.kvF16 = llamaCppNumerics || kvDtype == "f16";
+    ggufOptions.kvDtype = llamaCppNumerics ? std::string("f16")
+                                           : kvDtype.getValue();
     ggufOptions.roundedProbs = llamaCppNumerics;
     module = kiln::importGgufFile(inputPath, context, weights, ggufOptions,
                                     &tokenizer);
