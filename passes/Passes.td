@@ -53,6 +53,36 @@ def KvLayout : Pass<"kiln-kv-layout", "mlir::ModuleOp"> {
   ];
 }
 
+def SimplifyAttention : Pass<"kiln-simplify-attention", "mlir::ModuleOp"> {
+  let summary = "Per-layer attention policy (window, sinks) and the KV "
+                "budget of the paged cache";
+  let description = [{
+    Runs on the LLM form (`kiln.paged_attention` over the runtime's
+    cache). With `window` > 0, every layer that attends to its whole
+    context instead sees its last `window` keys and the first `sinks`
+    positions (StreamingLLM's attention sinks; keys keep the positions
+    they were cached with). A layer with a window of its own (a trained
+    sliding window) keeps it.
+
+    The KV budget: when every layer has a window W (largest) and sinks S,
+    no query ever reads a key older than W positions besides the sinks, so
+    the block table and the pool shrink to `ceil(S / block) + 1 +
+    ceil((W + C - 2) / block)` blocks (C the most tokens one call
+    stores): a ring the runtime slides block by block as the sequence
+    grows (docs/runtime.md), so the cache is bounded by the window, not by
+    the context. `kiln.max_context` still bounds the sequence (positions).
+    `ring=false` keeps a cache of the whole context.
+  }];
+  let options = [
+    Option<"window", "window", "int64_t", "0",
+           "Window for layers without one (0: leave them full)">,
+    Option<"sinks", "sinks", "int64_t", "0",
+           "Attention-sink positions kept besides the window">,
+    Option<"ring", "ring", "bool", "true",
+           "Bound the cache by the window when every layer has one">,
+  ];
+}
+
 //===----------------------------------------------------------------------===//
 // Lowering out of the kiln dialect (shared by every target)
 //===----------------------------------------------------------------------===//
@@ -225,6 +255,20 @@ def MapParallelLoopsToGpu : Pass<"kiln-map-parallel-loops-to-gpu",
   let dependentDialects = ["mlir::gpu::GPUDialect", "mlir::arith::ArithDialect",
                            "mlir::scf::SCFDialect", "mlir::memref::MemRefDialect",
                            "mlir::math::MathDialect"];
+}
+
+def GuardZeroTripLoops : Pass<"kiln-guard-zero-trip-loops"> {
+  let summary = "Wrap loops with results that may run zero times in an "
+                "scf.if (SPIR-V targets)";
+  let description = [{
+    MLIR's scf.for -> SPIR-V conversion carries a loop's results in
+    function variables with no initializer, stored by the loop body's
+    yield: a loop that runs zero times returns undefined values instead of
+    its iter_args (lavapipe reads zeros). Every scf.for with results whose
+    bounds are not constants with lb < ub becomes `scf.if (lb < ub) {loop}
+    else {inits}`, whose results both branches store.
+  }];
+  let dependentDialects = ["mlir::scf::SCFDialect", "mlir::arith::ArithDialect"];
 }
 
 def ParallelDimsFirst : Pass<"kiln-parallel-dims-first", "mlir::func::FuncOp"> {

@@ -57,6 +57,12 @@ run "SmolLM2: compile with --llamacpp-numerics (q8 activations, f16 KV)" \
   build/bin/kiln-compile "$smol" -o build/smollm2-llamacpp.kiln --max-context=256 --prefill-chunk=16 --llamacpp-numerics --quiet
 run "SmolLM2 (--llamacpp-numerics): greedy tokens vs llama.cpp" \
   .venv/bin/python test/gguf/check_llamacpp.py build/smollm2-llamacpp.kiln --build build
+run "SmolLM2: compile with an int8 KV cache (Q8_0 along head_dim)" \
+  build/bin/kiln-compile "$smol" -o build/smollm2-kv8.kiln --max-context=256 --prefill-chunk=16 --kv-dtype=int8 --quiet
+run "SmolLM2 (int8 KV): per-position greedy agreement with transformers" \
+  .venv/bin/python test/gguf/check_llamacpp.py build/smollm2-kv8.kiln --build build --reference transformers
+run "SmolLM2 (int8 KV): per-position greedy agreement with llama.cpp" \
+  .venv/bin/python test/gguf/check_llamacpp.py build/smollm2-kv8.kiln --build build
 run "SmolLM2: tokenizer vs llama.cpp on 1,100 items" \
   .venv/bin/python test/gguf/check_tokenizer.py $smol_kiln --build build
 if [ $status -eq 0 ]; then echo "all test suites passed"; else echo "some test suites FAILED"; fi

@@ -1548,39 +1548,47 @@ struct PagedAttentionOpInterface
     auto fast = arith::FastMathFlagsAttr::get(rewriter.getContext(),
                                               arith::FastMathFlags::reassoc);
     bool rounded = attn.getRoundedProbs();
-    // Row `which` (0 keys, 1 values) of a cached token, as f32 (an i8
-    // cache: each group's codes times its scale).
-    int64_t kvGroup = kvInt8Group(headDim);
+    // Row `which` (0 keys, 1 values) of a cached token as parts: the whole
+    // row as f32 (f32 and f16 caches), or for an i8 cache each group's
+    // codes as f32 with the group's scale (value = codes * scale). The
+    // kernel works part by part so that a scale costs one scalar multiply
+    // per group: q . k = sum_g d_g (q_g . codes_g), and a value row joins
+    // the accumulator as codes_g * (p d_g).
+    struct Part {
+      Value x, scale; // scale null: x is the value
+    };
+    bool int8 = cacheElt.isInteger(8);
+    int64_t width = int8 ? kvInt8Group(headDim) : headDim;
+    int64_t numParts = headDim / width;
+    auto partType = VectorType::get({width}, f32);
     auto cacheRow = [&](OpBuilder &b, Value block, Value slot, Value kvHead,
-                        int64_t which) -> Value {
+                        int64_t which) {
       auto at = [&](int64_t off) {
         return SmallVector<Value>{block, layer, c(b, which), kvHead, slot,
                                   c(b, off)};
       };
-      if (cacheElt.isF32())
-        return vector::LoadOp::create(b, loc, vecType, cache, at(0))
-            .getResult();
-      if (cacheElt.isF16())
-        return arith::ExtFOp::create(
-            b, loc, vecType,
-            vector::LoadOp::create(b, loc, halfVecType, cache, at(0))
-                .getResult());
-      auto groupType = VectorType::get({kvGroup}, f32);
-      Value r = arith::ConstantOp::create(
-          b, loc, vecType, DenseElementsAttr::get(vecType, b.getF32FloatAttr(0)));
-      for (int64_t g = 0; g < headDim / kvGroup; ++g) {
-        Value codes = arith::SIToFPOp::create(
-            b, loc, groupType,
-            vector::LoadOp::create(b, loc,
-                                   VectorType::get({kvGroup}, b.getI8Type()),
-                                   cache, at(g * kvGroup)));
-        Value d = vector::BroadcastOp::create(
-            b, loc, groupType, vectorHalf(b, loc, cache, at(headDim + 2 * g)));
-        r = vector::InsertStridedSliceOp::create(
-            b, loc, arith::MulFOp::create(b, loc, codes, d), r,
-            ArrayRef<int64_t>{g * kvGroup}, ArrayRef<int64_t>{1});
+      SmallVector<Part> parts;
+      if (cacheElt.isF32()) {
+        parts.push_back(
+            {vector::LoadOp::create(b, loc, vecType, cache, at(0)), Value()});
+      } else if (cacheElt.isF16()) {
+        parts.push_back(
+            {arith::ExtFOp::create(
+                 b, loc, vecType,
+                 vector::LoadOp::create(b, loc, halfVecType, cache, at(0))
+                     .getResult()),
+             Value()});
+      } else {
+        for (int64_t g = 0; g < numParts; ++g)
+          parts.push_back(
+              {arith::SIToFPOp::create(
+                   b, loc, partType,
+                   vector::LoadOp::create(
+                       b, loc, VectorType::get({width}, b.getI8Type()), cache,
+                       at(g * width))),
+               vectorHalf(b, loc, cache, at(headDim + 2 * g))});
       }
-      return r;
+      return parts;
     };
 
     scf::ParallelOp::create(
@@ -1600,24 +1608,45 @@ struct PagedAttentionOpInterface
             qv = arith::ExtFOp::create(
                 b, loc, vecType,
                 arith::TruncFOp::create(b, loc, halfVecType, qv).getResult());
+          SmallVector<Value> qParts;
+          for (int64_t g = 0; g < numParts; ++g)
+            qParts.push_back(numParts == 1
+                                 ? qv
+                                 : vector::ExtractStridedSliceOp::create(
+                                       b, loc, qv, ArrayRef<int64_t>{g * width},
+                                       ArrayRef<int64_t>{width},
+                                       ArrayRef<int64_t>{1})
+                                       .getResult());
           Value scale = f(b, attn.getScale().convertToFloat());
 
           // Key j's (pool block, slot) and scaled score.
           auto score = [&](OpBuilder &b, Value j) {
             auto [block, slot] = addr->locate(b, loc, j);
-            Value k = cacheRow(b, block, slot, kvHead, 0);
-            Value prod = arith::MulFOp::create(b, loc, qv, k);
-            Value dot = vector::ReductionOp::create(
-                b, loc, vector::CombiningKind::ADD, prod, Value(),
-                fast.getValue());
+            Value dot;
+            for (auto [g, part] :
+                 llvm::enumerate(cacheRow(b, block, slot, kvHead, 0))) {
+              Value prod = arith::MulFOp::create(b, loc, qParts[g], part.x);
+              Value d = vector::ReductionOp::create(
+                  b, loc, vector::CombiningKind::ADD, prod, Value(),
+                  fast.getValue());
+              if (part.scale)
+                d = arith::MulFOp::create(b, loc, d, part.scale);
+              dot = dot ? arith::AddFOp::create(b, loc, dot, d).getResult() : d;
+            }
             Value s = arith::MulFOp::create(b, loc, dot, scale);
             return std::make_tuple(block, slot, s);
           };
-          auto bcast = [&](OpBuilder &b, Value x) {
-            return vector::BroadcastOp::create(b, loc, vecType, x).getResult();
+          auto bcast = [&](OpBuilder &b, Type type, Value x) {
+            return vector::BroadcastOp::create(b, loc, type, x).getResult();
           };
-          // One online-softmax step per key: (max, sum[, acc]) carried;
-          // `withValues` false gives the statistics pass alone.
+          // A value part's weight: p, times the part's scale.
+          auto weight = [&](OpBuilder &b, const Part &part, Value p) {
+            return part.scale ? arith::MulFOp::create(b, loc, p, part.scale)
+                                    .getResult()
+                              : p;
+          };
+          // One online-softmax step per key: (max, sum[, acc parts])
+          // carried; `withValues` false gives the statistics pass alone.
           auto onlineRange = [&](OpBuilder &b, Value lo, Value hiV,
                                  ValueRange init, bool withValues) {
             auto loop = scf::ForOp::create(
@@ -1627,20 +1656,26 @@ struct PagedAttentionOpInterface
                   SoftmaxStep t = softmaxStep(b, loc, st[0], st[1], s);
                   SmallVector<Value> next = {t.max, t.sum};
                   if (withValues)
-                    next.push_back(arith::AddFOp::create(
-                        b, loc, arith::MulFOp::create(b, loc, st[2], bcast(b, t.corr)),
-                        arith::MulFOp::create(
-                            b, loc, cacheRow(b, block, slot, kvHead, 1),
-                            bcast(b, t.pexp))));
+                    for (auto [g, part] :
+                         llvm::enumerate(cacheRow(b, block, slot, kvHead, 1))) {
+                      Type type = part.x.getType();
+                      next.push_back(arith::AddFOp::create(
+                          b, loc,
+                          arith::MulFOp::create(b, loc, st[2 + g],
+                                                bcast(b, type, t.corr)),
+                          arith::MulFOp::create(
+                              b, loc, part.x,
+                              bcast(b, type, weight(b, part, t.pexp)))));
+                    }
                   scf::YieldOp::create(b, loc, next);
                 });
             return SmallVector<Value>(loop.getResults());
           };
           // Second pass of the rounded form: acc += f16(exp(s - m) / l) v.
           auto weightedRange = [&](OpBuilder &b, Value lo, Value hiV,
-                                   Value acc, Value m, Value inv) {
+                                   ValueRange acc, Value m, Value inv) {
             auto loop = scf::ForOp::create(
-                b, loc, lo, hiV, c(b, 1), ValueRange{acc},
+                b, loc, lo, hiV, c(b, 1), acc,
                 [&](OpBuilder &b, Location loc, Value j, ValueRange st) {
                   auto [block, slot, s] = score(b, j);
                   Value p = arith::MulFOp::create(
@@ -1652,31 +1687,48 @@ struct PagedAttentionOpInterface
                       b, loc, f32,
                       arith::TruncFOp::create(b, loc, rewriter.getF16Type(), p)
                           .getResult());
-                  Value next = vector::FMAOp::create(
-                      b, loc, cacheRow(b, block, slot, kvHead, 1), bcast(b, p),
-                      st[0]);
+                  SmallVector<Value> next;
+                  for (auto [g, part] :
+                       llvm::enumerate(cacheRow(b, block, slot, kvHead, 1)))
+                    next.push_back(vector::FMAOp::create(
+                        b, loc, part.x,
+                        bcast(b, part.x.getType(), weight(b, part, p)),
+                        st[g]));
                   scf::YieldOp::create(b, loc, next);
                 });
-            return loop.getResult(0);
+            return SmallVector<Value>(loop.getResults());
           };
-          Value zeroAcc = arith::ConstantOp::create(
-              b, loc, vecType,
-              DenseElementsAttr::get(vecType, b.getF32FloatAttr(0.0f)));
+          auto zeros = [&](VectorType type) {
+            return arith::ConstantOp::create(
+                       b, loc, type,
+                       DenseElementsAttr::get(type, b.getF32FloatAttr(0.0f)))
+                .getResult();
+          };
+          VectorType accType = numParts == 1 ? vecType : partType;
+          SmallVector<Value> zeroAcc(numParts, zeros(accType));
           SmallVector<Value> st = {
               f(b, -std::numeric_limits<float>::infinity()), f(b, 0.0f)};
           if (!rounded)
-            st.push_back(zeroAcc);
+            st.append(zeroAcc);
           for (auto [rlo, rhi] : ranges)
             st = onlineRange(b, rlo, rhi, st, !rounded);
           Value inv = arith::DivFOp::create(b, loc, f(b, 1.0f), st[1]);
-          Value res;
+          SmallVector<Value> acc(ArrayRef<Value>(st).drop_front(2));
           if (rounded) {
-            res = zeroAcc;
+            acc = zeroAcc;
             for (auto [rlo, rhi] : ranges)
-              res = weightedRange(b, rlo, rhi, res, st[0], inv);
-          } else {
-            res = arith::MulFOp::create(b, loc, st[2], bcast(b, inv));
+              acc = weightedRange(b, rlo, rhi, acc, st[0], inv);
           }
+          Value res = acc[0];
+          if (numParts > 1) {
+            res = zeros(vecType);
+            for (auto [g, part] : llvm::enumerate(acc))
+              res = vector::InsertStridedSliceOp::create(
+                  b, loc, part, res, ArrayRef<int64_t>{int64_t(g) * width},
+                  ArrayRef<int64_t>{1});
+          }
+          if (!rounded)
+            res = arith::MulFOp::create(b, loc, res, bcast(b, vecType, inv));
           vector::StoreOp::create(b, loc, res, *out,
                                   ValueRange{c(b, 0), h, i, c(b, 0)});
         });

@@ -123,9 +123,12 @@ kiln_status verify(kiln_artifact_s &a) {
         return corrupt(a, "the KV cache spec needs more than 2^40 values");
     }
     uint64_t bytes = kiln::rt::kvCachePoolBytes(kv);
+    // A context longer than the pool needs every layer windowed (the
+    // runtime then slides the cache as a ring).
     if (bytes > (uint64_t(1) << 40) ||
-        kv->max_context() >
-            uint64_t(kv->num_blocks()) * kv->block_size() ||
+        (kv->max_context() >
+             uint64_t(kv->num_blocks()) * kv->block_size() &&
+         !kiln::rt::kvCacheIsRing(kv)) ||
         kv->max_context() == 0)
       return corrupt(a, "the KV cache spec is inconsistent (%u blocks of %u "
                         "tokens for a context of %u)",

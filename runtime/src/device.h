@@ -31,6 +31,18 @@ inline uint64_t kvCacheRowBytes(const kiln::fb::KvCacheSpec *spec) {
   }
 }
 
+/// Whether every layer of the cache attends through a sliding window, so
+/// no key older than the largest window (besides the sink positions) is
+/// ever read and the pool can be a ring (docs/runtime.md).
+inline bool kvCacheIsRing(const kiln::fb::KvCacheSpec *spec) {
+  if (!spec->layers() || spec->layers()->size() != spec->num_layers())
+    return false;
+  for (const kiln::fb::KvLayerSpec *l : *spec->layers())
+    if (!l || l->window() == 0)
+      return false;
+  return true;
+}
+
 inline uint64_t kvCachePoolBytes(const kiln::fb::KvCacheSpec *spec) {
   return kvCacheRowBytes(spec) * spec->num_layers() * 2 *
          spec->num_kv_heads() * spec->block_size() * spec->num_blocks();

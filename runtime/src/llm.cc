@@ -7,6 +7,16 @@
 // memory a sequence holds follows its length. The block table maps the
 // sequence's logical blocks to pool blocks; blocks come from a free list,
 // so a second sequence (batch > 1) is a second table over the same pool.
+//
+// When every layer attends through a sliding window (of at most W keys
+// besides S sink positions) the pool may be smaller than the context: the
+// cache is then a ring. Cache positions are virtual (the true position
+// minus `shift`); when a call would pass the pool, the oldest block after
+// the sink blocks, which no query of the call can see any more, leaves
+// the table (rotated to its end, to be overwritten) and every virtual
+// position drops by one block. Distances between queries and window keys
+// do not change, the sinks keep their positions, and the model still gets
+// the true positions (RoPE): the kernels need not know.
 #include "session.h"
 #include "status.h"
 
@@ -44,6 +54,10 @@ struct kiln_llm_s {
   std::vector<int32_t> freeBlocks; // a stack, lowest id on top
   size_t blocksUsed = 0;
   size_t position = 0;
+  // A ring cache: the largest window, the blocks the sinks pin, and how
+  // many tokens have slid out (position - shift is the cache position).
+  bool ring = false;
+  size_t window = 0, sinkBlocks = 0, shift = 0;
 
   std::vector<float> logits;
   bool haveLogits = false;
@@ -143,7 +157,7 @@ kiln_status runStep(kiln_llm_s *llm, const StepFunction &fn,
     llm->positions[i] =
         static_cast<int64_t>(std::min(llm->position + i, size_t(llm->context) - 1));
   }
-  int64_t step[2] = {static_cast<int64_t>(llm->position),
+  int64_t step[2] = {static_cast<int64_t>(llm->position - llm->shift),
                      static_cast<int64_t>(n)};
   kiln_tensor in[4] = {
       tensorOf(KILN_I64, {1, int64_t(s)}, llm->tokens.data(), s * 8),
@@ -157,6 +171,34 @@ kiln_status runStep(kiln_llm_s *llm, const StepFunction &fn,
   return llm->session->device->run(
       fn.impl, {in, &out, &llm->session->constants, llm->session->scratch.get(),
                 llm->pool});
+}
+
+/// Makes room for `m` more tokens: slides a ring cache until they fit,
+/// then takes the blocks they need from the free list.
+kiln_status reserve(kiln_llm_s *llm, size_t m) {
+  size_t bs = llm->spec->block_size(), capacity = llm->table.size() * bs;
+  size_t v = llm->position - llm->shift;
+  while (v + m > capacity) {
+    // The oldest ring block's last key must be older than the window of
+    // the call's first query (at v): (sinkBlocks + 1) bs - 1 < v - W + 1.
+    if (!llm->ring || (llm->sinkBlocks + 1) * bs + llm->window > v + 1)
+      return makeStatus(KILN_INVALID_ARGUMENT,
+                        "the KV cache of %zu tokens cannot take %zu more "
+                        "after %zu (window %zu)",
+                        capacity, m, v, llm->window);
+    std::rotate(llm->table.begin() + llm->sinkBlocks,
+                llm->table.begin() + llm->sinkBlocks + 1, llm->table.end());
+    llm->shift += bs;
+    v -= bs;
+  }
+  size_t needed = (v + m + bs - 1) / bs;
+  while (llm->blocksUsed < needed) {
+    if (llm->freeBlocks.empty())
+      return makeStatus(KILN_INTERNAL, "the KV cache pool is exhausted");
+    llm->table[llm->blocksUsed++] = llm->freeBlocks.back();
+    llm->freeBlocks.pop_back();
+  }
+  return nullptr;
 }
 
 } // namespace
@@ -199,6 +241,14 @@ KILN_API kiln_status kiln_llm_create(kiln_artifact *artifact,
                       "cannot reserve %zu bytes for the KV cache of '%s'",
                       llm->poolBytes, artifact->path.c_str());
   llm->pool = static_cast<uint8_t *>(p);
+  if ((llm->ring = kiln::rt::kvCacheIsRing(spec))) {
+    size_t sinks = 0;
+    for (const fb::KvLayerSpec *l : *spec->layers()) {
+      llm->window = std::max<size_t>(llm->window, l->window());
+      sinks = std::max<size_t>(sinks, l->sinks());
+    }
+    llm->sinkBlocks = (sinks + spec->block_size() - 1) / spec->block_size();
+  }
   llm->table.assign(spec->num_blocks(), 0);
   for (uint32_t b = spec->num_blocks(); b-- > 0;)
     llm->freeBlocks.push_back(static_cast<int32_t>(b));
@@ -223,21 +273,22 @@ KILN_API kiln_status kiln_llm_prefill(kiln_llm *llm, const int32_t *tokens,
                       "context full: %zu tokens in the cache + %zu new exceed "
                       "the context of %u",
                       llm->position, n, llm->context);
-  size_t blockSize = llm->spec->block_size();
-  size_t needed = (llm->position + n + blockSize - 1) / blockSize;
-  while (llm->blocksUsed < needed) {
-    if (llm->freeBlocks.empty())
-      return makeStatus(KILN_INTERNAL, "the KV cache pool is exhausted");
-    llm->table[llm->blocksUsed++] = llm->freeBlocks.back();
-    llm->freeBlocks.pop_back();
-  }
-  size_t start = llm->position;
+  size_t start = llm->position, startShift = llm->shift;
   for (size_t i = 0; i < n;) {
     size_t left = n - i;
     const StepFunction &fn = left == 1 ? llm->decode : llm->prefill;
     size_t m = std::min(left, static_cast<size_t>(fn.tokens));
-    if (kiln_status s = runStep(llm, fn, tokens + i, m)) {
-      llm->position = start; // what was written past it is unreachable
+    kiln_status s = reserve(llm, m);
+    if (!s)
+      s = runStep(llm, fn, tokens + i, m);
+    if (s) {
+      // What was written past `start` is unreachable; but a ring that has
+      // slid since has dropped keys the tokens after `start` need, so the
+      // sequence starts over.
+      if (llm->shift != startShift)
+        kiln_llm_reset(llm);
+      else
+        llm->position = start;
       llm->haveLogits = false;
       return s;
     }
@@ -275,6 +326,7 @@ KILN_API void kiln_llm_reset(kiln_llm *llm) {
   }
   std::sort(llm->freeBlocks.rbegin(), llm->freeBlocks.rend());
   llm->position = 0;
+  llm->shift = 0;
   llm->haveLogits = false;
 }
 

@@ -3,6 +3,7 @@
 // and a sweep of truncations must be rejected with a status (or accepted,
 // when the byte does not matter) and never crash.
 #include "kiln/kiln.h"
+#include "kiln_artifact_generated.h"
 
 #include <algorithm>
 #include <cstdio>
@@ -256,10 +257,129 @@ sweep:
               accepted);
 }
 
+/// The header checksum (docs/artifact.md): 64-bit FNV-1a over the size
+/// prefix and the flatbuffer.
+static uint64_t fnv1a(const char *p, size_t n) {
+  uint64_t h = 0xcbf29ce484222325ull;
+  for (size_t i = 0; i < n; ++i) {
+    h ^= static_cast<uint8_t>(p[i]);
+    h *= 0x100000001b3ull;
+  }
+  return h;
+}
+
+/// An int8-KV artifact with one KvCacheSpec field changed in place (the
+/// generated tables keep their flatbuffers::Table base, whose SetField
+/// writes a stored scalar) and the header checksum redone, so only the verifier's own checks stand between
+/// the edit and the kernels: each must be rejected with a message naming
+/// the problem.
+static void testKvSpecEdits(const std::vector<char> &bytes) {
+  namespace fb = kiln::fb;
+  uint32_t fbSize;
+  std::memcpy(&fbSize, bytes.data(), 4);
+  const fb::KvCacheSpec *kv = fb::GetModel(bytes.data() + 4)->kv_cache();
+  if (!kv || kv->dtype() != fb::DType::I8)
+    return;
+  int rejected = 0;
+  auto edit = [&](fb::KvCacheSpec::FlatBuffersVTableOffset field, auto value,
+                  const char *expect) {
+    std::vector<char> b = bytes;
+    auto *spec = const_cast<fb::KvCacheSpec *>(
+        fb::GetModel(b.data() + 4)->kv_cache());
+    EXPECT(reinterpret_cast<flatbuffers::Table *>(spec)->SetField(
+        field, value, decltype(value)(0)));
+    uint64_t h = fnv1a(b.data(), 4 + size_t(fbSize));
+    std::memcpy(b.data() + 4 + fbSize, &h, 8);
+    Aligned m(b);
+    kiln_artifact *a;
+    kiln_status s = kiln_artifact_open_memory(m.data, m.size, &a);
+    EXPECT(contains(s, expect));
+    if (contains(s, expect))
+      ++rejected;
+    else if (s)
+      std::printf("unexpected: %s\n", kiln_status_message(s));
+    if (!s)
+      kiln_artifact_release(a);
+    kiln_status_free(s);
+  };
+  edit(fb::KvCacheSpec::VT_SCALE_GROUP, uint32_t(0),
+       "int8 KV cache's scale group 0 does not divide its head dim");
+  edit(fb::KvCacheSpec::VT_SCALE_GROUP, uint32_t(kv->head_dim() + 1),
+       "does not divide its head dim");
+  edit(fb::KvCacheSpec::VT_SCALE_DTYPE, int8_t(fb::DType::F32),
+       "KV cache dtype I8 (scales F32) / layout BlockHeadToken is not "
+       "supported");
+  edit(fb::KvCacheSpec::VT_DTYPE, int8_t(fb::DType::I16),
+       "KV cache dtype I16");
+  std::printf("int8 KV spec edits: %d of 4 rejected by name\n", rejected);
+}
+
+/// A ring cache (every layer windowed, a context longer than the pool):
+/// the sequence runs to the whole context in the pool's blocks; and with
+/// one layer's window edited away the pool could not hold what that layer
+/// reads, which the verifier rejects.
+static void testRing(const std::vector<char> &bytes) {
+  namespace fb = kiln::fb;
+  const fb::KvCacheSpec *kv = fb::GetModel(bytes.data() + 4)->kv_cache();
+  if (!kv || !kv->layers() || kv->layers()->size() == 0 ||
+      kv->max_context() <= uint64_t(kv->num_blocks()) * kv->block_size())
+    return;
+  Aligned good(bytes);
+  kiln_artifact *a;
+  kiln_llm *llm;
+  EXPECT(kiln_artifact_open_memory(good.data, good.size, &a) == nullptr);
+  EXPECT(kiln_llm_create(a, "cpu", 0, &llm) == nullptr);
+  int32_t prompt[3] = {1, 2, 3};
+  EXPECT(kiln_llm_prefill(llm, prompt, 3) == nullptr);
+  uint64_t block = kiln_llm_kv_bytes(llm), most = 0;
+  while (kiln_llm_position(llm) < kiln_llm_context_size(llm)) {
+    kiln_status s = kiln_llm_decode(llm, 1);
+    EXPECT(s == nullptr);
+    kiln_status_free(s);
+    if (s)
+      break;
+    most = std::max(most, kiln_llm_kv_bytes(llm));
+  }
+  EXPECT(kiln_llm_position(llm) == kv->max_context());
+  EXPECT(most == block * kv->num_blocks());
+  kiln_llm_release(llm);
+  kiln_artifact_release(a);
+  std::printf("ring: %u tokens in %u blocks of %u (%llu bytes at most)\n",
+              kv->max_context(), kv->num_blocks(), kv->block_size(),
+              static_cast<unsigned long long>(most));
+
+  uint32_t fbSize;
+  std::memcpy(&fbSize, bytes.data(), 4);
+  std::vector<char> b = bytes;
+  auto *layer = const_cast<fb::KvLayerSpec *>(
+      fb::GetModel(b.data() + 4)->kv_cache()->layers()->Get(0));
+  EXPECT(reinterpret_cast<flatbuffers::Table *>(layer)->SetField(
+      fb::KvLayerSpec::VT_WINDOW, uint32_t(0), uint32_t(0)));
+  uint64_t h = fnv1a(b.data(), 4 + size_t(fbSize));
+  std::memcpy(b.data() + 4 + fbSize, &h, 8);
+  Aligned edited(b);
+  kiln_status s = kiln_artifact_open_memory(edited.data, edited.size, &a);
+  EXPECT(contains(s, "the KV cache spec is inconsistent"));
+  if (!s)
+    kiln_artifact_release(a);
+  else if (!contains(s, "the KV cache spec is inconsistent"))
+    std::printf("unexpected: %s\n", kiln_status_message(s));
+  std::printf("ring with a layer's window edited away: %s\n",
+              contains(s, "the KV cache spec is inconsistent") ? "rejected"
+                                                               : "ACCEPTED");
+  kiln_status_free(s);
+}
+
 int main(int argc, char **argv) {
   testBasics();
-  if (argc > 1)
+  if (argc > 1) {
     testArtifact(argv[1]);
+    std::ifstream f(argv[1], std::ios::binary);
+    std::vector<char> bytes((std::istreambuf_iterator<char>(f)),
+                            std::istreambuf_iterator<char>());
+    testKvSpecEdits(bytes);
+    testRing(bytes);
+  }
   std::printf("runtime unit tests: %d passed, %d failed\n", passed, failed);
   return failed ? 1 : 0;
 }

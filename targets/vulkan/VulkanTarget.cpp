@@ -299,7 +299,8 @@ FailureOr<VulkanExecutable> buildVulkanExecutable(ModuleOp module,
       "fold-memref-alias-ops, expand-strided-metadata, lower-affine, "
       "arith-expand, "
       "map-memref-spirv-storage-class{client-api=vulkan}, "
-      "convert-math-to-spirv, convert-gpu-to-spirv{use-64bit-index=false}, "
+      "convert-math-to-spirv, kiln-guard-zero-trip-loops, "
+      "convert-gpu-to-spirv{use-64bit-index=false}, "
       "spirv.module(spirv-lower-abi-attrs, spirv-update-vce, canonicalize)";
   if (failed(runPipeline(*work, spvPipeline, "SPIR-V")))
     return failure();

@@ -67,7 +67,9 @@ func.func @half(%q: tensor<1x4x2x8xf32>, %k: tensor<1x2x2x8xf32>, %table: tensor
 // 64 codes, then an f16 scale per group of 32 at bytes 64 and 66. The
 // store quantizes each group (amax, round half to even, i8 codes, f16
 // scale as two bytes); attention widens each group's codes and multiplies
-// by its scale (the query stays f32).
+// by its scale (the query stays f32), group by group: a score is
+// sum_g d_g (q_g . codes_g), and values accumulate per group as codes_g
+// times (p d_g), so scales are scalar multiplies, not vector shuffles.
 func.func @int8(%q: tensor<1x4x2x64xf32>, %k: tensor<1x2x2x64xf32>, %table: tensor<4xi32>, %step: tensor<2xi64>, %cache: memref<4x1x2x2x4x68xi8>) -> tensor<1x4x2x64xf32> {
   kiln.kv_store %k, %k into %cache[%table, %step] {layer = 0 : i64} : tensor<1x2x2x64xf32>, tensor<1x2x2x64xf32>, memref<4x1x2x2x4x68xi8>, tensor<4xi32>, tensor<2xi64>
   %r = kiln.paged_attention %q over %cache[%table, %step] {layer = 0 : i64, scale = 0.125 : f32} : tensor<1x4x2x64xf32>, memref<4x1x2x2x4x68xi8>, tensor<4xi32>, tensor<2xi64> -> tensor<1x4x2x64xf32>
@@ -91,14 +93,26 @@ func.func @int8(%q: tensor<1x4x2x64xf32>, %k: tensor<1x2x2x64xf32>, %table: tens
 // CHECK: vector.store %{{.+}}, %[[C]][%{{.+}}, %c0, %c0, %{{.+}}, %{{.+}}, %c66] : memref<4x1x2x2x4x68xi8>, vector<2xi8>
 // Values (dim 2 = 1) likewise.
 // CHECK: vector.store %{{.+}}, %[[C]][%{{.+}}, %c0, %c1, %{{.+}}, %{{.+}}, %c66]
-// Attention: no rounding of the query; a key row is rebuilt group by group.
+// Attention: no rounding of the query, split into its two groups; one
+// accumulator per group, carried by the online-softmax loop and joined at
+// the end.
 // CHECK: scf.parallel
 // CHECK-NOT: arith.truncf
-// CHECK: vector.load %[[C]][%{{.+}}, %c0, %c0, %{{.+}}, %{{.+}}, %c0] : memref<4x1x2x2x4x68xi8>, vector<32xi8>
-// CHECK: arith.sitofp %{{.+}} : vector<32xi8> to vector<32xf32>
+// CHECK: %[[QV:.+]] = vector.load %{{.+}} : memref<1x4x2x64xf32>, vector<64xf32>
+// CHECK: %[[Q0:.+]] = vector.extract_strided_slice %[[QV]] {offsets = [0], sizes = [32], strides = [1]}
+// CHECK: %[[Q1:.+]] = vector.extract_strided_slice %[[QV]] {offsets = [32], sizes = [32], strides = [1]}
+// CHECK: scf.for {{.+}} -> (f32, f32, vector<32xf32>, vector<32xf32>)
+// CHECK: %[[K0:.+]] = vector.load %[[C]][%{{.+}}, %c0, %c0, %{{.+}}, %{{.+}}, %c0] : memref<4x1x2x2x4x68xi8>, vector<32xi8>
+// CHECK: %[[K0F:.+]] = arith.sitofp %[[K0]] : vector<32xi8> to vector<32xf32>
 // CHECK: vector.load %[[C]][%{{.+}}, %c0, %c0, %{{.+}}, %{{.+}}, %c64] : memref<4x1x2x2x4x68xi8>, vector<2xi8>
 // CHECK: vector.bitcast %{{.+}} : vector<2xi8> to vector<1xf16>
-// CHECK: vector.insert_strided_slice %{{.+}} {offsets = [0], strides = [1]} : vector<32xf32> into vector<64xf32>
-// CHECK: vector.load %[[C]][%{{.+}}, %c0, %c0, %{{.+}}, %{{.+}}, %c32] : memref<4x1x2x2x4x68xi8>, vector<32xi8>
-// CHECK: vector.insert_strided_slice %{{.+}} {offsets = [32], strides = [1]} : vector<32xf32> into vector<64xf32>
+// CHECK: arith.mulf %[[Q0]], %[[K0F]] : vector<32xf32>
 // CHECK: vector.reduction <add>
+// CHECK: arith.mulf %{{.+}} : f32
+// CHECK: arith.mulf %[[Q1]], %{{.+}} : vector<32xf32>
+// CHECK: math.exp
+// CHECK: vector.load %[[C]][%{{.+}}, %c0, %c1, %{{.+}}, %{{.+}}, %c0] : memref<4x1x2x2x4x68xi8>, vector<32xi8>
+// CHECK-NOT: vector.insert_strided_slice
+// CHECK: scf.yield
+// CHECK: vector.insert_strided_slice %{{.+}} {offsets = [0], strides = [1]} : vector<32xf32> into vector<64xf32>
+// CHECK: vector.insert_strided_slice %{{.+}} {offsets = [32], strides = [1]} : vector<32xf32> into vector<64xf32>

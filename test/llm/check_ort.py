@@ -28,8 +28,15 @@ quantizer on random rows. So the cache is quantized in the reference
 exactly where Kiln's int8 cache quantizes it, and the comparison checks
 Kiln's int8 cache kernels, not the quantization error.
 
+--window W [--sinks S] is for an artifact compiled with --attention-window
+(and --attention-sinks): onnxruntime then runs the graph with the
+attention mask all its layers add before their softmax (one tensor, as HF
+exports build it) replaced by an explicit one, where query position p sees
+key j iff j <= p and (p - j < W or j < S).
+
   check_ort.py MODEL.onnx ARTIFACT.kiln --build build [-n 32] [--tol 1e-3]
                [--quantized FORMAT] [--kv-q8] [--device cpu|vulkan|cuda]
+               [--window W [--sinks S]]
 """
 import argparse
 import os
@@ -47,7 +54,40 @@ import onnxruntime as ort
 PROMPTS = [[1, 17, 42, 99, 3], [5] * 20 + [200, 201, 7], list(range(60, 100))]
 
 
-def ort_greedy(sess, ids, steps):
+MASK = "kiln_window_mask"
+
+
+def window_mask(pos, seq, window, sinks):
+    """[1, 1, seq, pos + seq]: 0 where query pos + i sees key j, else the
+    most negative float (as HF's masks)."""
+    p = pos + np.arange(seq)[:, None]
+    j = np.arange(pos + seq)[None, :]
+    visible = (j <= p) & ((p - j < window) | (j < sinks))
+    return np.where(visible, 0.0, np.finfo(np.float32).min).astype(np.float32)[None, None]
+
+
+def windowed_model(model):
+    """The model with the mask its softmax inputs share made an input."""
+    prod = {o: n for n in model.graph.node for o in n.output}
+    adds = [prod[n.input[0]] for n in model.graph.node
+            if n.op_type == "Softmax" and n.input[0] in prod and
+            prod[n.input[0]].op_type == "Add"]
+    shared = set(adds[0].input) if adds else set()
+    for a in adds[1:]:
+        shared &= set(a.input)
+    if not adds or len(shared) != 1:
+        raise SystemExit("--window: no attention mask shared by every layer's softmax")
+    old = shared.pop()
+    for a in adds:
+        for k, i in enumerate(a.input):
+            if i == old:
+                a.input[k] = MASK
+    model.graph.input.append(onnx.helper.make_tensor_value_info(
+        MASK, onnx.TensorProto.FLOAT, [1, 1, "seq", "total"]))
+    return model, len(adds)
+
+
+def ort_greedy(sess, ids, steps, window=0, sinks=0):
     inputs = {i.name: i for i in sess.get_inputs()}
     past_names = [n for n in inputs if "past" in n]
     outs = [o.name for o in sess.get_outputs()]
@@ -65,6 +105,8 @@ def ort_greedy(sess, ids, steps):
             feeds["position_ids"] = np.arange(pos, pos + len(cur), dtype=np.int64)[None]
         if "attention_mask" in inputs:
             feeds["attention_mask"] = np.ones((1, pos + len(cur)), np.int64)
+        if MASK in inputs:
+            feeds[MASK] = window_mask(pos, len(cur), window, sinks)
         res = dict(zip(outs, sess.run(None, feeds)))
         logits = res["logits"][0, -1]
         rows.append(logits)
@@ -226,6 +268,8 @@ def main():
     ap.add_argument("--quantized", choices=["q8_0", "q4_0", "q4_1"])
     ap.add_argument("--kv-q8", action="store_true")
     ap.add_argument("--device", default="cpu", help="kiln-run's --device")
+    ap.add_argument("--window", type=int, default=0)
+    ap.add_argument("--sinks", type=int, default=0)
     args = ap.parse_args()
     model = args.model
     if args.quantized:
@@ -241,11 +285,17 @@ def main():
         print(f"reference: {count} new key/value tensors quantized to Q8_0 (groups of "
               f"{', '.join(map(str, groups))}) before they join the cache")
         model = m.SerializeToString()
+    if args.window:
+        m = onnx.load_from_string(model) if isinstance(model, bytes) else onnx.load(model)
+        m, count = windowed_model(m)
+        print(f"reference: the mask of {count} attention layers is a window of "
+              f"{args.window} with {args.sinks} sinks")
+        model = m.SerializeToString()
     sess = ort.InferenceSession(model, providers=["CPUExecutionProvider"])
     failed = 0
     with tempfile.TemporaryDirectory() as work:
         for i, ids in enumerate(PROMPTS):
-            want, greedy = ort_greedy(sess, ids, args.n)
+            want, greedy = ort_greedy(sess, ids, args.n, args.window, args.sinks)
             tokens = generate(f"{args.build}/bin/kiln-run", args.artifact, ids,
                               args.n, device=args.device, logits_out=f"{work}/l.npy")
             got = np.load(f"{work}/l.npy")

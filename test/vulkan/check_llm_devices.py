@@ -52,6 +52,10 @@ def models():
     yield "tiny_llama_gguf_llamacpp", gguf, ["--prefill-chunk=16", "--llamacpp-numerics"]
     yield "tiny_llama_k_gguf", os.path.join(ROOT, "gguf", "models", "tiny_llama_k.gguf"), \
         ["--prefill-chunk=16"]
+    # A window of 16 with 4 attention sinks on every layer: a ring of 4
+    # blocks (64 tokens) that the 70-token prompt already slides.
+    yield "llama_window_sinks", os.path.join(ROOT, "llm", "models", "llama_kv.onnx"), \
+        onnx_args + ["--attention-window=16", "--attention-sinks=4"]
     # int8 KV caches: Q8_0 rows of one group (head_dim 16, a sliding
     # window) and of two groups of 32 (head_dim 64).
     yield "mistral_kv8", os.path.join(ROOT, "llm", "models", "mistral_kv.onnx"), \

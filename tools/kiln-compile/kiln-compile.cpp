@@ -98,6 +98,23 @@ static cl::opt<std::string> kvDtype(
              "(half the memory) or int8 (Q8_0 blocks of 32 along head_dim, "
              "an f16 scale each: 0.27 of the memory)"),
     cl::init("f32"));
+static cl::opt<int64_t> attentionWindow(
+    "attention-window",
+    cl::desc("LLM form: layers that attend to their whole context see only "
+             "their last N keys (plus --attention-sinks); with every layer "
+             "windowed the KV cache is a ring bounded by the window"),
+    cl::init(0));
+static cl::opt<int64_t> attentionSinks(
+    "attention-sinks",
+    cl::desc("With --attention-window: the first N positions stay visible "
+             "(StreamingLLM's attention sinks)"),
+    cl::init(0));
+static cl::opt<bool> kvRing(
+    "kv-ring",
+    cl::desc("LLM form: when every layer has a window, size the KV cache by "
+             "the window (a ring the runtime slides) instead of the context "
+             "(default true)"),
+    cl::init(true));
 static cl::opt<std::string> activationsOpt(
     "activations",
     cl::desc("GGUF packed weights: f32 (x as it is) or q8 (x rounded to "
@@ -374,6 +391,11 @@ int main(int argc, char **argv) {
            pm.addPass(createCanonicalizerPass());
            pm.addPass(createCSEPass());
          }
+         kiln::SimplifyAttentionOptions policy;
+         policy.window = attentionWindow;
+         policy.sinks = attentionSinks;
+         policy.ring = kvRing;
+         pm.addPass(kiln::createSimplifyAttention(policy));
          if (!quantFormat.empty())
            pm.addPass(kiln::createQuantizeWeights(weights, quantFormat));
        }},
