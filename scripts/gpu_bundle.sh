@@ -9,7 +9,8 @@
 #   .gpu/e2e/                tiny BERT and GPT-2, onnxruntime's outputs
 #   .gpu/llm/                the LLM test models (cpu + cuda:SM in one
 #                            artifact), the CPU's greedy tokens and logits
-# Then, on the machine (device tool, carry [".gpu"]):
+# (each packed into DIR/bundle.tgz at the end). Then, on the machine
+# (device tool, carry [".gpu"]):
 #   bash scripts/gpu_check.sh      (results in $OUT/gpu_check.md)
 #
 # --smollm2 adds the real SmolLM2-135M (Q4_1) for cpu,cuda:SM with the
@@ -91,4 +92,13 @@ PY
     mkdir -p .gpu-smol$((i + 1)) && mv "$work/part$i" .gpu-smol$((i + 1))/part
   done
 fi
-du -sh .gpu .gpu-vk .gpu-smol* 2>/dev/null
+# The device tool carries at most 64 MiB per call, the tree (~13 MB)
+# included: .gpu and .gpu-vk travel as one gzip'ed tar each (the PTX and
+# cubins compress ~4x: .gpu 52 MB -> 12 MB), which gpu_check.sh unpacks.
+for d in .gpu .gpu-vk; do
+  if [ -d $d ]; then
+    tar -czf "$work/bundle.tgz" -C $d .
+    rm -rf $d && mkdir $d && mv "$work/bundle.tgz" $d/
+  fi
+done
+du -sh $(ls -d .gpu .gpu-vk .gpu-smol* 2>/dev/null)

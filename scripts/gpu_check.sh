@@ -8,6 +8,13 @@
 # check failed.
 set -uo pipefail
 cd "$(dirname "$0")/.."
+# gpu_bundle.sh sends each bundle as one gzip'ed tar (the device tool's
+# per-call limit).
+for d in .gpu .gpu-vk; do
+  if [ -f $d/bundle.tgz ]; then
+    tar -xzf $d/bundle.tgz -C $d && rm $d/bundle.tgz
+  fi
+done
 out=${OUT:-.gpu/out}
 mkdir -p "$out"
 report=$out/gpu_check.md

@@ -132,7 +132,10 @@ KILN_API kiln_status kiln_session_call(kiln_session *session,
 
 /* An artifact compiled from a decoder LLM has functions `prefill` and
  * `decode` and a KV cache spec. A kiln_llm owns one sequence's cache (paged
- * blocks taken as tokens arrive) and the logits of its last token. */
+ * blocks taken as tokens arrive) and the logits of its last token. When
+ * every layer attends through a sliding window, the cache may be a ring
+ * smaller than the context: it keeps the keys the windows (and sinks) can
+ * still see and slides block by block (docs/runtime.md). */
 typedef struct kiln_llm_s kiln_llm;
 
 /* `context`: most tokens the sequence may hold; 0 means the artifact's
@@ -144,7 +147,9 @@ KILN_API void kiln_llm_release(kiln_llm *llm);
 
 /* Appends `n` tokens (a prompt, or the next tokens) and computes the logits
  * after the last one. Fails, leaving the sequence as it was, when a token is
- * outside the vocabulary or the context would overflow. */
+ * outside the vocabulary or the context would overflow. A device failure
+ * after a ring cache has slid empties the sequence instead (the keys it
+ * dropped cannot come back). */
 KILN_API kiln_status kiln_llm_prefill(kiln_llm *llm, const int32_t *tokens,
                                       size_t n);
 /* kiln_llm_prefill of one token (the decode function). */
@@ -153,7 +158,7 @@ KILN_API kiln_status kiln_llm_decode(kiln_llm *llm, int32_t token);
  * until the next prefill/decode/reset. NULL before the first token. */
 KILN_API const float *kiln_llm_logits(const kiln_llm *llm);
 KILN_API size_t kiln_llm_vocab_size(const kiln_llm *llm);
-/* Tokens in the cache. */
+/* Tokens of the sequence so far (a ring cache holds the last of them). */
 KILN_API size_t kiln_llm_position(const kiln_llm *llm);
 KILN_API size_t kiln_llm_context_size(const kiln_llm *llm);
 /* Bytes of KV cache memory the sequence holds now (whole blocks). */
