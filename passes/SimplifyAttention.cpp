@@ -12,6 +12,7 @@
 
 #include "mlir/Dialect/Func/IR/FuncOps.h"
 #include "mlir/IR/Builders.h"
+#include "llvm/ADT/SetVector.h"
 
 namespace kiln {
 #define GEN_PASS_DEF_SIMPLIFYATTENTION
@@ -77,37 +78,50 @@ struct SimplifyAttentionPass
          cacheType.getDimSize(3), block, cacheType.getDimSize(5)},
         cacheType.getElementType());
     auto ringTable = RankedTensorType::get({ringBlocks}, b.getI32Type());
-    // The cache and block table are arguments of the step functions; give
-    // them the ring's shapes (the ops take any static table and pool).
-    for (func::FuncOp f : module.getOps<func::FuncOp>()) {
-      if (f.isExternal())
-        continue;
-      bool changed = false;
-      for (BlockArgument arg : f.getArguments()) {
-        if (arg.getType() == cacheType) {
-          arg.setType(ringCache);
-          changed = true;
-        } else if (arg.getType() == RankedTensorType::get({blocks},
-                                                          b.getI32Type()) &&
-                   llvm::any_of(arg.getUsers(), [](Operation *u) {
-                     return isa<KvStoreOp, PagedAttentionOp>(u);
-                   })) {
-          if (!llvm::all_of(arg.getUsers(), [](Operation *u) {
-                return isa<KvStoreOp, PagedAttentionOp>(u);
-              })) {
-            f.emitError("kiln-simplify-attention: the block table has a "
-                        "use besides the cache ops");
-            return signalPassFailure();
-          }
-          arg.setType(ringTable);
-          changed = true;
-        }
+    // The cache ops name the cache and block table: arguments of the step
+    // functions, which take the ring's shapes (the ops accept any static
+    // table and pool). Nothing else may read a table that changes shape.
+    llvm::SetVector<Value> caches, tables;
+    module.walk([&](Operation *op) {
+      if (auto store = dyn_cast<KvStoreOp>(op)) {
+        caches.insert(store.getCache());
+        tables.insert(store.getBlockTable());
+      } else if (auto attn = dyn_cast<PagedAttentionOp>(op)) {
+        caches.insert(attn.getCache());
+        tables.insert(attn.getBlockTable());
       }
-      if (changed)
-        f.setType(FunctionType::get(&getContext(),
-                                    f.getBody().front().getArgumentTypes(),
-                                    f.getResultTypes()));
-    }
+    });
+    llvm::SetVector<func::FuncOp> changed;
+    auto retype = [&](Value v, Type type) {
+      auto arg = dyn_cast<BlockArgument>(v);
+      auto f = arg ? dyn_cast<func::FuncOp>(arg.getOwner()->getParentOp())
+                   : nullptr;
+      if (!f)
+        return false;
+      arg.setType(type);
+      changed.insert(f);
+      return true;
+    };
+    for (Value table : tables)
+      if (!llvm::all_of(table.getUsers(),
+                        [](Operation *u) {
+                          return isa<KvStoreOp, PagedAttentionOp>(u);
+                        }) ||
+          !retype(table, ringTable)) {
+        module.emitError("kiln-simplify-attention: the block table is not "
+                         "a function argument read only by the cache ops");
+        return signalPassFailure();
+      }
+    for (Value cache : caches)
+      if (!retype(cache, ringCache)) {
+        module.emitError("kiln-simplify-attention: the KV cache is not a "
+                         "function argument");
+        return signalPassFailure();
+      }
+    for (func::FuncOp f : changed)
+      f.setType(FunctionType::get(&getContext(),
+                                  f.getBody().front().getArgumentTypes(),
+                                  f.getResultTypes()));
   }
 };
 

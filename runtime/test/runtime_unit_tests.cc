@@ -268,39 +268,52 @@ static uint64_t fnv1a(const char *p, size_t n) {
   return h;
 }
 
-/// An int8-KV artifact with one KvCacheSpec field changed in place (the
-/// generated tables keep their flatbuffers::Table base, whose SetField
-/// writes a stored scalar) and the header checksum redone, so only the verifier's own checks stand between
-/// the edit and the kernels: each must be rejected with a message naming
-/// the problem.
+/// Opens a copy of `bytes` whose KV cache spec `edit` changed in place
+/// (the generated tables keep their flatbuffers::Table base, whose SetField
+/// writes a stored scalar), with the header checksum redone, so that only
+/// the verifier's own checks stand between the edit and the kernels; true
+/// when it was rejected with a message containing `expect`.
+template <class Edit>
+static bool rejectsEdit(const std::vector<char> &bytes, Edit edit,
+                        const char *expect) {
+  std::vector<char> b = bytes;
+  auto *spec = const_cast<kiln::fb::KvCacheSpec *>(
+      kiln::fb::GetModel(b.data() + 4)->kv_cache());
+  EXPECT(edit(spec));
+  uint32_t fbSize;
+  std::memcpy(&fbSize, b.data(), 4);
+  uint64_t h = fnv1a(b.data(), 4 + size_t(fbSize));
+  std::memcpy(b.data() + 4 + fbSize, &h, 8);
+  Aligned m(b);
+  kiln_artifact *a;
+  kiln_status s = kiln_artifact_open_memory(m.data, m.size, &a);
+  bool rejected = contains(s, expect);
+  EXPECT(rejected);
+  if (!s)
+    kiln_artifact_release(a);
+  else if (!rejected)
+    std::printf("unexpected: %s\n", kiln_status_message(s));
+  kiln_status_free(s);
+  return rejected;
+}
+
+/// An int8-KV artifact with one KvCacheSpec field edited: each edit must be
+/// rejected with a message naming the problem.
 static void testKvSpecEdits(const std::vector<char> &bytes) {
   namespace fb = kiln::fb;
-  uint32_t fbSize;
-  std::memcpy(&fbSize, bytes.data(), 4);
   const fb::KvCacheSpec *kv = fb::GetModel(bytes.data() + 4)->kv_cache();
   if (!kv || kv->dtype() != fb::DType::I8)
     return;
   int rejected = 0;
   auto edit = [&](fb::KvCacheSpec::FlatBuffersVTableOffset field, auto value,
                   const char *expect) {
-    std::vector<char> b = bytes;
-    auto *spec = const_cast<fb::KvCacheSpec *>(
-        fb::GetModel(b.data() + 4)->kv_cache());
-    EXPECT(reinterpret_cast<flatbuffers::Table *>(spec)->SetField(
-        field, value, decltype(value)(0)));
-    uint64_t h = fnv1a(b.data(), 4 + size_t(fbSize));
-    std::memcpy(b.data() + 4 + fbSize, &h, 8);
-    Aligned m(b);
-    kiln_artifact *a;
-    kiln_status s = kiln_artifact_open_memory(m.data, m.size, &a);
-    EXPECT(contains(s, expect));
-    if (contains(s, expect))
-      ++rejected;
-    else if (s)
-      std::printf("unexpected: %s\n", kiln_status_message(s));
-    if (!s)
-      kiln_artifact_release(a);
-    kiln_status_free(s);
+    rejected += rejectsEdit(
+        bytes,
+        [&](fb::KvCacheSpec *spec) {
+          return reinterpret_cast<flatbuffers::Table *>(spec)->SetField(
+              field, value, decltype(value)(0));
+        },
+        expect);
   };
   edit(fb::KvCacheSpec::VT_SCALE_GROUP, uint32_t(0),
        "int8 KV cache's scale group 0 does not divide its head dim");
@@ -348,26 +361,16 @@ static void testRing(const std::vector<char> &bytes) {
               kv->max_context(), kv->num_blocks(), kv->block_size(),
               static_cast<unsigned long long>(most));
 
-  uint32_t fbSize;
-  std::memcpy(&fbSize, bytes.data(), 4);
-  std::vector<char> b = bytes;
-  auto *layer = const_cast<fb::KvLayerSpec *>(
-      fb::GetModel(b.data() + 4)->kv_cache()->layers()->Get(0));
-  EXPECT(reinterpret_cast<flatbuffers::Table *>(layer)->SetField(
-      fb::KvLayerSpec::VT_WINDOW, uint32_t(0), uint32_t(0)));
-  uint64_t h = fnv1a(b.data(), 4 + size_t(fbSize));
-  std::memcpy(b.data() + 4 + fbSize, &h, 8);
-  Aligned edited(b);
-  kiln_status s = kiln_artifact_open_memory(edited.data, edited.size, &a);
-  EXPECT(contains(s, "the KV cache spec is inconsistent"));
-  if (!s)
-    kiln_artifact_release(a);
-  else if (!contains(s, "the KV cache spec is inconsistent"))
-    std::printf("unexpected: %s\n", kiln_status_message(s));
+  bool rejected = rejectsEdit(
+      bytes,
+      [](fb::KvCacheSpec *spec) {
+        auto *layer = const_cast<fb::KvLayerSpec *>(spec->layers()->Get(0));
+        return reinterpret_cast<flatbuffers::Table *>(layer)->SetField(
+            fb::KvLayerSpec::VT_WINDOW, uint32_t(0), uint32_t(0));
+      },
+      "the KV cache spec is inconsistent");
   std::printf("ring with a layer's window edited away: %s\n",
-              contains(s, "the KV cache spec is inconsistent") ? "rejected"
-                                                               : "ACCEPTED");
-  kiln_status_free(s);
+              rejected ? "rejected" : "ACCEPTED");
 }
 
 int main(int argc, char **argv) {

@@ -121,14 +121,14 @@ def ort_greedy(sess, ids, steps, window=0, sinks=0):
     return np.stack(rows), tokens
 
 
-def quantized_model(path, fmt):
-    """The model's bytes with its MatMul weights as gguf-py quantizes them."""
+def quantized_model(model, fmt):
+    """Replaces the model's MatMul weights by what gguf-py's quantization
+    gives back; returns how many."""
     import gguf
     from gguf.quants import dequantize, quantize
     qtype = {"q8_0": gguf.GGMLQuantizationType.Q8_0,
              "q4_0": gguf.GGMLQuantizationType.Q4_0,
              "q4_1": gguf.GGMLQuantizationType.Q4_1}[fmt]
-    model = onnx.load(path)
     inits = {t.name: t for t in model.graph.initializer}
     done = set()
     for node in model.graph.node:
@@ -146,7 +146,7 @@ def quantized_model(path, fmt):
         t.CopyFrom(numpy_helper.from_array(np.ascontiguousarray(deq.T).astype(np.float32),
                                            t.name))
         done.add(node.input[1])
-    return model.SerializeToString(), len(done)
+    return len(done)
 
 
 def q8_qdq_nodes(x, out, group, opset, prefix):
@@ -271,27 +271,24 @@ def main():
     ap.add_argument("--window", type=int, default=0)
     ap.add_argument("--sinks", type=int, default=0)
     args = ap.parse_args()
-    model = args.model
+    model = onnx.load(args.model)
     if args.quantized:
-        model, count = quantized_model(args.model, args.quantized)
+        count = quantized_model(model, args.quantized)
         print(f"reference: {count} MatMul/Gemm weights quantized to {args.quantized} by gguf-py")
     if args.kv_q8:
-        m = onnx.load_from_string(model) if isinstance(model, bytes) else onnx.load(model)
-        m, count, groups = kv_q8_model(m)
+        model, count, groups = kv_q8_model(model)
         if not count:
             raise SystemExit("--kv-q8: no new keys or values joining a past were found")
         for group in groups:
             check_q8_qdq(group)
         print(f"reference: {count} new key/value tensors quantized to Q8_0 (groups of "
               f"{', '.join(map(str, groups))}) before they join the cache")
-        model = m.SerializeToString()
     if args.window:
-        m = onnx.load_from_string(model) if isinstance(model, bytes) else onnx.load(model)
-        m, count = windowed_model(m)
+        model, count = windowed_model(model)
         print(f"reference: the mask of {count} attention layers is a window of "
               f"{args.window} with {args.sinks} sinks")
-        model = m.SerializeToString()
-    sess = ort.InferenceSession(model, providers=["CPUExecutionProvider"])
+    sess = ort.InferenceSession(model.SerializeToString(),
+                                providers=["CPUExecutionProvider"])
     failed = 0
     with tempfile.TemporaryDirectory() as work:
         for i, ids in enumerate(PROMPTS):
