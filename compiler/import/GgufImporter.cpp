@@ -1,9 +1,9 @@
 //===- GgufImporter.cpp - GGUF model to the kiln dialect ------------------===//
 //
 // Builds the kiln graph of a GGUF model from its architecture metadata, the
-// same dialect the ONNX importer produces. Q8_0, Q4_0, Q4_1, Q4_K, Q6_K and
-// F16 matrices stay as the file's bytes (kiln.quant_matmul, kiln.quant_gather) unless
-// asked to dequantize; F32 ones (and 1-D F16 ones) are f32. It builds `llama`:
+// same dialect the ONNX importer produces. Q8_0, Q4_0, Q4_1, Q5_0, Q5_1,
+// Q4_K, Q5_K, Q6_K and F16 matrices stay as the file's bytes
+// (kiln.quant_matmul, kiln.quant_gather) unless asked to dequantize; F32 ones (and 1-D F16 ones) are f32. It builds `llama`:
 // token embedding, per layer RMSNorm -> q/k/v -> RoPE -> causal grouped-query
 // attention -> output projection -> residual -> RMSNorm -> SwiGLU MLP ->
 // residual, then the final norm and the (possibly tied) output projection.
@@ -237,17 +237,42 @@ LlamaBuilder::dequantize(const gguf::TensorInfo &t) {
       }
     }
     return out;
+  case gguf::TensorType::Q5_0: // {f16 d; u32 qh; u8 q[16]}: d * (n5 - 16)
+  case gguf::TensorType::Q5_1: { // {f16 d; f16 m; u32 qh; u8 q[16]}: d n5 + m
+    bool q51 = t.type == static_cast<uint32_t>(gguf::TensorType::Q5_1);
+    int64_t bytes = q51 ? 24 : 22;
+    for (uint64_t blk = 0; blk < n / 32; ++blk, p += bytes) {
+      float d = half(p), m = q51 ? half(p + 2) : 0.0f;
+      int bias = q51 ? 0 : 16;
+      // Value j's fifth bit is bit j of qh, value j + 16's bit j + 16.
+      uint32_t qh;
+      std::memcpy(&qh, p + (q51 ? 4 : 2), 4);
+      const uint8_t *q = p + (q51 ? 8 : 6);
+      for (int j = 0; j < 16; ++j) {
+        int lo = (q[j] & 0xF) | ((qh >> j) & 1) << 4;
+        int hi = (q[j] >> 4) | ((qh >> (j + 16)) & 1) << 4;
+        out[blk * 32 + j] = d * static_cast<float>(lo - bias) + m;
+        out[blk * 32 + j + 16] = d * static_cast<float>(hi - bias) + m;
+      }
+    }
+    return out;
+  }
   case gguf::TensorType::Q4_K:
+  case gguf::TensorType::Q5_K: {
     // {f16 d; f16 dmin; u8 scales[12]; u8 qs[128]} per 256 values: eight
     // sub-blocks of 32 with 6-bit scale and min; sub-block j reads the low
-    // (even j) or high (odd j) nibbles of qs[32 * (j / 2) ...].
-    for (uint64_t sb = 0; sb < n / 256; ++sb, p += 144) {
+    // (even j) or high (odd j) nibbles of qs[32 * (j / 2) ...]. Q5_K has
+    // u8 qh[32] before qs: bit j of qh[l] is value l's fifth bit.
+    bool q5 = t.type == static_cast<uint32_t>(gguf::TensorType::Q5_K);
+    for (uint64_t sb = 0; sb < n / 256; ++sb, p += q5 ? 176 : 144) {
       float d = half(p), dmin = half(p + 2);
       for (int j = 0; j < 8; ++j) {
         auto [sc, m] = q4kScaleMin(p + 4, j);
-        const uint8_t *q = p + 16 + 32 * (j / 2);
+        const uint8_t *q = p + (q5 ? 48 : 16) + 32 * (j / 2);
         for (int l = 0; l < 32; ++l) {
           int nib = j % 2 ? q[l] >> 4 : q[l] & 0xF;
+          if (q5)
+            nib |= ((p[16 + l] >> j) & 1) << 4;
           out[sb * 256 + j * 32 + l] =
               d * static_cast<float>(sc) * static_cast<float>(nib) -
               dmin * static_cast<float>(m);
@@ -255,6 +280,7 @@ LlamaBuilder::dequantize(const gguf::TensorInfo &t) {
       }
     }
     return out;
+  }
   case gguf::TensorType::Q6_K:
     // {u8 ql[128]; u8 qh[64]; i8 scales[16]; f16 d} per 256 values: 6-bit
     // q - 32, a scale per 16 values.
@@ -293,7 +319,10 @@ StringRef LlamaBuilder::packedFormat(const gguf::TensorInfo &t) const {
   case gguf::TensorType::Q4_0: return "q4_0";
   case gguf::TensorType::Q4_1: return "q4_1";
   case gguf::TensorType::F16: return "f16";
+  case gguf::TensorType::Q5_0: return "q5_0";
+  case gguf::TensorType::Q5_1: return "q5_1";
   case gguf::TensorType::Q4_K: return "q4_k";
+  case gguf::TensorType::Q5_K: return "q5_k";
   case gguf::TensorType::Q6_K: return "q6_k";
   default: return "";
   }

@@ -161,22 +161,48 @@ std::pair<Value, Value> kQuantValues(OpBuilder &b, Location loc, Value w,
                                      Value row, Value blk, StringRef format,
                                      int64_t lanes, Value k);
 
-/// The scale d and, for q4_1, the offset m (else null) of block `blk` of
-/// row `row` of a q8_0 / q4_0 / q4_1 weight (GPU form, scalars).
+/// Where the parts of a 32-value block of q8_0, q4_0, q4_1, q5_0 or q5_1
+/// sit: the f16 scale d at byte 0, for q4_1 / q5_1 the f16 minimum m at 2,
+/// for q5_0 / q5_1 the u32 of fifth bits (bit l for value l), then the
+/// codes (q8_0: 32 i8; the others: 16 bytes, value l in the low nibble of
+/// byte l and value l + 16 in its high nibble). Value = d * (code - bias)
+/// (+ m).
+struct BlockLayout {
+  int64_t codes;   // byte offset of the codes
+  int64_t high;    // byte offset of the fifth bits, -1 for none
+  int64_t bias;    // subtracted from the unsigned code (q4_0 8, q5_0 16)
+  bool hasMin;     // an f16 minimum m at byte 2
+};
+
+BlockLayout blockLayout(StringRef format) {
+  if (format == "q4_0")
+    return {2, -1, 8, false};
+  if (format == "q4_1")
+    return {4, -1, 0, true};
+  if (format == "q5_0")
+    return {6, 2, 16, false};
+  if (format == "q5_1")
+    return {8, 4, 0, true};
+  return {2, -1, 0, false}; // q8_0: signed codes
+}
+
+/// The scale d and, for q4_1 / q5_1, the minimum m (else null) of block
+/// `blk` of row `row` of a 32-value block weight (GPU form, scalars).
 std::pair<Value, Value> scalarBlockScales(OpBuilder &b, Location loc, Value w,
                                           Value row, Value blk,
                                           StringRef format) {
   Value base = arith::MulIOp::create(
       b, loc, blk, arith::ConstantIndexOp::create(b, loc, quantBlockBytes(format)));
   Value d = scalarHalf(b, loc, w, row, base);
-  if (format != "q4_1")
+  if (!blockLayout(format).hasMin)
     return {d, Value()};
   Value two = arith::ConstantIndexOp::create(b, loc, 2);
   return {d, scalarHalf(b, loc, w, row, arith::AddIOp::create(b, loc, base, two))};
 }
 
-/// The codes k and k + 16 of that block as f32: q8_0's signed q, q4_0's and
-/// q4_1's unsigned nibble n (GPU form, scalars).
+/// The codes k and k + 16 of that block as f32: q8_0's signed q, the
+/// others' unsigned code (nibble, and fifth bit for q5) (GPU form,
+/// scalars).
 std::pair<Value, Value> scalarBlockCodes(OpBuilder &b, Location loc, Value w,
                                          Value row, Value blk, Value k,
                                          StringRef format) {
@@ -184,24 +210,45 @@ std::pair<Value, Value> scalarBlockCodes(OpBuilder &b, Location loc, Value w,
     return arith::ConstantIndexOp::create(b, loc, i).getResult();
   };
   Type f32 = b.getF32Type(), i8 = b.getI8Type();
+  BlockLayout layout = blockLayout(format);
   Value base = arith::MulIOp::create(b, loc, blk, c(quantBlockBytes(format)));
-  auto at = [&](int64_t off) {
-    Value i = arith::AddIOp::create(b, loc, base, c(off));
+  auto at = [&](int64_t off, Value i) {
+    Value o = arith::AddIOp::create(b, loc, base, c(off));
     return memref::LoadOp::create(
-               b, loc, w, ValueRange{row, arith::AddIOp::create(b, loc, i, k)})
+               b, loc, w, ValueRange{row, arith::AddIOp::create(b, loc, o, i)})
         .getResult();
   };
   if (format == "q8_0")
-    return {arith::SIToFPOp::create(b, loc, f32, at(2)),
-            arith::SIToFPOp::create(b, loc, f32, at(18))};
-  Value byte = at(format == "q4_0" ? 2 : 4);
+    return {arith::SIToFPOp::create(b, loc, f32, at(2, k)),
+            arith::SIToFPOp::create(b, loc, f32, at(18, k))};
+  Value byte = at(layout.codes, k);
   auto i8c = [&](int64_t v) {
     return arith::ConstantOp::create(b, loc, b.getIntegerAttr(i8, v));
   };
-  return {arith::UIToFPOp::create(b, loc, f32,
-                                  arith::AndIOp::create(b, loc, byte, i8c(0x0F))),
-          arith::UIToFPOp::create(b, loc, f32,
-                                  arith::ShRUIOp::create(b, loc, byte, i8c(4)))};
+  Value lo = arith::AndIOp::create(b, loc, byte, i8c(0x0F));
+  Value hi = arith::ShRUIOp::create(b, loc, byte, i8c(4));
+  if (layout.high >= 0) {
+    // Value l's fifth bit: bit l % 8 of byte l / 8 of qh (l = k, k + 16).
+    Value shift = arith::TruncIOp::create(
+        b, loc, i8,
+        arith::IndexCastOp::create(b, loc, b.getI32Type(),
+                                   arith::RemUIOp::create(b, loc, k, c(8))));
+    auto fifth = [&](Value code, int64_t plus) {
+      Value qh = at(layout.high,
+                    arith::AddIOp::create(
+                        b, loc, arith::DivUIOp::create(b, loc, k, c(8)),
+                        c(plus)));
+      Value bit = arith::AndIOp::create(
+          b, loc, arith::ShRUIOp::create(b, loc, qh, shift), i8c(1));
+      return arith::OrIOp::create(
+                 b, loc, code, arith::ShLIOp::create(b, loc, bit, i8c(4)))
+          .getResult();
+    };
+    lo = fifth(lo, 0);
+    hi = fifth(hi, 2);
+  }
+  return {arith::UIToFPOp::create(b, loc, f32, lo),
+          arith::UIToFPOp::create(b, loc, f32, hi)};
 }
 
 /// Values k and k + 16 of block `blk` of row `row` (GPU form, scalars).
@@ -224,31 +271,34 @@ std::pair<Value, Value> scalarBlockValues(OpBuilder &b, Location loc, Value w,
   }
   auto [d, m] = scalarBlockScales(b, loc, w, row, blk, format);
   auto [lo, hi] = scalarBlockCodes(b, loc, w, row, blk, k, format);
-  if (format == "q8_0")
+  BlockLayout layout = blockLayout(format);
+  if (!m && !layout.bias)
     return {arith::MulFOp::create(b, loc, lo, d),
             arith::MulFOp::create(b, loc, hi, d)};
   Value offset =
-      format == "q4_0"
-          ? arith::MulFOp::create(
-                b, loc, d,
-                arith::ConstantOp::create(b, loc, b.getF32FloatAttr(-8.0f)))
-                .getResult()
-          : m;
+      m ? m
+        : arith::MulFOp::create(
+              b, loc, d,
+              arith::ConstantOp::create(
+                  b, loc, b.getF32FloatAttr(-static_cast<float>(layout.bias))))
+              .getResult();
   return {math::FmaOp::create(b, loc, lo, d, offset),
           math::FmaOp::create(b, loc, hi, d, offset)};
 }
 
-/// Integers k and k + 16 of block `blk` of row `row` as f32 (q8_0: q,
-/// q4_0: n - 8, q4_1: n; GPU form): the block's values are d * q (+ m).
+/// Integers k and k + 16 of block `blk` of row `row` as f32 (the code
+/// minus the format's bias; GPU form): the block's values are d * q (+ m).
 std::pair<Value, Value> scalarBlockInts(OpBuilder &b, Location loc, Value w,
                                         Value row, Value blk, Value k,
                                         StringRef format) {
   auto [lo, hi] = scalarBlockCodes(b, loc, w, row, blk, k, format);
-  if (format != "q4_0")
+  int64_t bias = blockLayout(format).bias;
+  if (!bias)
     return {lo, hi};
-  Value eight = arith::ConstantOp::create(b, loc, b.getF32FloatAttr(8.0f));
-  return {arith::SubFOp::create(b, loc, lo, eight),
-          arith::SubFOp::create(b, loc, hi, eight)};
+  Value sub = arith::ConstantOp::create(b, loc,
+                                        b.getF32FloatAttr(static_cast<float>(bias)));
+  return {arith::SubFOp::create(b, loc, lo, sub),
+          arith::SubFOp::create(b, loc, hi, sub)};
 }
 
 /// The hand-built kernels read their tensor operands and never write or
@@ -272,9 +322,9 @@ struct ReadOnlyOperands
 };
 
 /// Block `blk` of row `row` of a quantized weight `w` (memref<R x B x i8>):
-/// its 32 integers as two vector<16xf32> (values 0-15 and 16-31; q8_0: q,
-/// q4_0: n - 8, q4_1: n), its scale d and, for q4_1, its offset m (else
-/// null). The values are d * q (+ m).
+/// its 32 integers as two vector<16xf32> (values 0-15 and 16-31; the code
+/// minus the format's bias), its scale d and, for q4_1 / q5_1, its minimum
+/// m (else null). The values are d * q (+ m).
 struct BlockInts {
   Value lo, hi, d, m;
 };
@@ -289,11 +339,12 @@ BlockInts blockInts(OpBuilder &b, Location loc, Value w, Value row, Value blk,
   auto at = [&](int64_t off) {
     return arith::AddIOp::create(b, loc, base, c(off)).getResult();
   };
-  Type f32 = b.getF32Type(), i8 = b.getI8Type();
+  Type f32 = b.getF32Type(), i8 = b.getI8Type(), i32 = b.getI32Type();
   auto scale = [&](int64_t off) {
     return vectorHalf(b, loc, w, ValueRange{row, at(off)});
   };
   auto v16i8 = VectorType::get({16}, i8), v16f = VectorType::get({16}, f32);
+  auto v16i32 = VectorType::get({16}, i32);
   BlockInts out;
   out.d = scale(0);
   if (format == "q8_0") {
@@ -305,30 +356,62 @@ BlockInts blockInts(OpBuilder &b, Location loc, Value w, Value row, Value blk,
     out.hi = half(18);
     return out;
   }
-  bool q40 = format == "q4_0";
+  BlockLayout layout = blockLayout(format);
   Value q = vector::LoadOp::create(b, loc, v16i8, w,
-                                   ValueRange{row, at(q40 ? 2 : 4)});
+                                   ValueRange{row, at(layout.codes)});
   auto i8splat = [&](int64_t v) {
     return arith::ConstantOp::create(
         b, loc, v16i8, DenseElementsAttr::get(v16i8, b.getI8IntegerAttr(v)));
   };
-  auto ints = [&](Value n) {
-    Value f = arith::UIToFPOp::create(b, loc, v16f, n);
-    if (!q40)
+  // The fifth bits of values first..first+15 (q5): the u32 qh splat,
+  // shifted right by each lane's value index, bit 0 moved to bit 4.
+  Value qh;
+  if (layout.high >= 0) {
+    Value raw = vector::LoadOp::create(
+        b, loc, VectorType::get({4}, i8), w, ValueRange{row, at(layout.high)});
+    Value word = vector::ExtractOp::create(
+        b, loc,
+        vector::BitCastOp::create(b, loc, VectorType::get({1}, i32), raw),
+        ArrayRef<int64_t>{0});
+    qh = vector::BroadcastOp::create(b, loc, v16i32, word);
+  }
+  auto ints = [&](Value n, int64_t first) {
+    Value code = arith::ExtUIOp::create(b, loc, v16i32, n);
+    if (qh) {
+      SmallVector<int32_t> shifts;
+      for (int32_t l = 0; l < 16; ++l)
+        shifts.push_back(static_cast<int32_t>(first) + l);
+      auto i32splat = [&](int32_t v) {
+        return arith::ConstantOp::create(
+            b, loc, v16i32, DenseElementsAttr::get(v16i32, b.getI32IntegerAttr(v)));
+      };
+      Value bits = arith::ShRUIOp::create(
+          b, loc, qh,
+          arith::ConstantOp::create(
+              b, loc, v16i32,
+              DenseElementsAttr::get(v16i32, ArrayRef<int32_t>(shifts))));
+      bits = arith::ShLIOp::create(
+          b, loc, arith::AndIOp::create(b, loc, bits, i32splat(1)), i32splat(4));
+      code = arith::OrIOp::create(b, loc, code, bits);
+    }
+    Value f = arith::UIToFPOp::create(b, loc, v16f, code);
+    if (!layout.bias)
       return f;
-    Value eight = arith::ConstantOp::create(
-        b, loc, v16f, DenseElementsAttr::get(v16f, b.getF32FloatAttr(8.0f)));
-    return arith::SubFOp::create(b, loc, f, eight).getResult();
+    Value bias = arith::ConstantOp::create(
+        b, loc, v16f,
+        DenseElementsAttr::get(
+            v16f, b.getF32FloatAttr(static_cast<float>(layout.bias))));
+    return arith::SubFOp::create(b, loc, f, bias).getResult();
   };
-  out.lo = ints(arith::AndIOp::create(b, loc, q, i8splat(0x0F)));
-  out.hi = ints(arith::ShRUIOp::create(b, loc, q, i8splat(4)));
-  if (!q40)
+  out.lo = ints(arith::AndIOp::create(b, loc, q, i8splat(0x0F)), 0);
+  out.hi = ints(arith::ShRUIOp::create(b, loc, q, i8splat(4)), 16);
+  if (layout.hasMin)
     out.m = scale(2);
   return out;
 }
 
 /// Values l and l + 16 of 32-value group `blk` of a K-quant row (q4_k,
-/// q6_k: groups of 32 inside blocks of 256), dequantized: `lanes` 16 gives
+/// q5_k, q6_k: groups of 32 inside blocks of 256), dequantized: `lanes` 16 gives
 /// vector<16xf32> of l = 0..15 (CPU), 1 gives the scalars at l = `k` (GPU).
 std::pair<Value, Value> kQuantValues(OpBuilder &b, Location loc, Value w,
                                      Value row, Value blk, StringRef format,
@@ -371,7 +454,8 @@ std::pair<Value, Value> kQuantValues(OpBuilder &b, Location loc, Value w,
     return arith::TruncIOp::create(
         b, loc, i8, arith::IndexCastOp::create(b, loc, i32, idx));
   };
-  if (format == "q4_k") {
+  if (format == "q4_k" || format == "q5_k") {
+    bool q5 = format == "q5_k";
     Value d = scalarHalf(b, loc, w, row, base);
     Value dmin = scalarHalf(b, loc, w, row, add(base, c(2)));
     auto sbyte = [&](Value idx) {
@@ -404,13 +488,24 @@ std::pair<Value, Value> kQuantValues(OpBuilder &b, Location loc, Value w,
     // Low nibbles for even j, high for odd: shift by 4 * (j % 2).
     Value shift = splat8(arith::MulIOp::create(
         b, loc, toI8(arith::RemUIOp::create(b, loc, j, c(2))), i8c(4)));
-    Value q = add(add(base, c(16)),
+    Value q = add(add(base, c(q5 ? 48 : 16)),
                   arith::MulIOp::create(
                       b, loc, arith::DivUIOp::create(b, loc, j, c(2)), c(32)));
-    auto value = [&](Value off) {
+    // q5_k's fifth bit of value l: bit j of qh[l] (qh at byte 16).
+    Value highShift = splat8(toI8(j));
+    auto value = [&](int64_t l) {
       Value n = arith::AndIOp::create(
-          b, loc, arith::ShRUIOp::create(b, loc, bytes(off), shift),
+          b, loc, arith::ShRUIOp::create(b, loc, bytes(add(q, c(l))), shift),
           splat8(i8c(0xF)));
+      if (q5) {
+        Value bit = arith::AndIOp::create(
+            b, loc,
+            arith::ShRUIOp::create(b, loc, bytes(add(base, c(16 + l))),
+                                   highShift),
+            splat8(i8c(1)));
+        n = arith::OrIOp::create(
+            b, loc, n, arith::ShLIOp::create(b, loc, bit, splat8(i8c(4))));
+      }
       Value f = arith::UIToFPOp::create(b, loc, vf, n);
       // d1 * q - m1
       return arith::SubFOp::create(
@@ -418,7 +513,7 @@ std::pair<Value, Value> kQuantValues(OpBuilder &b, Location loc, Value w,
                  splatF(m1))
           .getResult();
     };
-    return {value(q), value(add(q, c(16)))};
+    return {value(0), value(16)};
   }
   // q6_k
   Value d = scalarHalf(b, loc, w, row, add(base, c(208)));
@@ -645,7 +740,7 @@ struct QuantMatMulOpInterface
       // kernel of its own), then integer dot products scaled per block.
       FailureOr<ActivationBlocks> xq = ActivationBlocks{};
       if (q8)
-        xq = quantizeActivations(rewriter, loc, *x, format == "q4_1", options,
+        xq = quantizeActivations(rewriter, loc, *x, blockLayout(format).hasMin, options,
                                  /*gpu=*/true);
       if (failed(xq))
         return failure();
@@ -738,7 +833,7 @@ struct QuantMatMulOpInterface
     }
     FailureOr<ActivationBlocks> xq = ActivationBlocks{};
     if (q8)
-      xq = quantizeActivations(rewriter, loc, *x, format == "q4_1", options);
+      xq = quantizeActivations(rewriter, loc, *x, blockLayout(format).hasMin, options);
     if (failed(xq))
       return failure();
     Value zero = arith::ConstantOp::create(
@@ -751,7 +846,7 @@ struct QuantMatMulOpInterface
     // q4_1, a scalar sum of m_w * s_x per row.
     auto rowsTimesColumn = [&](OpBuilder &b, Value m0, int64_t count,
                                Value col) {
-      bool sums = q8 && format == "q4_1";
+      bool sums = q8 && blockLayout(format).hasMin;
       SmallVector<Value> init(count, zero);
       if (sums)
         init.append(count, zeroF);

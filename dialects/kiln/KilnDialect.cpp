@@ -143,14 +143,17 @@ int64_t kiln::quantBlockBytes(StringRef format) {
       .Case("q8_0", 34)
       .Case("q4_0", 18)
       .Case("q4_1", 20)
+      .Case("q5_0", 22)
+      .Case("q5_1", 24)
       .Case("f16", 64)
       .Case("q4_k", 144)
+      .Case("q5_k", 176)
       .Case("q6_k", 210)
       .Default(0);
 }
 
 int64_t kiln::quantBlockValues(StringRef format) {
-  return format == "q4_k" || format == "q6_k" ? 256 : 32;
+  return format.ends_with("_k") ? 256 : 32;
 }
 
 /// Checks a quantized [rows, K / 32 * block_bytes] i8 weight for rows of K.
@@ -159,7 +162,7 @@ static LogicalResult verifyQuantWeight(Operation *op, Type weight,
   int64_t bb = quantBlockBytes(format);
   if (!bb)
     return op->emitOpError("unknown quantization format '")
-           << format << "' (known: q8_0, q4_0, q4_1, f16, q4_k, q6_k)";
+           << format << "' (known: q8_0, q4_0, q4_1, q5_0, q5_1, f16, q4_k, q5_k, q6_k)";
   auto w = cast<RankedTensorType>(weight);
   int64_t values = quantBlockValues(format);
   if (k % values)

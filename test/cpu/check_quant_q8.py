@@ -2,11 +2,12 @@
 """kiln.quant_matmul with activations = "q8" against a numpy model of
 llama.cpp's CPU arithmetic (ggml's quantize_row_q8_0/q8_1 and
 vec_dot_q4_0_q8_0 / q4_1_q8_1 / q8_0_q8_0; checked bit-for-bit against
-libggml while this test was written).
+libggml while this test was written; q5_0 / q5_1 pair with Q8_0 / Q8_1
+activations alike, their integers 5 bits wide).
 
 Per block of 32 values of a row of x: amax = max |x|, d = amax / 127,
 q = round-half-even(x * 127 / amax), d stored as f16; for q4_1 weights also
-s = f16(d * sum q). A block contributes f16(d_w) * f16(d_x) * sum(q_w q_x)
+s = f16(d * sum q) (q5_1 too). A block contributes f16(d_w) * f16(d_x) * sum(q_w q_x)
 (+ f16(m_w) * s). The kernel must match this model to float rounding and
 differ from the exact f32 product by the 8-bit rounding (so the test fails
 if the q8 path is not taken).
@@ -21,7 +22,8 @@ import sys
 import numpy as np
 
 M, K, N = 6, 128, 20
-BYTES = {"q8_0": 34, "q4_0": 18, "q4_1": 20}
+BYTES = {"q8_0": 34, "q4_0": 18, "q4_1": 20, "q5_0": 22, "q5_1": 24}
+FORMATS = list(BYTES)
 
 
 def f16(a):
@@ -39,14 +41,20 @@ def make_weight(fmt, rng):
         blocks[:, :, 2:] = q.astype(np.int8).view(np.uint8)
         ints = q
     else:
-        n = rng.integers(0, 16, (N, nb, 32))
+        five = fmt.startswith("q5")
+        n = rng.integers(0, 32 if five else 16, (N, nb, 32))
         off = 2
-        if fmt == "q4_1":
+        if fmt in ("q4_1", "q5_1"):
             m = rng.uniform(-0.5, 0.0, (N, nb)).astype(np.float16)
             blocks[:, :, 2:4] = m.view(np.uint8).reshape(N, nb, 2)
             off = 4
-        blocks[:, :, off:] = (n[:, :, :16] | (n[:, :, 16:] << 4)).astype(np.uint8)
-        ints = n - 8 if fmt == "q4_0" else n
+        if five:  # qh: bit l (little-endian u32) is value l's fifth bit
+            qh = ((n.astype(np.uint64) >> 4) << np.arange(32, dtype=np.uint64)).sum(-1).astype("<u4")
+            blocks[:, :, off:off + 4] = qh.view(np.uint8).reshape(N, nb, 4)
+            off += 4
+        nib = n & 15
+        blocks[:, :, off:] = (nib[:, :, :16] | (nib[:, :, 16:] << 4)).astype(np.uint8)
+        ints = n - {"q4_0": 8, "q5_0": 16}.get(fmt, 0)
     dw = d.astype(np.float32)
     mw = None if m is None else m.astype(np.float32)
     exact = dw[:, :, None] * ints + (0 if mw is None else mw[:, :, None])
@@ -76,7 +84,7 @@ def main():
     os.makedirs(args.work, exist_ok=True)
     rng = np.random.default_rng(7)
     failed = 0
-    for fmt in ("q8_0", "q4_0", "q4_1"):
+    for fmt in FORMATS:
         w, dw, mw, ints, exact_w = make_weight(fmt, rng)
         x = (rng.standard_normal((M, K)) * rng.uniform(0.1, 4, (M, 1))).astype(np.float32)
         x[0, :32] = 0  # an all-zero block: d = 0, q = 0
@@ -104,7 +112,7 @@ def main():
         failed += not ok
         print(f"{'ok' if ok else 'FAIL'} {fmt}: vs llama.cpp's arithmetic {err:.1e} "
               f"(bound 1e-5), vs the exact product {gap:.1e} (8-bit rounding)")
-    print(f"quant q8: {3 - failed} passed, {failed} failed")
+    print(f"quant q8: {len(FORMATS) - failed} passed, {failed} failed")
     sys.exit(1 if failed else 0)
 
 

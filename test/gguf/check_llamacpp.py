@@ -26,6 +26,7 @@ artifacts whose numerics are meant to differ from both engines by 8-bit
 rounding (an int8 KV cache), where logits cannot be held to 1e-3.
 
   check_llamacpp.py ARTIFACT.kiln --build build [--reference transformers]
+                    [--llamacpp-refs NPZ]
 """
 import argparse
 import os
@@ -50,10 +51,12 @@ def main():
     ap.add_argument("--min-agreement", type=float, default=0.9)
     ap.add_argument("--reference", choices=["llamacpp", "transformers"],
                     default="llamacpp")
+    ap.add_argument("--llamacpp-refs",
+                    default=os.path.join(HERE, "reference", "smollm2_llamacpp.npz"),
+                    help="llama.cpp's tokens (make_llamacpp_reference.py --out)")
     args = ap.parse_args()
     prompts = np.load(os.path.join(HERE, "reference", "smollm2_refs.npz"))
-    ref = prompts if args.reference == "transformers" else \
-        np.load(os.path.join(HERE, "reference", "smollm2_llamacpp.npz"))
+    ref = prompts if args.reference == "transformers" else np.load(args.llamacpp_refs)
     engine = "transformers" if args.reference == "transformers" else "llama.cpp"
     free_total = forced_total = count = 0
     i = 0

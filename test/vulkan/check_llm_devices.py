@@ -52,6 +52,13 @@ def models():
     yield "tiny_llama_gguf_llamacpp", gguf, ["--prefill-chunk=16", "--llamacpp-numerics"]
     yield "tiny_llama_k_gguf", os.path.join(ROOT, "gguf", "models", "tiny_llama_k.gguf"), \
         ["--prefill-chunk=16"]
+    # llama.cpp's 5-bit blocks: Q5_0 / Q5_1 (also with q8 activations) and
+    # Q5_K (with Q6_K).
+    q5 = os.path.join(ROOT, "gguf", "models", "tiny_llama_q5.gguf")
+    yield "tiny_llama_q5_gguf", q5, ["--prefill-chunk=16"]
+    yield "tiny_llama_q5_gguf_q8", q5, ["--prefill-chunk=16", "--activations=q8"]
+    yield "tiny_llama_k5_gguf", os.path.join(ROOT, "gguf", "models", "tiny_llama_k5.gguf"), \
+        ["--prefill-chunk=16"]
     # A window of 16 with 4 attention sinks on every layer: a ring of 4
     # blocks (64 tokens) that the 70-token prompt already slides.
     yield "llama_window_sinks", os.path.join(ROOT, "llm", "models", "llama_kv.onnx"), \

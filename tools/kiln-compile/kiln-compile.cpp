@@ -82,9 +82,8 @@ static cl::opt<int64_t> kvBlockSize(
     cl::init(16));
 static cl::opt<bool> dequantizeWeights(
     "dequantize-weights",
-    cl::desc("GGUF: dequantize Q8_0/Q4_0/Q4_1/Q4_K/Q6_K/F16 weights to f32 "
-             "instead of "
-             "keeping their blocks"),
+    cl::desc("GGUF: dequantize Q8_0/Q4_0/Q4_1/Q5_0/Q5_1/Q4_K/Q5_K/Q6_K/F16 "
+             "weights to f32 instead of keeping their blocks"),
     cl::init(false));
 static cl::opt<std::string> quantizeWeights(
     "quantize-weights",
