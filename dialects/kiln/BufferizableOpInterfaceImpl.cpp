@@ -161,6 +161,24 @@ std::pair<Value, Value> kQuantValues(OpBuilder &b, Location loc, Value w,
                                      Value row, Value blk, StringRef format,
                                      int64_t lanes, Value k);
 
+/// max |at(i)| over i in [0, n) by a scalar loop (GPU forms of the
+/// quantizers: a Q8_0 / Q8_K block of x, a group of an int8 KV row).
+Value scalarAbsMax(OpBuilder &b, Location loc, int64_t n,
+                   function_ref<Value(OpBuilder &, Value)> at) {
+  auto c = [&](int64_t i) {
+    return arith::ConstantIndexOp::create(b, loc, i).getResult();
+  };
+  Value zero = arith::ConstantOp::create(b, loc, b.getF32FloatAttr(0.0f));
+  auto loop = scf::ForOp::create(
+      b, loc, c(0), c(n), c(1), ValueRange{zero},
+      [&](OpBuilder &b, Location loc, Value i, ValueRange acc) {
+        Value a = math::AbsFOp::create(b, loc, at(b, i));
+        scf::YieldOp::create(
+            b, loc, ValueRange{arith::MaximumFOp::create(b, loc, acc[0], a)});
+      });
+  return loop.getResult(0);
+}
+
 /// Where the parts of a 32-value block of q8_0, q4_0, q4_1, q5_0 or q5_1
 /// sit: the f16 scale d at byte 0, for q4_1 / q5_1 the f16 minimum m at 2,
 /// for q5_0 / q5_1 the u32 of fifth bits (bit l for value l), then the
@@ -363,45 +381,39 @@ BlockInts blockInts(OpBuilder &b, Location loc, Value w, Value row, Value blk,
     return arith::ConstantOp::create(
         b, loc, v16i8, DenseElementsAttr::get(v16i8, b.getI8IntegerAttr(v)));
   };
-  // The fifth bits of values first..first+15 (q5): the u32 qh splat,
-  // shifted right by each lane's value index, bit 0 moved to bit 4.
+  // q5: the 4 bytes of fifth bits; value l's is bit l % 8 of byte l / 8.
   Value qh;
-  if (layout.high >= 0) {
-    Value raw = vector::LoadOp::create(
-        b, loc, VectorType::get({4}, i8), w, ValueRange{row, at(layout.high)});
-    Value word = vector::ExtractOp::create(
-        b, loc,
-        vector::BitCastOp::create(b, loc, VectorType::get({1}, i32), raw),
-        ArrayRef<int64_t>{0});
-    qh = vector::BroadcastOp::create(b, loc, v16i32, word);
-  }
+  if (layout.high >= 0)
+    qh = vector::LoadOp::create(b, loc, VectorType::get({4}, i8), w,
+                                ValueRange{row, at(layout.high)});
+  // The codes of values first..first+15 from their nibbles `n`, as f32
+  // integers: q5's fifth bits spread to one byte per lane (a shuffle of qh,
+  // a per-lane bit mask) and OR'ed in as 16; the bias taken off in i8
+  // (the results fit: -16..15), then one widening conversion.
   auto ints = [&](Value n, int64_t first) {
-    Value code = arith::ExtUIOp::create(b, loc, v16i32, n);
     if (qh) {
-      SmallVector<int32_t> shifts;
-      for (int32_t l = 0; l < 16; ++l)
-        shifts.push_back(static_cast<int32_t>(first) + l);
-      auto i32splat = [&](int32_t v) {
-        return arith::ConstantOp::create(
-            b, loc, v16i32, DenseElementsAttr::get(v16i32, b.getI32IntegerAttr(v)));
-      };
-      Value bits = arith::ShRUIOp::create(
-          b, loc, qh,
-          arith::ConstantOp::create(
-              b, loc, v16i32,
-              DenseElementsAttr::get(v16i32, ArrayRef<int32_t>(shifts))));
-      bits = arith::ShLIOp::create(
-          b, loc, arith::AndIOp::create(b, loc, bits, i32splat(1)), i32splat(4));
-      code = arith::OrIOp::create(b, loc, code, bits);
+      SmallVector<int64_t> pick;
+      SmallVector<int8_t> bit;
+      for (int64_t l = first; l < first + 16; ++l) {
+        pick.push_back(l / 8);
+        bit.push_back(static_cast<int8_t>(1u << (l % 8)));
+      }
+      Value spread = vector::ShuffleOp::create(b, loc, qh, qh, pick);
+      Value set = arith::CmpIOp::create(
+          b, loc, arith::CmpIPredicate::ne,
+          arith::AndIOp::create(
+              b, loc, spread,
+              arith::ConstantOp::create(
+                  b, loc, v16i8, DenseElementsAttr::get(v16i8, ArrayRef<int8_t>(bit)))),
+          i8splat(0));
+      n = arith::OrIOp::create(
+          b, loc, n, arith::SelectOp::create(b, loc, set, i8splat(16), i8splat(0)));
     }
-    Value f = arith::UIToFPOp::create(b, loc, v16f, code);
     if (!layout.bias)
-      return f;
-    Value bias = arith::ConstantOp::create(
-        b, loc, v16f,
-        DenseElementsAttr::get(
-            v16f, b.getF32FloatAttr(static_cast<float>(layout.bias))));
-    return arith::SubFOp::create(b, loc, f, bias).getResult();
+      return arith::UIToFPOp::create(b, loc, v16f, n).getResult();
+    return arith::SIToFPOp::create(
+               b, loc, v16f, arith::SubIOp::create(b, loc, n, i8splat(layout.bias)))
+        .getResult();
   };
   out.lo = ints(arith::AndIOp::create(b, loc, q, i8splat(0x0F)), 0);
   out.hi = ints(arith::ShRUIOp::create(b, loc, q, i8splat(4)), 16);
@@ -410,12 +422,91 @@ BlockInts blockInts(OpBuilder &b, Location loc, Value w, Value row, Value blk,
   return out;
 }
 
-/// Values l and l + 16 of 32-value group `blk` of a K-quant row (q4_k,
-/// q5_k, q6_k: groups of 32 inside blocks of 256), dequantized: `lanes` 16 gives
-/// vector<16xf32> of l = 0..15 (CPU), 1 gives the scalars at l = `k` (GPU).
-std::pair<Value, Value> kQuantValues(OpBuilder &b, Location loc, Value w,
-                                     Value row, Value blk, StringRef format,
-                                     int64_t lanes, Value k) {
+/// Group `blk` (32 values) of a K-quant row (q4_k, q5_k, q6_k: groups of
+/// 32 inside blocks of 256) as integers: the values are
+///   q4_k / q5_k: d * sc * q - dmin * m (q unsigned, 4 or 5 bits),
+///   q6_k:        d * sc * q, q in -32..31, sc one int8 per 16 values,
+/// with d and dmin the block's f16 scales and sc and m the group's integer
+/// scale and minimum (q6_k: scLo for values 0-15, scHi for 16-31; q4_k /
+/// q5_k: scLo == scHi, one 6-bit pair per group).
+struct KQuantGroup {
+  Value base, j;              // the block's first byte, the group in it
+  Value d, dmin, scLo, scHi, m; // f32; dmin and m null for q6_k
+};
+
+/// Group j (< 8) of block sb; with j a constant its decoding folds.
+KQuantGroup kQuantGroup(OpBuilder &b, Location loc, Value w, Value row,
+                        Value sb, Value j, StringRef format) {
+  auto c = [&](int64_t i) {
+    return arith::ConstantIndexOp::create(b, loc, i).getResult();
+  };
+  auto add = [&](Value a, Value x) {
+    return arith::AddIOp::create(b, loc, a, x).getResult();
+  };
+  Type i32 = b.getI32Type(), f32 = b.getF32Type();
+  KQuantGroup g;
+  g.j = j;
+  g.base = arith::MulIOp::create(b, loc, sb, c(quantBlockBytes(format)));
+  auto scalarByte = [&](Value off) -> Value {
+    return memref::LoadOp::create(b, loc, w, ValueRange{row, off});
+  };
+  if (format == "q6_k") {
+    g.d = scalarHalf(b, loc, w, row, add(g.base, c(208)));
+    // Scales of values 16 i .. 16 i + 15 at byte 192 + i, i = 2 j (+ 1).
+    Value scIdx = add(add(g.base, c(192)),
+                      arith::MulIOp::create(b, loc, g.j, c(2)));
+    g.scLo = arith::SIToFPOp::create(b, loc, f32, scalarByte(scIdx));
+    g.scHi = arith::SIToFPOp::create(b, loc, f32, scalarByte(add(scIdx, c(1))));
+    return g;
+  }
+  // q4_k / q5_k: 6-bit (scale, min) pairs packed in 12 bytes at byte 4.
+  g.d = scalarHalf(b, loc, w, row, g.base);
+  g.dmin = scalarHalf(b, loc, w, row, add(g.base, c(2)));
+  auto i32c = [&](int64_t v) {
+    return arith::ConstantOp::create(b, loc, b.getIntegerAttr(i32, v)).getResult();
+  };
+  auto sbyte = [&](Value idx) {
+    return arith::ExtUIOp::create(b, loc, i32,
+                                  scalarByte(add(add(g.base, c(4)), idx)))
+        .getResult();
+  };
+  Value jm4 = arith::MaxSIOp::create(
+      b, loc, arith::SubIOp::create(b, loc, j, c(4)), c(0));
+  Value sj = sbyte(j), sj4 = sbyte(add(j, c(4))), sjm4 = sbyte(jm4);
+  auto andi = [&](Value x, int64_t m) {
+    return arith::AndIOp::create(b, loc, x, i32c(m)).getResult();
+  };
+  auto shr = [&](Value x, int64_t n) {
+    return arith::ShRUIOp::create(b, loc, x, i32c(n)).getResult();
+  };
+  auto shl4 = [&](Value x) {
+    return arith::ShLIOp::create(b, loc, x, i32c(4)).getResult();
+  };
+  Value scLo = andi(sj, 63), mLo = andi(sj4, 63);
+  Value scHi = arith::OrIOp::create(b, loc, andi(sj4, 0xF), shl4(shr(sjm4, 6)));
+  Value mHi = arith::OrIOp::create(b, loc, shr(sj4, 4), shl4(shr(sj, 6)));
+  Value low = arith::CmpIOp::create(b, loc, arith::CmpIPredicate::ult, j, c(4));
+  g.scLo = g.scHi = arith::UIToFPOp::create(
+      b, loc, f32, arith::SelectOp::create(b, loc, low, scLo, scHi));
+  g.m = arith::UIToFPOp::create(b, loc, f32,
+                                arith::SelectOp::create(b, loc, low, mLo, mHi));
+  return g;
+}
+
+/// Group `blk` of the row (block blk / 8, group blk % 8).
+KQuantGroup kQuantGroup(OpBuilder &b, Location loc, Value w, Value row,
+                        Value blk, StringRef format) {
+  Value eight = arith::ConstantIndexOp::create(b, loc, 8);
+  return kQuantGroup(b, loc, w, row, arith::DivUIOp::create(b, loc, blk, eight),
+                     arith::RemUIOp::create(b, loc, blk, eight), format);
+}
+
+/// The integers q of values l and l + 16 of group `g` as f32: `lanes` 16
+/// gives vector<16xf32> of l = 0..15 (CPU), 1 gives the scalars at l = `k`
+/// (GPU).
+std::pair<Value, Value> kQuantCodes(OpBuilder &b, Location loc, Value w,
+                                    Value row, const KQuantGroup &g,
+                                    StringRef format, int64_t lanes, Value k) {
   auto c = [&](int64_t i) {
     return arith::ConstantIndexOp::create(b, loc, i).getResult();
   };
@@ -425,21 +516,12 @@ std::pair<Value, Value> kQuantValues(OpBuilder &b, Location loc, Value w,
   auto splat8 = [&](Value x) -> Value {
     return lanes > 1 ? vector::BroadcastOp::create(b, loc, v8, x).getResult() : x;
   };
-  auto splatF = [&](Value x) -> Value {
-    return lanes > 1 ? vector::BroadcastOp::create(b, loc, vf, x).getResult() : x;
-  };
   auto i8c = [&](int64_t v) {
     return arith::ConstantOp::create(b, loc, b.getIntegerAttr(i8, v)).getResult();
-  };
-  auto i32c = [&](int64_t v) {
-    return arith::ConstantOp::create(b, loc, b.getIntegerAttr(i32, v)).getResult();
   };
   auto add = [&](Value a, Value x) {
     return arith::AddIOp::create(b, loc, a, x).getResult();
   };
-  Value sb = arith::DivUIOp::create(b, loc, blk, c(8));
-  Value j = arith::RemUIOp::create(b, loc, blk, c(8));
-  Value base = arith::MulIOp::create(b, loc, sb, c(quantBlockBytes(format)));
   // lanes bytes from `off` (the CPU's vector, or the GPU's byte l = k).
   auto bytes = [&](Value off) -> Value {
     if (lanes > 1)
@@ -447,44 +529,13 @@ std::pair<Value, Value> kQuantValues(OpBuilder &b, Location loc, Value w,
                                     ValueRange{row, off});
     return memref::LoadOp::create(b, loc, w, ValueRange{row, add(off, k)});
   };
-  auto scalarByte = [&](Value off) -> Value {
-    return memref::LoadOp::create(b, loc, w, ValueRange{row, off});
-  };
   auto toI8 = [&](Value idx) {
     return arith::TruncIOp::create(
         b, loc, i8, arith::IndexCastOp::create(b, loc, i32, idx));
   };
+  Value base = g.base, j = g.j;
   if (format == "q4_k" || format == "q5_k") {
     bool q5 = format == "q5_k";
-    Value d = scalarHalf(b, loc, w, row, base);
-    Value dmin = scalarHalf(b, loc, w, row, add(base, c(2)));
-    auto sbyte = [&](Value idx) {
-      return arith::ExtUIOp::create(b, loc, i32,
-                                    scalarByte(add(add(base, c(4)), idx)))
-          .getResult();
-    };
-    Value jm4 = arith::MaxSIOp::create(
-        b, loc, arith::SubIOp::create(b, loc, j, c(4)), c(0));
-    Value sj = sbyte(j), sj4 = sbyte(add(j, c(4))), sjm4 = sbyte(jm4);
-    auto andi = [&](Value x, int64_t m) {
-      return arith::AndIOp::create(b, loc, x, i32c(m)).getResult();
-    };
-    auto shr = [&](Value x, int64_t n) {
-      return arith::ShRUIOp::create(b, loc, x, i32c(n)).getResult();
-    };
-    auto shl4 = [&](Value x) {
-      return arith::ShLIOp::create(b, loc, x, i32c(4)).getResult();
-    };
-    Value scLo = andi(sj, 63), mLo = andi(sj4, 63);
-    Value scHi = arith::OrIOp::create(b, loc, andi(sj4, 0xF), shl4(shr(sjm4, 6)));
-    Value mHi = arith::OrIOp::create(b, loc, shr(sj4, 4), shl4(shr(sj, 6)));
-    Value low = arith::CmpIOp::create(b, loc, arith::CmpIPredicate::ult, j, c(4));
-    Value sc = arith::SelectOp::create(b, loc, low, scLo, scHi);
-    Value mn = arith::SelectOp::create(b, loc, low, mLo, mHi);
-    Value d1 = arith::MulFOp::create(b, loc, d,
-                                     arith::UIToFPOp::create(b, loc, f32, sc));
-    Value m1 = arith::MulFOp::create(b, loc, dmin,
-                                     arith::UIToFPOp::create(b, loc, f32, mn));
     // Low nibbles for even j, high for odd: shift by 4 * (j % 2).
     Value shift = splat8(arith::MulIOp::create(
         b, loc, toI8(arith::RemUIOp::create(b, loc, j, c(2))), i8c(4)));
@@ -493,7 +544,7 @@ std::pair<Value, Value> kQuantValues(OpBuilder &b, Location loc, Value w,
                       b, loc, arith::DivUIOp::create(b, loc, j, c(2)), c(32)));
     // q5_k's fifth bit of value l: bit j of qh[l] (qh at byte 16).
     Value highShift = splat8(toI8(j));
-    auto value = [&](int64_t l) {
+    auto code = [&](int64_t l) {
       Value n = arith::AndIOp::create(
           b, loc, arith::ShRUIOp::create(b, loc, bytes(add(q, c(l))), shift),
           splat8(i8c(0xF)));
@@ -506,17 +557,11 @@ std::pair<Value, Value> kQuantValues(OpBuilder &b, Location loc, Value w,
         n = arith::OrIOp::create(
             b, loc, n, arith::ShLIOp::create(b, loc, bit, splat8(i8c(4))));
       }
-      Value f = arith::UIToFPOp::create(b, loc, vf, n);
-      // d1 * q - m1
-      return arith::SubFOp::create(
-                 b, loc, arith::MulFOp::create(b, loc, f, splatF(d1)),
-                 splatF(m1))
-          .getResult();
+      return arith::UIToFPOp::create(b, loc, vf, n).getResult();
     };
-    return {value(0), value(16)};
+    return {code(0), code(16)};
   }
-  // q6_k
-  Value d = scalarHalf(b, loc, w, row, add(base, c(208)));
+  // q6_k: the low 4 bits in ql[128], the high 2 in qh[64], minus 32.
   Value h = arith::DivUIOp::create(b, loc, j, c(4));
   Value t = arith::RemUIOp::create(b, loc, j, c(4));
   Value ql = add(add(base, arith::MulIOp::create(b, loc, h, c(64))),
@@ -527,26 +572,58 @@ std::pair<Value, Value> kQuantValues(OpBuilder &b, Location loc, Value w,
   Value qlShift = splat8(arith::MulIOp::create(
       b, loc, toI8(arith::DivUIOp::create(b, loc, t, c(2))), i8c(4)));
   Value qhShift = splat8(arith::MulIOp::create(b, loc, toI8(t), i8c(2)));
-  Value scIdx = add(add(add(base, c(192)), arith::MulIOp::create(b, loc, h, c(8))),
-                    arith::MulIOp::create(b, loc, t, c(2)));
-  auto value = [&](Value off, Value scOff) {
+  Value bias = arith::ConstantOp::create(b, loc, b.getF32FloatAttr(32.0f));
+  if (lanes > 1)
+    bias = vector::BroadcastOp::create(b, loc, vf, bias);
+  auto code = [&](int64_t l) {
     Value lo4 = arith::AndIOp::create(
-        b, loc, arith::ShRUIOp::create(b, loc, bytes(add(ql, off)), qlShift),
+        b, loc, arith::ShRUIOp::create(b, loc, bytes(add(ql, c(l))), qlShift),
         splat8(i8c(0xF)));
     Value hi2 = arith::AndIOp::create(
-        b, loc, arith::ShRUIOp::create(b, loc, bytes(add(qh, off)), qhShift),
+        b, loc, arith::ShRUIOp::create(b, loc, bytes(add(qh, c(l))), qhShift),
         splat8(i8c(3)));
     Value q = arith::OrIOp::create(
         b, loc, lo4, arith::ShLIOp::create(b, loc, hi2, splat8(i8c(4))));
-    Value f = arith::SubFOp::create(
-        b, loc, arith::UIToFPOp::create(b, loc, vf, q),
-        splatF(arith::ConstantOp::create(b, loc, b.getF32FloatAttr(32.0f))));
-    Value sc = arith::SIToFPOp::create(b, loc, f32, scalarByte(add(scIdx, scOff)));
-    return arith::MulFOp::create(
-               b, loc, f, splatF(arith::MulFOp::create(b, loc, d, sc)))
+    return arith::SubFOp::create(b, loc, arith::UIToFPOp::create(b, loc, vf, q),
+                                 bias)
         .getResult();
   };
-  return {value(c(0), c(0)), value(c(16), c(1))};
+  return {code(0), code(16)};
+}
+
+/// Values l and l + 16 of group `blk` of a K-quant row, dequantized (lanes
+/// as kQuantCodes).
+std::pair<Value, Value> kQuantValues(OpBuilder &b, Location loc, Value w,
+                                     Value row, const KQuantGroup &g,
+                                     StringRef format, int64_t lanes, Value k) {
+  auto [lo, hi] = kQuantCodes(b, loc, w, row, g, format, lanes, k);
+  Type vf = lo.getType();
+  auto splatF = [&](Value x) -> Value {
+    return lanes > 1 ? vector::BroadcastOp::create(b, loc, vf, x).getResult() : x;
+  };
+  auto mul = [&](Value x, Value y) {
+    return arith::MulFOp::create(b, loc, x, y).getResult();
+  };
+  if (!g.m)
+    return {mul(lo, splatF(mul(g.d, g.scLo))), mul(hi, splatF(mul(g.d, g.scHi)))};
+  // d1 * q - m1
+  Value d1 = splatF(mul(g.d, g.scLo)), m1 = splatF(mul(g.dmin, g.m));
+  return {arith::SubFOp::create(b, loc, mul(lo, d1), m1),
+          arith::SubFOp::create(b, loc, mul(hi, d1), m1)};
+}
+
+std::pair<Value, Value> kQuantValues(OpBuilder &b, Location loc, Value w,
+                                     Value row, Value blk, StringRef format,
+                                     int64_t lanes, Value k) {
+  return kQuantValues(b, loc, w, row, kQuantGroup(b, loc, w, row, blk, format),
+                      format, lanes, k);
+}
+
+std::pair<Value, Value> kQuantValues(OpBuilder &b, Location loc, Value w,
+                                     Value row, Value sb, Value j,
+                                     StringRef format, int64_t lanes, Value k) {
+  return kQuantValues(b, loc, w, row, kQuantGroup(b, loc, w, row, sb, j, format),
+                      format, lanes, k);
 }
 
 /// The block's 32 values as two vector<16xf32>: d * q (+ m), one rounding;
@@ -590,19 +667,36 @@ struct ActivationBlocks {
   Value q, d, s;
 };
 
+/// The f32 buffers of x's blocks: q [M, K], d [M, K / scaleBlock] and,
+/// withSums, s [M, K / 32].
+FailureOr<ActivationBlocks>
+allocActivationBlocks(RewriterBase &b, Location loc, Value x,
+                      int64_t scaleBlock, bool withSums,
+                      const BufferizationOptions &options) {
+  auto xType = cast<MemRefType>(x.getType());
+  int64_t rows = xType.getDimSize(0), k = xType.getDimSize(1);
+  auto alloc = [&](ArrayRef<int64_t> shape) {
+    return options.createAlloc(b, loc, MemRefType::get(shape, b.getF32Type()),
+                               {});
+  };
+  FailureOr<Value> q = alloc({rows, k}), d = alloc({rows, k / scaleBlock});
+  FailureOr<Value> s = withSums ? alloc({rows, k / 32}) : FailureOr<Value>(Value());
+  if (failed(q) || failed(d) || failed(s))
+    return failure();
+  return ActivationBlocks{*q, *d, *s};
+}
+
 FailureOr<ActivationBlocks>
 quantizeActivations(RewriterBase &b, Location loc, Value x, bool withSums,
                     const BufferizationOptions &options, bool gpu = false) {
   auto xType = cast<MemRefType>(x.getType());
   int64_t rows = xType.getDimSize(0), k = xType.getDimSize(1);
   Type f32 = b.getF32Type(), f16 = b.getF16Type();
-  auto alloc = [&](ArrayRef<int64_t> shape) {
-    return options.createAlloc(b, loc, MemRefType::get(shape, f32), {});
-  };
-  FailureOr<Value> q = alloc({rows, k}), d = alloc({rows, k / 32});
-  FailureOr<Value> s = withSums ? alloc({rows, k / 32}) : FailureOr<Value>(Value());
-  if (failed(q) || failed(d) || failed(s))
+  FailureOr<ActivationBlocks> blocks =
+      allocActivationBlocks(b, loc, x, 32, withSums, options);
+  if (failed(blocks))
     return failure();
+  Value q = blocks->q, d = blocks->d, s = blocks->s;
   auto c = [&](OpBuilder &b, int64_t i) {
     return arith::ConstantIndexOp::create(b, loc, i).getResult();
   };
@@ -628,15 +722,8 @@ quantizeActivations(RewriterBase &b, Location loc, Value x, bool withSums,
                        ValueRange{m, arith::AddIOp::create(b, loc, k0, i)})
                 .getResult();
           };
-          auto amaxLoop = scf::ForOp::create(
-              b, loc, c(b, 0), c(b, 32), c(b, 1), ValueRange{f(b, 0.0f)},
-              [&](OpBuilder &b, Location loc, Value i, ValueRange acc) {
-                Value a = math::AbsFOp::create(b, loc, xAt(b, i));
-                scf::YieldOp::create(
-                    b, loc, ValueRange{arith::MaximumFOp::create(b, loc, acc[0], a)});
-              });
           // (Not structured bindings: C++17 lambdas cannot capture them.)
-          std::pair<Value, Value> scale = q8Scale(b, loc, amaxLoop.getResult(0));
+          std::pair<Value, Value> scale = q8Scale(b, loc, scalarAbsMax(b, loc, 32, xAt));
           Value dv = scale.first, id = scale.second;
           auto qLoop = scf::ForOp::create(
               b, loc, c(b, 0), c(b, 32), c(b, 1), ValueRange{f(b, 0.0f)},
@@ -644,20 +731,20 @@ quantizeActivations(RewriterBase &b, Location loc, Value x, bool withSums,
                 Value qv = math::RoundEvenOp::create(
                     b, loc, arith::MulFOp::create(b, loc, xAt(b, i), id));
                 memref::StoreOp::create(
-                    b, loc, qv, *q,
+                    b, loc, qv, q,
                     ValueRange{m, arith::AddIOp::create(b, loc, k0, i)});
                 scf::YieldOp::create(
                     b, loc, ValueRange{arith::AddFOp::create(b, loc, acc[0], qv)});
               });
-          memref::StoreOp::create(b, loc, toF16AndBack(b, dv), *d,
+          memref::StoreOp::create(b, loc, toF16AndBack(b, dv), d,
                                   ValueRange{m, blk});
           if (withSums) {
             Value ds = arith::MulFOp::create(b, loc, dv, qLoop.getResult(0));
-            memref::StoreOp::create(b, loc, toF16AndBack(b, ds), *s,
+            memref::StoreOp::create(b, loc, toF16AndBack(b, ds), s,
                                     ValueRange{m, blk});
           }
         });
-    return ActivationBlocks{*q, *d, *s};
+    return *blocks;
   }
   scf::ForOp::create(
       b, loc, c(b, 0), c(b, rows), c(b, 1), ValueRange{},
@@ -683,23 +770,159 @@ quantizeActivations(RewriterBase &b, Location loc, Value x, bool withSums,
                     .getResult();
               };
               Value qlo = round(lo), qhi = round(hi);
-              vector::StoreOp::create(b, loc, qlo, *q, ValueRange{m, k0});
-              vector::StoreOp::create(b, loc, qhi, *q, ValueRange{m, k1});
-              memref::StoreOp::create(b, loc, toF16AndBack(b, dv), *d,
+              vector::StoreOp::create(b, loc, qlo, q, ValueRange{m, k0});
+              vector::StoreOp::create(b, loc, qhi, q, ValueRange{m, k1});
+              memref::StoreOp::create(b, loc, toF16AndBack(b, dv), d,
                                       ValueRange{m, blk});
               if (withSums) {
                 Value sum = vector::ReductionOp::create(
                     b, loc, vector::CombiningKind::ADD,
                     arith::AddFOp::create(b, loc, qlo, qhi));
                 Value ds = arith::MulFOp::create(b, loc, dv, sum);
-                memref::StoreOp::create(b, loc, toF16AndBack(b, ds), *s,
+                memref::StoreOp::create(b, loc, toF16AndBack(b, ds), s,
                                         ValueRange{m, blk});
               }
               scf::YieldOp::create(b, loc);
             });
         scf::YieldOp::create(b, loc);
       });
-  return ActivationBlocks{*q, *d, *s};
+  return *blocks;
+}
+
+/// llama.cpp's Q8_K activation blocks of x (memref<M x K x f32>), which
+/// its K-quant dot products take: per 256 values amax = max |x|, id = 127
+/// / amax, `q` [M, K] = round-half-even(x * id) (as f32), `d` [M, K/256] =
+/// 1 / id in f32 (not rounded to f16; 0 for an all-zero block) and `s` [M,
+/// K/32] (withSums: q4_k, q5_k) each 32 values' sum of q, an integer.
+/// (ggml divides by the signed value of largest magnitude, which negates
+/// both q and d when it is positive: the products d q are the same.)
+FailureOr<ActivationBlocks>
+quantizeActivationsQ8K(RewriterBase &b, Location loc, Value x, bool withSums,
+                       const BufferizationOptions &options, bool gpu) {
+  auto xType = cast<MemRefType>(x.getType());
+  int64_t rows = xType.getDimSize(0), k = xType.getDimSize(1);
+  Type f32 = b.getF32Type();
+  FailureOr<ActivationBlocks> blocks =
+      allocActivationBlocks(b, loc, x, 256, withSums, options);
+  if (failed(blocks))
+    return failure();
+  Value q = blocks->q, d = blocks->d, s = blocks->s;
+  auto c = [&](OpBuilder &b, int64_t i) {
+    return arith::ConstantIndexOp::create(b, loc, i).getResult();
+  };
+  auto f = [&](OpBuilder &b, float v) {
+    return arith::ConstantOp::create(b, loc, b.getF32FloatAttr(v)).getResult();
+  };
+  auto add = [&](OpBuilder &b, Value x, Value y) {
+    return arith::AddIOp::create(b, loc, x, y).getResult();
+  };
+  // id and d from amax.
+  auto scales = [&](OpBuilder &b, Value amax) {
+    Value nonzero =
+        arith::CmpFOp::create(b, loc, arith::CmpFPredicate::ONE, amax, f(b, 0.0f));
+    Value id = arith::SelectOp::create(
+        b, loc, nonzero, arith::DivFOp::create(b, loc, f(b, 127.0f), amax),
+        f(b, 0.0f));
+    Value dv = arith::SelectOp::create(
+        b, loc, nonzero, arith::DivFOp::create(b, loc, f(b, 1.0f), id),
+        f(b, 0.0f));
+    return std::make_pair(id, dv);
+  };
+  if (gpu) {
+    // One invocation per (row, group of 32): the group's super-block amax
+    // (read by each of its 8 groups), then its own 32 values.
+    scf::ParallelOp::create(
+        b, loc, ValueRange{c(b, 0), c(b, 0)}, ValueRange{c(b, rows), c(b, k / 32)},
+        ValueRange{c(b, 1), c(b, 1)},
+        [&](OpBuilder &b, Location loc, ValueRange ivs) {
+          Value m = ivs[0], grp = ivs[1];
+          Value sb = arith::DivUIOp::create(b, loc, grp, c(b, 8));
+          Value first = arith::MulIOp::create(b, loc, sb, c(b, 256));
+          auto xAt = [&](OpBuilder &b, Value i) {
+            return memref::LoadOp::create(b, loc, x, ValueRange{m, i}).getResult();
+          };
+          std::pair<Value, Value> sc =
+              scales(b, scalarAbsMax(b, loc, 256, [&](OpBuilder &b, Value i) {
+                       return xAt(b, add(b, first, i));
+                     }));
+          Value id = sc.first, dv = sc.second;
+          Value k0 = arith::MulIOp::create(b, loc, grp, c(b, 32));
+          auto qLoop = scf::ForOp::create(
+              b, loc, c(b, 0), c(b, 32), c(b, 1), ValueRange{f(b, 0.0f)},
+              [&](OpBuilder &b, Location loc, Value i, ValueRange acc) {
+                Value at = add(b, k0, i);
+                Value qv = math::RoundEvenOp::create(
+                    b, loc, arith::MulFOp::create(b, loc, xAt(b, at), id));
+                memref::StoreOp::create(b, loc, qv, q, ValueRange{m, at});
+                scf::YieldOp::create(
+                    b, loc, ValueRange{arith::AddFOp::create(b, loc, acc[0], qv)});
+              });
+          if (withSums)
+            memref::StoreOp::create(b, loc, qLoop.getResult(0), s,
+                                    ValueRange{m, grp});
+          Value lead = arith::CmpIOp::create(
+              b, loc, arith::CmpIPredicate::eq,
+              arith::RemUIOp::create(b, loc, grp, c(b, 8)), c(b, 0));
+          scf::IfOp::create(b, loc, lead, [&](OpBuilder &b, Location loc) {
+            memref::StoreOp::create(b, loc, dv, d, ValueRange{m, sb});
+            scf::YieldOp::create(b, loc);
+          });
+        });
+    return *blocks;
+  }
+  auto v16f = VectorType::get({16}, f32);
+  Value zeroV = arith::ConstantOp::create(
+      b, loc, v16f, DenseElementsAttr::get(v16f, b.getF32FloatAttr(0.0f)));
+  scf::ForOp::create(
+      b, loc, c(b, 0), c(b, rows), c(b, 1), ValueRange{},
+      [&](OpBuilder &b, Location loc, Value m, ValueRange) {
+        scf::ForOp::create(
+            b, loc, c(b, 0), c(b, k / 256), c(b, 1), ValueRange{},
+            [&](OpBuilder &b, Location loc, Value sb, ValueRange) {
+              Value first = arith::MulIOp::create(b, loc, sb, c(b, 256));
+              auto amaxLoop = scf::ForOp::create(
+                  b, loc, c(b, 0), c(b, 256), c(b, 16), ValueRange{zeroV},
+                  [&](OpBuilder &b, Location loc, Value i, ValueRange acc) {
+                    Value v = vector::LoadOp::create(b, loc, v16f, x,
+                                                     ValueRange{m, add(b, first, i)});
+                    scf::YieldOp::create(
+                        b, loc,
+                        ValueRange{arith::MaximumFOp::create(
+                            b, loc, acc[0], math::AbsFOp::create(b, loc, v))});
+                  });
+              Value amax = vector::ReductionOp::create(
+                  b, loc, vector::CombiningKind::MAXIMUMF, amaxLoop.getResult(0));
+              std::pair<Value, Value> sc = scales(b, amax);
+              Value idV = vector::BroadcastOp::create(b, loc, v16f, sc.first);
+              memref::StoreOp::create(b, loc, sc.second, d, ValueRange{m, sb});
+              scf::ForOp::create(
+                  b, loc, c(b, 0), c(b, 8), c(b, 1), ValueRange{},
+                  [&](OpBuilder &b, Location loc, Value g, ValueRange) {
+                    Value k0 = add(b, first, arith::MulIOp::create(b, loc, g, c(b, 32)));
+                    Value k1 = add(b, k0, c(b, 16));
+                    auto round = [&](Value at) {
+                      Value v = vector::LoadOp::create(b, loc, v16f, x, ValueRange{m, at});
+                      Value qv = math::RoundEvenOp::create(
+                          b, loc, arith::MulFOp::create(b, loc, v, idV));
+                      vector::StoreOp::create(b, loc, qv, q, ValueRange{m, at});
+                      return qv;
+                    };
+                    Value qlo = round(k0), qhi = round(k1);
+                    if (withSums)
+                      memref::StoreOp::create(
+                          b, loc,
+                          vector::ReductionOp::create(
+                              b, loc, vector::CombiningKind::ADD,
+                              arith::AddFOp::create(b, loc, qlo, qhi)),
+                          s,
+                          ValueRange{m, add(b, arith::MulIOp::create(b, loc, sb, c(b, 8)), g)});
+                    scf::YieldOp::create(b, loc);
+                  });
+              scf::YieldOp::create(b, loc);
+            });
+        scf::YieldOp::create(b, loc);
+      });
+  return *blocks;
 }
 
 struct QuantMatMulOpInterface
@@ -735,13 +958,20 @@ struct QuantMatMulOpInterface
     bool roundXToF16 = q8 && format == "f16";
     if (roundXToF16)
       q8 = false;
+    // K-quants take Q8_K activations (256-value blocks, f32 scales); their
+    // q4_k / q5_k minimums, like q4_1's and q5_1's, need x's block sums.
+    bool kq = quantBlockValues(format) == 256;
+    bool withMins = kq ? format != "q6_k" : blockLayout(format).hasMin;
+    auto quantizeX = [&](bool gpu) {
+      return kq ? quantizeActivationsQ8K(rewriter, loc, *x, withMins, options, gpu)
+                : quantizeActivations(rewriter, loc, *x, withMins, options, gpu);
+    };
     if (forGpu(op)) {
       // q8 (llama.cpp's numerics): x quantized per block of 32 first (a
       // kernel of its own), then integer dot products scaled per block.
       FailureOr<ActivationBlocks> xq = ActivationBlocks{};
       if (q8)
-        xq = quantizeActivations(rewriter, loc, *x, blockLayout(format).hasMin, options,
-                                 /*gpu=*/true);
+        xq = quantizeX(/*gpu=*/true);
       if (failed(xq))
         return failure();
       // One invocation per output element: sum over blocks of 32.
@@ -759,6 +989,50 @@ struct QuantMatMulOpInterface
                 b, loc, cg(b, 0), cg(b, blocks), cg(b, 1), ValueRange{zero},
                 [&](OpBuilder &b, Location loc, Value blk, ValueRange acc) {
                   Value k0 = arith::MulIOp::create(b, loc, blk, cg(b, 32));
+                  if (q8 && kq) {
+                    // Per group: dx d (scLo q.x[0:16] + scHi q.x[16:32])
+                    // - dx dmin m s_x; the integer dots are exact in f32.
+                    KQuantGroup g = kQuantGroup(b, loc, *w, col, blk, format);
+                    Value zeroI = arith::ConstantOp::create(
+                        b, loc, b.getF32FloatAttr(0.0f));
+                    auto dot = scf::ForOp::create(
+                        b, loc, cg(b, 0), cg(b, 16), cg(b, 1),
+                        ValueRange{zeroI, zeroI},
+                        [&](OpBuilder &b, Location loc, Value k, ValueRange a) {
+                          auto [wl, wh] =
+                              kQuantCodes(b, loc, *w, col, g, format, 1, k);
+                          Value kl = arith::AddIOp::create(b, loc, k0, k);
+                          Value kh = arith::AddIOp::create(b, loc, kl, cg(b, 16));
+                          Value xl = memref::LoadOp::create(b, loc, xq->q,
+                                                            ValueRange{m, kl});
+                          Value xh = memref::LoadOp::create(b, loc, xq->q,
+                                                            ValueRange{m, kh});
+                          scf::YieldOp::create(
+                              b, loc,
+                              ValueRange{math::FmaOp::create(b, loc, wl, xl, a[0]),
+                                         math::FmaOp::create(b, loc, wh, xh, a[1])});
+                        });
+                    Value dx = memref::LoadOp::create(
+                        b, loc, xq->d,
+                        ValueRange{m, arith::DivUIOp::create(b, loc, blk, cg(b, 8))});
+                    Value isum = arith::AddFOp::create(
+                        b, loc, arith::MulFOp::create(b, loc, g.scLo, dot.getResult(0)),
+                        arith::MulFOp::create(b, loc, g.scHi, dot.getResult(1)));
+                    Value term = arith::MulFOp::create(
+                        b, loc, arith::MulFOp::create(b, loc, dx, g.d), isum);
+                    if (g.m) {
+                      Value sx = memref::LoadOp::create(b, loc, xq->s,
+                                                        ValueRange{m, blk});
+                      term = arith::SubFOp::create(
+                          b, loc, term,
+                          arith::MulFOp::create(
+                              b, loc, arith::MulFOp::create(b, loc, dx, g.dmin),
+                              arith::MulFOp::create(b, loc, g.m, sx)));
+                    }
+                    scf::YieldOp::create(
+                        b, loc, ValueRange{arith::AddFOp::create(b, loc, acc[0], term)});
+                    return;
+                  }
                   if (q8) {
                     // Integer products are exact in f32 (|sum| < 2^24).
                     Value zeroI = arith::ConstantOp::create(
@@ -833,7 +1107,7 @@ struct QuantMatMulOpInterface
     }
     FailureOr<ActivationBlocks> xq = ActivationBlocks{};
     if (q8)
-      xq = quantizeActivations(rewriter, loc, *x, blockLayout(format).hasMin, options);
+      xq = quantizeX(/*gpu=*/false);
     if (failed(xq))
       return failure();
     Value zero = arith::ConstantOp::create(
@@ -846,18 +1120,22 @@ struct QuantMatMulOpInterface
     // q4_1, a scalar sum of m_w * s_x per row.
     auto rowsTimesColumn = [&](OpBuilder &b, Value m0, int64_t count,
                                Value col) {
-      bool sums = q8 && blockLayout(format).hasMin;
+      bool sums = q8 && withMins;
       SmallVector<Value> init(count, zero);
       if (sums)
         init.append(count, zeroF);
-      auto loop = scf::ForOp::create(
-          b, loc, c(b, 0), c(b, blocks), c(b, 1), init,
-          [&](OpBuilder &b, Location loc, Value blk, ValueRange acc) {
+      // One 32-value group: the accumulators after it. K-quant groups come
+      // as (super-block sb, constant j < 8) too, so that their scale
+      // decoding folds (see the loop below).
+      auto step = [&](OpBuilder &b, Value blk, Value sb, Value j,
+                      ValueRange acc) -> SmallVector<Value> {
             Value k0 = arith::MulIOp::create(b, loc, blk, c(b, 32));
             Value k1 = arith::AddIOp::create(b, loc, k0, c(b, 16));
             SmallVector<Value> next;
             if (!q8) {
-              auto [lo, hi] = dequantBlock(b, loc, *w, col, blk, format);
+              auto [lo, hi] = kq ? kQuantValues(b, loc, *w, col, sb, j, format, 16,
+                                                Value())
+                                 : dequantBlock(b, loc, *w, col, blk, format);
               for (int64_t r = 0; r < count; ++r) {
                 Value m = arith::AddIOp::create(b, loc, m0, c(b, r));
                 Value xl = vector::LoadOp::create(b, loc, v16f, *x, ValueRange{m, k0});
@@ -876,12 +1154,52 @@ struct QuantMatMulOpInterface
                 Value a = vector::FMAOp::create(b, loc, lo, xl, acc[r]);
                 next.push_back(vector::FMAOp::create(b, loc, hi, xh, a));
               }
-              scf::YieldOp::create(b, loc, next);
-              return;
+              return next;
+            }
+            SmallVector<Value> nextSums;
+            if (kq) {
+              // Q8_K: per group dx d (scLo q.x[0:16] + scHi q.x[16:32]) -
+              // dx dmin m s_x, integer products exact in f32.
+              KQuantGroup g = kQuantGroup(b, loc, *w, col, sb, j, format);
+              auto [lo, hi] = kQuantCodes(b, loc, *w, col, g, format, 16, Value());
+              auto bcast = [&](Value v) {
+                return vector::BroadcastOp::create(b, loc, v16f, v).getResult();
+              };
+              for (int64_t r = 0; r < count; ++r) {
+                Value m = arith::AddIOp::create(b, loc, m0, c(b, r));
+                Value xl = vector::LoadOp::create(b, loc, v16f, xq->q, ValueRange{m, k0});
+                Value xh = vector::LoadOp::create(b, loc, v16f, xq->q, ValueRange{m, k1});
+                Value dx = memref::LoadOp::create(b, loc, xq->d, ValueRange{m, sb});
+                Value dd = arith::MulFOp::create(b, loc, dx, g.d);
+                Value a = acc[r];
+                if (g.scLo == g.scHi) {
+                  Value prod = vector::FMAOp::create(
+                      b, loc, lo, xl, arith::MulFOp::create(b, loc, hi, xh));
+                  a = vector::FMAOp::create(
+                      b, loc, prod, bcast(arith::MulFOp::create(b, loc, dd, g.scLo)), a);
+                } else {
+                  a = vector::FMAOp::create(
+                      b, loc, arith::MulFOp::create(b, loc, lo, xl),
+                      bcast(arith::MulFOp::create(b, loc, dd, g.scLo)), a);
+                  a = vector::FMAOp::create(
+                      b, loc, arith::MulFOp::create(b, loc, hi, xh),
+                      bcast(arith::MulFOp::create(b, loc, dd, g.scHi)), a);
+                }
+                next.push_back(a);
+                if (sums) {
+                  Value sx = memref::LoadOp::create(b, loc, xq->s, ValueRange{m, blk});
+                  nextSums.push_back(arith::SubFOp::create(
+                      b, loc, acc[count + r],
+                      arith::MulFOp::create(
+                          b, loc, arith::MulFOp::create(b, loc, dx, g.dmin),
+                          arith::MulFOp::create(b, loc, g.m, sx))));
+                }
+              }
+              next.append(nextSums);
+              return next;
             }
             // Integer products are exact in f32 (|sum| < 2^24 per block).
             BlockInts wq = blockInts(b, loc, *w, col, blk, format);
-            SmallVector<Value> nextSums;
             for (int64_t r = 0; r < count; ++r) {
               Value m = arith::AddIOp::create(b, loc, m0, c(b, r));
               Value xl = vector::LoadOp::create(b, loc, v16f, xq->q, ValueRange{m, k0});
@@ -901,7 +1219,23 @@ struct QuantMatMulOpInterface
               }
             }
             next.append(nextSums);
-            scf::YieldOp::create(b, loc, next);
+            return next;
+          };
+      // K-quants: a loop over 256-value blocks, its 8 groups unrolled.
+      int64_t unroll = kq ? 8 : 1;
+      auto loop = scf::ForOp::create(
+          b, loc, c(b, 0), c(b, blocks / unroll), c(b, 1), init,
+          [&](OpBuilder &b, Location loc, Value iv, ValueRange acc) {
+            SmallVector<Value> state(acc);
+            for (int64_t jj = 0; jj < unroll; ++jj) {
+              Value blk = kq ? arith::AddIOp::create(
+                                   b, loc, arith::MulIOp::create(b, loc, iv, c(b, 8)),
+                                   c(b, jj))
+                                   .getResult()
+                             : iv;
+              state = step(b, blk, kq ? iv : Value(), kq ? c(b, jj) : Value(), state);
+            }
+            scf::YieldOp::create(b, loc, state);
           });
       for (int64_t r = 0; r < count; ++r) {
         Value sum = vector::ReductionOp::create(
@@ -1135,15 +1469,8 @@ struct KvStoreOpInterface
                                       arith::AddIOp::create(b, loc, g0, e)})
                     .getResult();
               };
-              Value zero = arith::ConstantOp::create(t, loc, t.getF32FloatAttr(0));
-              auto amax = scf::ForOp::create(
-                  t, loc, ct(0), ct(group), ct(1), ValueRange{zero},
-                  [&](OpBuilder &b, Location loc, Value e, ValueRange a) {
-                    Value m = arith::MaximumFOp::create(
-                        b, loc, a[0], math::AbsFOp::create(b, loc, xAt(b, e)));
-                    scf::YieldOp::create(b, loc, ValueRange{m});
-                  });
-              std::pair<Value, Value> scale = q8Scale(t, loc, amax.getResult(0));
+              std::pair<Value, Value> scale =
+                  q8Scale(t, loc, scalarAbsMax(t, loc, group, xAt));
               Value id = scale.second;
               scf::ForOp::create(
                   t, loc, ct(0), ct(group), ct(1), ValueRange{},

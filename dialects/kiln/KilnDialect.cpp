@@ -187,10 +187,6 @@ LogicalResult QuantMatMulOp::verify() {
   if (getActivations() != "f32" && getActivations() != "q8")
     return emitOpError("activations must be \"f32\" or \"q8\", not \"")
            << getActivations() << "\"";
-  if (getActivations() == "q8" && quantBlockValues(getFormat()) != 32)
-    return emitOpError("activations = \"q8\" is not supported for ")
-           << getFormat() << " weights (llama.cpp's Q8_K activations are not "
-                             "implemented)";
   auto w = cast<RankedTensorType>(getWeight().getType());
   if (r.getRank() != 2 || r.getDimSize(0) != x.getDimSize(0) ||
       r.getDimSize(1) != w.getDimSize(0) || !r.getElementType().isF32())

@@ -50,6 +50,7 @@ def models(work):
             yield "tiny_llama_llamacpp", path, GGUF + ["--llamacpp-numerics"]
         if f == "tiny_llama_k.gguf":  # head_dim 64: int8 rows of two groups
             yield "tiny_llama_k_kv8", path, GGUF + ["--kv-dtype=int8"]
+            yield "tiny_llama_k_llamacpp", path, GGUF + ["--llamacpp-numerics"]
         if f == "tiny_llama_q5.gguf":
             yield "tiny_llama_q5_q8", path, GGUF + ["--activations=q8"]
     yield "bert_tiny", os.path.join(TEST, "e2e", "models", "bert_tiny.onnx"), \

@@ -32,13 +32,15 @@ def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("artifact")
     ap.add_argument("--build", default="build")
-    ap.add_argument("--refs", required=True, help="smollm2, tiny_llama")
+    ap.add_argument("--refs", required=True,
+                    help="smollm2, tiny_llama, ... or a .npz file")
     ap.add_argument("--tol", type=float, default=1e-3)
     ap.add_argument("--device", default="cpu")
     ap.add_argument("--prompts", type=int, default=0, help="0: all")
     ap.add_argument("--steps", type=int, default=0, help="0: all")
     args = ap.parse_args()
-    refs = np.load(os.path.join(HERE, "reference", f"{args.refs}_refs.npz"))
+    refs = np.load(args.refs if args.refs.endswith(".npz") else
+                   os.path.join(HERE, "reference", f"{args.refs}_refs.npz"))
     passed = failed = 0
     with tempfile.TemporaryDirectory() as work:
         i = 0

