@@ -7,7 +7,10 @@
 // kiln.quant_matmul and kiln.quant_gather read GGUF blocks as they are in
 // the file and dequantize them in vector registers (16 lanes of f32 per
 // half block); the matmul processes up to four rows of x per dequantized
-// block, so a prefill chunk pays the unpacking once per four tokens.
+// block, so a prefill chunk pays the unpacking once per four tokens. A
+// K-quant row is walked by 256-value blocks with their eight 32-value
+// groups unrolled, so that each group's scale decoding folds to a few
+// byte loads and masks.
 //
 // kiln.kv_store and kiln.paged_attention read tensors and a memref (the
 // runtime's KV cache), so they take part in One-Shot Bufferize directly:
@@ -31,6 +34,8 @@
 #include "mlir/Dialect/MemRef/IR/MemRef.h"
 #include "mlir/Dialect/SCF/IR/SCF.h"
 #include "mlir/Dialect/Vector/IR/VectorOps.h"
+
+#include <optional>
 
 using namespace mlir;
 using namespace mlir::bufferization;
@@ -1069,11 +1074,17 @@ struct QuantMatMulOpInterface
                         b, loc, ValueRange{arith::AddFOp::create(b, loc, acc[0], term)});
                     return;
                   }
+                  // A K-quant group's scales are decoded once, outside
+                  // the loop over its values.
+                  std::optional<KQuantGroup> group;
+                  if (kq)
+                    group = kQuantGroup(b, loc, *w, col, blk, format);
                   auto inner = scf::ForOp::create(
                       b, loc, cg(b, 0), cg(b, 16), cg(b, 1), acc,
                       [&](OpBuilder &b, Location loc, Value k, ValueRange a) {
                         auto [lo, hi] =
-                            scalarBlockValues(b, loc, *w, col, blk, k, format);
+                            group ? kQuantValues(b, loc, *w, col, *group, format, 1, k)
+                                  : scalarBlockValues(b, loc, *w, col, blk, k, format);
                         Value kl = arith::AddIOp::create(b, loc, k0, k);
                         Value kh = arith::AddIOp::create(b, loc, kl, cg(b, 16));
                         Value xl = memref::LoadOp::create(b, loc, *x, ValueRange{m, kl});
