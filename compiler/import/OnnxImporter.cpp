@@ -1820,7 +1820,8 @@ LogicalResult Importer::layerNorm(const onnx::NodeProto &n) {
   Value y = LayerNormOp::create(b, loc, t, xv, sv, bv, b.getI64IntegerAttr(axis),
                                 b.getF32FloatAttr(eps))
                 .getResult();
-  define(n, 0, opVal(y, in.dtype, in.shape));
+  if (failed(define(n, 0, opVal(y, in.dtype, in.shape))))
+    return failure();
   if (n.output_size() < 2)
     return success();
   // Mean and InvStdDev outputs, computed with primitives.
@@ -1833,7 +1834,8 @@ LogicalResult Importer::layerNorm(const onnx::NodeProto &n) {
   RankedTensorType kt = tensorType(ks, in.dtype);
   auto axesAttr = b.getDenseI64ArrayAttr(axes);
   Value mean = make<ReduceMeanOp>(loc, kt, xv, axesAttr, b.getBoolAttr(true));
-  define(n, 1, opVal(mean, in.dtype, ks));
+  if (failed(define(n, 1, opVal(mean, in.dtype, ks))))
+    return failure();
   if (n.output_size() < 3)
     return success();
   Value d = make<SubOp>(loc, t, xv, mean);
@@ -1980,7 +1982,8 @@ LogicalResult Importer::split(const onnx::NodeProto &n) {
     offset += sizes[i];
     if (sizes[i] == 0)
       return err(n) << "output " << i << " is empty, not supported yet";
-    define(n, i, sliceVal(in, starts, steps, os, nodeLoc(n)));
+    if (failed(define(n, i, sliceVal(in, starts, steps, os, nodeLoc(n)))))
+      return failure();
   }
   return success();
 }
@@ -2508,12 +2511,14 @@ OwningOpRef<ModuleOp> Importer::run(std::shared_ptr<onnx::ModelProto> model) {
     values[vi.name()] = *v;
     argVals.push_back(&values[vi.name()]);
   }
-  for (const auto &[name, t] : opts.constInputs)
+  for (const auto &entry : opts.constInputs) {
+    const std::string &name = entry.first;
     if (!llvm::any_of(g.input(), [&](const auto &vi) { return vi.name() == name; })) {
       emitError(fileLoc) << "--const-input " << name
                          << ": the graph has no input of that name";
       return nullptr;
     }
+  }
 
   auto func = func::FuncOp::create(fileLoc, "main",
                                    b.getFunctionType(argTypes, {}));
