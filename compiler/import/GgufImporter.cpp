@@ -83,7 +83,8 @@ public:
   OwningOpRef<ModuleOp> build();
   void setArchitecture(StringRef name) {
     arch = name.str();
-    ropeNeox = name == "qwen2";
+    ropeNeox = name == "qwen2" || name == "qwen3";
+    qkNorm = name == "qwen3";
   }
 
 private:
@@ -131,6 +132,8 @@ private:
   Value packedWeight(const gguf::TensorInfo &t, StringRef format, int64_t rows,
                      int64_t cols);
   FailureOr<Value> norm(Value x, StringRef name);
+  /// RMSNorm over the last dim (head_dim) of [1, heads, seq, head_dim].
+  FailureOr<Value> headNorm(Value x, StringRef name);
   /// RoPE on x[1, heads, seq, headDim] in GGUF's adjacent-pair layout, at
   /// the positions `positions` ([1, seq] i64).
   Value rope(Value x, int64_t heads, Value positions);
@@ -149,6 +152,9 @@ private:
   /// rotate-half (NEOX) layout and has q/k/v biases.
   std::string arch = "llama";
   bool ropeNeox = false;
+  /// qwen3: RMSNorm of each head's q and k (attn_q_norm / attn_k_norm,
+  /// [head_dim] weights) before RoPE.
+  bool qkNorm = false;
   std::string key(StringRef name) const { return arch + "." + name.str(); }
   /// Rows of the RoPE tables: the largest position a function can see.
   int64_t ropeRows = 0;
@@ -403,6 +409,19 @@ FailureOr<Value> LlamaBuilder::norm(Value x, StringRef name) {
       .getResult();
 }
 
+FailureOr<Value> LlamaBuilder::headNorm(Value x, StringRef name) {
+  const gguf::TensorInfo *t = tensor(name);
+  if (!t || t->dims.size() != 1 || t->dims[0] != static_cast<uint64_t>(headDim))
+    return err() << "GGUF file lacks a [" << headDim << "] tensor '" << name
+                 << "'";
+  auto wv = f32Weight(*t, name, {headDim}, /*transpose=*/false);
+  if (failed(wv))
+    return failure();
+  return RmsNormOp::create(b, loc, x.getType(), x, *wv,
+                           b.getF32FloatAttr(static_cast<float>(eps)))
+      .getResult();
+}
+
 Value LlamaBuilder::rope(Value x, int64_t h, Value positions) {
   int64_t half = headDim / 2;
   int64_t seq = cast<RankedTensorType>(x.getType()).getDimSize(2);
@@ -496,11 +515,28 @@ LogicalResult LlamaBuilder::readHyperparameters() {
       return failure();
     ropeBase = *r;
   }
-  if (heads <= 0 || kvHeads <= 0 || heads % kvHeads || dModel % heads ||
-      layers <= 0 || ffn <= 0)
+  // The head width: attention.key_length when the file has it (qwen3's
+  // heads are wider than width / heads), else width / heads.
+  headDim = 0;
+  if (file.find(key("attention.key_length"))) {
+    if (!need(key("attention.key_length"), headDim))
+      return failure();
+    int64_t valueLength = headDim;
+    if (file.find(key("attention.value_length")) &&
+        !need(key("attention.value_length"), valueLength))
+      return failure();
+    if (valueLength != headDim)
+      return err() << "GGUF key '" << key("attention.value_length") << "' is "
+                   << valueLength << ", not the key length " << headDim
+                   << ": different key and value widths are not supported";
+  }
+  if (heads <= 0 || kvHeads <= 0 || heads % kvHeads || layers <= 0 ||
+      ffn <= 0 || headDim < 0 || (!headDim && dModel % heads))
     return err() << "inconsistent llama hyperparameters (heads " << heads
-                 << ", kv heads " << kvHeads << ", width " << dModel << ")";
-  headDim = dModel / heads;
+                 << ", kv heads " << kvHeads << ", width " << dModel
+                 << ", head width " << headDim << ")";
+  if (!headDim)
+    headDim = dModel / heads;
   if (headDim % 2)
     return err() << "head dim " << headDim << " is odd; RoPE needs pairs";
   const gguf::TensorInfo *embd = tensor("token_embd.weight");
@@ -514,7 +550,7 @@ LogicalResult LlamaBuilder::readHyperparameters() {
 
 LogicalResult LlamaBuilder::buildFunction(ModuleOp module, StringRef name,
                                           int64_t seq, bool cached) {
-  int64_t kvDim = kvHeads * headDim;
+  int64_t kvDim = kvHeads * headDim, qDim = heads * headDim;
   auto i64 = b.getI64Type();
   auto idsType = RankedTensorType::get({1, seq}, i64);
   SmallVector<Type> argTypes = {idsType};
@@ -569,7 +605,7 @@ LogicalResult LlamaBuilder::buildFunction(ModuleOp module, StringRef name,
     if (failed(h))
       return failure();
     Value h2 = ReshapeOp::create(b, loc, flat, *h);
-    auto q = linear(h2, p + "attn_q.weight", dModel, dModel, p + "attn_q.bias");
+    auto q = linear(h2, p + "attn_q.weight", dModel, qDim, p + "attn_q.bias");
     auto k = linear(h2, p + "attn_k.weight", dModel, kvDim, p + "attn_k.bias");
     auto v = linear(h2, p + "attn_v.weight", dModel, kvDim, p + "attn_v.bias");
     if (failed(q) || failed(k) || failed(v))
@@ -580,8 +616,17 @@ LogicalResult LlamaBuilder::buildFunction(ModuleOp module, StringRef name,
                                  ArrayRef<int64_t>{0, 2, 1, 3})
           .getResult();
     };
-    Value qh = rope(heads4(*q, heads), heads, positions);
-    Value kh = rope(heads4(*k, kvHeads), kvHeads, positions);
+    Value qh = heads4(*q, heads), kh = heads4(*k, kvHeads);
+    if (qkNorm) {
+      auto qn = headNorm(qh, p + "attn_q_norm.weight");
+      auto kn = headNorm(kh, p + "attn_k_norm.weight");
+      if (failed(qn) || failed(kn))
+        return failure();
+      qh = *qn;
+      kh = *kn;
+    }
+    qh = rope(qh, heads, positions);
+    kh = rope(kh, kvHeads, positions);
     Value vh = heads4(*v, kvHeads);
     auto scale =
         b.getF32FloatAttr(1.0f / std::sqrt(static_cast<float>(headDim)));
@@ -604,8 +649,8 @@ LogicalResult LlamaBuilder::buildFunction(ModuleOp module, StringRef name,
     }
     Value at = TransposeOp::create(b, loc, f32({1, seq, heads, headDim}), a,
                                    ArrayRef<int64_t>{0, 2, 1, 3});
-    Value a2 = ReshapeOp::create(b, loc, flat, at);
-    auto o = linear(a2, p + "attn_output.weight", dModel, dModel);
+    Value a2 = ReshapeOp::create(b, loc, f32({seq, qDim}), at);
+    auto o = linear(a2, p + "attn_output.weight", qDim, dModel);
     if (failed(o))
       return failure();
     x = AddOp::create(b, loc, x.getType(), x,
@@ -814,9 +859,9 @@ OwningOpRef<ModuleOp> importGgufFile(StringRef path, MLIRContext &context,
     emitError(loc) << "GGUF file has no general.architecture";
     return nullptr;
   }
-  if (arch->s != "llama" && arch->s != "qwen2") {
+  if (arch->s != "llama" && arch->s != "qwen2" && arch->s != "qwen3") {
     emitError(loc) << "GGUF architecture '" << arch->s
-                   << "' is not supported (supported: llama, qwen2)";
+                   << "' is not supported (supported: llama, qwen2, qwen3)";
     return nullptr;
   }
   if (tokenizer && failed(readTokenizer(*file, loc, *tokenizer)))

@@ -4,8 +4,9 @@
 Writes test/gguf/models/tiny_llama.gguf (and tiny_qwen2.gguf, the same
 with the qwen2 architecture: q/k/v biases, rotate-half RoPE) (2 layers, width 64, 4 query and 2
 key/value heads, vocab 256; projections stored as Q8_0, Q4_0, Q4_1 and F16
-blocks so every dequantizer runs), and tiny_llama_q5.gguf (the same shape
-in Q5_0 and Q5_1 blocks) and test/gguf/reference/tiny_llama_refs.npz:
+blocks so every dequantizer runs), tiny_llama_q5.gguf (the same shape
+in Q5_0 and Q5_1 blocks) and tiny_qwen3.gguf (the qwen3 architecture:
+q/k RMSNorms per head, heads of 128 on a width of 64) and test/gguf/reference/tiny_llama_refs.npz:
 for each prompt, the token ids, the logits after the prompt and after each
 of 32 greedy steps ([33, vocab]), and the greedy tokens, all computed by
 transformers loading the same file (gguf_file=...) with its own KV cache.
@@ -43,7 +44,9 @@ def write_gguf(path, rng, width=None, ffn=None, all_f32=False, arch="llama",
                qtypes=None):
     """The tiny model; `width`/`ffn` override the sizes, `all_f32` stores
     every tensor as F32 (for llama.cpp's quantizer, make_tiny_llama_k.py);
-    `arch` "qwen2" adds q/k/v biases (and means rotate-half RoPE);
+    `arch` "qwen2" adds q/k/v biases (and means rotate-half RoPE), "qwen3"
+    per-head q/k RMSNorms and heads of 128 (wider than width / heads, as
+    Qwen3's: attention.key_length; rotate-half RoPE, no biases);
     `qtypes` maps tensor names without the "blk.N." prefix to the type
     they are stored in instead of the default."""
     WIDTH_ = width or WIDTH
@@ -56,7 +59,11 @@ def write_gguf(path, rng, width=None, ffn=None, all_f32=False, arch="llama",
     w.add_feed_forward_length(FFN_)
     w.add_head_count(HEADS)
     w.add_head_count_kv(KV_HEADS)
-    w.add_rope_dimension_count(WIDTH_ // HEADS)
+    head_dim = 128 if arch == "qwen3" else WIDTH_ // HEADS
+    if arch == "qwen3":
+        w.add_key_length(head_dim)
+        w.add_value_length(head_dim)
+    w.add_rope_dimension_count(head_dim)
     w.add_rope_freq_base(10000.0)
     w.add_layer_norm_rms_eps(1e-5)
     w.add_vocab_size(VOCAB)
@@ -81,19 +88,22 @@ def write_gguf(path, rng, width=None, ffn=None, all_f32=False, arch="llama",
             w.add_tensor(name, gguf.quants.quantize(data, qtype), raw_dtype=qtype)
 
     Q = gguf.GGMLQuantizationType
-    kv = KV_HEADS * (WIDTH_ // HEADS)
+    kv, qd = KV_HEADS * head_dim, HEADS * head_dim
     t("token_embd.weight", (VOCAB, WIDTH_), 1.0, Q.Q8_0)
     for l in range(LAYERS):
         p = f"blk.{l}."
         t(p + "attn_norm.weight", (WIDTH_,), 0.2)
-        t(p + "attn_q.weight", (WIDTH_, WIDTH_), 0.25, Q.Q4_0)
+        t(p + "attn_q.weight", (qd, WIDTH_), 0.25, Q.Q4_0)
         t(p + "attn_k.weight", (kv, WIDTH_), 0.25, Q.Q4_1)
         t(p + "attn_v.weight", (kv, WIDTH_), 0.25, Q.Q8_0)
         if arch == "qwen2":
             t(p + "attn_q.bias", (WIDTH_,), 0.1)
             t(p + "attn_k.bias", (kv,), 0.1)
             t(p + "attn_v.bias", (kv,), 0.1)
-        t(p + "attn_output.weight", (WIDTH_, WIDTH_), 0.15, Q.F16)
+        if arch == "qwen3":
+            t(p + "attn_q_norm.weight", (head_dim,), 0.5)
+            t(p + "attn_k_norm.weight", (head_dim,), 0.5)
+        t(p + "attn_output.weight", (WIDTH_, qd), 0.15, Q.F16)
         t(p + "ffn_norm.weight", (WIDTH_,), 0.2)
         t(p + "ffn_gate.weight", (FFN_, WIDTH_), 0.15, Q.Q8_0)
         t(p + "ffn_up.weight", (FFN_, WIDTH_), 0.15, Q.Q4_0)
@@ -150,13 +160,14 @@ Q5_TYPES = {
 
 
 def main():
-    """make_tiny_llama.py [tiny_llama tiny_qwen2 tiny_llama_q5]: the named
+    """make_tiny_llama.py [tiny_llama tiny_qwen2 tiny_llama_q5 tiny_qwen3]: the named
     models (all by default)."""
-    names = sys.argv[1:] or ["tiny_llama", "tiny_qwen2", "tiny_llama_q5"]
+    names = sys.argv[1:] or ["tiny_llama", "tiny_qwen2", "tiny_llama_q5", "tiny_qwen3"]
     made = {
         "tiny_llama": lambda p: write_gguf(p, np.random.default_rng(7)),
         # The qwen2 architecture: rotate-half RoPE, q/k/v biases.
         "tiny_qwen2": lambda p: write_gguf(p, np.random.default_rng(9), arch="qwen2"),
+        "tiny_qwen3": lambda p: write_gguf(p, np.random.default_rng(12), arch="qwen3"),
         "tiny_llama_q5": lambda p: write_gguf(
             p, np.random.default_rng(10),
             qtypes={k: gguf.GGMLQuantizationType[v] for k, v in Q5_TYPES.items()}),

@@ -52,6 +52,8 @@ def models():
     yield "tiny_llama_gguf_llamacpp", gguf, ["--prefill-chunk=16", "--llamacpp-numerics"]
     yield "tiny_llama_k_gguf", os.path.join(ROOT, "gguf", "models", "tiny_llama_k.gguf"), \
         ["--prefill-chunk=16"]
+    yield "tiny_qwen3_gguf", os.path.join(ROOT, "gguf", "models", "tiny_qwen3.gguf"), \
+        ["--prefill-chunk=16"]
     # llama.cpp's 5-bit blocks: Q5_0 / Q5_1 (also with q8 activations) and
     # Q5_K (with Q6_K).
     q5 = os.path.join(ROOT, "gguf", "models", "tiny_llama_q5.gguf")
