@@ -3,7 +3,8 @@
 // Builds the kiln graph of a GGUF model from its architecture metadata, the
 // same dialect the ONNX importer produces. Q8_0, Q4_0, Q4_1, Q5_0, Q5_1,
 // Q4_K, Q5_K, Q6_K and F16 matrices stay as the file's bytes
-// (kiln.quant_matmul, kiln.quant_gather) unless asked to dequantize; F32 ones (and 1-D F16 ones) are f32. It builds `llama`:
+// (kiln.quant_matmul, kiln.quant_gather) unless asked to dequantize; F32
+// ones (and 1-D F16 ones) are f32. It builds `llama`:
 // token embedding, per layer RMSNorm -> q/k/v -> RoPE -> causal grouped-query
 // attention -> output projection -> residual -> RMSNorm -> SwiGLU MLP ->
 // residual, then the final norm and the (possibly tied) output projection.
@@ -131,9 +132,12 @@ private:
   /// The file's blocks of `t` ([rows, cols] in values) as an i8 weight.
   Value packedWeight(const gguf::TensorInfo &t, StringRef format, int64_t rows,
                      int64_t cols);
-  FailureOr<Value> norm(Value x, StringRef name);
-  /// RMSNorm over the last dim (head_dim) of [1, heads, seq, head_dim].
-  FailureOr<Value> headNorm(Value x, StringRef name);
+  /// RMSNorm of x's last dim (the model width, or head_dim for qwen3's
+  /// q/k norms) by the [width] tensor `name`.
+  FailureOr<Value> norm(Value x, StringRef name, int64_t width);
+  FailureOr<Value> norm(Value x, StringRef name) {
+    return norm(x, name, dModel);
+  }
   /// RoPE on x[1, heads, seq, headDim] in GGUF's adjacent-pair layout, at
   /// the positions `positions` ([1, seq] i64).
   Value rope(Value x, int64_t heads, Value positions);
@@ -247,9 +251,9 @@ LlamaBuilder::dequantize(const gguf::TensorInfo &t) {
   case gguf::TensorType::Q5_1: { // {f16 d; f16 m; u32 qh; u8 q[16]}: d n5 + m
     bool q51 = t.type == static_cast<uint32_t>(gguf::TensorType::Q5_1);
     int64_t bytes = q51 ? 24 : 22;
+    int bias = q51 ? 0 : 16;
     for (uint64_t blk = 0; blk < n / 32; ++blk, p += bytes) {
       float d = half(p), m = q51 ? half(p + 2) : 0.0f;
-      int bias = q51 ? 0 : 16;
       // Value j's fifth bit is bit j of qh, value j + 16's bit j + 16.
       uint32_t qh;
       std::memcpy(&qh, p + (q51 ? 4 : 2), 4);
@@ -396,25 +400,12 @@ FailureOr<Value> LlamaBuilder::linear(Value x, StringRef name, int64_t in,
   return MatMulOp::create(b, loc, f32({rows, out}), x, *wv).getResult();
 }
 
-FailureOr<Value> LlamaBuilder::norm(Value x, StringRef name) {
+FailureOr<Value> LlamaBuilder::norm(Value x, StringRef name, int64_t width) {
   const gguf::TensorInfo *t = tensor(name);
-  if (!t || t->dims.size() != 1 || t->dims[0] != static_cast<uint64_t>(dModel))
-    return err() << "GGUF file lacks a [" << dModel << "] tensor '" << name
+  if (!t || t->dims.size() != 1 || t->dims[0] != static_cast<uint64_t>(width))
+    return err() << "GGUF file lacks a [" << width << "] tensor '" << name
                  << "'";
-  auto wv = f32Weight(*t, name, {dModel}, /*transpose=*/false);
-  if (failed(wv))
-    return failure();
-  return RmsNormOp::create(b, loc, x.getType(), x, *wv,
-                           b.getF32FloatAttr(static_cast<float>(eps)))
-      .getResult();
-}
-
-FailureOr<Value> LlamaBuilder::headNorm(Value x, StringRef name) {
-  const gguf::TensorInfo *t = tensor(name);
-  if (!t || t->dims.size() != 1 || t->dims[0] != static_cast<uint64_t>(headDim))
-    return err() << "GGUF file lacks a [" << headDim << "] tensor '" << name
-                 << "'";
-  auto wv = f32Weight(*t, name, {headDim}, /*transpose=*/false);
+  auto wv = f32Weight(*t, name, {width}, /*transpose=*/false);
   if (failed(wv))
     return failure();
   return RmsNormOp::create(b, loc, x.getType(), x, *wv,
@@ -618,8 +609,8 @@ LogicalResult LlamaBuilder::buildFunction(ModuleOp module, StringRef name,
     };
     Value qh = heads4(*q, heads), kh = heads4(*k, kvHeads);
     if (qkNorm) {
-      auto qn = headNorm(qh, p + "attn_q_norm.weight");
-      auto kn = headNorm(kh, p + "attn_k_norm.weight");
+      auto qn = norm(qh, p + "attn_q_norm.weight", headDim);
+      auto kn = norm(kh, p + "attn_k_norm.weight", headDim);
       if (failed(qn) || failed(kn))
         return failure();
       qh = *qn;

@@ -362,12 +362,11 @@ BlockInts blockInts(OpBuilder &b, Location loc, Value w, Value row, Value blk,
   auto at = [&](int64_t off) {
     return arith::AddIOp::create(b, loc, base, c(off)).getResult();
   };
-  Type f32 = b.getF32Type(), i8 = b.getI8Type(), i32 = b.getI32Type();
+  Type f32 = b.getF32Type(), i8 = b.getI8Type();
   auto scale = [&](int64_t off) {
     return vectorHalf(b, loc, w, ValueRange{row, at(off)});
   };
   auto v16i8 = VectorType::get({16}, i8), v16f = VectorType::get({16}, f32);
-  auto v16i32 = VectorType::get({16}, i32);
   BlockInts out;
   out.d = scale(0);
   if (format == "q8_0") {
@@ -666,8 +665,10 @@ std::pair<Value, Value> dequantBlock(OpBuilder &b, Location loc, Value w,
 }
 
 /// llama.cpp's 8-bit activation blocks of x (memref<M x K x f32>): `q`
-/// [M, K] the block integers (as f32), `d` [M, K/32] the f16-rounded
-/// scales, `s` [M, K/32] (q4_1 weights only) f16(d * sum q).
+/// [M, K] the block integers (as f32), `d` the block scales and `s` [M,
+/// K/32] the block sums the weights' minimums need (else null). Q8_0 /
+/// Q8_1 (quantizeActivations): d [M, K/32] rounded to f16, s = f16(d *
+/// sum q); Q8_K (quantizeActivationsQ8K): d [M, K/256] in f32, s = sum q.
 struct ActivationBlocks {
   Value q, d, s;
 };
@@ -821,13 +822,11 @@ quantizeActivationsQ8K(RewriterBase &b, Location loc, Value x, bool withSums,
   auto add = [&](OpBuilder &b, Value x, Value y) {
     return arith::AddIOp::create(b, loc, x, y).getResult();
   };
-  // id and d from amax.
+  // id as Q8_0's (q8Scale), d = 1 / id instead of amax / 127.
   auto scales = [&](OpBuilder &b, Value amax) {
+    Value id = q8Scale(b, loc, amax).second;
     Value nonzero =
         arith::CmpFOp::create(b, loc, arith::CmpFPredicate::ONE, amax, f(b, 0.0f));
-    Value id = arith::SelectOp::create(
-        b, loc, nonzero, arith::DivFOp::create(b, loc, f(b, 127.0f), amax),
-        f(b, 0.0f));
     Value dv = arith::SelectOp::create(
         b, loc, nonzero, arith::DivFOp::create(b, loc, f(b, 1.0f), id),
         f(b, 0.0f));
