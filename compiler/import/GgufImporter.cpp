@@ -32,6 +32,7 @@
 #include "mlir/Dialect/Func/IR/FuncOps.h"
 #include "mlir/IR/Builders.h"
 #include "mlir/IR/Diagnostics.h"
+#include "llvm/ADT/StringSet.h"
 
 #include <cmath>
 #include <cstring>
@@ -111,6 +112,10 @@ private:
         .getResult();
   }
   LogicalResult readHyperparameters();
+  /// rope.dimension_count, rope.scaling.* and rope_freqs.weight.
+  LogicalResult readRopeScaling();
+  /// Fails naming the first tensor of the file the model did not read.
+  LogicalResult checkAllTensorsUsed();
   /// The forward pass over `seq` tokens as function `name`; `cached`: the
   /// LLM form over the paged cache.
   LogicalResult buildFunction(ModuleOp module, StringRef name, int64_t seq,
@@ -151,6 +156,15 @@ private:
   int64_t layers = 0, dModel = 0, heads = 0, kvHeads = 0, headDim = 0,
           ffn = 0, vocab = 0;
   double eps = 1e-5, ropeBase = 10000;
+  /// RoPE scaling: positions are multiplied by ropeScale (linear scaling,
+  /// 1 / rope.scaling.factor), and frequency i is divided by
+  /// ropeFactors[i] when the file has rope_freqs.weight (Llama 3.1's
+  /// "llama3" scaling, baked per frequency by the converter).
+  double ropeScale = 1;
+  std::vector<float> ropeFactors;
+  /// Tensors the model reads; build() refuses a file with others, since
+  /// an ignored tensor means a feature silently left out.
+  llvm::StringSet<> usedTensors;
   /// `general.architecture` and what it implies: llama stores q/k rows
   /// permuted for adjacent-pair RoPE; qwen2 keeps the checkpoint's
   /// rotate-half (NEOX) layout and has q/k/v biases.
@@ -197,8 +211,10 @@ FailureOr<double> LlamaBuilder::floatKey(StringRef key) {
 
 const gguf::TensorInfo *LlamaBuilder::tensor(StringRef name) {
   for (const gguf::TensorInfo &t : file.tensors)
-    if (t.name == name)
+    if (t.name == name) {
+      usedTensors.insert(name);
       return &t;
+    }
   return nullptr;
 }
 
@@ -423,6 +439,9 @@ Value LlamaBuilder::rope(Value x, int64_t h, Value positions) {
       float invFreq = 1.0f / std::pow(static_cast<float>(ropeBase),
                                       static_cast<float>(2 * i) /
                                           static_cast<float>(headDim));
+      if (!ropeFactors.empty())
+        invFreq /= ropeFactors[i];
+      invFreq *= static_cast<float>(ropeScale);
       for (int64_t pos = 0; pos < ropeRows; ++pos) {
         float angle = static_cast<float>(pos) * invFreq;
         c[pos * half + i] = std::cos(angle);
@@ -473,6 +492,80 @@ Value LlamaBuilder::rope(Value x, int64_t h, Value positions) {
   Value r = ConcatOp::create(b, loc, pairs, ValueRange{r0, r1},
                              b.getI64IntegerAttr(4));
   return ReshapeOp::create(b, loc, x.getType(), r);
+}
+
+LogicalResult LlamaBuilder::readRopeScaling() {
+  if (file.find(key("rope.dimension_count"))) {
+    auto n = intKey(key("rope.dimension_count"));
+    if (failed(n))
+      return failure();
+    if (*n != headDim)
+      return err() << "GGUF key '" << key("rope.dimension_count") << "' is "
+                   << *n << ", not the head width " << headDim
+                   << ": partial rotary embeddings are not supported";
+  }
+  std::string type = "none";
+  if (const gguf::Value *t = file.find(key("rope.scaling.type"))) {
+    if (t->type != gguf::ValueType::String)
+      return err() << "'" << key("rope.scaling.type") << "' is not a string";
+    type = t->s;
+  }
+  double factor = 1;
+  bool hasFactor = true;
+  if (file.find(key("rope.scaling.factor"))) {
+    auto f = floatKey(key("rope.scaling.factor"));
+    if (failed(f))
+      return failure();
+    factor = *f;
+  } else if (file.find(key("rope.scale_linear"))) {
+    // The older key: linear scaling by this factor.
+    auto f = floatKey(key("rope.scale_linear"));
+    if (failed(f))
+      return failure();
+    factor = *f;
+    if (type == "none")
+      type = "linear";
+  } else {
+    hasFactor = false;
+  }
+  if (type == "linear") {
+    if (!hasFactor)
+      return err() << "linear RoPE scaling ('" << key("rope.scaling.type")
+                   << "') needs '" << key("rope.scaling.factor") << "'";
+    if (!(factor > 0) || !std::isfinite(factor))
+      return err() << "'" << key("rope.scaling.factor") << "' is " << factor
+                   << "; linear RoPE scaling needs a positive factor";
+    ropeScale = 1 / factor;
+  } else if (type != "none") {
+    return err() << "GGUF key '" << key("rope.scaling.type") << "' is '"
+                 << type << "': only none and linear RoPE scaling (and "
+                            "rope_freqs.weight) are supported";
+  }
+  if (const gguf::TensorInfo *t = tensor("rope_freqs.weight")) {
+    int64_t half = headDim / 2;
+    if (t->dims.size() != 1 || t->dims[0] != static_cast<uint64_t>(half))
+      return err() << "rope_freqs.weight must be [" << half
+                   << "] (one factor per frequency of the head width "
+                   << headDim << ")";
+    auto f = dequantize(*t);
+    if (failed(f))
+      return failure();
+    for (float v : *f)
+      if (!(v > 0) || !std::isfinite(v))
+        return err() << "rope_freqs.weight holds " << v
+                     << "; RoPE frequency factors must be positive";
+    ropeFactors = std::move(*f);
+  }
+  return success();
+}
+
+LogicalResult LlamaBuilder::checkAllTensorsUsed() {
+  for (const gguf::TensorInfo &t : file.tensors)
+    if (!usedTensors.contains(t.name))
+      return err() << "GGUF tensor '" << t.name << "' is not used by the "
+                   << arch << " model Kiln builds; a tensor left out would "
+                      "change the model, so the file is refused";
+  return success();
 }
 
 LogicalResult LlamaBuilder::readHyperparameters() {
@@ -530,6 +623,8 @@ LogicalResult LlamaBuilder::readHyperparameters() {
     headDim = dModel / heads;
   if (headDim % 2)
     return err() << "head dim " << headDim << " is odd; RoPE needs pairs";
+  if (failed(readRopeScaling()))
+    return failure();
   const gguf::TensorInfo *embd = tensor("token_embd.weight");
   if (!embd || embd->dims.size() != 2 ||
       embd->dims[0] != static_cast<uint64_t>(dModel))
@@ -713,7 +808,8 @@ OwningOpRef<ModuleOp> LlamaBuilder::build() {
   OwningOpRef<ModuleOp> module = ModuleOp::create(loc);
   if (options.seqLen > 0) {
     ropeRows = options.seqLen;
-    if (failed(buildFunction(*module, "main", options.seqLen, false)))
+    if (failed(buildFunction(*module, "main", options.seqLen, false)) ||
+        failed(checkAllTensorsUsed()))
       return nullptr;
     return module;
   }
@@ -747,7 +843,8 @@ OwningOpRef<ModuleOp> LlamaBuilder::build() {
       {tableLen, layers, 2, kvHeads, block, kvCacheRowElements(kvElt, headDim)},
       kvElt);
   if (failed(buildFunction(*module, "prefill", chunk, true)) ||
-      failed(buildFunction(*module, "decode", 1, true)))
+      failed(buildFunction(*module, "decode", 1, true)) ||
+      failed(checkAllTensorsUsed()))
     return nullptr;
   (*module)->setAttr("kiln.max_context", b.getI64IntegerAttr(context));
   return module;

@@ -93,8 +93,10 @@ def make_bad(d):
             f.write(data)
 
 
-def add_kv_u32(src, dst, key, value):
-    """A copy of GGUF `src` with one more uint32 metadata key."""
+def set_kv(src, dst, key, kind, value):
+    """A copy of GGUF `src` with metadata `key` set to `value` of `kind`
+    (u32, f32 or str): an existing key of that name is replaced, else the
+    key is added."""
     import gguf
     r = gguf.GGUFReader(src)
     raw = open(src, "rb").read()
@@ -102,10 +104,25 @@ def add_kv_u32(src, dst, key, value):
     last = r.tensors[-1].field if r.tensors else None
     info_end = (last.offset + sum(int(p.nbytes) for p in last.parts)
                 if last else first)
-    kv = gstr(key) + struct.pack("<II", 4, value)
+    if kind == "u32":
+        payload = struct.pack("<II", 4, int(value))
+    elif kind == "f32":
+        payload = struct.pack("<If", 6, float(value))
+    elif kind == "str":
+        payload = struct.pack("<I", 8) + gstr(value)
+    else:
+        raise SystemExit(f"unknown kind {kind}")
+    kv = gstr(key) + payload
     version, n_tensors, n_kv = struct.unpack_from("<IQQ", raw, 4)
+    kvs = raw[24:first]
+    if key in r.fields:
+        f = r.fields[key]
+        start = f.offset - 24
+        end = start + sum(int(p.nbytes) for p in f.parts)
+        kvs = kvs[:start] + kvs[end:]
+        n_kv -= 1
     head = raw[:4] + struct.pack("<IQQ", version, n_tensors, n_kv + 1)
-    body = raw[24:first] + kv + raw[first:info_end]
+    body = kvs + kv + raw[first:info_end]
     align = 32
     if "general.alignment" in r.fields:
         align = int(r.fields["general.alignment"].parts[-1][0])
@@ -115,12 +132,31 @@ def add_kv_u32(src, dst, key, value):
         f.write(out + raw[r.data_offset:])
 
 
+def rename_tensor(src, dst, old, new):
+    """A copy of GGUF `src` with tensor `old` named `new` (same length, so
+    every offset stays)."""
+    if len(old.encode()) != len(new.encode()):
+        raise SystemExit("rename-tensor: the names must have the same length")
+    raw = bytearray(open(src, "rb").read())
+    key = struct.pack("<Q", len(old.encode())) + old.encode()
+    at = raw.find(key)
+    if at < 0:
+        raise SystemExit(f"rename-tensor: no tensor '{old}'")
+    raw[at + 8:at + 8 + len(old)] = new.encode()
+    with open(dst, "wb") as f:
+        f.write(raw)
+
+
 def main():
     cmd = sys.argv[1]
     if cmd == "reference":
         reference(sys.argv[2])
     elif cmd == "add-kv-u32":
-        add_kv_u32(sys.argv[2], sys.argv[3], sys.argv[4], int(sys.argv[5]))
+        set_kv(sys.argv[2], sys.argv[3], sys.argv[4], "u32", sys.argv[5])
+    elif cmd == "rename-tensor":
+        rename_tensor(*sys.argv[2:6])
+    elif cmd == "set-kv":
+        set_kv(*sys.argv[2:7])
     elif cmd == "make-bad":
         make_bad(sys.argv[2])
     elif cmd == "smollm2-path":

@@ -40,15 +40,45 @@ def byte_symbol(b):
     return chr(256 + others.index(b))
 
 
+# Llama 3.1's "llama3" RoPE scaling, with an original context of 64 so the
+# tiny model's 8 frequencies fall in all three bands (kept, smoothed,
+# divided by the factor).
+LLAMA3_ROPE = {"rope_type": "llama3", "factor": 8.0, "low_freq_factor": 1.0,
+               "high_freq_factor": 4.0, "original_max_position_embeddings": 64}
+
+
+def llama3_rope_factors(head_dim, base, p):
+    """rope_freqs.weight as llama.cpp's convert_hf_to_gguf.py computes it:
+    the divisor of each frequency."""
+    import math
+    freqs = 1.0 / (base ** (np.arange(0, head_dim, 2, dtype=np.float32) / head_dim))
+    old = p["original_max_position_embeddings"]
+    low_wavelen = old / p["low_freq_factor"]
+    high_wavelen = old / p["high_freq_factor"]
+    out = []
+    for f in freqs:
+        wavelen = 2 * math.pi / f
+        if wavelen < high_wavelen:
+            out.append(1.0)
+        elif wavelen > low_wavelen:
+            out.append(p["factor"])
+        else:
+            smooth = ((old / wavelen - p["low_freq_factor"])
+                      / (p["high_freq_factor"] - p["low_freq_factor"]))
+            out.append(1 / ((1 - smooth) / p["factor"] + smooth))
+    return np.array(out, np.float32)
+
+
 def write_gguf(path, rng, width=None, ffn=None, all_f32=False, arch="llama",
-               qtypes=None):
+               qtypes=None, rope=None):
     """The tiny model; `width`/`ffn` override the sizes, `all_f32` stores
     every tensor as F32 (for llama.cpp's quantizer, make_tiny_llama_k.py);
     `arch` "qwen2" adds q/k/v biases (and means rotate-half RoPE), "qwen3"
     per-head q/k RMSNorms and heads of 128 (wider than width / heads, as
     Qwen3's: attention.key_length; rotate-half RoPE, no biases);
     `qtypes` maps tensor names without the "blk.N." prefix to the type
-    they are stored in instead of the default."""
+    they are stored in instead of the default; `rope` (LLAMA3_ROPE) adds
+    the rope_freqs.weight tensor of that scaling."""
     WIDTH_ = width or WIDTH
     FFN_ = ffn or FFN
     w = gguf.GGUFWriter(path, arch)
@@ -110,18 +140,28 @@ def write_gguf(path, rng, width=None, ffn=None, all_f32=False, arch="llama",
         t(p + "ffn_down.weight", (WIDTH_, FFN_), 0.1, Q.Q4_1)
     t("output_norm.weight", (WIDTH_,), 0.2)
     t("output.weight", (VOCAB, WIDTH_), 0.5, Q.Q8_0)
+    if rope:
+        w.add_tensor("rope_freqs.weight", llama3_rope_factors(head_dim, 10000.0, rope))
     w.write_header_to_file()
     w.write_kv_data_to_file()
     w.write_tensors_to_file()
     w.close()
 
 
-def make_refs(path, name):
+def make_refs(path, name, rope=None):
     """transformers' logits and greedy tokens on `path`, saved as
-    reference/NAME_refs.npz."""
+    reference/NAME_refs.npz. `rope`: RoPE parameters to set, since
+    transformers' GGUF loader reads neither rope_freqs.weight nor
+    rope.scaling.* for llama (the model's rotary embedding is rebuilt)."""
     model = transformers.AutoModelForCausalLM.from_pretrained(
         os.path.dirname(path), gguf_file=os.path.basename(path),
         torch_dtype=torch.float32)
+    if rope:
+        model.config.rope_parameters = dict(
+            rope, rope_theta=model.config.rope_parameters["rope_theta"])
+        model.model.rotary_emb = type(model.model.rotary_emb)(model.config)
+        print("rope", model.config.rope_parameters, "inv_freq",
+              model.model.rotary_emb.inv_freq.numpy())
     model.eval()
     out = {}
     for i, ids in enumerate(PROMPTS):
@@ -162,20 +202,37 @@ Q5_TYPES = {
 def main():
     """make_tiny_llama.py [tiny_llama tiny_qwen2 tiny_llama_q5 tiny_qwen3]: the named
     models (all by default)."""
-    names = sys.argv[1:] or ["tiny_llama", "tiny_qwen2", "tiny_llama_q5", "tiny_qwen3"]
+    names = sys.argv[1:] or ["tiny_llama", "tiny_qwen2", "tiny_llama_q5", "tiny_qwen3",
+                             "tiny_llama3", "tiny_llama_linear"]
     made = {
         "tiny_llama": lambda p: write_gguf(p, np.random.default_rng(7)),
         # The qwen2 architecture: rotate-half RoPE, q/k/v biases.
         "tiny_qwen2": lambda p: write_gguf(p, np.random.default_rng(9), arch="qwen2"),
         "tiny_qwen3": lambda p: write_gguf(p, np.random.default_rng(12), arch="qwen3"),
+        # Llama 3.1's RoPE scaling as the converter stores it: rope_freqs.weight.
+        "tiny_llama3": lambda p: write_gguf(p, np.random.default_rng(14), rope=LLAMA3_ROPE),
         "tiny_llama_q5": lambda p: write_gguf(
             p, np.random.default_rng(10),
             qtypes={k: gguf.GGMLQuantizationType[v] for k, v in Q5_TYPES.items()}),
     }
     for name in names:
+        if name == "tiny_llama_linear":
+            # tiny_llama.gguf with linear RoPE scaling by 4, the keys set as
+            # gguf-errors.test / generate.test set them (gguf_tool.py set-kv).
+            import subprocess
+            with tempfile.TemporaryDirectory() as d:
+                tool = os.path.join(HERE, "gguf_tool.py")
+                a, path = os.path.join(d, "a.gguf"), os.path.join(d, f"{name}.gguf")
+                subprocess.check_call([sys.executable, tool, "set-kv",
+                                       os.path.join(HERE, "models", "tiny_llama.gguf"),
+                                       a, "llama.rope.scaling.type", "str", "linear"])
+                subprocess.check_call([sys.executable, tool, "set-kv", a, path,
+                                       "llama.rope.scaling.factor", "f32", "4"])
+                make_refs(path, name, rope={"rope_type": "linear", "factor": 4.0})
+            continue
         path = os.path.join(HERE, "models", f"{name}.gguf")
         made[name](path)
-        make_refs(path, name)
+        make_refs(path, name, rope=LLAMA3_ROPE if name == "tiny_llama3" else None)
 
 
 if __name__ == "__main__":
