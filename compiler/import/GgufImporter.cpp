@@ -880,14 +880,29 @@ LogicalResult readTokenizer(const gguf::File &file, Location loc,
   };
   TokenizerSpec t;
   t.model = model->s;
-  t.pre = "gpt2";
-  if (const gguf::Value *pre = file.find("tokenizer.ggml.pre");
-      pre && pre->type == gguf::ValueType::String)
-    t.pre = pre->s == "default" ? "gpt2" : pre->s;
-  if (t.pre != "gpt2" && t.pre != "smollm") {
-    emitWarning(loc) << "pre-tokenizer '" << t.pre
-                     << "' is not supported (supported: gpt2, smollm); the "
-                        "artifact gets no tokenizer";
+  std::string pre = "default";
+  if (const gguf::Value *p = file.find("tokenizer.ggml.pre");
+      p && p->type == gguf::ValueType::String)
+    pre = p->s;
+  // llama.cpp's names for the pre-tokenizers Kiln implements. Llama 3's
+  // family also takes a piece that is a token whole (ignore_merges) and
+  // adds BOS unless the file says otherwise.
+  if (pre == "default" || pre == "gpt2" || pre == "gpt-2" || pre == "phi-2") {
+    t.pre = "gpt2";
+  } else if (pre == "smollm") {
+    t.pre = "smollm";
+  } else if (pre == "llama3" || pre == "llama-v3" || pre == "llama-bpe" ||
+             pre == "falcon3") {
+    t.pre = "llama3";
+    t.ignoreMerges = true;
+    t.addBos = true;
+  } else if (pre == "qwen2" || pre == "deepseek-r1-qwen" || pre == "megrez") {
+    t.pre = "qwen2";
+  } else {
+    emitWarning(loc) << "pre-tokenizer '" << pre
+                     << "' is not supported (supported: gpt2, smollm, "
+                        "llama3 / llama-bpe, qwen2); the artifact gets no "
+                        "tokenizer";
     return success();
   }
   // No merges is a valid byte-level BPE: every byte is its own token.

@@ -1,7 +1,9 @@
 //===- TokenizerJson.cpp - Hugging Face tokenizer.json to TokenizerSpec ---===//
 //
-// Reads the byte-level BPE tokenizers (GPT-2 family) of the `tokenizers`
-// library: model BPE with a ByteLevel pre-tokenizer using the GPT-2 regex.
+// Reads the byte-level BPE tokenizers of the `tokenizers` library: model
+// BPE with a ByteLevel pre-tokenizer using the GPT-2 regex (GPT-2, SmolLM2),
+// or a Split by Llama 3's or Qwen2's regex before a ByteLevel without its
+// own regex (Llama 3, Qwen2).
 // Added tokens become control tokens (special) or user-defined ones; bos,
 // eos and the chat template come from tokenizer_config.json beside it.
 // Anything else is reported, never approximated.
@@ -13,6 +15,8 @@
 #include "llvm/Support/JSON.h"
 #include "llvm/Support/MemoryBuffer.h"
 #include "llvm/Support/Path.h"
+
+#include <algorithm>
 
 using namespace mlir;
 
@@ -43,6 +47,47 @@ std::optional<std::string> tokenText(const llvm::json::Value *v) {
   return std::nullopt;
 }
 
+/// The regexes of the Split pre-tokenizers Kiln implements, by the name
+/// the artifact gives them.
+constexpr const char *kLlama3Regex =
+    "(?i:'s|'t|'re|'ve|'m|'ll|'d)|[^\\r\\n\\p{L}\\p{N}]?\\p{L}+|\\p{N}{1,3}| "
+    "?[^\\s\\p{L}\\p{N}]+[\\r\\n]*|\\s*[\\r\\n]+|\\s+(?!\\S)|\\s+";
+constexpr const char *kQwen2Regex =
+    "(?i:'s|'t|'re|'ve|'m|'ll|'d)|[^\\r\\n\\p{L}\\p{N}]?\\p{L}+|\\p{N}| "
+    "?[^\\s\\p{L}\\p{N}]+[\\r\\n]*|\\s*[\\r\\n]+|\\s+(?!\\S)|\\s+";
+
+/// The artifact's name for pre-tokenizer `pre`, or "" when Kiln does not
+/// implement it: "gpt2" for ByteLevel with its GPT-2 regex, "llama3" /
+/// "qwen2" for Sequence[Split(regex, Isolated), ByteLevel without regex].
+std::string preTokenizerName(const llvm::json::Object *pre) {
+  if (!pre)
+    return "";
+  auto byteLevel = [](const llvm::json::Object *o, bool regex) {
+    return o && o->getString("type") == "ByteLevel" &&
+           o->getBoolean("use_regex").value_or(true) == regex &&
+           !o->getBoolean("add_prefix_space").value_or(false);
+  };
+  if (byteLevel(pre, true))
+    return "gpt2";
+  const llvm::json::Array *seq = pre->getArray("pretokenizers");
+  if (pre->getString("type") != "Sequence" || !seq || seq->size() != 2 ||
+      !byteLevel((*seq)[1].getAsObject(), false))
+    return "";
+  const llvm::json::Object *split = (*seq)[0].getAsObject();
+  const llvm::json::Object *pattern =
+      split ? split->getObject("pattern") : nullptr;
+  auto regex = pattern ? pattern->getString("Regex") : std::nullopt;
+  if (!split || split->getString("type") != "Split" || !regex ||
+      split->getString("behavior") != "Isolated" ||
+      split->getBoolean("invert").value_or(false))
+    return "";
+  if (*regex == kLlama3Regex)
+    return "llama3";
+  if (*regex == kQwen2Regex)
+    return "qwen2";
+  return "";
+}
+
 } // namespace
 
 FailureOr<TokenizerSpec> readTokenizerJson(StringRef path, Location loc) {
@@ -56,19 +101,26 @@ FailureOr<TokenizerSpec> readTokenizerJson(StringRef path, Location loc) {
   const llvm::json::Object *model = top ? top->getObject("model") : nullptr;
   if (!model || model->getString("type") != "BPE")
     return fail("only BPE models are supported");
-  const llvm::json::Object *pre = top->getObject("pre_tokenizer");
-  if (!pre || pre->getString("type") != "ByteLevel" ||
-      pre->getBoolean("use_regex") == false ||
-      pre->getBoolean("add_prefix_space") == true)
+  std::string pre = preTokenizerName(top->getObject("pre_tokenizer"));
+  if (pre.empty())
     return fail("only the ByteLevel pre-tokenizer with the GPT-2 regex and "
-                "no prefix space is supported");
+                "no prefix space, or a Split by Llama 3's or Qwen2's regex "
+                "before a ByteLevel without one, is supported");
   if (const llvm::json::Value *norm = top->get("normalizer");
       norm && norm->kind() != llvm::json::Value::Null)
     return fail("normalizers are not supported");
 
   TokenizerSpec t;
   t.model = "gpt2";
-  t.pre = "gpt2";
+  t.pre = pre;
+  t.ignoreMerges = model->getBoolean("ignore_merges").value_or(false);
+  if (model->getBoolean("byte_fallback").value_or(false))
+    return fail("BPE byte_fallback is not supported");
+  for (StringRef key : {"continuing_subword_prefix", "end_of_word_suffix"})
+    if (auto v = model->getString(key); v && !v->empty())
+      return fail("BPE ") << key << " is not supported";
+  if (auto dropout = model->getNumber("dropout"); dropout && *dropout > 0)
+    return fail("BPE dropout is not supported");
   const llvm::json::Object *vocab = model->getObject("vocab");
   if (!vocab)
     return fail("model.vocab is missing");
@@ -143,6 +195,56 @@ FailureOr<TokenizerSpec> readTokenizerJson(StringRef path, Location loc) {
       t.addBos = c->getBoolean("add_bos_token").value_or(false);
       if (auto tmpl = c->getString("chat_template"))
         t.chatTemplate = tmpl->str();
+    }
+  }
+  // The post-processor: ByteLevel changes nothing for ids; a template may
+  // put one special token (BOS) before the text, and nothing else.
+  std::vector<const llvm::json::Object *> posts;
+  if (const llvm::json::Object *post = top->getObject("post_processor")) {
+    if (const llvm::json::Array *seq = post->getArray("processors")) {
+      for (const llvm::json::Value &v : *seq)
+        posts.push_back(v.getAsObject());
+    } else {
+      posts.push_back(post);
+    }
+  }
+  for (const llvm::json::Object *post : posts) {
+    auto type = post ? post->getString("type") : std::nullopt;
+    if (type == "ByteLevel")
+      continue;
+    const llvm::json::Array *single =
+        post ? post->getArray("single") : nullptr;
+    if (type != "TemplateProcessing" || !single)
+      return fail("post-processor '")
+             << (type ? type->str() : "?")
+             << "' is not supported (supported: ByteLevel, and "
+                "TemplateProcessing that puts BOS before the text)";
+    std::vector<std::string> before;
+    bool text = false;
+    for (const llvm::json::Value &piece : *single) {
+      const llvm::json::Object *o = piece.getAsObject();
+      const llvm::json::Object *special =
+          o ? o->getObject("SpecialToken") : nullptr;
+      if (o && o->getObject("Sequence") && !text) {
+        text = true;
+      } else if (special && !text && special->getString("id")) {
+        before.push_back(special->getString("id")->str());
+      } else {
+        return fail("the post-processor's template adds tokens after the "
+                    "text; only one BOS before it is supported");
+      }
+    }
+    if (before.size() > 1)
+      return fail("the post-processor's template puts ")
+             << before.size() << " tokens before the text; only one (BOS) is "
+                                 "supported";
+    if (before.size() == 1) {
+      auto it = std::find(t.tokens.begin(), t.tokens.end(), before[0]);
+      if (it == t.tokens.end())
+        return fail("the post-processor's token '")
+               << before[0] << "' is not a token";
+      t.bos = static_cast<int32_t>(it - t.tokens.begin());
+      t.addBos = true;
     }
   }
   if (t.chatTemplate.empty()) {

@@ -97,7 +97,7 @@ std::vector<char> buildFlatbuffer(const Plan &plan, const CpuExecutable *cpu,
         b, b.CreateString(tok->model), b.CreateString(tok->pre),
         b.CreateVectorOfStrings(tok->tokens), b.CreateVector(tok->types),
         b.CreateVectorOfStrings(tok->merges), tok->bos, tok->eos, tok->addBos,
-        b.CreateString(tok->chatTemplate));
+        b.CreateString(tok->chatTemplate), tok->ignoreMerges);
   auto sig = [&](const TensorDesc &d) {
     return fb::CreateTensorSig(b, b.CreateString(d.name), d.dtype,
                                b.CreateVector(d.shape));

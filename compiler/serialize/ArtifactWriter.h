@@ -22,6 +22,8 @@ struct TokenizerSpec {
   std::vector<uint8_t> types;
   int32_t bos = -1, eos = -1;
   bool addBos = false;
+  /// A whole pre-token piece in the vocabulary is taken without merges.
+  bool ignoreMerges = false;
 };
 
 /// Writes `module`'s functions (kiln dialect: signatures and weight types),

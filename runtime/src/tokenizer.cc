@@ -2,7 +2,8 @@
 //
 // Encoding: split out special tokens (control and user-defined token texts,
 // longest first), pre-tokenize the rest with the GPT-2 rules (for "smollm",
-// every digit is a piece of its own first), map each piece's bytes to
+// every digit is a piece of its own first) or Llama 3's ("llama3", and
+// "qwen2" with single digits), map each piece's bytes to
 // GPT-2's printable code points, merge adjacent symbols by merge rank, look
 // the symbols up. Decoding maps a token's code points back to bytes.
 #include "artifact.h"
@@ -157,11 +158,103 @@ void splitGpt2(const std::vector<Cpt> &c, size_t begin, size_t end,
   }
 }
 
+/// The pieces Llama 3's regex
+///   (?i:'s|'t|'re|'ve|'m|'ll|'d)|[^\r\n\p{L}\p{N}]?\p{L}+|\p{N}{1,3}|
+///   ?[^\s\p{L}\p{N}]+[\r\n]*|\s*[\r\n]+|\s+(?!\S)|\s+
+/// cuts [begin, end) of `c` into; Qwen2's is the same with \p{N} for
+/// \p{N}{1,3} (`maxDigits` 1). At each position the first alternative
+/// that matches wins, each taking as much as it can.
+void splitLlama3(const std::vector<Cpt> &c, size_t begin, size_t end,
+                 size_t maxDigits,
+                 std::vector<std::pair<uint32_t, uint32_t>> &pieces) {
+  enum Kind { None, Letter, Number, Space, Other };
+  auto at = [&](size_t i) -> uint32_t { return i < end ? c[i].cp : 0xFFFFFFFF; };
+  auto kind = [&](size_t i) {
+    if (i >= end) return None;
+    uint32_t cp = c[i].cp;
+    if (isLetter(cp)) return Letter;
+    if (isNumber(cp)) return Number;
+    if (isSpace(cp)) return Space;
+    return Other;
+  };
+  auto newline = [&](size_t i) { return at(i) == '\r' || at(i) == '\n'; };
+  auto lower = [](uint32_t cp) { return cp >= 'A' && cp <= 'Z' ? cp + 32 : cp; };
+  auto emit = [&](size_t from, size_t to) {
+    pieces.push_back({c[from].begin, c[to - 1].end});
+  };
+  size_t i = begin;
+  while (i < end) {
+    // Contractions, either case.
+    if (at(i) == '\'') {
+      uint32_t a = lower(at(i + 1)), b = lower(at(i + 2));
+      size_t len = (a == 's' || a == 't' || a == 'm' || a == 'd') ? 2
+                   : ((a == 'r' && b == 'e') || (a == 'v' && b == 'e') ||
+                      (a == 'l' && b == 'l'))
+                       ? 3
+                       : 0;
+      if (len) {
+        emit(i, i + len);
+        i += len;
+        continue;
+      }
+    }
+    // Letters, after at most one char that is no letter, number or newline.
+    size_t j = i;
+    Kind k = kind(i);
+    if (k != Letter && k != Number && !newline(i) && kind(i + 1) == Letter)
+      ++j;
+    if (kind(j) == Letter) {
+      while (kind(j) == Letter)
+        ++j;
+      emit(i, j);
+      i = j;
+      continue;
+    }
+    if (k == Number) {
+      for (j = i; kind(j) == Number && j - i < maxDigits; ++j) {
+      }
+      emit(i, j);
+      i = j;
+      continue;
+    }
+    // Punctuation and symbols after at most one space, then any newlines.
+    j = i + (at(i) == ' ' ? 1 : 0);
+    if (kind(j) == Other) {
+      while (kind(j) == Other)
+        ++j;
+      while (newline(j))
+        ++j;
+      emit(i, j);
+      i = j;
+      continue;
+    }
+    // Whitespace: through its last newline if it has one; else all of it
+    // at the end of the text or before more whitespace, and otherwise all
+    // but its last char (which starts the next piece), unless it is one
+    // char (\s+ then takes it).
+    j = i;
+    size_t lastNewline = end;
+    while (kind(j) == Space) {
+      if (newline(j))
+        lastNewline = j;
+      ++j;
+    }
+    if (lastNewline != end)
+      j = lastNewline + 1;
+    else if (j < end && j - i > 1)
+      --j;
+    emit(i, j);
+    i = j;
+  }
+}
+
 } // namespace
 
 struct kiln_tokenizer_s {
   const fb::Tokenizer *t;
   bool splitDigits = false;
+  /// 0: the GPT-2 regex; else Llama 3's with runs of up to this many digits.
+  size_t llama3Digits = 0;
   std::unordered_map<std::string, int32_t> vocab;
   std::unordered_map<std::string, int32_t> mergeRank; // "left right"
   std::vector<int32_t> specials; // control / user-defined, longest first
@@ -179,6 +272,15 @@ void kiln_tokenizer_s::bpe(const std::string &bytes,
     std::string s;
     appendUtf8(s, byteToCp[b]);
     sym.push_back(std::move(s));
+  }
+  if (t->ignore_merges() && sym.size() > 1) {
+    std::string whole;
+    for (const std::string &s : sym)
+      whole += s;
+    if (auto it = vocab.find(whole); it != vocab.end()) {
+      out.push_back(it->second);
+      return;
+    }
   }
   while (sym.size() > 1) {
     int32_t best = INT32_MAX;
@@ -227,7 +329,7 @@ KILN_API kiln_status kiln_tokenizer_create(const kiln_artifact *artifact,
                       artifact->path.c_str(),
                       t->model() ? t->model()->c_str() : "?");
   std::string pre = t->pre()->str();
-  if (pre != "gpt2" && pre != "smollm")
+  if (pre != "gpt2" && pre != "smollm" && pre != "llama3" && pre != "qwen2")
     return makeStatus(KILN_UNIMPLEMENTED,
                       "artifact '%s': pre-tokenizer '%s' is not supported",
                       artifact->path.c_str(), pre.c_str());
@@ -241,6 +343,7 @@ KILN_API kiln_status kiln_tokenizer_create(const kiln_artifact *artifact,
   auto tok = std::make_unique<kiln_tokenizer_s>();
   tok->t = t;
   tok->splitDigits = pre == "smollm";
+  tok->llama3Digits = pre == "llama3" ? 3 : pre == "qwen2" ? 1 : 0;
   for (size_t i = 0; i < n; ++i) {
     std::string s = t->tokens()->Get(i)->str();
     uint8_t type = t->token_types() ? t->token_types()->Get(i) : 1;
@@ -285,6 +388,12 @@ KILN_API kiln_status kiln_tokenizer_encode(kiln_tokenizer *tok,
       return;
     std::vector<Cpt> c = decodeUtf8(text + begin, end - begin);
     std::vector<std::pair<uint32_t, uint32_t>> pieces;
+    if (tok->llama3Digits) {
+      splitLlama3(c, 0, c.size(), tok->llama3Digits, pieces);
+      for (auto [b, e] : pieces)
+        tok->bpe(std::string(text + begin + b, e - b), out);
+      return;
+    }
     size_t runStart = 0;
     for (size_t i = 0; i <= c.size(); ++i) {
       bool digit = tok->splitDigits && i < c.size() && isNumber(c[i].cp);

@@ -95,7 +95,7 @@ def make_bad(d):
 
 def set_kv(src, dst, key, kind, value):
     """A copy of GGUF `src` with metadata `key` set to `value` of `kind`
-    (u32, f32 or str): an existing key of that name is replaced, else the
+    (u32, f32, bool or str): an existing key of that name is replaced, else the
     key is added."""
     import gguf
     r = gguf.GGUFReader(src)
@@ -108,6 +108,8 @@ def set_kv(src, dst, key, kind, value):
         payload = struct.pack("<II", 4, int(value))
     elif kind == "f32":
         payload = struct.pack("<If", 6, float(value))
+    elif kind == "bool":
+        payload = struct.pack("<IB", 7, value in ("1", "true"))
     elif kind == "str":
         payload = struct.pack("<I", 8) + gstr(value)
     else:

@@ -70,7 +70,7 @@ def llama3_rope_factors(head_dim, base, p):
 
 
 def write_gguf(path, rng, width=None, ffn=None, all_f32=False, arch="llama",
-               qtypes=None, rope=None):
+               qtypes=None, rope=None, vocab=None, tokenizer=None, tied=False):
     """The tiny model; `width`/`ffn` override the sizes, `all_f32` stores
     every tensor as F32 (for llama.cpp's quantizer, make_tiny_llama_k.py);
     `arch` "qwen2" adds q/k/v biases (and means rotate-half RoPE), "qwen3"
@@ -78,8 +78,11 @@ def write_gguf(path, rng, width=None, ffn=None, all_f32=False, arch="llama",
     Qwen3's: attention.key_length; rotate-half RoPE, no biases);
     `qtypes` maps tensor names without the "blk.N." prefix to the type
     they are stored in instead of the default; `rope` (LLAMA3_ROPE) adds
-    the rope_freqs.weight tensor of that scaling."""
+    the rope_freqs.weight tensor of that scaling; `vocab` and `tokenizer`
+    (a function given the writer, writing tokenizer.ggml.*) replace the
+    256-byte vocabulary; `tied` leaves out output.weight."""
     WIDTH_ = width or WIDTH
+    VOCAB = vocab or globals()["VOCAB"]
     FFN_ = ffn or FFN
     w = gguf.GGUFWriter(path, arch)
     w.add_name("kiln-tiny-llama")
@@ -97,14 +100,17 @@ def write_gguf(path, rng, width=None, ffn=None, all_f32=False, arch="llama",
     w.add_rope_freq_base(10000.0)
     w.add_layer_norm_rms_eps(1e-5)
     w.add_vocab_size(VOCAB)
-    # A byte-level BPE vocabulary of the 256 bytes (GPT-2's byte-to-unicode
-    # mapping) and no merges: text prompts encode to their bytes.
-    w.add_tokenizer_model("gpt2")
-    w.add_token_list([byte_symbol(b) for b in range(VOCAB)])
-    w.add_token_types([1] * VOCAB)
-    w.add_token_merges([])
-    w.add_bos_token_id(1)
-    w.add_eos_token_id(2)
+    if tokenizer:
+        tokenizer(w)
+    else:
+        # A byte-level BPE vocabulary of the 256 bytes (GPT-2's byte-to-unicode
+        # mapping) and no merges: text prompts encode to their bytes.
+        w.add_tokenizer_model("gpt2")
+        w.add_token_list([byte_symbol(b) for b in range(VOCAB)])
+        w.add_token_types([1] * VOCAB)
+        w.add_token_merges([])
+        w.add_bos_token_id(1)
+        w.add_eos_token_id(2)
 
     def t(name, shape, scale, qtype=gguf.GGMLQuantizationType.F32):
         data = (rng.standard_normal(shape) * scale).astype(np.float32)
@@ -139,7 +145,8 @@ def write_gguf(path, rng, width=None, ffn=None, all_f32=False, arch="llama",
         t(p + "ffn_up.weight", (FFN_, WIDTH_), 0.15, Q.Q4_0)
         t(p + "ffn_down.weight", (WIDTH_, FFN_), 0.1, Q.Q4_1)
     t("output_norm.weight", (WIDTH_,), 0.2)
-    t("output.weight", (VOCAB, WIDTH_), 0.5, Q.Q8_0)
+    if not tied:
+        t("output.weight", (VOCAB, WIDTH_), 0.5, Q.Q8_0)
     if rope:
         w.add_tensor("rope_freqs.weight", llama3_rope_factors(head_dim, 10000.0, rope))
     w.write_header_to_file()

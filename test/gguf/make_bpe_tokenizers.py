@@ -1,0 +1,135 @@
+#!/usr/bin/env python3
+"""Byte-level BPE tokenizers with Llama 3's and Qwen2's pre-tokenizers, and
+their reference ids on the tokenizer corpus.
+
+No package ships either tokenizer, so the `tokenizers` library (the one
+their tokenizer.json files are written for) trains a 2,048-token BPE under
+each pre-tokenizer, set up as those files set it up: Split(regex,
+"isolated") then ByteLevel without its own regex, and ignore_merges for
+Llama 3. It trains on Python sources and the sentences of
+make_tokenizer_reference.py, so its merges span digits, whitespace runs,
+newlines and many scripts. For NAME in llama3, qwen2 this writes:
+
+  models/tok_NAME.gguf       a tiny random-weight model (make_tiny_llama's)
+                             carrying the tokenizer as tokenizer.ggml.*,
+                             with llama.cpp's pre name ("llama-bpe", "qwen2")
+  ../llm/tokenizer/NAME.json.gz  the tokenizers library's tokenizer.json
+  reference/tokenizer_ids_NAME_tokenizers.txt  its ids for each item of
+                             tokenizer_corpus.bin (special tokens parsed)
+  reference/tokenizer_ids_NAME_llamacpp.txt    llama.cpp's ids on the GGUF
+                             (llama-cpp-python, vocab only, no BOS, special
+                             tokens parsed)
+
+Not CI (needs tokenizers, gguf, llama-cpp-python, numpy):
+
+  .venv-export/bin/python test/gguf/make_bpe_tokenizers.py
+"""
+import glob
+import gzip
+import inspect
+import json
+import os
+import sys
+import tempfile
+
+import numpy as np
+import tokenizers
+from tokenizers import Regex, decoders, models, pre_tokenizers, trainers
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+REF = os.path.join(HERE, "reference")
+sys.path.insert(0, HERE)
+import make_tiny_llama  # noqa: E402
+import make_tokenizer_reference  # noqa: E402
+
+LLAMA3_REGEX = (r"(?i:'s|'t|'re|'ve|'m|'ll|'d)|[^\r\n\p{L}\p{N}]?\p{L}+|\p{N}{1,3}|"
+                r" ?[^\s\p{L}\p{N}]+[\r\n]*|\s*[\r\n]+|\s+(?!\S)|\s+")
+QWEN2_REGEX = (r"(?i:'s|'t|'re|'ve|'m|'ll|'d)|[^\r\n\p{L}\p{N}]?\p{L}+|\p{N}|"
+               r" ?[^\s\p{L}\p{N}]+[\r\n]*|\s*[\r\n]+|\s+(?!\S)|\s+")
+TOKENIZERS = {
+    # name: (regex, ignore_merges, GGUF pre name, special tokens)
+    "llama3": (LLAMA3_REGEX, True, "llama-bpe",
+               ["<|begin_of_text|>", "<|end_of_text|>", "<|eot_id|>"]),
+    "qwen2": (QWEN2_REGEX, False, "qwen2",
+              ["<|endoftext|>", "<|im_start|>", "<|im_end|>"]),
+}
+VOCAB = 2048
+
+
+def training_text():
+    import collections, email.message, http.client, string, textwrap, json as js
+    texts = [inspect.getsource(m) for m in (collections, email.message,
+                                            http.client, string, textwrap, js)]
+    texts += make_tokenizer_reference.SENTENCES * 20
+    texts += [" ".join(str(n) for n in range(0, 3000, 7)),
+              "\n\n".join(f"{i}\t{i * i}\r\n" for i in range(200))]
+    return texts
+
+
+def train(regex, ignore_merges, specials):
+    tok = tokenizers.Tokenizer(models.BPE(ignore_merges=ignore_merges))
+    tok.pre_tokenizer = pre_tokenizers.Sequence([
+        pre_tokenizers.Split(Regex(regex), behavior="isolated", invert=False),
+        pre_tokenizers.ByteLevel(add_prefix_space=False, use_regex=False)])
+    tok.decoder = decoders.ByteLevel()
+    trainer = trainers.BpeTrainer(
+        vocab_size=VOCAB, special_tokens=specials, show_progress=False,
+        initial_alphabet=pre_tokenizers.ByteLevel.alphabet())
+    tok.train_from_iterator(training_text(), trainer=trainer)
+    return tok
+
+
+def gguf_tokenizer(tok, pre, specials):
+    spec = json.loads(tok.to_str())
+    vocab = spec["model"]["vocab"]
+    tokens = [None] * len(vocab)
+    for text, i in vocab.items():
+        tokens[i] = text
+    merges = [m if isinstance(m, str) else " ".join(m) for m in spec["model"]["merges"]]
+    types = [3 if t in specials else 1 for t in tokens]
+
+    def write(w):
+        w.add_tokenizer_model("gpt2")
+        w.add_tokenizer_pre(pre)
+        w.add_token_list(tokens)
+        w.add_token_types(types)
+        w.add_token_merges(merges)
+        w.add_bos_token_id(tokens.index(specials[0]))
+        w.add_eos_token_id(tokens.index(specials[1]))
+        w.add_add_bos_token(False)
+    return write, len(tokens)
+
+
+def main():
+    with open(os.path.join(REF, "tokenizer_corpus.bin"), "rb") as f:
+        items = [s.decode("utf-8") for s in f.read().split(b"\0")]
+    import llama_cpp
+    for seed, (name, (regex, ignore, pre, specials)) in enumerate(TOKENIZERS.items()):
+        tok = train(regex, ignore, specials)
+        with gzip.open(os.path.join(HERE, "..", "llm", "tokenizer", f"{name}.json.gz"),
+                       "wt", 9) as g:
+            g.write(tok.to_str())
+        write, n = gguf_tokenizer(tok, pre, specials)
+        path = os.path.join(HERE, "models", f"tok_{name}.gguf")
+        make_tiny_llama.write_gguf(path, np.random.default_rng(20 + seed),
+                                   arch="qwen2" if name == "qwen2" else "llama",
+                                   vocab=n, tokenizer=write, tied=True)
+        refs = {"tokenizers": [tok.encode(s, add_special_tokens=False).ids for s in items]}
+        llm = llama_cpp.Llama(model_path=path, vocab_only=True, verbose=False)
+        refs["llamacpp"] = [llm.tokenize(s.encode("utf-8"), add_bos=False, special=True)
+                            for s in items]
+        for tool, ids in refs.items():
+            with open(os.path.join(REF, f"tokenizer_ids_{name}_{tool}.txt"), "w") as f:
+                for row in ids:
+                    f.write(" ".join(map(str, row)) + "\n")
+        same = sum(a == b for a, b in zip(refs["llamacpp"], refs["tokenizers"]))
+        multi = sum(len(t) > 1 for t in json.loads(tok.to_str())["model"]["vocab"])
+        print(f"{name}: {n} tokens ({multi} of several chars), {os.path.getsize(path)} "
+              f"bytes; llama.cpp and tokenizers agree on {same}/{len(items)} items")
+        for a, b, s in zip(refs["llamacpp"], refs["tokenizers"], items):
+            if a != b and same > len(items) - 20:
+                print("  differ:", repr(s)[:80])
+
+
+if __name__ == "__main__":
+    main()
