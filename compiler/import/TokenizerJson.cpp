@@ -106,13 +106,21 @@ FailureOr<TokenizerSpec> readTokenizerJson(StringRef path, Location loc) {
     return fail("only the ByteLevel pre-tokenizer with the GPT-2 regex and "
                 "no prefix space, or a Split by Llama 3's or Qwen2's regex "
                 "before a ByteLevel without one, is supported");
+  std::string normalizer;
   if (const llvm::json::Value *norm = top->get("normalizer");
-      norm && norm->kind() != llvm::json::Value::Null)
-    return fail("normalizers are not supported");
+      norm && norm->kind() != llvm::json::Value::Null) {
+    const llvm::json::Object *o = norm->getAsObject();
+    if (!o || o->getString("type") != "NFC")
+      return fail("normalizer '")
+             << (o && o->getString("type") ? o->getString("type")->str() : "?")
+             << "' is not supported (supported: NFC)";
+    normalizer = "nfc";
+  }
 
   TokenizerSpec t;
   t.model = "gpt2";
   t.pre = pre;
+  t.normalizer = normalizer;
   t.ignoreMerges = model->getBoolean("ignore_merges").value_or(false);
   if (model->getBoolean("byte_fallback").value_or(false))
     return fail("BPE byte_fallback is not supported");

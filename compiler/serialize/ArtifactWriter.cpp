@@ -97,7 +97,8 @@ std::vector<char> buildFlatbuffer(const Plan &plan, const CpuExecutable *cpu,
         b, b.CreateString(tok->model), b.CreateString(tok->pre),
         b.CreateVectorOfStrings(tok->tokens), b.CreateVector(tok->types),
         b.CreateVectorOfStrings(tok->merges), tok->bos, tok->eos, tok->addBos,
-        b.CreateString(tok->chatTemplate), tok->ignoreMerges);
+        b.CreateString(tok->chatTemplate), tok->ignoreMerges,
+        tok->normalizer.empty() ? 0 : b.CreateString(tok->normalizer));
   auto sig = [&](const TensorDesc &d) {
     return fb::CreateTensorSig(b, b.CreateString(d.name), d.dtype,
                                b.CreateVector(d.shape));

@@ -24,6 +24,8 @@ struct TokenizerSpec {
   bool addBos = false;
   /// A whole pre-token piece in the vocabulary is taken without merges.
   bool ignoreMerges = false;
+  /// "" or "nfc" (the tokenizers library's NFC normalizer).
+  std::string normalizer;
 };
 
 /// Writes `module`'s functions (kiln dialect: signatures and weight types),

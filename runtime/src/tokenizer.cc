@@ -76,6 +76,134 @@ std::vector<Cpt> decodeUtf8(const char *s, size_t n) {
   return out;
 }
 
+// --- NFC (Unicode normalization form C, UAX #15) --------------------------
+
+struct CombiningRange {
+  uint32_t first, last;
+  uint8_t ccc;
+};
+struct Decomposition {
+  uint32_t cp, first, second; // second 0: a singleton
+};
+struct Composition {
+  uint32_t first, second, composite;
+};
+#include "nfc_tables.inc"
+
+// Hangul syllables decompose and compose by arithmetic.
+constexpr uint32_t kSBase = 0xAC00, kLBase = 0x1100, kVBase = 0x1161,
+                   kTBase = 0x11A7, kLCount = 19, kVCount = 21, kTCount = 28,
+                   kNCount = kVCount * kTCount, kSCount = kLCount * kNCount;
+/// Bytes of invalid UTF-8 travel through NFC as this flag plus the byte.
+constexpr uint32_t kRawByte = 0x80000000u;
+
+uint8_t combiningClass(uint32_t cp) {
+  const CombiningRange *end = kCombining + sizeof kCombining / sizeof *kCombining;
+  const CombiningRange *it = std::upper_bound(
+      kCombining, end, cp,
+      [](uint32_t c, const CombiningRange &r) { return c < r.first; });
+  return it != kCombining && cp <= (it - 1)->last ? (it - 1)->ccc : 0;
+}
+
+void decompose(uint32_t cp, std::vector<uint32_t> &out) {
+  if (cp >= kSBase && cp < kSBase + kSCount) {
+    uint32_t s = cp - kSBase;
+    out.push_back(kLBase + s / kNCount);
+    out.push_back(kVBase + (s % kNCount) / kTCount);
+    if (s % kTCount)
+      out.push_back(kTBase + s % kTCount);
+    return;
+  }
+  const Decomposition *end =
+      kDecompositions + sizeof kDecompositions / sizeof *kDecompositions;
+  const Decomposition *it = std::lower_bound(
+      kDecompositions, end, cp,
+      [](const Decomposition &d, uint32_t c) { return d.cp < c; });
+  if (it == end || it->cp != cp) {
+    out.push_back(cp);
+    return;
+  }
+  decompose(it->first, out);
+  if (it->second)
+    decompose(it->second, out);
+}
+
+/// The primary composite of a + b, or 0.
+uint32_t compose(uint32_t a, uint32_t b) {
+  if (a >= kLBase && a < kLBase + kLCount && b >= kVBase && b < kVBase + kVCount)
+    return kSBase + ((a - kLBase) * kVCount + (b - kVBase)) * kTCount;
+  if (a >= kSBase && a < kSBase + kSCount && (a - kSBase) % kTCount == 0 &&
+      b > kTBase && b < kTBase + kTCount)
+    return a + (b - kTBase);
+  const Composition *end =
+      kCompositions + sizeof kCompositions / sizeof *kCompositions;
+  const Composition *it = std::lower_bound(
+      kCompositions, end, std::make_pair(a, b),
+      [](const Composition &c, std::pair<uint32_t, uint32_t> k) {
+        return std::make_pair(c.first, c.second) < k;
+      });
+  return it != end && it->first == a && it->second == b ? it->composite : 0;
+}
+
+void appendUtf8(std::string &s, uint32_t cp);
+
+/// `s` in NFC: canonical decomposition, canonical order of the combining
+/// marks, then canonical composition. Text without a code point at or
+/// above U+0300 (no UTF-8 lead byte from 0xCC) is already NFC.
+std::string toNfc(const char *s, size_t n) {
+  const auto *u = reinterpret_cast<const uint8_t *>(s);
+  if (std::none_of(u, u + n, [](uint8_t b) { return b >= 0xCC; }))
+    return std::string(s, n);
+  std::vector<uint32_t> d;
+  for (const Cpt &c : decodeUtf8(s, n)) {
+    if (c.end - c.begin == 1 && u[c.begin] >= 0x80)
+      d.push_back(kRawByte | u[c.begin]);
+    else
+      decompose(c.cp, d);
+  }
+  auto ccc = [](uint32_t cp) {
+    return cp & kRawByte ? uint8_t(0) : combiningClass(cp);
+  };
+  for (size_t i = 0; i < d.size();) {
+    size_t j = i;
+    while (j < d.size() && ccc(d[j]))
+      ++j;
+    // Insertion sort: stable, and runs of marks are short.
+    for (size_t k = i + 1; k < j; ++k)
+      for (size_t m = k; m > i && ccc(d[m - 1]) > ccc(d[m]); --m)
+        std::swap(d[m - 1], d[m]);
+    i = j + 1;
+  }
+  std::vector<uint32_t> r;
+  size_t starter = SIZE_MAX;
+  int lastClass = -1; // of the last mark kept after the starter; -1: none
+  for (uint32_t c : d) {
+    int cc = ccc(c);
+    if (starter != SIZE_MAX && (lastClass == -1 || lastClass < cc) &&
+        !(c & kRawByte) && !(r[starter] & kRawByte)) {
+      if (uint32_t comp = compose(r[starter], c)) {
+        r[starter] = comp;
+        continue;
+      }
+    }
+    if (cc == 0) {
+      starter = r.size();
+      lastClass = -1;
+    } else {
+      lastClass = cc;
+    }
+    r.push_back(c);
+  }
+  std::string out;
+  for (uint32_t c : r) {
+    if (c & kRawByte)
+      out += char(c & 0xFF);
+    else
+      appendUtf8(out, c);
+  }
+  return out;
+}
+
 void appendUtf8(std::string &s, uint32_t cp) {
   if (cp < 0x80) {
     s += char(cp);
@@ -255,6 +383,8 @@ struct kiln_tokenizer_s {
   bool splitDigits = false;
   /// 0: the GPT-2 regex; else Llama 3's with runs of up to this many digits.
   size_t llama3Digits = 0;
+  /// Text between special tokens is put in NFC first.
+  bool nfc = false;
   std::unordered_map<std::string, int32_t> vocab;
   std::unordered_map<std::string, int32_t> mergeRank; // "left right"
   std::vector<int32_t> specials; // control / user-defined, longest first
@@ -344,6 +474,12 @@ KILN_API kiln_status kiln_tokenizer_create(const kiln_artifact *artifact,
   tok->t = t;
   tok->splitDigits = pre == "smollm";
   tok->llama3Digits = pre == "llama3" ? 3 : pre == "qwen2" ? 1 : 0;
+  std::string normalizer = t->normalizer() ? t->normalizer()->str() : "";
+  if (normalizer != "" && normalizer != "nfc")
+    return makeStatus(KILN_UNIMPLEMENTED,
+                      "artifact '%s': normalizer '%s' is not supported",
+                      artifact->path.c_str(), normalizer.c_str());
+  tok->nfc = normalizer == "nfc";
   for (size_t i = 0; i < n; ++i) {
     std::string s = t->tokens()->Get(i)->str();
     uint8_t type = t->token_types() ? t->token_types()->Get(i) : 1;
@@ -386,12 +522,20 @@ KILN_API kiln_status kiln_tokenizer_encode(kiln_tokenizer *tok,
   auto ordinary = [&](size_t begin, size_t end) {
     if (begin >= end)
       return;
-    std::vector<Cpt> c = decodeUtf8(text + begin, end - begin);
+    std::string normalized;
+    const char *seg = text + begin;
+    size_t segLen = end - begin;
+    if (tok->nfc) {
+      normalized = toNfc(seg, segLen);
+      seg = normalized.data();
+      segLen = normalized.size();
+    }
+    std::vector<Cpt> c = decodeUtf8(seg, segLen);
     std::vector<std::pair<uint32_t, uint32_t>> pieces;
     if (tok->llama3Digits) {
       splitLlama3(c, 0, c.size(), tok->llama3Digits, pieces);
       for (auto [b, e] : pieces)
-        tok->bpe(std::string(text + begin + b, e - b), out);
+        tok->bpe(std::string(seg + b, e - b), out);
       return;
     }
     size_t runStart = 0;

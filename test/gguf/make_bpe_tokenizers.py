@@ -20,6 +20,13 @@ newlines and many scripts. For NAME in llama3, qwen2 this writes:
                              (llama-cpp-python, vocab only, no BOS, special
                              tokens parsed)
 
+and for the NFC normalizer (Qwen2's tokenizer.json has one; llama.cpp has
+none), reference/nfc_corpus.bin (text that NFC changes: decomposed forms
+of the corpus, marks in random order, singletons, composition exclusions,
+Hangul jamo, and compatibility characters NFC keeps) and
+reference/tokenizer_ids_nfc_tokenizers.txt: the ids of the llama3
+tokenizer with an NFC normalizer (variants.py's nfc.json) on it.
+
 Not CI (needs tokenizers, gguf, llama-cpp-python, numpy):
 
   .venv-export/bin/python test/gguf/make_bpe_tokenizers.py
@@ -100,15 +107,54 @@ def gguf_tokenizer(tok, pre, specials):
     return write, len(tokens)
 
 
+def nfc_corpus(items):
+    import random
+    import unicodedata
+    out = [unicodedata.normalize("NFD", s) for s in items
+           if unicodedata.normalize("NFD", s) != s][:300]
+    # Marks Unicode 3.2 already had: the tokenizers library's NFC tables
+    # (its unicode-normalization fork) predate Unicode 14, Python's and
+    # Kiln's, and give newer marks class 0.
+    old = unicodedata.ucd_3_2_0
+    marks = [chr(c) for c in list(range(0x300, 0x2000)) + list(range(0x20D0, 0x20F1))
+             if unicodedata.combining(chr(c)) and old.category(chr(c)) != "Cn"]
+    bases = ("aeiouAEIOUnNcCsSzZyY" + "αεηιοωΑΕΙΩ" + "аеиоуАЕИ"
+             + "कखगजडढफय" + "ᄀᄂᄃᄅ")
+    rng = random.Random(77)
+    for _ in range(300):
+        s = []
+        for _ in range(rng.randint(1, 6)):
+            s.append(rng.choice(bases))
+            if s[-1] in "ᄀᄂᄃᄅ":  # Hangul L, then V, maybe T
+                s.append(chr(rng.randint(0x1161, 0x1175)))
+                if rng.random() < 0.5:
+                    s.append(chr(rng.randint(0x11A8, 0x11C2)))
+            for _ in range(rng.randint(0, 4)):
+                s.append(rng.choice(marks))
+            if rng.random() < 0.3:
+                s.append(rng.choice([" ", "  ", "\n", "1", "12", "-"]))
+        out.append("".join(s))
+    out += [
+        "\u212b \u2126 \u0340\u0341 a\u0343 \u0374\u037e\u0387 K\u212a",  # singletons
+        "\u0958\u0959 \u095a \u0915\u093c \ufb1d \u05d9\u05b4 \u2adc",  # exclusions
+        "\ufb01 \u2460 \u00bd \u2126\u0301 \u1e9b\u0323 \u0071\u0307\u0323",
+        "\u1100\u1161\u11a8 \uac00\u11a8 \u1100\u1161 \u110b\u1167\u11ab",
+        "e\u0301\u0327 e\u0327\u0301 a\u0328\u0301\u0308 \u00e9\u0300",
+        "Zo\u0308e\u0301 cafe\u0301 re\u0301sume\u0301 na\u0131\u0308ve",
+        "\u0b47\u0b3e \u0b47\u0b57 \u0dd9\u0dcf\u0dca \u1025\u102e",
+    ]
+    return [s for s in out if "\0" not in s]
+
+
 def main():
     with open(os.path.join(REF, "tokenizer_corpus.bin"), "rb") as f:
         items = [s.decode("utf-8") for s in f.read().split(b"\0")]
     import llama_cpp
     for seed, (name, (regex, ignore, pre, specials)) in enumerate(TOKENIZERS.items()):
         tok = train(regex, ignore, specials)
-        with gzip.open(os.path.join(HERE, "..", "llm", "tokenizer", f"{name}.json.gz"),
-                       "wt", 9) as g:
-            g.write(tok.to_str())
+        with open(os.path.join(HERE, "..", "llm", "tokenizer", f"{name}.json.gz"),
+                  "wb") as f, gzip.GzipFile(fileobj=f, mode="wb", mtime=0) as g:
+            g.write(tok.to_str().encode())
         write, n = gguf_tokenizer(tok, pre, specials)
         path = os.path.join(HERE, "models", f"tok_{name}.gguf")
         make_tiny_llama.write_gguf(path, np.random.default_rng(20 + seed),
@@ -129,6 +175,16 @@ def main():
         for a, b, s in zip(refs["llamacpp"], refs["tokenizers"], items):
             if a != b and same > len(items) - 20:
                 print("  differ:", repr(s)[:80])
+        if name == "llama3":
+            nfc_items = nfc_corpus(items)
+            with open(os.path.join(REF, "nfc_corpus.bin"), "wb") as f:
+                f.write(b"\0".join(s.encode("utf-8") for s in nfc_items))
+            tok.normalizer = tokenizers.normalizers.NFC()
+            with open(os.path.join(REF, "tokenizer_ids_nfc_tokenizers.txt"), "w") as f:
+                for s in nfc_items:
+                    f.write(" ".join(map(str, tok.encode(s, add_special_tokens=False).ids))
+                            + "\n")
+            print(f"nfc: {len(nfc_items)} items")
 
 
 if __name__ == "__main__":

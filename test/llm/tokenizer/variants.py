@@ -9,7 +9,8 @@ tokenizer-json.test, written to OUT_DIR:
                 before the text
   eos.json      a template that also appends <|end_of_text|> (refused)
   regex.json    a Split by another regex (refused)
-  nfc.json      Qwen2's NFC normalizer (refused)
+  nfc.json      Qwen2's NFC normalizer
+  lower.json    a Lowercase normalizer (refused)
 
   variants.py OUT_DIR
 """
@@ -59,6 +60,9 @@ def main():
     t = copy.deepcopy(base)
     t["normalizer"] = {"type": "NFC"}
     variants["nfc"] = t
+    t = copy.deepcopy(base)
+    t["normalizer"] = {"type": "Lowercase"}
+    variants["lower"] = t
     for name, v in variants.items():
         with open(os.path.join(out, f"{name}.json"), "w") as f:
             json.dump(v, f)
