@@ -19,6 +19,7 @@
 #include "mlir/Target/LLVMIR/Export.h"
 
 #include "llvm/IR/IRBuilder.h"
+#include "llvm/Transforms/IPO/MergeFunctions.h"
 #include "llvm/IR/LegacyPassManager.h"
 #include "llvm/IR/Module.h"
 #include "llvm/MC/TargetRegistry.h"
@@ -106,6 +107,15 @@ LogicalResult optimizeAndEmit(llvm::Module &m, llvm::TargetMachine &tm,
   pb.registerFunctionAnalyses(fam);
   pb.registerLoopAnalyses(lam);
   pb.crossRegisterProxies(lam, fam, cgam, mam);
+  // The outlined loop bodies of a model's layers are mostly the same
+  // function over and over (weights come in through the context): merge
+  // them before optimizing, so each distinct body is optimized and emitted
+  // once (SmolLM2: 1,691 bodies, 354 distinct).
+  {
+    llvm::ModulePassManager merge;
+    merge.addPass(llvm::MergeFunctionsPass());
+    merge.run(m, mam);
+  }
   pb.buildPerModuleDefaultPipeline(llvm::OptimizationLevel::O3).run(m, mam);
 
   llvm::raw_svector_ostream os(object);
@@ -234,14 +244,22 @@ FailureOr<CpuExecutable> buildCpuExecutable(ModuleOp module,
       return emitError(loc) << "lowered function '" << k.function
                             << "' is missing";
     impl->setName("kiln_impl_" + k.function);
+    // The function itself only packs descriptors and calls the outlined
+    // bodies, thousands of pointer stores that the SLP vectorizer would
+    // search in quadratic time (SmolLM2: 13 s of its 17 s at O3) for
+    // nothing; its few float operations are scalar.
+    impl->addFnAttr(llvm::Attribute::NoImplicitFloat);
     addEntryPoint(*llvmModule, impl, k.symbol);
   }
   // Only the entry points are the executable's interface.
   for (llvm::Function &f : *llvmModule)
     if (!f.isDeclaration() &&
         !llvm::any_of(exe.kernels,
-                      [&](const CpuKernel &k) { return k.symbol == f.getName(); }))
+                      [&](const CpuKernel &k) { return k.symbol == f.getName(); })) {
+      // unnamed_addr: merged bodies may share one address.
       f.setLinkage(llvm::GlobalValue::InternalLinkage);
+      f.setUnnamedAddr(llvm::GlobalValue::UnnamedAddr::Global);
+    }
 
   llvm::InitializeNativeTarget();
   llvm::InitializeNativeTargetAsmPrinter();
