@@ -930,9 +930,15 @@ LogicalResult readTokenizer(const gguf::File &file, Location loc,
     dst = static_cast<int32_t>(x);
     return success();
   };
+  int32_t eot = -1, eom = -1;
   if (failed(id("tokenizer.ggml.bos_token_id", t.bos)) ||
-      failed(id("tokenizer.ggml.eos_token_id", t.eos)))
+      failed(id("tokenizer.ggml.eos_token_id", t.eos)) ||
+      failed(id("tokenizer.ggml.eot_token_id", eot)) ||
+      failed(id("tokenizer.ggml.eom_token_id", eom)))
     return failure();
+  for (int32_t e : {eot, eom})
+    if (e >= 0)
+      t.eog.push_back(e);
   if (const gguf::Value *v = file.find("tokenizer.ggml.add_bos_token"))
     t.addBos = v->u != 0;
   if (const gguf::Value *v = file.find("tokenizer.chat_template");

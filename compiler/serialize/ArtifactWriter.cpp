@@ -15,6 +15,8 @@
 #include "llvm/Support/FileSystem.h"
 #include "llvm/Support/raw_ostream.h"
 
+#include <algorithm>
+
 using namespace mlir;
 
 namespace kiln {
@@ -92,13 +94,35 @@ std::vector<char> buildFlatbuffer(const Plan &plan, const CpuExecutable *cpu,
                                   const std::vector<uint64_t> &offsets) {
   flatbuffers::FlatBufferBuilder b(1 << 16);
   flatbuffers::Offset<fb::Tokenizer> tokenizer;
+  std::vector<int32_t> eog;
+  if (tok) {
+    // llama.cpp's end-of-generation set: eos, the file's extra ids, and the
+    // control / user-defined tokens with a turn-ending text.
+    static const char *const kTurnEnds[] = {
+        "<|eot_id|>", "<|eom_id|>", "<|im_end|>", "<|end|>",
+        "<end_of_turn>", "<|endoftext|>", "<|end_of_text|>", "<EOT>"};
+    auto add = [&](int32_t id) {
+      if (id >= 0 && static_cast<size_t>(id) < tok->tokens.size() &&
+          std::find(eog.begin(), eog.end(), id) == eog.end())
+        eog.push_back(id);
+    };
+    add(tok->eos);
+    for (int32_t id : tok->eog)
+      add(id);
+    for (size_t i = 0; i < tok->tokens.size(); ++i)
+      if (i < tok->types.size() && (tok->types[i] == 3 || tok->types[i] == 4))
+        for (const char *t : kTurnEnds)
+          if (tok->tokens[i] == t)
+            add(static_cast<int32_t>(i));
+  }
   if (tok)
     tokenizer = fb::CreateTokenizer(
         b, b.CreateString(tok->model), b.CreateString(tok->pre),
         b.CreateVectorOfStrings(tok->tokens), b.CreateVector(tok->types),
         b.CreateVectorOfStrings(tok->merges), tok->bos, tok->eos, tok->addBos,
         b.CreateString(tok->chatTemplate), tok->ignoreMerges,
-        tok->normalizer.empty() ? 0 : b.CreateString(tok->normalizer));
+        tok->normalizer.empty() ? 0 : b.CreateString(tok->normalizer),
+        b.CreateVector(eog));
   auto sig = [&](const TensorDesc &d) {
     return fb::CreateTensorSig(b, b.CreateString(d.name), d.dtype,
                                b.CreateVector(d.shape));

@@ -26,6 +26,9 @@ struct TokenizerSpec {
   bool ignoreMerges = false;
   /// "" or "nfc" (the tokenizers library's NFC normalizer).
   std::string normalizer;
+  /// End-of-generation ids besides eos (a GGUF's eot / eom ids); the
+  /// writer adds eos and the control tokens whose text ends a turn.
+  std::vector<int32_t> eog;
 };
 
 /// Writes `module`'s functions (kiln dialect: signatures and weight types),

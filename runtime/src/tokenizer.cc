@@ -618,6 +618,14 @@ KILN_API int32_t kiln_tokenizer_bos(const kiln_tokenizer *tok) {
 KILN_API int32_t kiln_tokenizer_eos(const kiln_tokenizer *tok) {
   return tok->t->eos_id();
 }
+KILN_API int kiln_tokenizer_is_eog(const kiln_tokenizer *tok, int32_t id) {
+  if (!tok->t->eog_ids())
+    return id >= 0 && id == tok->t->eos_id();
+  for (int32_t e : *tok->t->eog_ids())
+    if (e == id)
+      return 1;
+  return 0;
+}
 KILN_API const char *kiln_tokenizer_chat_template(const kiln_tokenizer *tok) {
   return tok->t->chat_template() ? tok->t->chat_template()->c_str() : "";
 }

@@ -101,8 +101,10 @@ def gguf_tokenizer(tok, pre, specials):
         w.add_token_list(tokens)
         w.add_token_types(types)
         w.add_token_merges(merges)
+        # Llama 3: <|begin_of_text|> / <|end_of_text|>; Qwen2: <|endoftext|>
+        # / <|im_end|>, as their instruct models' files have them.
         w.add_bos_token_id(tokens.index(specials[0]))
-        w.add_eos_token_id(tokens.index(specials[1]))
+        w.add_eos_token_id(tokens.index(specials[1 if pre != "qwen2" else 2]))
         w.add_add_bos_token(False)
     return write, len(tokens)
 

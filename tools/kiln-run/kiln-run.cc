@@ -11,13 +11,15 @@
 //   kiln-run bench OUT.kiln [-p 128] [-n 64] [-r 5] [-d 0] [--device=]
 //   kiln-run tokenize OUT.kiln (--text=TEXT | --file=FILE) [--special]
 //            [--roundtrip]
+//   kiln-run tokenize OUT.kiln --info
 //
 // Inputs and outputs are in the graph's order. Errors are one line on
 // stderr and a non-zero exit. `generate --print-ids` prints the generated
 // ids, space-separated, as the only line on stdout; `--logits-out` writes
 // float32 [1 + N, vocab]: the logits after the prompt, then after each
 // generated token is fed back. A text prompt (-p) streams text and stops at
-// the end-of-text token (unless --ignore-eos); --prompt-ids generates
+// an end-of-generation token (eos, end of turn: kiln_tokenizer_is_eog;
+// unless --ignore-eos); --prompt-ids generates
 // exactly N tokens. --teacher-ids feeds those tokens instead of the picks
 // (teacher forcing) while still printing the picks: per-position agreement
 // with another engine's sequence. `tokenize --file` encodes each NUL-separated item of
@@ -376,7 +378,7 @@ int generateMain(int argc, char **argv) {
   if (ts && haveText)
     return failStatus(ts);
   kiln_status_free(ts);
-  int32_t eos = -1;
+  bool stopAtEog = false;
   if (haveText) {
     std::string wrapped;
     if (chat) {
@@ -390,8 +392,7 @@ int generateMain(int argc, char **argv) {
       return failStatus(s);
     if (prompt.empty())
       return fail("generate: the prompt encodes to no tokens");
-    if (!ignoreEos)
-      eos = kiln_tokenizer_eos(m.tokenizer);
+    stopAtEog = !ignoreEos;
   }
   kiln_sampler *sampler;
   if (kiln_status s = kiln_sampler_create(&sp, &sampler))
@@ -419,7 +420,7 @@ int generateMain(int argc, char **argv) {
                                             vocab, history.data(),
                                             history.size(), &next))
       return failStatus(s);
-    if (next == eos)
+    if (stopAtEog && kiln_tokenizer_is_eog(m.tokenizer, next))
       break;
     generated.push_back(next);
     int32_t fed = teacher.empty() ? next : teacher[i];
@@ -539,11 +540,13 @@ int benchMain(int argc, char **argv) {
 int tokenizeMain(int argc, char **argv) {
   LlmArgs a;
   std::vector<std::string> items;
-  bool special = false, roundtrip = false;
+  bool special = false, roundtrip = false, info = false;
   for (int i = 1; i < argc; ++i) {
     const char *v;
     std::string err;
-    if (startsWith(argv[i], "--text=", &v)) {
+    if (!std::strcmp(argv[i], "--info")) {
+      info = true;
+    } else if (startsWith(argv[i], "--text=", &v)) {
       items.push_back(v);
     } else if (startsWith(argv[i], "--file=", &v)) {
       std::FILE *f = std::fopen(v, "rb");
@@ -578,6 +581,16 @@ int tokenizeMain(int argc, char **argv) {
   kiln_tokenizer *tok;
   if (kiln_status s = kiln_tokenizer_create(artifact, &tok))
     return failStatus(s);
+  if (info) {
+    // The vocabulary and the ids that matter to generation.
+    size_t n = kiln_tokenizer_vocab_size(tok);
+    std::string eog;
+    for (size_t id = 0; id < n; ++id)
+      if (kiln_tokenizer_is_eog(tok, int32_t(id)))
+        eog += (eog.empty() ? "" : ",") + std::to_string(id);
+    std::printf("vocab %zu bos %d eos %d eog %s\n", n, kiln_tokenizer_bos(tok),
+                kiln_tokenizer_eos(tok), eog.empty() ? "-" : eog.c_str());
+  }
   int bad = 0;
   for (size_t k = 0; k < items.size(); ++k) {
     std::vector<int32_t> ids;

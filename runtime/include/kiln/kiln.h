@@ -215,6 +215,10 @@ KILN_API size_t kiln_tokenizer_vocab_size(const kiln_tokenizer *tokenizer);
 /* -1 when the model has none. */
 KILN_API int32_t kiln_tokenizer_bos(const kiln_tokenizer *tokenizer);
 KILN_API int32_t kiln_tokenizer_eos(const kiln_tokenizer *tokenizer);
+/// Non-zero when `id` ends generation: eos, the model's end-of-turn and
+/// end-of-message tokens, and control tokens such as <|im_end|> and
+/// <|eot_id|> (llama.cpp's end-of-generation set).
+KILN_API int kiln_tokenizer_is_eog(const kiln_tokenizer *tokenizer, int32_t id);
 /* The Jinja chat template from the model, or "". */
 KILN_API const char *kiln_tokenizer_chat_template(const kiln_tokenizer *tokenizer);
 
