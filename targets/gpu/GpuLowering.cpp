@@ -161,6 +161,58 @@ dispatchList(func::FuncOp fn, unsigned numInputs, unsigned numOutputs,
   return g;
 }
 
+/// Each layer of a model outlines the same kernels again (its buffers are
+/// bindings, not part of the code): keeps one gpu.module per distinct
+/// kernel, so each is translated and compiled once and the artifact holds
+/// it once (SmolLM2's 30 layers). Two kernels are the same when their
+/// modules print the same with the module and function names replaced.
+void mergeIdenticalKernels(ModuleOp work, GpuProgram &program) {
+  std::map<std::string, std::string> firstByText; // text -> module name
+  llvm::StringMap<std::string> replacement;       // module -> kept module
+  for (auto gm : llvm::to_vector(work.getOps<gpu::GPUModuleOp>())) {
+    auto funcs = llvm::to_vector(gm.getOps<gpu::GPUFuncOp>());
+    if (funcs.size() != 1)
+      continue;
+    OwningOpRef<gpu::GPUModuleOp> copy = cast<gpu::GPUModuleOp>(gm->clone());
+    copy->setSymName("m");
+    SymbolTable::setSymbolName(*copy.get().getOps<gpu::GPUFuncOp>().begin(), "f");
+    std::string text;
+    llvm::raw_string_ostream os(text);
+    copy->print(os);
+    auto [it, fresh] = firstByText.try_emplace(text, gm.getName().str());
+    if (!fresh) {
+      replacement[gm.getName()] = it->second;
+      gm.erase();
+    }
+  }
+  if (replacement.empty())
+    return;
+  // The kept kernels, in first-use order; dispatches renumbered.
+  std::vector<std::string> kernels, modules;
+  std::vector<unsigned> newIndex(program.kernels.size());
+  llvm::StringMap<unsigned> indexOf;
+  for (size_t k = 0; k < program.kernels.size(); ++k) {
+    std::string module = program.kernelModules[k], kernel = program.kernels[k];
+    if (auto r = replacement.find(module); r != replacement.end()) {
+      module = r->second;
+      auto kept = work.lookupSymbol<gpu::GPUModuleOp>(module);
+      kernel = (*kept.getOps<gpu::GPUFuncOp>().begin()).getName().str();
+    }
+    auto [it, fresh] = indexOf.try_emplace(module + "::" + kernel, kernels.size());
+    if (fresh) {
+      kernels.push_back(kernel);
+      modules.push_back(module);
+    }
+    newIndex[k] = it->second;
+  }
+  for (GpuFunction &f : program.functions)
+    for (GpuDispatch &d : f.dispatches)
+      d.kernel = newIndex[d.kernel];
+  program.mergedKernels = program.kernels.size() - kernels.size();
+  program.kernels = std::move(kernels);
+  program.kernelModules = std::move(modules);
+}
+
 } // namespace
 
 FailureOr<OwningOpRef<ModuleOp>> lowerForGpu(ModuleOp module,
@@ -203,6 +255,7 @@ FailureOr<OwningOpRef<ModuleOp>> lowerForGpu(ModuleOp module,
     fn.erase();
   for (auto g : llvm::to_vector(work->getOps<memref::GlobalOp>()))
     g.erase();
+  mergeIdenticalKernels(*work, program);
   return work;
 }
 

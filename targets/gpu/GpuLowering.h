@@ -48,6 +48,8 @@ struct GpuProgram {
   std::vector<std::string> kernels, kernelModules;
   std::vector<GpuFunction> functions;
   int64_t workgroupSize = 64;
+  /// Kernels dropped as copies of another (mergeIdenticalKernels).
+  size_t mergedKernels = 0;
 };
 
 /// How kernels are formed, for every GPU target.

@@ -437,7 +437,12 @@ int main(int argc, char **argv) {
       if (printVk)
         return 0;
       vulkanVariants.push_back(std::move(*built));
-      progress(("vulkan kernels generated (" + env.name + ")").c_str());
+      progress(("vulkan kernels generated (" + env.name + ", " +
+                std::to_string(vulkanVariants.back().program.kernels.size()) +
+                " kernels, " +
+                std::to_string(vulkanVariants.back().program.mergedKernels) +
+                " copies merged)")
+                   .c_str());
     }
     if (!spirvDir.empty()) {
       if (std::error_code ec = llvm::sys::fs::create_directories(spirvDir))
@@ -479,7 +484,11 @@ int main(int argc, char **argv) {
     if (printCuda)
       return 0;
     cuda = std::move(*built);
-    progress("cuda kernels generated");
+    progress(("cuda kernels generated (" +
+              std::to_string(cuda->program.kernels.size()) + " kernels, " +
+              std::to_string(cuda->program.mergedKernels) +
+              " copies merged)")
+                 .c_str());
   }
 
   std::optional<kiln::CpuExecutable> exe;
