@@ -59,7 +59,7 @@ int main(int argc, char **argv) {
                                   kiln_llm_vocab_size(llm), ids, count, &next),
               "sample"))
       goto done;
-    if (next == kiln_tokenizer_eos(tok))
+    if (kiln_tokenizer_is_eog(tok, next))
       break;
     const char *piece;
     size_t piece_len;
