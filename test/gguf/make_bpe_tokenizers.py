@@ -61,6 +61,23 @@ TOKENIZERS = {
               ["<|endoftext|>", "<|im_start|>", "<|im_end|>"]),
 }
 VOCAB = 2048
+# The chat templates the GGUFs carry, as their sources publish them (quoted
+# in llama-cpp-python's llama_chat_format.py): Meta-Llama-3-8B-Instruct's
+# tokenizer_config.json, and ChatML.
+CHAT_TEMPLATES = {
+    "llama3": "{% set loop_messages = messages %}{% for message in loop_messages %}"
+              "{% set content = '<|start_header_id|>' + message['role'] + "
+              "'<|end_header_id|>\n\n'+ message['content'] | trim + '<|eot_id|>' %}"
+              "{% if loop.index0 == 0 %}{% set content = bos_token + content %}{% endif %}"
+              "{{ content }}{% endfor %}{% if add_generation_prompt %}"
+              "{{ '<|start_header_id|>assistant<|end_header_id|>\n\n' }}{% endif %}",
+    "qwen2": "{% for message in messages %}{{'<|im_start|>' + message['role'] + '\n' + "
+             "message['content'] + '<|im_end|>' + '\n'}}{% endfor %}"
+             "{% if add_generation_prompt %}{{ '<|im_start|>assistant\n' }}{% endif %}",
+}
+# (user, system) turns for reference/chat_ids.txt: jinja2 renders each
+# template, llama.cpp tokenizes the text (special tokens parsed).
+CHAT_CASES = [("What is 2+2?", None), ("  A padded question.  ", "You are terse.")]
 
 
 def training_text():
@@ -106,6 +123,7 @@ def gguf_tokenizer(tok, pre, specials):
         w.add_bos_token_id(tokens.index(specials[0]))
         w.add_eos_token_id(tokens.index(specials[1 if pre != "qwen2" else 2]))
         w.add_add_bos_token(False)
+        w.add_chat_template(CHAT_TEMPLATES["llama3" if pre != "qwen2" else "qwen2"])
     return write, len(tokens)
 
 
@@ -151,7 +169,9 @@ def nfc_corpus(items):
 def main():
     with open(os.path.join(REF, "tokenizer_corpus.bin"), "rb") as f:
         items = [s.decode("utf-8") for s in f.read().split(b"\0")]
+    import jinja2
     import llama_cpp
+    chat_lines = []
     for seed, (name, (regex, ignore, pre, specials)) in enumerate(TOKENIZERS.items()):
         tok = train(regex, ignore, specials)
         with open(os.path.join(HERE, "..", "llm", "tokenizer", f"{name}.json.gz"),
@@ -166,6 +186,13 @@ def main():
         llm = llama_cpp.Llama(model_path=path, vocab_only=True, verbose=False)
         refs["llamacpp"] = [llm.tokenize(s.encode("utf-8"), add_bos=False, special=True)
                             for s in items]
+        for k, (user, system) in enumerate(CHAT_CASES):
+            messages = ([{"role": "system", "content": system}] if system else []) + \
+                [{"role": "user", "content": user}]
+            text = jinja2.Environment().from_string(CHAT_TEMPLATES[name]).render(
+                messages=messages, add_generation_prompt=True, bos_token=specials[0])
+            ids = llm.tokenize(text.encode("utf-8"), add_bos=False, special=True)
+            chat_lines.append(f"{name} {k}: {' '.join(map(str, ids))}")
         for tool, ids in refs.items():
             with open(os.path.join(REF, f"tokenizer_ids_{name}_{tool}.txt"), "w") as f:
                 for row in ids:
@@ -187,6 +214,8 @@ def main():
                     f.write(" ".join(map(str, tok.encode(s, add_special_tokens=False).ids))
                             + "\n")
             print(f"nfc: {len(nfc_items)} items")
+    with open(os.path.join(REF, "chat_ids.txt"), "w") as f:
+        f.write("\n".join(chat_lines) + "\n")
 
 
 if __name__ == "__main__":

@@ -12,6 +12,7 @@
 //   kiln-run tokenize OUT.kiln (--text=TEXT | --file=FILE) [--special]
 //            [--roundtrip]
 //   kiln-run tokenize OUT.kiln --info
+//   kiln-run tokenize OUT.kiln --chat [--system=TEXT] --text=TEXT
 //
 // Inputs and outputs are in the graph's order. Errors are one line on
 // stderr and a non-zero exit. `generate --print-ids` prints the generated
@@ -264,10 +265,39 @@ kiln_status encode(kiln_tokenizer *tok, const std::string &text, bool special,
                                ids.data(), n, &n);
 }
 
-/// The ChatML prompt (<|im_start|>role ... <|im_end|>) for one user turn,
-/// with the template's default system message when it has one.
+/// Jinja's trim: whitespace off both ends.
+std::string trimmed(const std::string &s) {
+  size_t b = s.find_first_not_of(" \t\n\r\f\v");
+  if (b == std::string::npos)
+    return "";
+  return s.substr(b, s.find_last_not_of(" \t\n\r\f\v") - b + 1);
+}
+
+/// The prompt of one user turn (and a system message) in the chat format
+/// of the model's template, as the template renders it with
+/// add_generation_prompt: ChatML (<|im_start|>role ... <|im_end|>, with
+/// the template's default system message when it has one) or Llama 3's
+/// headers (<|start_header_id|>role<|end_header_id|> ... <|eot_id|>, the
+/// template's bos_token first; `bos` is its text when the tokenizer does
+/// not add it). Empty `error` and false: not a format Kiln knows.
 bool chatPrompt(const std::string &tmpl, const std::string &user,
-                std::string system, std::string &out) {
+                std::string system, const std::string &bos, std::string &out,
+                std::string &error) {
+  if (tmpl.find("<|start_header_id|>") != std::string::npos) {
+    if (tmpl.find("Cutting Knowledge Date") != std::string::npos) {
+      error = "the model's Llama 3.1-style template writes a dated system "
+              "block, which --chat does not reproduce; give the whole "
+              "prompt with -p";
+      return false;
+    }
+    out = tmpl.find("bos_token") != std::string::npos ? bos : "";
+    if (!system.empty())
+      out += "<|start_header_id|>system<|end_header_id|>\n\n" +
+             trimmed(system) + "<|eot_id|>";
+    out += "<|start_header_id|>user<|end_header_id|>\n\n" + trimmed(user) +
+           "<|eot_id|><|start_header_id|>assistant<|end_header_id|>\n\n";
+    return true;
+  }
   if (tmpl.find("<|im_start|>") == std::string::npos)
     return false;
   const std::string head = "<|im_start|>system\n";
@@ -282,6 +312,24 @@ bool chatPrompt(const std::string &tmpl, const std::string &user,
     out += head + system + "<|im_end|>\n";
   out += "<|im_start|>user\n" + user + "<|im_end|>\n<|im_start|>assistant\n";
   return true;
+}
+
+/// The BOS token's text when the tokenizer does not add BOS itself (a
+/// template's bos_token must then be in the text), else "".
+std::string bosText(kiln_tokenizer *tok) {
+  std::vector<int32_t> ids;
+  int32_t bos = kiln_tokenizer_bos(tok);
+  kiln_status s = encode(tok, "", true, ids);
+  kiln_status_free(s);
+  if (bos < 0 || (!ids.empty() && ids[0] == bos))
+    return "";
+  const char *piece;
+  size_t len;
+  if (kiln_status p = kiln_tokenizer_piece(tok, bos, 1, &piece, &len)) {
+    kiln_status_free(p);
+    return "";
+  }
+  return std::string(piece, len);
 }
 
 kiln_status openLlm(const LlmArgs &a, Llm &out) {
@@ -382,10 +430,15 @@ int generateMain(int argc, char **argv) {
   if (haveText) {
     std::string wrapped;
     if (chat) {
+      std::string error;
       if (!chatPrompt(kiln_tokenizer_chat_template(m.tokenizer), text, system,
-                      wrapped))
-        return fail("generate: --chat needs a ChatML chat template, the "
-                    "model's is different or missing");
+                      bosText(m.tokenizer), wrapped, error))
+        return fail("generate: " +
+                    (error.empty() ? std::string("--chat needs a ChatML or "
+                                                 "Llama 3 chat template, the "
+                                                 "model's is different or "
+                                                 "missing")
+                                   : error));
       text = wrapped;
     }
     if (kiln_status s = encode(m.tokenizer, text, true, prompt))
@@ -540,12 +593,17 @@ int benchMain(int argc, char **argv) {
 int tokenizeMain(int argc, char **argv) {
   LlmArgs a;
   std::vector<std::string> items;
-  bool special = false, roundtrip = false, info = false;
+  bool special = false, roundtrip = false, info = false, chat = false;
+  std::string system;
   for (int i = 1; i < argc; ++i) {
     const char *v;
     std::string err;
     if (!std::strcmp(argv[i], "--info")) {
       info = true;
+    } else if (!std::strcmp(argv[i], "--chat")) {
+      chat = true;
+    } else if (startsWith(argv[i], "--system=", &v)) {
+      system = v;
     } else if (startsWith(argv[i], "--text=", &v)) {
       items.push_back(v);
     } else if (startsWith(argv[i], "--file=", &v)) {
@@ -590,6 +648,22 @@ int tokenizeMain(int argc, char **argv) {
         eog += (eog.empty() ? "" : ",") + std::to_string(id);
     std::printf("vocab %zu bos %d eos %d eog %s\n", n, kiln_tokenizer_bos(tok),
                 kiln_tokenizer_eos(tok), eog.empty() ? "-" : eog.c_str());
+  }
+  if (chat) {
+    // Each item as the user turn of a chat prompt, special tokens parsed:
+    // the ids `generate --chat` would prefill.
+    for (std::string &item : items) {
+      std::string wrapped, error;
+      if (!chatPrompt(kiln_tokenizer_chat_template(tok), item, system,
+                      bosText(tok), wrapped, error))
+        return fail("tokenize: " + (error.empty()
+                                        ? std::string("--chat needs a ChatML "
+                                                      "or Llama 3 chat template")
+                                        : error));
+      item = wrapped;
+    }
+    special = true;
+    roundtrip = false;
   }
   int bad = 0;
   for (size_t k = 0; k < items.size(); ++k) {
