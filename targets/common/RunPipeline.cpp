@@ -18,6 +18,10 @@ LogicalResult runPipeline(ModuleOp module, StringRef pipeline, StringRef what) {
     inner = inner.drop_back();
   if (failed(parsePassPipeline(inner, pm, errOs)))
     return emitError(module.getLoc()) << "bad " << what << " pipeline: " << error;
+  // --mlir-timing, --mlir-print-ir-after=... when the tool registered them.
+  if (failed(applyPassManagerCLOptions(pm)))
+    return failure();
+  applyDefaultTimingPassManagerCLOptions(pm);
   return pm.run(module);
 }
 

@@ -188,6 +188,8 @@ bool splitKeyValue(llvm::StringRef s, llvm::StringRef &k, llvm::StringRef &v) {
 
 int main(int argc, char **argv) {
   llvm::InitLLVM init(argc, argv);
+  mlir::registerPassManagerCLOptions();
+  mlir::registerDefaultTimingManagerCLOptions();
   cl::ParseCommandLineOptions(argc, argv, "Kiln ahead-of-time compiler\n");
   static const char *phases[] = {"import",    "graph", "llm",
                                  "linalg",    "bufferize", "llvm",
@@ -402,6 +404,9 @@ int main(int argc, char **argv) {
   for (const Phase &phase : phasesBeforeTarget) {
     PassManager pm(&context);
     phase.add(pm);
+    if (failed(mlir::applyPassManagerCLOptions(pm)))
+      return 1;
+    mlir::applyDefaultTimingPassManagerCLOptions(pm);
     if (failed(pm.run(*module)))
       return 1;
     progress((std::string(phase.name) + " passes done").c_str());
