@@ -279,7 +279,7 @@ std::string trimmed(const std::string &s) {
 /// the template's default system message when it has one) or Llama 3's
 /// headers (<|start_header_id|>role<|end_header_id|> ... <|eot_id|>, the
 /// template's bos_token first; `bos` is its text when the tokenizer does
-/// not add it). Empty `error` and false: not a format Kiln knows.
+/// not add it). False, with `error` saying why, for other templates.
 bool chatPrompt(const std::string &tmpl, const std::string &user,
                 std::string system, const std::string &bos, std::string &out,
                 std::string &error) {
@@ -298,8 +298,11 @@ bool chatPrompt(const std::string &tmpl, const std::string &user,
            "<|eot_id|><|start_header_id|>assistant<|end_header_id|>\n\n";
     return true;
   }
-  if (tmpl.find("<|im_start|>") == std::string::npos)
+  if (tmpl.find("<|im_start|>") == std::string::npos) {
+    error = "--chat needs a ChatML or Llama 3 chat template; the model's is "
+            "different or missing";
     return false;
+  }
   const std::string head = "<|im_start|>system\n";
   size_t at = tmpl.find(head);
   if (system.empty() && at != std::string::npos) {
@@ -433,12 +436,7 @@ int generateMain(int argc, char **argv) {
       std::string error;
       if (!chatPrompt(kiln_tokenizer_chat_template(m.tokenizer), text, system,
                       bosText(m.tokenizer), wrapped, error))
-        return fail("generate: " +
-                    (error.empty() ? std::string("--chat needs a ChatML or "
-                                                 "Llama 3 chat template, the "
-                                                 "model's is different or "
-                                                 "missing")
-                                   : error));
+        return fail("generate: " + error);
       text = wrapped;
     }
     if (kiln_status s = encode(m.tokenizer, text, true, prompt))
@@ -656,10 +654,7 @@ int tokenizeMain(int argc, char **argv) {
       std::string wrapped, error;
       if (!chatPrompt(kiln_tokenizer_chat_template(tok), item, system,
                       bosText(tok), wrapped, error))
-        return fail("tokenize: " + (error.empty()
-                                        ? std::string("--chat needs a ChatML "
-                                                      "or Llama 3 chat template")
-                                        : error));
+        return fail("tokenize: " + error);
       item = wrapped;
     }
     special = true;
