@@ -10,6 +10,8 @@
 #include "mlir/IR/IRMapping.h"
 #include "mlir/Transforms/RegionUtils.h"
 
+#include <map>
+
 namespace kiln {
 #define GEN_PASS_DEF_OUTLINEPARALLELLOOPS
 #include "passes/Passes.h.inc"
@@ -27,6 +29,7 @@ struct OutlineParallelLoopsPass
     LLVMTypeConverter converter(ctx);
     auto ptrType = LLVM::LLVMPointerType::get(ctx);
     SmallVector<func::FuncOp> funcs(module.getOps<func::FuncOp>());
+    bodies.clear();
     for (func::FuncOp func : funcs) {
       if (func.isExternal())
         continue;
@@ -47,6 +50,9 @@ struct OutlineParallelLoopsPass
           return signalPassFailure();
     }
   }
+
+  /// The bodies outlined so far, by their text (name aside).
+  std::map<std::string, func::FuncOp> bodies;
 
   /// Stack slots for packing captures, made once at the function's entry and
   /// reused by every call (each call returns before the next one packs): a
@@ -171,6 +177,22 @@ struct OutlineParallelLoopsPass
     // The bounds were created after the clone; keep them before it.
     cloned->moveBefore(entry, entry->end());
     func::ReturnOp::create(b, loc);
+    // A body the same as one outlined before (the next layer's copy: its
+    // buffers are captures) is not kept twice; later passes and LLVM then
+    // see each distinct body once.
+    {
+      StringAttr name = body.getSymNameAttr();
+      body.setSymName("__kiln_body");
+      std::string text;
+      llvm::raw_string_ostream os(text);
+      body->print(os, OpPrintingFlags().printGenericOpForm().useLocalScope());
+      body.setSymNameAttr(name);
+      auto [it, fresh] = bodies.try_emplace(text, body);
+      if (!fresh) {
+        body.erase();
+        body = it->second;
+      }
+    }
 
     // The call site: pack the captures, call env->parallel_for.
     b.setInsertionPoint(loop);
