@@ -77,3 +77,41 @@ func.func @two_loops(%a: memref<8xf32>) {
   }
   return
 }
+
+// -----
+
+// The same loop over other buffers (the next layer's copy) reuses the body
+// outlined first; a loop that differs (here: mulf) gets its own.
+// CHECK-LABEL: func.func @layers
+// CHECK: constant @layers_par0
+// CHECK: constant @layers_par0
+// CHECK: constant @layers_par2
+// CHECK: func.func private @layers_par2
+// CHECK: arith.mulf
+// CHECK: func.func private @layers_par0
+// CHECK: arith.addf
+// CHECK-NOT: func.func private @layers_par1
+func.func @layers(%a: memref<8xf32>, %b: memref<8xf32>) {
+  %c0 = arith.constant 0 : index
+  %c1 = arith.constant 1 : index
+  %c8 = arith.constant 8 : index
+  scf.parallel (%i) = (%c0) to (%c8) step (%c1) {
+    %x = memref.load %a[%i] : memref<8xf32>
+    %y = arith.addf %x, %x : f32
+    memref.store %y, %a[%i] : memref<8xf32>
+    scf.reduce
+  }
+  scf.parallel (%i) = (%c0) to (%c8) step (%c1) {
+    %x = memref.load %b[%i] : memref<8xf32>
+    %y = arith.addf %x, %x : f32
+    memref.store %y, %b[%i] : memref<8xf32>
+    scf.reduce
+  }
+  scf.parallel (%i) = (%c0) to (%c8) step (%c1) {
+    %x = memref.load %b[%i] : memref<8xf32>
+    %y = arith.mulf %x, %x : f32
+    memref.store %y, %b[%i] : memref<8xf32>
+    scf.reduce
+  }
+  return
+}
