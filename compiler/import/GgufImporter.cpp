@@ -909,6 +909,13 @@ LogicalResult readTokenizer(const gguf::File &file, Location loc,
   if (failed(strings("tokenizer.ggml.tokens", t.tokens, true)) ||
       failed(strings("tokenizer.ggml.merges", t.merges, false)))
     return failure();
+  // A file that names no pre-tokenizer is tokenized with GPT-2's regex; a
+  // real vocabulary (one with merges) was likely made under another, as
+  // llama.cpp warns too.
+  if (pre == "default" && !t.merges.empty())
+    emitWarning(loc) << "the GGUF file names no pre-tokenizer "
+                        "(tokenizer.ggml.pre); using GPT-2's, which may "
+                        "split text differently from the model's own";
   t.types.assign(t.tokens.size(), 1);
   if (const gguf::Value *types = file.find("tokenizer.ggml.token_type")) {
     if (types->type != gguf::ValueType::Array ||

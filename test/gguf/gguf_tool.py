@@ -135,8 +135,8 @@ def set_kv(src, dst, key, kind, value):
 
 
 def rename_tensor(src, dst, old, new):
-    """A copy of GGUF `src` with tensor `old` named `new` (same length, so
-    every offset stays)."""
+    """A copy of GGUF `src` with tensor (or metadata key) `old` named `new`
+    (same length, so every offset stays)."""
     if len(old.encode()) != len(new.encode()):
         raise SystemExit("rename-tensor: the names must have the same length")
     raw = bytearray(open(src, "rb").read())
