@@ -289,12 +289,12 @@ void splitGpt2(const std::vector<Cpt> &c, size_t begin, size_t end,
 /// The pieces Llama 3's regex
 ///   (?i:'s|'t|'re|'ve|'m|'ll|'d)|[^\r\n\p{L}\p{N}]?\p{L}+|\p{N}{1,3}|
 ///   ?[^\s\p{L}\p{N}]+[\r\n]*|\s*[\r\n]+|\s+(?!\S)|\s+
-/// cuts [begin, end) of `c` into; Qwen2's is the same with \p{N} for
-/// \p{N}{1,3} (`maxDigits` 1). At each position the first alternative
-/// that matches wins, each taking as much as it can.
-void splitLlama3(const std::vector<Cpt> &c, size_t begin, size_t end,
-                 size_t maxDigits,
+/// cuts `c` into; Qwen2's is the same with \p{N} for \p{N}{1,3}
+/// (`maxDigits` 1). At each position the first alternative that matches
+/// wins, each taking as much as it can.
+void splitLlama3(const std::vector<Cpt> &c, size_t maxDigits,
                  std::vector<std::pair<uint32_t, uint32_t>> &pieces) {
+  const size_t end = c.size();
   enum Kind { None, Letter, Number, Space, Other };
   auto at = [&](size_t i) -> uint32_t { return i < end ? c[i].cp : 0xFFFFFFFF; };
   auto kind = [&](size_t i) {
@@ -310,7 +310,7 @@ void splitLlama3(const std::vector<Cpt> &c, size_t begin, size_t end,
   auto emit = [&](size_t from, size_t to) {
     pieces.push_back({c[from].begin, c[to - 1].end});
   };
-  size_t i = begin;
+  size_t i = 0;
   while (i < end) {
     // Contractions, either case.
     if (at(i) == '\'') {
@@ -533,23 +533,22 @@ KILN_API kiln_status kiln_tokenizer_encode(kiln_tokenizer *tok,
     std::vector<Cpt> c = decodeUtf8(seg, segLen);
     std::vector<std::pair<uint32_t, uint32_t>> pieces;
     if (tok->llama3Digits) {
-      splitLlama3(c, 0, c.size(), tok->llama3Digits, pieces);
-      for (auto [b, e] : pieces)
-        tok->bpe(std::string(seg + b, e - b), out);
-      return;
-    }
-    size_t runStart = 0;
-    for (size_t i = 0; i <= c.size(); ++i) {
-      bool digit = tok->splitDigits && i < c.size() && isNumber(c[i].cp);
-      if (i == c.size() || digit) {
-        splitGpt2(c, runStart, i, pieces);
-        if (digit)
-          pieces.push_back({c[i].begin, c[i].end});
-        runStart = i + 1;
+      splitLlama3(c, tok->llama3Digits, pieces);
+    } else {
+      size_t runStart = 0;
+      for (size_t i = 0; i <= c.size(); ++i) {
+        bool digit = tok->splitDigits && i < c.size() && isNumber(c[i].cp);
+        if (i == c.size() || digit) {
+          splitGpt2(c, runStart, i, pieces);
+          if (digit)
+            pieces.push_back({c[i].begin, c[i].end});
+          runStart = i + 1;
+        }
       }
     }
+    // The pieces are byte ranges of the (normalized) segment.
     for (auto [b, e] : pieces)
-      tok->bpe(std::string(text + begin + b, e - b), out);
+      tok->bpe(std::string(seg + b, e - b), out);
   };
   // As llama.cpp: user-defined tokens always match, control tokens only
   // when `special` is set.

@@ -25,7 +25,9 @@ none), reference/nfc_corpus.bin (text that NFC changes: decomposed forms
 of the corpus, marks in random order, singletons, composition exclusions,
 Hangul jamo, and compatibility characters NFC keeps) and
 reference/tokenizer_ids_nfc_tokenizers.txt: the ids of the llama3
-tokenizer with an NFC normalizer (variants.py's nfc.json) on it.
+tokenizer with an NFC normalizer (variants.py's nfc.json) on it, and
+reference/tokenizer_ids_nfc_gpt2_tokenizers.txt those of SmolLM2's
+tokenizer.json (GPT-2's ByteLevel form) with one (gpt2_nfc.json).
 
 Not CI (needs tokenizers, gguf, llama-cpp-python, numpy):
 
@@ -212,6 +214,16 @@ def main():
             with open(os.path.join(REF, "tokenizer_ids_nfc_tokenizers.txt"), "w") as f:
                 for s in nfc_items:
                     f.write(" ".join(map(str, tok.encode(s, add_special_tokens=False).ids))
+                            + "\n")
+            # NFC before the GPT-2 ByteLevel pre-tokenizer: SmolLM2's
+            # tokenizer.json with the normalizer (variants.py's gpt2_nfc.json).
+            with gzip.open(os.path.join(HERE, "..", "llm", "tokenizer",
+                                        "tokenizer.json.gz"), "rt") as f:
+                smol = tokenizers.Tokenizer.from_str(f.read())
+            smol.normalizer = tokenizers.normalizers.NFC()
+            with open(os.path.join(REF, "tokenizer_ids_nfc_gpt2_tokenizers.txt"), "w") as f:
+                for s in nfc_items:
+                    f.write(" ".join(map(str, smol.encode(s, add_special_tokens=False).ids))
                             + "\n")
             print(f"nfc: {len(nfc_items)} items")
     with open(os.path.join(REF, "chat_ids.txt"), "w") as f:

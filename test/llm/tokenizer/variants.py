@@ -11,6 +11,7 @@ tokenizer-json.test, written to OUT_DIR:
   regex.json    a Split by another regex (refused)
   nfc.json      Qwen2's NFC normalizer
   lower.json    a Lowercase normalizer (refused)
+  gpt2_nfc.json SmolLM2's tokenizer.json (the GPT-2 ByteLevel form) with NFC
 
   variants.py OUT_DIR
 """
@@ -63,6 +64,11 @@ def main():
     t = copy.deepcopy(base)
     t["normalizer"] = {"type": "Lowercase"}
     variants["lower"] = t
+    # The GPT-2 ByteLevel form (SmolLM2's tokenizer.json) with NFC.
+    with gzip.open(os.path.join(HERE, "tokenizer.json.gz"), "rt") as f:
+        t = json.load(f)
+    t["normalizer"] = {"type": "NFC"}
+    variants["gpt2_nfc"] = t
     for name, v in variants.items():
         with open(os.path.join(out, f"{name}.json"), "w") as f:
             json.dump(v, f)
