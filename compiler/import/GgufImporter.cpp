@@ -36,6 +36,7 @@
 
 #include <cmath>
 #include <cstring>
+#include <optional>
 
 using namespace mlir;
 
@@ -510,8 +511,7 @@ LogicalResult LlamaBuilder::readRopeScaling() {
       return err() << "'" << key("rope.scaling.type") << "' is not a string";
     type = t->s;
   }
-  double factor = 1;
-  bool hasFactor = true;
+  std::optional<double> factor;
   if (file.find(key("rope.scaling.factor"))) {
     auto f = floatKey(key("rope.scaling.factor"));
     if (failed(f))
@@ -525,17 +525,15 @@ LogicalResult LlamaBuilder::readRopeScaling() {
     factor = *f;
     if (type == "none")
       type = "linear";
-  } else {
-    hasFactor = false;
   }
   if (type == "linear") {
-    if (!hasFactor)
+    if (!factor)
       return err() << "linear RoPE scaling ('" << key("rope.scaling.type")
                    << "') needs '" << key("rope.scaling.factor") << "'";
-    if (!(factor > 0) || !std::isfinite(factor))
-      return err() << "'" << key("rope.scaling.factor") << "' is " << factor
+    if (!(*factor > 0) || !std::isfinite(*factor))
+      return err() << "'" << key("rope.scaling.factor") << "' is " << *factor
                    << "; linear RoPE scaling needs a positive factor";
-    ropeScale = 1 / factor;
+    ropeScale = 1 / *factor;
   } else if (type != "none") {
     return err() << "GGUF key '" << key("rope.scaling.type") << "' is '"
                  << type << "': only none and linear RoPE scaling (and "

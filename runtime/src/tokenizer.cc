@@ -76,6 +76,24 @@ std::vector<Cpt> decodeUtf8(const char *s, size_t n) {
   return out;
 }
 
+void appendUtf8(std::string &s, uint32_t cp) {
+  if (cp < 0x80) {
+    s += char(cp);
+  } else if (cp < 0x800) {
+    s += char(0xC0 | (cp >> 6));
+    s += char(0x80 | (cp & 0x3F));
+  } else if (cp < 0x10000) {
+    s += char(0xE0 | (cp >> 12));
+    s += char(0x80 | ((cp >> 6) & 0x3F));
+    s += char(0x80 | (cp & 0x3F));
+  } else {
+    s += char(0xF0 | (cp >> 18));
+    s += char(0x80 | ((cp >> 12) & 0x3F));
+    s += char(0x80 | ((cp >> 6) & 0x3F));
+    s += char(0x80 | (cp & 0x3F));
+  }
+}
+
 // --- NFC (Unicode normalization form C, UAX #15) --------------------------
 
 struct CombiningRange {
@@ -145,8 +163,6 @@ uint32_t compose(uint32_t a, uint32_t b) {
   return it != end && it->first == a && it->second == b ? it->composite : 0;
 }
 
-void appendUtf8(std::string &s, uint32_t cp);
-
 /// `s` in NFC: canonical decomposition, canonical order of the combining
 /// marks, then canonical composition. Text without a code point at or
 /// above U+0300 (no UTF-8 lead byte from 0xCC) is already NFC.
@@ -204,23 +220,6 @@ std::string toNfc(const char *s, size_t n) {
   return out;
 }
 
-void appendUtf8(std::string &s, uint32_t cp) {
-  if (cp < 0x80) {
-    s += char(cp);
-  } else if (cp < 0x800) {
-    s += char(0xC0 | (cp >> 6));
-    s += char(0x80 | (cp & 0x3F));
-  } else if (cp < 0x10000) {
-    s += char(0xE0 | (cp >> 12));
-    s += char(0x80 | ((cp >> 6) & 0x3F));
-    s += char(0x80 | (cp & 0x3F));
-  } else {
-    s += char(0xF0 | (cp >> 18));
-    s += char(0x80 | ((cp >> 12) & 0x3F));
-    s += char(0x80 | ((cp >> 6) & 0x3F));
-    s += char(0x80 | (cp & 0x3F));
-  }
-}
 
 /// The pieces (byte ranges) the GPT-2 regex
 ///   's|'t|'re|'ve|'m|'ll|'d| ?\p{L}+| ?\p{N}+| ?[^\s\p{L}\p{N}]+|\s+(?!\S)|\s+
