@@ -8,6 +8,13 @@ using namespace mlir;
 
 namespace kiln {
 
+LogicalResult applyPassManagerOptions(PassManager &pm) {
+  if (failed(applyPassManagerCLOptions(pm)))
+    return failure();
+  applyDefaultTimingPassManagerCLOptions(pm);
+  return success();
+}
+
 LogicalResult runPipeline(ModuleOp module, StringRef pipeline, StringRef what) {
   PassManager pm(module.getContext());
   std::string error;
@@ -18,10 +25,8 @@ LogicalResult runPipeline(ModuleOp module, StringRef pipeline, StringRef what) {
     inner = inner.drop_back();
   if (failed(parsePassPipeline(inner, pm, errOs)))
     return emitError(module.getLoc()) << "bad " << what << " pipeline: " << error;
-  // --mlir-timing, --mlir-print-ir-after=... when the tool registered them.
-  if (failed(applyPassManagerCLOptions(pm)))
+  if (failed(applyPassManagerOptions(pm)))
     return failure();
-  applyDefaultTimingPassManagerCLOptions(pm);
   return pm.run(module);
 }
 

@@ -3,10 +3,16 @@
 #define KILN_TARGETS_COMMON_RUNPIPELINE_H
 
 #include "mlir/IR/BuiltinOps.h"
+#include "mlir/Pass/PassManager.h"
 
 #include <string>
 
 namespace kiln {
+
+/// MLIR's pass-manager command-line options (--mlir-timing,
+/// --mlir-print-ir-after=..., when the tool registered them) applied to
+/// `pm`.
+mlir::LogicalResult applyPassManagerOptions(mlir::PassManager &pm);
 
 /// Parses `pipeline` (passes on a builtin.module, with or without the
 /// `builtin.module(...)` wrapper) and runs it on `module`; `what` names the

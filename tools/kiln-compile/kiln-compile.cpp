@@ -17,6 +17,7 @@
 #include "compiler/import/TokenizerJson.h"
 #include "compiler/serialize/ArtifactWriter.h"
 #include "passes/Passes.h"
+#include "targets/common/RunPipeline.h"
 #include "targets/cpu/CpuTarget.h"
 #include "targets/cuda/CudaTarget.h"
 #include "targets/vulkan/VulkanTarget.h"
@@ -182,6 +183,12 @@ int fail(const llvm::Twine &msg) {
 bool splitKeyValue(llvm::StringRef s, llvm::StringRef &k, llvm::StringRef &v) {
   std::tie(k, v) = s.split('=');
   return !k.empty() && !v.empty();
+}
+
+/// "N kernels, M copies merged" for the progress lines of a GPU target.
+std::string kernelCounts(const kiln::GpuProgram &program) {
+  return std::to_string(program.kernels.size()) + " kernels, " +
+         std::to_string(program.mergedKernels) + " copies merged";
 }
 
 } // namespace
@@ -404,10 +411,7 @@ int main(int argc, char **argv) {
   for (const Phase &phase : phasesBeforeTarget) {
     PassManager pm(&context);
     phase.add(pm);
-    if (failed(mlir::applyPassManagerCLOptions(pm)))
-      return 1;
-    mlir::applyDefaultTimingPassManagerCLOptions(pm);
-    if (failed(pm.run(*module)))
+    if (failed(kiln::applyPassManagerOptions(pm)) || failed(pm.run(*module)))
       return 1;
     progress((std::string(phase.name) + " passes done").c_str());
     if (compileTo == phase.name) {
@@ -443,10 +447,7 @@ int main(int argc, char **argv) {
         return 0;
       vulkanVariants.push_back(std::move(*built));
       progress(("vulkan kernels generated (" + env.name + ", " +
-                std::to_string(vulkanVariants.back().program.kernels.size()) +
-                " kernels, " +
-                std::to_string(vulkanVariants.back().program.mergedKernels) +
-                " copies merged)")
+                kernelCounts(vulkanVariants.back().program) + ")")
                    .c_str());
     }
     if (!spirvDir.empty()) {
@@ -489,10 +490,7 @@ int main(int argc, char **argv) {
     if (printCuda)
       return 0;
     cuda = std::move(*built);
-    progress(("cuda kernels generated (" +
-              std::to_string(cuda->program.kernels.size()) + " kernels, " +
-              std::to_string(cuda->program.mergedKernels) +
-              " copies merged)")
+    progress(("cuda kernels generated (" + kernelCounts(cuda->program) + ")")
                  .c_str());
   }
 
