@@ -650,10 +650,11 @@ int tokenizeMain(int argc, char **argv) {
   if (chat) {
     // Each item as the user turn of a chat prompt, special tokens parsed:
     // the ids `generate --chat` would prefill.
+    std::string bos = bosText(tok);
     for (std::string &item : items) {
       std::string wrapped, error;
-      if (!chatPrompt(kiln_tokenizer_chat_template(tok), item, system,
-                      bosText(tok), wrapped, error))
+      if (!chatPrompt(kiln_tokenizer_chat_template(tok), item, system, bos,
+                      wrapped, error))
         return fail("tokenize: " + error);
       item = wrapped;
     }
