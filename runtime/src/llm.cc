@@ -316,18 +316,46 @@ KILN_API uint64_t kiln_llm_kv_bytes(const kiln_llm *llm) {
   return static_cast<uint64_t>(llm->blocksUsed) * llm->blockBytes;
 }
 
-KILN_API void kiln_llm_reset(kiln_llm *llm) {
-  // Give the pages back to the OS and the blocks to the free list.
-  while (llm->blocksUsed > 0) {
+namespace {
+/// Gives the blocks past the first `keep` back: their pages to the OS and
+/// the blocks to the free list.
+void releaseBlocks(kiln_llm_s *llm, size_t keep) {
+  while (llm->blocksUsed > keep) {
     int32_t b = llm->table[--llm->blocksUsed];
     madvise(llm->pool + static_cast<size_t>(b) * llm->blockBytes,
             llm->blockBytes, MADV_DONTNEED);
     llm->freeBlocks.push_back(b);
   }
   std::sort(llm->freeBlocks.rbegin(), llm->freeBlocks.rend());
+}
+} // namespace
+
+KILN_API void kiln_llm_reset(kiln_llm *llm) {
+  releaseBlocks(llm, 0);
   llm->position = 0;
   llm->shift = 0;
   llm->haveLogits = false;
+}
+
+KILN_API kiln_status kiln_llm_truncate(kiln_llm *llm, size_t n) {
+  if (n > llm->position)
+    return makeStatus(KILN_INVALID_ARGUMENT,
+                      "cannot truncate to %zu tokens: the sequence has %zu", n,
+                      llm->position);
+  if (n == llm->position)
+    return nullptr;
+  if (llm->shift != 0)
+    return makeStatus(KILN_INVALID_ARGUMENT,
+                      "cannot truncate to %zu tokens: the ring cache has "
+                      "slid past %zu of them (reset instead)",
+                      n, llm->shift);
+  // Keys past `n` become unreachable, as after a failed prefill: every
+  // step attends only to positions before its own.
+  size_t bs = llm->spec->block_size();
+  releaseBlocks(llm, (n + bs - 1) / bs);
+  llm->position = n;
+  llm->haveLogits = false;
+  return nullptr;
 }
 
 KILN_API kiln_status kiln_sampler_create(const kiln_sampler_params *params,

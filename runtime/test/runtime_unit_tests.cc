@@ -127,6 +127,25 @@ static void testLlm(kiln_artifact *a, kiln_llm *llm) {
   EXPECT(kiln_llm_prefill(llm, prompt, 3) == nullptr);
   EXPECT(std::equal(first.begin(), first.end(), kiln_llm_logits(llm)));
 
+  // Truncating to a prefix and prefilling the same tokens again gives the
+  // logits of the whole sequence; the dropped tokens' blocks go back.
+  int32_t longer[6] = {prompt[0], prompt[1], prompt[2], 4, 5, 6};
+  kiln_llm_reset(llm);
+  EXPECT(kiln_llm_prefill(llm, longer, 6) == nullptr);
+  std::vector<float> full(kiln_llm_logits(llm), kiln_llm_logits(llm) + vocab);
+  EXPECT(kiln_llm_truncate(llm, 2) == nullptr);
+  EXPECT(kiln_llm_position(llm) == 2 && kiln_llm_logits(llm) == nullptr);
+  EXPECT(kiln_llm_kv_bytes(llm) == oneBlock);
+  EXPECT(kiln_llm_prefill(llm, longer + 2, 4) == nullptr);
+  EXPECT(std::equal(full.begin(), full.end(), kiln_llm_logits(llm)));
+  EXPECT(kiln_llm_truncate(llm, 6) == nullptr && kiln_llm_position(llm) == 6);
+  s = kiln_llm_truncate(llm, 7);
+  EXPECT(contains(s, "cannot truncate to 7 tokens: the sequence has 6"));
+  kiln_status_free(s);
+  EXPECT(kiln_llm_truncate(llm, 0) == nullptr && kiln_llm_kv_bytes(llm) == 0);
+  EXPECT(kiln_llm_prefill(llm, prompt, 3) == nullptr);
+  EXPECT(std::equal(first.begin(), first.end(), kiln_llm_logits(llm)));
+
   // A small context overflows with a clear error.
   kiln_llm *small;
   EXPECT(kiln_llm_create(a, "cpu", 4, &small) == nullptr);
@@ -355,6 +374,10 @@ static void testRing(const std::vector<char> &bytes) {
   }
   EXPECT(kiln_llm_position(llm) == kv->max_context());
   EXPECT(most == block * kv->num_blocks());
+  // A ring that has slid cannot go back to a prefix.
+  kiln_status ts = kiln_llm_truncate(llm, 1);
+  EXPECT(contains(ts, "the ring cache has slid"));
+  kiln_status_free(ts);
   kiln_llm_release(llm);
   kiln_artifact_release(a);
   std::printf("ring: %u tokens in %u blocks of %u (%llu bytes at most)\n",
@@ -373,8 +396,44 @@ static void testRing(const std::vector<char> &bytes) {
               rejected ? "rejected" : "ACCEPTED");
 }
 
+/// The chat-template C API without a model: a template and JSON given.
+static void testChat() {
+  const char *tmpl = "{% for m in messages %}<{{ m.role }}>{{ m.content | trim }}"
+                     "{% endfor %}{% if add_generation_prompt %}<assistant>{% endif %}";
+  kiln_chat_message msgs[2] = {{"system", " Be brief. "}, {"user", "Hi \"there\""}};
+  size_t n = 0;
+  EXPECT(kiln_chat_render_messages(nullptr, tmpl, msgs, 2, 1, nullptr, 0, &n) == nullptr);
+  std::string out(n, '\0');
+  EXPECT(kiln_chat_render_messages(nullptr, tmpl, msgs, 2, 1, out.data(), n, &n) == nullptr);
+  EXPECT(out == "<system>Be brief.<user>Hi \"there\"<assistant>");
+  // A short buffer gets a prefix and the full length.
+  char small[4];
+  EXPECT(kiln_chat_render_messages(nullptr, tmpl, msgs, 1, 0, small, 4, &n) == nullptr);
+  EXPECT(n == std::strlen("<system>Be brief.") && !std::memcmp(small, "<sys", 4));
+  // JSON context, the template's own error, bad JSON, no template.
+  EXPECT(kiln_chat_render(nullptr, "{{ x.y | tojson }}", "{\"x\": {\"y\": [1, 2.5, null]}}",
+                          small, 0, &n) == nullptr && n == std::strlen("[1, 2.5, null]"));
+  kiln_status s = kiln_chat_render(nullptr, "{{ raise_exception('nope') }}", "{}", nullptr, 0, &n);
+  EXPECT(kiln_status_get_code(s) == KILN_INVALID_ARGUMENT && contains(s, "nope"));
+  kiln_status_free(s);
+  s = kiln_chat_render(nullptr, "x", "{\"messages\": [}", nullptr, 0, &n);
+  EXPECT(contains(s, "context JSON"));
+  kiln_status_free(s);
+  s = kiln_chat_render(nullptr, nullptr, "{}", nullptr, 0, &n);
+  EXPECT(kiln_status_get_code(s) == KILN_INVALID_ARGUMENT);
+  kiln_status_free(s);
+  s = kiln_chat_render_messages(nullptr, tmpl, msgs, 1, 0, nullptr, 0, nullptr);
+  EXPECT(kiln_status_get_code(s) == KILN_INVALID_ARGUMENT);
+  kiln_status_free(s);
+  kiln_chat_message noRole = {nullptr, "x"};
+  s = kiln_chat_render_messages(nullptr, tmpl, &noRole, 1, 0, nullptr, 0, &n);
+  EXPECT(contains(s, "message 0 has no role or content"));
+  kiln_status_free(s);
+}
+
 int main(int argc, char **argv) {
   testBasics();
+  testChat();
   if (argc > 1) {
     testArtifact(argv[1]);
     std::ifstream f(argv[1], std::ios::binary);

@@ -95,8 +95,9 @@ def make_bad(d):
 
 def set_kv(src, dst, key, kind, value):
     """A copy of GGUF `src` with metadata `key` set to `value` of `kind`
-    (u32, f32, bool or str): an existing key of that name is replaced, else the
-    key is added."""
+    (u32, f32, bool, str, or str-file: the string is the text of file
+    `value`): an existing key of that name is replaced, else the key is
+    added."""
     import gguf
     r = gguf.GGUFReader(src)
     raw = open(src, "rb").read()
@@ -112,6 +113,8 @@ def set_kv(src, dst, key, kind, value):
         payload = struct.pack("<IB", 7, value in ("1", "true"))
     elif kind == "str":
         payload = struct.pack("<I", 8) + gstr(value)
+    elif kind == "str-file":
+        payload = struct.pack("<I", 8) + gstr(open(value, encoding="utf-8").read())
     else:
         raise SystemExit(f"unknown kind {kind}")
     kv = gstr(key) + payload

@@ -3,7 +3,8 @@
 //
 //   kiln-run OUT.kiln [--function=main] --input=a.npy ... --output=y.npy ...
 //            [--device=cpu] [--repeat=N] [--print-signature]
-//   kiln-run generate OUT.kiln (-p TEXT [--chat] [--system=TEXT] |
+//   kiln-run generate OUT.kiln (-p TEXT [--chat] [--chat-template=FILE]
+//            [--system=TEXT] |
 //            --prompt-ids=ID,ID,...) [-n N] [--temp=T] [--top-k=K]
 //            [--top-p=P] [--repeat-penalty=R] [--seed=S] [--ignore-eos]
 //            [--print-ids] [--logits-out=FILE.npy] [--context=N] [--device=]
@@ -12,7 +13,12 @@
 //   kiln-run tokenize OUT.kiln (--text=TEXT | --file=FILE) [--special]
 //            [--roundtrip]
 //   kiln-run tokenize OUT.kiln --info
-//   kiln-run tokenize OUT.kiln --chat [--system=TEXT] --text=TEXT
+//   kiln-run tokenize OUT.kiln --chat [--chat-template=FILE] [--system=TEXT]
+//            --text=TEXT
+//   kiln-run chat OUT.kiln [--system=TEXT] [--chat-template=FILE] [-n N]
+//            [--temp=T ...] [--device=]       (one user turn per stdin line)
+//   kiln-run chat-template [OUT.kiln] [--template=FILE] --context=FILE.json
+//            [--ids]
 //
 // Inputs and outputs are in the graph's order. Errors are one line on
 // stderr and a non-zero exit. `generate --print-ids` prints the generated
@@ -24,7 +30,10 @@
 // exactly N tokens. --teacher-ids feeds those tokens instead of the picks
 // (teacher forcing) while still printing the picks: per-position agreement
 // with another engine's sequence. `tokenize --file` encodes each NUL-separated item of
-// FILE and prints its ids on one line.
+// FILE and prints its ids on one line. --chat renders the model's Jinja chat
+// template (or FILE's) over the turn, as transformers' apply_chat_template;
+// `chat-template` prints what a template renders for a JSON object of its
+// variables ({"messages": [...], "add_generation_prompt": true, ...}).
 #include "kiln/kiln.h"
 #include "npy.h"
 
@@ -76,6 +85,8 @@ std::string shapeStr(const int64_t *shape, int32_t rank) {
 int generateMain(int argc, char **argv);
 int benchMain(int argc, char **argv);
 int tokenizeMain(int argc, char **argv);
+int chatTemplateMain(int argc, char **argv);
+int chatMain(int argc, char **argv);
 
 int main(int argc, char **argv) {
   if (argc > 1 && !std::strcmp(argv[1], "generate"))
@@ -84,6 +95,10 @@ int main(int argc, char **argv) {
     return benchMain(argc - 1, argv + 1);
   if (argc > 1 && !std::strcmp(argv[1], "tokenize"))
     return tokenizeMain(argc - 1, argv + 1);
+  if (argc > 1 && !std::strcmp(argv[1], "chat-template"))
+    return chatTemplateMain(argc - 1, argv + 1);
+  if (argc > 1 && !std::strcmp(argv[1], "chat"))
+    return chatMain(argc - 1, argv + 1);
   std::string artifactPath, function = "main", device = "cpu";
   std::vector<std::string> inputs, outputs;
   int repeat = 1;
@@ -265,74 +280,57 @@ kiln_status encode(kiln_tokenizer *tok, const std::string &text, bool special,
                                ids.data(), n, &n);
 }
 
-/// Jinja's trim: whitespace off both ends.
-std::string trimmed(const std::string &s) {
-  size_t b = s.find_first_not_of(" \t\n\r\f\v");
-  if (b == std::string::npos)
-    return "";
-  return s.substr(b, s.find_last_not_of(" \t\n\r\f\v") - b + 1);
-}
-
-/// The prompt of one user turn (and a system message) in the chat format
-/// of the model's template, as the template renders it with
-/// add_generation_prompt: ChatML (<|im_start|>role ... <|im_end|>, with
-/// the template's default system message when it has one) or Llama 3's
-/// headers (<|start_header_id|>role<|end_header_id|> ... <|eot_id|>, the
-/// template's bos_token first; `bos` is its text when the tokenizer does
-/// not add it). False, with `error` saying why, for other templates.
-bool chatPrompt(const std::string &tmpl, const std::string &user,
-                std::string system, const std::string &bos, std::string &out,
-                std::string &error) {
-  if (tmpl.find("<|start_header_id|>") != std::string::npos) {
-    if (tmpl.find("Cutting Knowledge Date") != std::string::npos) {
-      error = "the model's Llama 3.1-style template writes a dated system "
-              "block, which --chat does not reproduce; give the whole "
-              "prompt with -p";
-      return false;
-    }
-    out = tmpl.find("bos_token") != std::string::npos ? bos : "";
-    if (!system.empty())
-      out += "<|start_header_id|>system<|end_header_id|>\n\n" +
-             trimmed(system) + "<|eot_id|>";
-    out += "<|start_header_id|>user<|end_header_id|>\n\n" + trimmed(user) +
-           "<|eot_id|><|start_header_id|>assistant<|end_header_id|>\n\n";
-    return true;
-  }
-  if (tmpl.find("<|im_start|>") == std::string::npos) {
-    error = "--chat needs a ChatML or Llama 3 chat template; the model's is "
-            "different or missing";
+/// The whole of file `path`.
+bool readFile(const std::string &path, std::string &out) {
+  std::FILE *f = std::fopen(path.c_str(), "rb");
+  if (!f)
     return false;
-  }
-  const std::string head = "<|im_start|>system\n";
-  size_t at = tmpl.find(head);
-  if (system.empty() && at != std::string::npos) {
-    size_t end = tmpl.find("<|im_end|>", at);
-    if (end != std::string::npos)
-      system = tmpl.substr(at + head.size(), end - at - head.size());
-  }
   out.clear();
-  if (!system.empty())
-    out += head + system + "<|im_end|>\n";
-  out += "<|im_start|>user\n" + user + "<|im_end|>\n<|im_start|>assistant\n";
+  char buf[65536];
+  size_t got;
+  while ((got = std::fread(buf, 1, sizeof buf, f)) > 0)
+    out.append(buf, got);
+  std::fclose(f);
   return true;
 }
 
-/// The BOS token's text when the tokenizer does not add BOS itself (a
-/// template's bos_token must then be in the text), else "".
-std::string bosText(kiln_tokenizer *tok) {
-  std::vector<int32_t> ids;
-  int32_t bos = kiln_tokenizer_bos(tok);
-  kiln_status s = encode(tok, "", true, ids);
-  kiln_status_free(s);
-  if (bos < 0 || (!ids.empty() && ids[0] == bos))
-    return "";
-  const char *piece;
-  size_t len;
-  if (kiln_status p = kiln_tokenizer_piece(tok, bos, 1, &piece, &len)) {
-    kiln_status_free(p);
-    return "";
-  }
-  return std::string(piece, len);
+/// Renders `messages` with the model's chat template (or `tmpl` when not
+/// empty), with the generation prompt.
+kiln_status chatText(kiln_tokenizer *tok, const std::string &tmpl,
+                     const std::vector<kiln_chat_message> &messages,
+                     std::string &out) {
+  const char *t = tmpl.empty() ? nullptr : tmpl.c_str();
+  size_t n = 0;
+  if (kiln_status s = kiln_chat_render_messages(tok, t, messages.data(),
+                                                messages.size(), 1, nullptr, 0, &n))
+    return s;
+  out.resize(n);
+  return kiln_chat_render_messages(tok, t, messages.data(), messages.size(), 1,
+                                   out.data(), n, &n);
+}
+
+/// The ids of rendered chat text (kiln_chat_encode).
+kiln_status chatIds(kiln_tokenizer *tok, const std::string &text,
+                    std::vector<int32_t> &ids) {
+  size_t n = 0;
+  if (kiln_status s = kiln_chat_encode(tok, text.data(), text.size(), nullptr, 0, &n))
+    return s;
+  ids.resize(n);
+  return kiln_chat_encode(tok, text.data(), text.size(), ids.data(), n, &n);
+}
+
+/// One user turn (after a system message, when given) as chat prompt ids.
+kiln_status chatPromptIds(kiln_tokenizer *tok, const std::string &tmpl,
+                          const std::string &system, const std::string &user,
+                          std::vector<int32_t> &ids) {
+  std::vector<kiln_chat_message> messages;
+  if (!system.empty())
+    messages.push_back({"system", system.c_str()});
+  messages.push_back({"user", user.c_str()});
+  std::string text;
+  if (kiln_status s = chatText(tok, tmpl, messages, text))
+    return s;
+  return chatIds(tok, text, ids);
 }
 
 kiln_status openLlm(const LlmArgs &a, Llm &out) {
@@ -365,7 +363,7 @@ int generateMain(int argc, char **argv) {
   LlmArgs a;
   std::vector<int32_t> prompt, teacher;
   bool havePrompt = false, printIds = false, chat = false, ignoreEos = false;
-  std::string text, system;
+  std::string text, system, chatTemplate;
   bool haveText = false;
   int n = 32;
   std::string logitsOut;
@@ -385,6 +383,10 @@ int generateMain(int argc, char **argv) {
       haveText = true;
     } else if (!std::strcmp(argv[i], "--chat")) {
       chat = true;
+    } else if (startsWith(argv[i], "--chat-template=", &v)) {
+      chat = true;
+      if (!readFile(v, chatTemplate))
+        return fail(std::string("generate: cannot read '") + v + "'");
     } else if (startsWith(argv[i], "--system=", &v)) {
       system = v;
     } else if (!std::strcmp(argv[i], "--ignore-eos")) {
@@ -431,15 +433,9 @@ int generateMain(int argc, char **argv) {
   kiln_status_free(ts);
   bool stopAtEog = false;
   if (haveText) {
-    std::string wrapped;
-    if (chat) {
-      std::string error;
-      if (!chatPrompt(kiln_tokenizer_chat_template(m.tokenizer), text, system,
-                      bosText(m.tokenizer), wrapped, error))
-        return fail("generate: " + error);
-      text = wrapped;
-    }
-    if (kiln_status s = encode(m.tokenizer, text, true, prompt))
+    kiln_status s = chat ? chatPromptIds(m.tokenizer, chatTemplate, system, text, prompt)
+                         : encode(m.tokenizer, text, true, prompt);
+    if (s)
       return failStatus(s);
     if (prompt.empty())
       return fail("generate: the prompt encodes to no tokens");
@@ -592,7 +588,7 @@ int tokenizeMain(int argc, char **argv) {
   LlmArgs a;
   std::vector<std::string> items;
   bool special = false, roundtrip = false, info = false, chat = false;
-  std::string system;
+  std::string system, chatTemplate;
   for (int i = 1; i < argc; ++i) {
     const char *v;
     std::string err;
@@ -600,20 +596,18 @@ int tokenizeMain(int argc, char **argv) {
       info = true;
     } else if (!std::strcmp(argv[i], "--chat")) {
       chat = true;
+    } else if (startsWith(argv[i], "--chat-template=", &v)) {
+      chat = true;
+      if (!readFile(v, chatTemplate))
+        return fail(std::string("tokenize: cannot read '") + v + "'");
     } else if (startsWith(argv[i], "--system=", &v)) {
       system = v;
     } else if (startsWith(argv[i], "--text=", &v)) {
       items.push_back(v);
     } else if (startsWith(argv[i], "--file=", &v)) {
-      std::FILE *f = std::fopen(v, "rb");
-      if (!f)
-        return fail(std::string("cannot read '") + v + "'");
       std::string all;
-      char buf[65536];
-      size_t got;
-      while ((got = std::fread(buf, 1, sizeof buf, f)) > 0)
-        all.append(buf, got);
-      std::fclose(f);
+      if (!readFile(v, all))
+        return fail(std::string("cannot read '") + v + "'");
       size_t start = 0;
       for (size_t k = 0; k <= all.size(); ++k)
         if (k == all.size() || all[k] == '\0') {
@@ -647,24 +641,18 @@ int tokenizeMain(int argc, char **argv) {
     std::printf("vocab %zu bos %d eos %d eog %s\n", n, kiln_tokenizer_bos(tok),
                 kiln_tokenizer_eos(tok), eog.empty() ? "-" : eog.c_str());
   }
+  // --chat: each item as the user turn of a chat prompt, the ids
+  // `generate --chat` would prefill.
   if (chat) {
-    // Each item as the user turn of a chat prompt, special tokens parsed:
-    // the ids `generate --chat` would prefill.
-    std::string bos = bosText(tok);
-    for (std::string &item : items) {
-      std::string wrapped, error;
-      if (!chatPrompt(kiln_tokenizer_chat_template(tok), item, system, bos,
-                      wrapped, error))
-        return fail("tokenize: " + error);
-      item = wrapped;
-    }
     special = true;
     roundtrip = false;
   }
   int bad = 0;
   for (size_t k = 0; k < items.size(); ++k) {
     std::vector<int32_t> ids;
-    if (kiln_status s = encode(tok, items[k], special, ids))
+    kiln_status s = chat ? chatPromptIds(tok, chatTemplate, system, items[k], ids)
+                         : encode(tok, items[k], special, ids);
+    if (s)
       return failStatus(s);
     std::string line, back;
     for (size_t i = 0; i < ids.size(); ++i) {
@@ -684,4 +672,194 @@ int tokenizeMain(int argc, char **argv) {
   kiln_tokenizer_release(tok);
   kiln_artifact_release(artifact);
   return bad ? 1 : 0;
+}
+
+/// kiln-run chat-template [ARTIFACT] [--template=FILE] --context=FILE.json
+/// [--ids]: the rendered text, exactly (or, with --ids, its prompt ids).
+int chatTemplateMain(int argc, char **argv) {
+  std::string artifactPath, tmpl, context;
+  bool haveTemplate = false, haveContext = false, ids = false;
+  for (int i = 1; i < argc; ++i) {
+    const char *v;
+    if (startsWith(argv[i], "--template=", &v)) {
+      if (!readFile(v, tmpl))
+        return fail(std::string("chat-template: cannot read '") + v + "'");
+      haveTemplate = true;
+    } else if (startsWith(argv[i], "--context=", &v)) {
+      if (!readFile(v, context))
+        return fail(std::string("chat-template: cannot read '") + v + "'");
+      haveContext = true;
+    } else if (!std::strcmp(argv[i], "--ids")) {
+      ids = true;
+    } else if (argv[i][0] == '-') {
+      return fail(std::string("chat-template: unknown option '") + argv[i] + "'");
+    } else if (artifactPath.empty()) {
+      artifactPath = argv[i];
+    } else {
+      return fail(std::string("chat-template: unexpected argument '") + argv[i] + "'");
+    }
+  }
+  if (!haveContext)
+    return fail("chat-template: give the variables as --context=FILE.json");
+  if (artifactPath.empty() && (!haveTemplate || ids))
+    return fail("chat-template: give an artifact (for its template or ids)");
+  kiln_artifact *artifact = nullptr;
+  kiln_tokenizer *tok = nullptr;
+  if (!artifactPath.empty()) {
+    if (kiln_status s = kiln_artifact_open(artifactPath.c_str(), &artifact))
+      return failStatus(s);
+    if (kiln_status s = kiln_tokenizer_create(artifact, &tok))
+      return failStatus(s);
+  }
+  const char *t = haveTemplate ? tmpl.c_str() : nullptr;
+  std::string text;
+  size_t n = 0;
+  kiln_status s = kiln_chat_render(tok, t, context.c_str(), nullptr, 0, &n);
+  if (!s) {
+    text.resize(n);
+    s = kiln_chat_render(tok, t, context.c_str(), text.data(), n, &n);
+  }
+  if (s)
+    return failStatus(s);
+  if (ids) {
+    std::vector<int32_t> v;
+    if (kiln_status e = chatIds(tok, text, v))
+      return failStatus(e);
+    for (size_t i = 0; i < v.size(); ++i)
+      std::printf("%s%d", i ? " " : "", v[i]);
+    std::printf("\n");
+  } else {
+    std::fwrite(text.data(), 1, text.size(), stdout);
+  }
+  kiln_tokenizer_release(tok);
+  kiln_artifact_release(artifact);
+  return 0;
+}
+
+/// kiln-run chat ARTIFACT [--system=TEXT] [--chat-template=FILE] [-n N]
+/// [sampling]: a conversation, one user turn per line of stdin. Each turn
+/// renders the whole conversation with the template and prefills only what
+/// follows the longest prefix it shares with the tokens in the cache
+/// (kiln_llm_truncate drops the rest; a ring cache that has slid starts
+/// over).
+int chatMain(int argc, char **argv) {
+  LlmArgs a;
+  std::string system, tmpl;
+  int n = 256;
+  kiln_sampler_params sp{0.0f, 0, 1.0f, 1.0f, 0};
+  for (int i = 1; i < argc; ++i) {
+    const char *v;
+    std::string err;
+    if (startsWith(argv[i], "--system=", &v)) {
+      system = v;
+    } else if (startsWith(argv[i], "--chat-template=", &v)) {
+      if (!readFile(v, tmpl))
+        return fail(std::string("chat: cannot read '") + v + "'");
+    } else if ((v = optionValue(argc, argv, i, "-n", "--n-predict="))) {
+      n = std::atoi(v);
+    } else if (startsWith(argv[i], "--temp=", &v)) {
+      sp.temperature = std::strtof(v, nullptr);
+    } else if (startsWith(argv[i], "--top-k=", &v)) {
+      sp.top_k = std::atoi(v);
+    } else if (startsWith(argv[i], "--top-p=", &v)) {
+      sp.top_p = std::strtof(v, nullptr);
+    } else if (startsWith(argv[i], "--repeat-penalty=", &v)) {
+      sp.repetition_penalty = std::strtof(v, nullptr);
+    } else if (startsWith(argv[i], "--seed=", &v)) {
+      sp.seed = std::strtoull(v, nullptr, 10);
+    } else if (!parseCommon(argv[i], a, err)) {
+      return fail("chat: " + err);
+    }
+  }
+  if (a.artifactPath.empty())
+    return fail("chat: no artifact given");
+  if (n < 1)
+    return fail("chat: -n must be >= 1");
+  Llm m;
+  if (kiln_status s = openLlm(a, m))
+    return failStatus(s);
+  if (kiln_status s = kiln_tokenizer_create(m.artifact, &m.tokenizer))
+    return failStatus(s);
+  kiln_sampler *sampler;
+  if (kiln_status s = kiln_sampler_create(&sp, &sampler))
+    return failStatus(s);
+  size_t vocab = kiln_llm_vocab_size(m.llm);
+  // The conversation (texts owned here) and the tokens in the cache.
+  std::vector<std::pair<std::string, std::string>> turns;
+  if (!system.empty())
+    turns.emplace_back("system", system);
+  std::vector<int32_t> cached;
+  std::string line;
+  int turn = 0;
+  while (true) {
+    std::fprintf(stderr, "> ");
+    std::fflush(stderr);
+    line.clear();
+    int c;
+    while ((c = std::fgetc(stdin)) != EOF && c != '\n')
+      line += char(c);
+    if (c == EOF && line.empty())
+      break;
+    if (line.empty())
+      continue;
+    ++turn;
+    turns.emplace_back("user", line);
+    std::vector<kiln_chat_message> messages;
+    for (auto &[role, content] : turns)
+      messages.push_back({role.c_str(), content.c_str()});
+    std::string text;
+    std::vector<int32_t> ids;
+    if (kiln_status s = chatText(m.tokenizer, tmpl, messages, text))
+      return failStatus(s);
+    if (kiln_status s = chatIds(m.tokenizer, text, ids))
+      return failStatus(s);
+    // Keep the cached tokens the new text starts with (re-encoding a reply
+    // need not give the ids that were generated), and at least one token
+    // to prefill for the logits.
+    size_t keep = 0;
+    while (keep < cached.size() && keep + 1 < ids.size() && cached[keep] == ids[keep])
+      ++keep;
+    if (kiln_status s = kiln_llm_truncate(m.llm, keep)) {
+      kiln_status_free(s);
+      kiln_llm_reset(m.llm);
+      keep = 0;
+    }
+    cached.resize(keep);
+    auto t0 = std::chrono::steady_clock::now();
+    if (kiln_status s = kiln_llm_prefill(m.llm, ids.data() + keep, ids.size() - keep))
+      return failStatus(s);
+    double promptS = seconds(t0);
+    cached = ids;
+    std::string reply;
+    int made = 0;
+    t0 = std::chrono::steady_clock::now();
+    for (; made < n; ++made) {
+      int32_t next;
+      if (kiln_status s = kiln_sampler_sample(sampler, kiln_llm_logits(m.llm), vocab,
+                                              cached.data(), cached.size(), &next))
+        return failStatus(s);
+      if (kiln_tokenizer_is_eog(m.tokenizer, next))
+        break;
+      const char *piece;
+      size_t len;
+      if (kiln_status s = kiln_tokenizer_piece(m.tokenizer, next, 0, &piece, &len))
+        return failStatus(s);
+      reply.append(piece, len);
+      std::fwrite(piece, 1, len, stdout);
+      std::fflush(stdout);
+      if (kiln_status s = kiln_llm_decode(m.llm, next))
+        return failStatus(s);
+      cached.push_back(next);
+    }
+    std::printf("\n");
+    std::fflush(stdout);
+    std::fprintf(stderr,
+                 "kiln-run: turn %d: %zu cached tokens reused, %zu prefilled "
+                 "in %.3f s; %d generated in %.3f s; %zu in the cache\n",
+                 turn, keep, ids.size() - keep, promptS, made, seconds(t0),
+                 kiln_llm_position(m.llm));
+    turns.emplace_back("assistant", reply);
+  }
+  kiln_sampler_release(sampler);
+  return 0;
 }

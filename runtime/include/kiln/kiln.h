@@ -165,6 +165,11 @@ KILN_API size_t kiln_llm_context_size(const kiln_llm *llm);
 KILN_API uint64_t kiln_llm_kv_bytes(const kiln_llm *llm);
 /* Empties the sequence and gives its cache blocks back. */
 KILN_API void kiln_llm_reset(kiln_llm *llm);
+/* Keeps the first `n` tokens of the sequence and drops the rest (their
+ * blocks go back), so a conversation can continue from a shared prefix.
+ * The logits are gone until the next prefill. Fails when `n` is more than
+ * the sequence holds, or when a ring cache has slid (reset instead). */
+KILN_API kiln_status kiln_llm_truncate(kiln_llm *llm, size_t n);
 
 /*--- Sampling -----------------------------------------------------------*/
 
@@ -221,6 +226,48 @@ KILN_API int32_t kiln_tokenizer_eos(const kiln_tokenizer *tokenizer);
 KILN_API int kiln_tokenizer_is_eog(const kiln_tokenizer *tokenizer, int32_t id);
 /* The Jinja chat template from the model, or "". */
 KILN_API const char *kiln_tokenizer_chat_template(const kiln_tokenizer *tokenizer);
+
+/*--- Chat templates -----------------------------------------------------*/
+
+/* Renders a chat template as transformers' apply_chat_template(...,
+ * tokenize=False) does (Jinja with trim_blocks and lstrip_blocks; see
+ * docs/runtime.md for the subset): `chat_template`, or the model's own
+ * when it is NULL. `context_json` is a JSON object of the template's
+ * variables: "messages" (a list of {"role", "content", ...}) and whatever
+ * else the template reads ("add_generation_prompt", "tools",
+ * "enable_thinking", ...). bos_token and eos_token are the tokenizer's
+ * texts unless the object sets them; `tokenizer` may be NULL when
+ * `chat_template` is given. Writes at most `capacity` bytes of the text
+ * (no terminating NUL) and sets *length to its full length. Errors name
+ * the template line, or carry the message of the template's own
+ * raise_exception (say, roles that do not alternate). Encode the text
+ * with `special` set; its BOS text, when the template writes one, is the
+ * prompt's BOS (kiln_chat_encode does both). */
+KILN_API kiln_status kiln_chat_render(kiln_tokenizer *tokenizer,
+                                      const char *chat_template,
+                                      const char *context_json, char *out,
+                                      size_t capacity, size_t *length);
+
+typedef struct kiln_chat_message {
+  const char *role; /* "system", "user", "assistant", ... */
+  const char *content;
+} kiln_chat_message;
+
+/* kiln_chat_render over plain messages, with add_generation_prompt. */
+KILN_API kiln_status kiln_chat_render_messages(
+    kiln_tokenizer *tokenizer, const char *chat_template,
+    const kiln_chat_message *messages, size_t count,
+    int add_generation_prompt, char *out, size_t capacity, size_t *length);
+
+/* The token ids of rendered chat text: encoded with control tokens parsed,
+ * and one BOS, not two, when the tokenizer adds BOS and the template also
+ * wrote it (transformers encodes templates without adding BOS; llama.cpp
+ * warns about the double BOS this avoids). Same buffer contract as
+ * kiln_tokenizer_encode. */
+KILN_API kiln_status kiln_chat_encode(kiln_tokenizer *tokenizer,
+                                      const char *text, size_t length,
+                                      int32_t *ids, size_t capacity,
+                                      size_t *count);
 
 #ifdef __cplusplus
 }
