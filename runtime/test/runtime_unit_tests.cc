@@ -432,6 +432,7 @@ static void testChat() {
 }
 
 int main(int argc, char **argv) {
+  std::setvbuf(stdout, nullptr, _IOLBF, 0); // progress survives a crash
   testBasics();
   testChat();
   if (argc > 1) {
