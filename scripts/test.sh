@@ -65,5 +65,7 @@ run "SmolLM2 (int8 KV): per-position greedy agreement with llama.cpp" \
   .venv/bin/python test/gguf/check_llamacpp.py build/smollm2-kv8.kiln --build build
 run "SmolLM2: tokenizer vs llama.cpp on 1,100 items" \
   .venv/bin/python test/gguf/check_tokenizer.py $smol_kiln --build build
+run "SmolLM2: multi-turn kiln-run chat, cached prefix reused = full prefill" \
+  bash test/llm/chat/check_chat.sh build/bin/kiln-run $smol_kiln
 if [ $status -eq 0 ]; then echo "all test suites passed"; else echo "some test suites FAILED"; fi
 exit $status

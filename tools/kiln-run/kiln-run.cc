@@ -16,7 +16,7 @@
 //   kiln-run tokenize OUT.kiln --chat [--chat-template=FILE] [--system=TEXT]
 //            --text=TEXT
 //   kiln-run chat OUT.kiln [--system=TEXT] [--chat-template=FILE] [-n N]
-//            [--temp=T ...] [--device=]       (one user turn per stdin line)
+//            [--fresh] [--temp=T ...] [--device=]  (a user turn per stdin line)
 //   kiln-run chat-template [OUT.kiln] [--template=FILE] --context=FILE.json
 //            [--ids]
 //
@@ -737,14 +737,16 @@ int chatTemplateMain(int argc, char **argv) {
 }
 
 /// kiln-run chat ARTIFACT [--system=TEXT] [--chat-template=FILE] [-n N]
-/// [sampling]: a conversation, one user turn per line of stdin. Each turn
+/// [--fresh] [sampling]: a conversation, one user turn per line of stdin. Each turn
 /// renders the whole conversation with the template and prefills only what
 /// follows the longest prefix it shares with the tokens in the cache
 /// (kiln_llm_truncate drops the rest; a ring cache that has slid starts
-/// over).
+/// over). --fresh prefills everything each turn (the same text, slower: a
+/// check of the reuse).
 int chatMain(int argc, char **argv) {
   LlmArgs a;
   std::string system, tmpl;
+  bool fresh = false; // prefill the whole conversation each turn
   int n = 256;
   kiln_sampler_params sp{0.0f, 0, 1.0f, 1.0f, 0};
   for (int i = 1; i < argc; ++i) {
@@ -752,6 +754,8 @@ int chatMain(int argc, char **argv) {
     std::string err;
     if (startsWith(argv[i], "--system=", &v)) {
       system = v;
+    } else if (!std::strcmp(argv[i], "--fresh")) {
+      fresh = true;
     } else if (startsWith(argv[i], "--chat-template=", &v)) {
       if (!readFile(v, tmpl))
         return fail(std::string("chat: cannot read '") + v + "'");
@@ -780,6 +784,9 @@ int chatMain(int argc, char **argv) {
     return failStatus(s);
   if (kiln_status s = kiln_tokenizer_create(m.artifact, &m.tokenizer))
     return failStatus(s);
+  if (tmpl.empty() && !*kiln_tokenizer_chat_template(m.tokenizer))
+    return fail("chat: the model has no chat template (give one with "
+                "--chat-template=FILE)");
   kiln_sampler *sampler;
   if (kiln_status s = kiln_sampler_create(&sp, &sampler))
     return failStatus(s);
@@ -817,7 +824,7 @@ int chatMain(int argc, char **argv) {
     // need not give the ids that were generated), and at least one token
     // to prefill for the logits.
     size_t keep = 0;
-    while (keep < cached.size() && keep + 1 < ids.size() && cached[keep] == ids[keep])
+    while (!fresh && keep < cached.size() && keep + 1 < ids.size() && cached[keep] == ids[keep])
       ++keep;
     if (kiln_status s = kiln_llm_truncate(m.llm, keep)) {
       kiln_status_free(s);
