@@ -1,6 +1,8 @@
-/* Embedding the LLM API: load an LLM artifact, encode a prompt with its
- * tokenizer, prefill, then sample and decode until end-of-text or N tokens,
- * printing the text as it comes. Plain C against libkiln.so.
+/* Embedding the LLM API: load an LLM artifact, make the prompt a user turn
+ * of the model's chat template when it has one (kiln_chat_render_messages),
+ * encode it with its tokenizer, prefill, then sample and decode until
+ * end-of-generation or N tokens, printing the text as it comes. Plain C
+ * against libkiln.so.
  *
  *   kiln_chat_example MODEL.kiln "prompt" [N] [temperature] [seed]
  */
@@ -32,6 +34,7 @@ int main(int argc, char **argv) {
   kiln_tokenizer *tok = NULL;
   kiln_sampler *smp = NULL;
   int32_t *ids = NULL;
+  char *text = NULL;
   int rc = 1;
   /* The device: "cpu" unless $KILN_DEVICE names another ("vulkan", "cuda"). */
   const char *device = getenv("KILN_DEVICE") ? getenv("KILN_DEVICE") : "cpu";
@@ -41,15 +44,33 @@ int main(int argc, char **argv) {
       check(kiln_sampler_create(&params, &smp), "bad sampler"))
     goto done;
 
-  size_t len = strlen(argv[2]), count = 0;
-  if (check(kiln_tokenizer_encode(tok, argv[2], len, 1, NULL, 0, &count),
+  /* The prompt as the user turn of the model's chat template, if any. */
+  const char *prompt = argv[2];
+  size_t len = strlen(prompt), count = 0;
+  int chat = kiln_tokenizer_chat_template(tok)[0] != '\0';
+  if (chat) {
+    kiln_chat_message turn = {"user", argv[2]};
+    if (check(kiln_chat_render_messages(tok, NULL, &turn, 1, 1, NULL, 0, &len),
+              "chat template"))
+      goto done;
+    text = malloc(len + 1);
+    if (!text || check(kiln_chat_render_messages(tok, NULL, &turn, 1, 1, text,
+                                                 len, &len),
+                       "chat template"))
+      goto done;
+    prompt = text;
+  }
+  /* Chat text: control tokens parse and BOS is not doubled. */
+  if (check(chat ? kiln_chat_encode(tok, prompt, len, NULL, 0, &count)
+                 : kiln_tokenizer_encode(tok, prompt, len, 1, NULL, 0, &count),
             "encode"))
     goto done;
   /* Room for the prompt and every token we may generate (the history the
    * repetition penalty reads). */
   ids = malloc((count + (size_t)n + 1) * sizeof *ids);
   if (!ids ||
-      check(kiln_tokenizer_encode(tok, argv[2], len, 1, ids, count, &count),
+      check(chat ? kiln_chat_encode(tok, prompt, len, ids, count, &count)
+                 : kiln_tokenizer_encode(tok, prompt, len, 1, ids, count, &count),
             "encode") ||
       check(kiln_llm_prefill(llm, ids, count), "prefill"))
     goto done;
@@ -77,6 +98,7 @@ int main(int argc, char **argv) {
   rc = 0;
 done:
   free(ids);
+  free(text);
   kiln_sampler_release(smp);
   kiln_tokenizer_release(tok);
   kiln_llm_release(llm);
