@@ -39,7 +39,7 @@ else
 fi
 run "importer fuzzing (mutated models never crash)" \
   .venv/bin/python test/fuzz/fuzz_importer.py --build build --iterations 300 --seed 1
-run "GGUF reader fuzzing (libFuzzer, ASan+UBSan, 20 s)" \
+run "GGUF reader and chat-template fuzzing (libFuzzer, ASan+UBSan, 20 s each)" \
   bash test/fuzz/run_fuzzers.sh 20 build-fuzz
 run "end-to-end models vs onnxruntime" \
   .venv/bin/python test/e2e/test_models.py --build build

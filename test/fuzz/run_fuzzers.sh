@@ -6,7 +6,7 @@ seconds=${1:-30}
 out=${2:-build-fuzz}
 cmake -G Ninja -S . -B "$out" -DKILN_FUZZERS=ON -DCMAKE_BUILD_TYPE=RelWithDebInfo \
   -DCMAKE_C_COMPILER=clang-22 -DCMAKE_CXX_COMPILER=clang++-22 > /dev/null
-ninja -C "$out" gguf_fuzzer > /dev/null
+ninja -C "$out" gguf_fuzzer chat_template_fuzzer > /dev/null
 corpus=$(mktemp -d)
 trap 'rm -rf "$corpus"' EXIT
 .venv/bin/python test/gguf/gguf_tool.py make-bad "$corpus"
@@ -16,3 +16,27 @@ smol=$(.venv/bin/python test/gguf/gguf_tool.py smollm2-path)
 "$out/bin/gguf_fuzzer" -max_total_time="$seconds" -max_len=4000000 \
   -rss_limit_mb=4096 "$corpus" 2>&1 | tail -3
 echo "gguf fuzzer: no crash in ${seconds}s"
+
+# Chat templates: seeded with the real templates, the language snippets and
+# each template followed (after a NUL) by each conversation of the test.
+chat=$(mktemp -d)
+trap 'rm -rf "$corpus" "$chat"' EXIT
+.venv/bin/python - "$chat" <<'PY'
+import json, os, sys
+out = sys.argv[1]
+here = "test/llm/chat"
+cases = json.load(open(f"{here}/cases.json"))
+snippets = json.load(open(f"{here}/snippets.json"))
+n = 0
+for name in sorted(os.listdir(f"{here}/templates")):
+    t = open(f"{here}/templates/{name}", "rb").read()
+    for cname, case in cases.items():
+        open(f"{out}/{n}", "wb").write(t + b"\0" + json.dumps(case).encode())
+        n += 1
+for text in snippets.values():
+    open(f"{out}/{n}", "wb").write(text.encode())
+    n += 1
+PY
+"$out/bin/chat_template_fuzzer" -max_total_time="$seconds" -max_len=65536 \
+  -rss_limit_mb=4096 -timeout=10 "$chat" 2>&1 | tail -3
+echo "chat template fuzzer: no crash in ${seconds}s"
