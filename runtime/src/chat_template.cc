@@ -1105,28 +1105,33 @@ struct ExprParser {
     }
     return e;
   }
-  ExprP orExpr() {
-    ExprP e = andExpr();
-    while (isName("or")) {
-      ExprP n = make(Expr::Or);
+  /// One left-associative level: operands from `next`, joined by the
+  /// operators (keywords or symbols) in `ops`.
+  ExprP leftAssoc(std::initializer_list<const char *> ops, ExprP (ExprParser::*next)()) {
+    ExprP e = (this->*next)();
+    while (true) {
+      const char *op = nullptr;
+      for (const char *o : ops)
+        if (isOp(o) || isName(o))
+          op = o;
+      if (!op)
+        return e;
       ++p;
-      n->args.push_back(std::move(e));
-      n->args.push_back(andExpr());
-      e = std::move(n);
+      ExprP rhs = (this->*next)();
+      if (!std::strcmp(op, "or") || !std::strcmp(op, "and")) {
+        ExprP n = std::make_unique<Expr>();
+        n->k = op[0] == 'o' ? Expr::Or : Expr::And;
+        n->line = e->line;
+        n->args.push_back(std::move(e));
+        n->args.push_back(std::move(rhs));
+        e = std::move(n);
+      } else {
+        e = binary(std::move(e), op, std::move(rhs));
+      }
     }
-    return e;
   }
-  ExprP andExpr() {
-    ExprP e = notExpr();
-    while (isName("and")) {
-      ExprP n = make(Expr::And);
-      ++p;
-      n->args.push_back(std::move(e));
-      n->args.push_back(notExpr());
-      e = std::move(n);
-    }
-    return e;
-  }
+  ExprP orExpr() { return leftAssoc({"or"}, &ExprParser::andExpr); }
+  ExprP andExpr() { return leftAssoc({"and"}, &ExprParser::notExpr); }
   ExprP notExpr() {
     Guard g(*this);
     if (isName("not")) {
@@ -1172,38 +1177,11 @@ struct ExprParser {
     n->args.push_back(std::move(rhs));
     return n;
   }
-  ExprP math1() {
-    ExprP e = concat();
-    while (isOp("+") || isOp("-")) {
-      std::string op = t[p++].s;
-      e = binary(std::move(e), op, concat());
-    }
-    return e;
-  }
-  ExprP concat() {
-    ExprP e = math2();
-    while (isOp("~")) {
-      ++p;
-      e = binary(std::move(e), "~", math2());
-    }
-    return e;
-  }
-  ExprP math2() {
-    ExprP e = power();
-    while (isOp("*") || isOp("/") || isOp("//") || isOp("%")) {
-      std::string op = t[p++].s;
-      e = binary(std::move(e), op, power());
-    }
-    return e;
-  }
-  ExprP power() {
-    ExprP e = unary(true);
-    while (isOp("**")) {
-      ++p;
-      e = binary(std::move(e), "**", unary(true));
-    }
-    return e;
-  }
+  ExprP math1() { return leftAssoc({"+", "-"}, &ExprParser::concat); }
+  ExprP concat() { return leftAssoc({"~"}, &ExprParser::math2); }
+  ExprP math2() { return leftAssoc({"*", "/", "//", "%"}, &ExprParser::power); }
+  ExprP power() { return leftAssoc({"**"}, &ExprParser::unaryWithFilters); }
+  ExprP unaryWithFilters() { return unary(true); }
   ExprP unary(bool withFilter) {
     Guard g(*this);
     ExprP e;
@@ -3117,31 +3095,24 @@ void addGlobals(Frame &g) {
     }
     return Value::array(std::move(out));
   });
-  g["namespace"] = Value::func("namespace", [](Interp &, CallArgs &a, int line) {
-    Value ns = Value::object();
-    ns.dict->isNamespace = true;
-    for (const Value &p : a.pos) {
-      if (p.k != Value::K::Dict)
-        fail(line, "namespace() takes keyword arguments or a dict");
-      for (auto &[k, v] : p.dict->items)
-        ns.dict->set(k, v);
-    }
-    for (auto &[k, v] : a.kw)
-      ns.dict->set(k, v);
-    return ns;
-  });
-  g["dict"] = Value::func("dict", [](Interp &, CallArgs &a, int line) {
-    Value d = Value::object();
-    for (const Value &p : a.pos) {
-      if (p.k != Value::K::Dict)
-        fail(line, "dict() takes keyword arguments or a dict");
-      for (auto &[k, v] : p.dict->items)
+  // namespace(...) and dict(...): a mapping of the dicts and keyword
+  // arguments given; a namespace takes attribute assignment (`set ns.x`).
+  for (bool ns : {true, false}) {
+    const char *name = ns ? "namespace" : "dict";
+    g[name] = Value::func(name, [ns, name](Interp &, CallArgs &a, int line) {
+      Value d = Value::object();
+      d.dict->isNamespace = ns;
+      for (const Value &p : a.pos) {
+        if (p.k != Value::K::Dict)
+          fail(line, std::string(name) + "() takes keyword arguments or a dict");
+        for (auto &[k, v] : p.dict->items)
+          d.dict->set(k, v);
+      }
+      for (auto &[k, v] : a.kw)
         d.dict->set(k, v);
-    }
-    for (auto &[k, v] : a.kw)
-      d.dict->set(k, v);
-    return d;
-  });
+      return d;
+    });
+  }
   // transformers' strftime_now: the local time; SOURCE_DATE_EPOCH (UTC), when
   // set, makes renders reproducible.
   g["strftime_now"] = Value::func("strftime_now", [](Interp &, CallArgs &a, int line) {

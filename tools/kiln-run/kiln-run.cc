@@ -339,6 +339,24 @@ kiln_status openLlm(const LlmArgs &a, Llm &out) {
   return kiln_llm_create(out.artifact, a.device.c_str(), a.context, &out.llm);
 }
 
+/// --temp, --top-k, --top-p, --repeat-penalty, --seed into `sp`.
+bool parseSampling(const char *arg, kiln_sampler_params &sp) {
+  const char *v;
+  if (startsWith(arg, "--temp=", &v))
+    sp.temperature = std::strtof(v, nullptr);
+  else if (startsWith(arg, "--top-k=", &v))
+    sp.top_k = std::atoi(v);
+  else if (startsWith(arg, "--top-p=", &v))
+    sp.top_p = std::strtof(v, nullptr);
+  else if (startsWith(arg, "--repeat-penalty=", &v))
+    sp.repetition_penalty = std::strtof(v, nullptr);
+  else if (startsWith(arg, "--seed=", &v))
+    sp.seed = std::strtoull(v, nullptr, 10);
+  else
+    return false;
+  return true;
+}
+
 /// "1,2,3" -> ids.
 bool parseIds(const char *v, std::vector<int32_t> &ids) {
   for (const char *p = v; *p;) {
@@ -393,16 +411,7 @@ int generateMain(int argc, char **argv) {
       ignoreEos = true;
     } else if ((v = optionValue(argc, argv, i, "-n", "--n-predict="))) {
       n = std::atoi(v);
-    } else if (startsWith(argv[i], "--temp=", &v)) {
-      sp.temperature = std::strtof(v, nullptr);
-    } else if (startsWith(argv[i], "--top-k=", &v)) {
-      sp.top_k = std::atoi(v);
-    } else if (startsWith(argv[i], "--top-p=", &v)) {
-      sp.top_p = std::strtof(v, nullptr);
-    } else if (startsWith(argv[i], "--repeat-penalty=", &v)) {
-      sp.repetition_penalty = std::strtof(v, nullptr);
-    } else if (startsWith(argv[i], "--seed=", &v)) {
-      sp.seed = std::strtoull(v, nullptr, 10);
+    } else if (parseSampling(argv[i], sp)) {
     } else if (!std::strcmp(argv[i], "--print-ids")) {
       printIds = true;
     } else if (startsWith(argv[i], "--logits-out=", &v)) {
@@ -761,16 +770,7 @@ int chatMain(int argc, char **argv) {
         return fail(std::string("chat: cannot read '") + v + "'");
     } else if ((v = optionValue(argc, argv, i, "-n", "--n-predict="))) {
       n = std::atoi(v);
-    } else if (startsWith(argv[i], "--temp=", &v)) {
-      sp.temperature = std::strtof(v, nullptr);
-    } else if (startsWith(argv[i], "--top-k=", &v)) {
-      sp.top_k = std::atoi(v);
-    } else if (startsWith(argv[i], "--top-p=", &v)) {
-      sp.top_p = std::strtof(v, nullptr);
-    } else if (startsWith(argv[i], "--repeat-penalty=", &v)) {
-      sp.repetition_penalty = std::strtof(v, nullptr);
-    } else if (startsWith(argv[i], "--seed=", &v)) {
-      sp.seed = std::strtoull(v, nullptr, 10);
+    } else if (parseSampling(argv[i], sp)) {
     } else if (!parseCommon(argv[i], a, err)) {
       return fail("chat: " + err);
     }
