@@ -76,6 +76,30 @@ int q6kValue(const uint8_t *p, int j, int l) {
 /// The index in Q6_K's 16 scales of value l of sub-block j.
 int q6kScaleIndex(int j, int l) { return 8 * (j / 4) + 2 * (j % 4) + l / 16; }
 
+/// Q3_K's 6-bit scale k (0-15, one per 16 values) from its 12 packed bytes
+/// `s`, in -32..31: the low 4 bits in the low (k < 8) or high nibble of
+/// s[k % 8], the high 2 bits at bit 2 (k / 4) of s[8 + k % 4].
+int q3kScale(const uint8_t *s, int k) {
+  int low = (s[k % 8] >> (4 * (k / 8))) & 0xF;
+  int high = (s[8 + k % 4] >> (2 * (k / 4))) & 3;
+  return (low | (high << 4)) - 32;
+}
+
+/// Value l (0-31) of 32-value group g (0-7) of a Q3_K block at `p`, in
+/// -4..3: 2 bits of qs (from byte 32) at shift 2 (g % 4) of byte
+/// 32 (g / 4) + l, minus 4 unless bit 4 (g / 4) + g % 4 of hmask[l] is set.
+int q3kValue(const uint8_t *p, int g, int l) {
+  int h = g / 4, t = g % 4;
+  int q = (p[32 + 32 * h + l] >> (2 * t)) & 3;
+  return q - ((p[l] >> (4 * h + t)) & 1 ? 0 : 4);
+}
+
+/// Value l (0-31) of group g of a Q2_K block at `p`, in 0..3 (qs from
+/// byte 16, laid out as Q3_K's).
+int q2kValue(const uint8_t *p, int g, int l) {
+  return (p[16 + 32 * (g / 4) + l] >> (2 * (g % 4))) & 3;
+}
+
 class LlamaBuilder {
 public:
   LlamaBuilder(const gguf::File &file, MLIRContext &ctx, WeightStore &store,
@@ -135,6 +159,7 @@ private:
   FailureOr<Value> linear(Value x, StringRef name, int64_t in, int64_t out);
   /// The quantization format kept packed for `t` ("q8_0", ...), or "".
   StringRef packedFormat(const gguf::TensorInfo &t) const;
+  bool warnedExpanded = false;
   /// The file's blocks of `t` ([rows, cols] in values) as an i8 weight.
   Value packedWeight(const gguf::TensorInfo &t, StringRef format, int64_t rows,
                      int64_t cols);
@@ -308,6 +333,34 @@ LlamaBuilder::dequantize(const gguf::TensorInfo &t) {
     }
     return out;
   }
+  case gguf::TensorType::Q3_K:
+    // {u8 hmask[32]; u8 qs[64]; u8 scales[12]; f16 d} per 256 values:
+    // d * scale * q, a 6-bit scale per 16 values.
+    for (uint64_t sb = 0; sb < n / 256; ++sb, p += 110) {
+      float d = half(p + 108);
+      for (int g = 0; g < 8; ++g)
+        for (int l = 0; l < 32; ++l)
+          out[sb * 256 + g * 32 + l] =
+              d * static_cast<float>(q3kScale(p + 96, 2 * g + l / 16)) *
+              static_cast<float>(q3kValue(p, g, l));
+    }
+    return out;
+  case gguf::TensorType::Q2_K:
+    // {u8 scales[16]; u8 qs[64]; f16 d; f16 dmin} per 256 values: per 16
+    // values a 4-bit scale (low nibble) and minimum (high):
+    // d * scale * q - dmin * min.
+    for (uint64_t sb = 0; sb < n / 256; ++sb, p += 84) {
+      float d = half(p + 80), dmin = half(p + 82);
+      for (int g = 0; g < 8; ++g)
+        for (int l = 0; l < 32; ++l) {
+          uint8_t sc = p[2 * g + l / 16];
+          out[sb * 256 + g * 32 + l] =
+              d * static_cast<float>(sc & 0xF) *
+                  static_cast<float>(q2kValue(p, g, l)) -
+              dmin * static_cast<float>(sc >> 4);
+        }
+    }
+    return out;
   case gguf::TensorType::Q6_K:
     // {u8 ql[128]; u8 qh[64]; i8 scales[16]; f16 d} per 256 values: 6-bit
     // q - 32, a scale per 16 values.
@@ -411,6 +464,17 @@ FailureOr<Value> LlamaBuilder::linear(Value x, StringRef name, int64_t in,
                                  b.getStringAttr(format),
                                  b.getStringAttr(options.activations))
         .getResult();
+  // Q2_K / Q3_K have no packed kernels yet: their matrices are expanded
+  // to f32 (correct, but 8 to 11 times the file's bytes), said once.
+  if (options.keepQuantized && !warnedExpanded &&
+      (t->type == static_cast<uint32_t>(gguf::TensorType::Q2_K) ||
+       t->type == static_cast<uint32_t>(gguf::TensorType::Q3_K))) {
+    warnedExpanded = true;
+    emitWarning(loc) << "tensor '" << name << "' is "
+                     << gguf::tensorTypeName(t->type)
+                     << ": Q2_K and Q3_K matrices are dequantized to f32 "
+                        "in the artifact (no packed kernels for them yet)";
+  }
   auto wv = f32Weight(*t, name, {in, out}, /*transpose=*/true);
   if (failed(wv))
     return failure();
