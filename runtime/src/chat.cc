@@ -90,11 +90,16 @@ KILN_API kiln_status kiln_chat_encode(kiln_tokenizer *tok, const char *text,
   if (!tok || !count)
     return makeStatus(KILN_INVALID_ARGUMENT,
                       "kiln_chat_encode: tokenizer and count are required");
-  std::vector<int32_t> v;
+  // One encoding: a token covers at least one byte, so the text's length
+  // (+ BOS) is room enough; the second call is only a safeguard.
+  std::vector<int32_t> v(length + 1);
   size_t n = 0;
-  KILN_RETURN_IF_ERROR(kiln_tokenizer_encode(tok, text, length, 1, nullptr, 0, &n));
+  KILN_RETURN_IF_ERROR(kiln_tokenizer_encode(tok, text, length, 1, v.data(), v.size(), &n));
+  if (n > v.size()) {
+    v.resize(n);
+    KILN_RETURN_IF_ERROR(kiln_tokenizer_encode(tok, text, length, 1, v.data(), n, &n));
+  }
   v.resize(n);
-  KILN_RETURN_IF_ERROR(kiln_tokenizer_encode(tok, text, length, 1, v.data(), n, &n));
   int32_t bos = kiln_tokenizer_bos(tok);
   if (bos >= 0 && v.size() >= 2 && v[0] == bos && v[1] == bos) {
     // The tokenizer added BOS and the template wrote it: keep one, unless

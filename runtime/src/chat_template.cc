@@ -1643,7 +1643,6 @@ struct CallArgs {
   std::vector<std::pair<std::string, Value>> kw;
   const char *fname = "";
   int line = 0;
-  size_t used = 0;
 
   /// Argument `i` (or keyword `name`); `def` if neither is given.
   Value get(size_t i, const char *name, Value def = Value::undef("")) {
@@ -1704,14 +1703,14 @@ struct Interp {
 
   //--- attribute and item access ------------------------------------------
 
-  Value method(const Value &self, const std::string &name, int line);
+  Value method(const Value &self, const std::string &name);
 
   Value getAttr(const Value &obj, const std::string &name, int line) {
     if (obj.isUndef())
       undefinedError(obj, line);
     if (obj.k == Value::K::Dict) {
       if (!obj.dict->isNamespace) {
-        Value m = method(obj, name, line);
+        Value m = method(obj, name);
         if (!m.isUndef())
           return m;
       }
@@ -1720,7 +1719,7 @@ struct Interp {
       return Value::undef("'" + std::string(typeName(obj)) + " object' has no attribute '" + name + "'");
     }
     if (obj.k == Value::K::Str || obj.k == Value::K::List) {
-      Value m = method(obj, name, line);
+      Value m = method(obj, name);
       if (!m.isUndef())
         return m;
     }
@@ -1770,7 +1769,7 @@ struct Interp {
     int64_t step = intOr(s, "step").value_or(1);
     if (step == 0)
       fail(line, "slice step cannot be zero");
-    auto clamp = [&](std::optional<int64_t> v, int64_t def, bool isStart) {
+    auto clamp = [&](std::optional<int64_t> v, int64_t def) {
       if (!v)
         return def;
       int64_t x = *v;
@@ -1778,11 +1777,10 @@ struct Interp {
         x += n;
       if (step > 0)
         return std::clamp<int64_t>(x, 0, n);
-      (void)isStart;
       return std::clamp<int64_t>(x, -1, n - 1);
     };
-    int64_t start = clamp(intOr(b, "start"), step > 0 ? 0 : n - 1, true);
-    int64_t stop = clamp(intOr(e, "stop"), step > 0 ? n : -1, false);
+    int64_t start = clamp(intOr(b, "start"), step > 0 ? 0 : n - 1);
+    int64_t stop = clamp(intOr(e, "stop"), step > 0 ? n : -1);
     std::vector<size_t> idx;
     for (int64_t i = start; step > 0 ? i < stop : i > stop; i += step)
       idx.push_back(size_t(i));
@@ -2399,8 +2397,7 @@ struct Interp {
 
 //--- methods of str, list and dict ------------------------------------------
 
-Value Interp::method(const Value &self, const std::string &name, int line) {
-  (void)line;
+Value Interp::method(const Value &self, const std::string &name) {
   auto bound = [&](std::function<Value(CallArgs &, int)> f) {
     return Value::func(name, [f](Interp &, CallArgs &a, int l) { return f(a, l); });
   };
@@ -2831,7 +2828,7 @@ Value Interp::applyFilter(const std::string &name, const Value &v, CallArgs &a, 
   if (name == "replace") {
     a.atMost(3, {"count"});
     Value s = Value::str(needStr(v));
-    Value m = method(s, "replace", line);
+    Value m = method(s, "replace");
     return call(m, a, line);
   }
   if (name == "list") {
@@ -2845,7 +2842,7 @@ Value Interp::applyFilter(const std::string &name, const Value &v, CallArgs &a, 
     if (v.k != Value::K::Dict || v.dict->isNamespace)
       fail(line, "the items filter needs a mapping");
     CallArgs none;
-    return call(method(v, "items", line), none, line);
+    return call(method(v, "items"), none, line);
   }
   if (name == "dictsort") {
     a.atMost(3, {"case_sensitive", "by", "reverse"});
@@ -3056,7 +3053,7 @@ Value Interp::applyFilter(const std::string &name, const Value &v, CallArgs &a, 
   if (name == "wordcount") {
     a.atMost(0, {});
     CallArgs none;
-    Value parts = call(method(Value::str(needStr(v)), "split", line), none, line);
+    Value parts = call(method(Value::str(needStr(v)), "split"), none, line);
     return Value::integer(int64_t(parts.list->size()));
   }
   fail(line, "the filter '" + name + "' is not supported");

@@ -89,10 +89,10 @@ def main():
     rng = np.random.default_rng(23)
     reader = gguf.GGUFReader(SRC)
     arch = reader.fields[gguf.Keys.General.ARCHITECTURE].contents()
-    tensors = []  # (name, quantized bytes or None, f32 values, qtype)
+    tensors = []  # (name, F32 values or quantized bytes, qtype or None)
     for t in reader.tensors:
         if t.tensor_type == gguf.GGMLQuantizationType.F32:
-            tensors.append((t.name, None, np.array(t.data), None))
+            tensors.append((t.name, np.array(t.data), None))
             continue
         rows = int(t.shape[1])
         cols = int(t.shape[0])
@@ -100,16 +100,12 @@ def main():
             qtype = Q3
         else:
             qtype = Q2
-        q = random_blocks(qtype, rows, cols, rng)
-        tensors.append((t.name, q, gguf.quants.dequantize(q, qtype).astype(np.float32), qtype))
+        tensors.append((t.name, random_blocks(qtype, rows, cols, rng), qtype))
     out = os.path.join(HERE, "models", "tiny_llama_q23k.gguf")
     w = gguf.GGUFWriter(out, arch)
     copy_metadata(reader, w)
-    for name, q, f, qtype in tensors:
-        if q is not None:
-            w.add_tensor(name, q, raw_dtype=qtype)
-        else:
-            w.add_tensor(name, f)
+    for name, data, qtype in tensors:
+        w.add_tensor(name, data, raw_dtype=qtype)
     w.write_header_to_file()
     w.write_kv_data_to_file()
     w.write_tensors_to_file()

@@ -269,15 +269,30 @@ struct Llm {
   }
 };
 
+/// The C API's buffer contract (write at most `capacity`, report the full
+/// count) into `out`: one call with room for `guess` items, a second only
+/// when the result did not fit. `call(data, capacity, &n)`.
+template <typename Buffer, typename Call>
+kiln_status fillBuffer(Buffer &out, size_t guess, Call call) {
+  out.resize(guess);
+  size_t n = 0;
+  if (kiln_status s = call(out.data(), out.size(), &n))
+    return s;
+  if (n > out.size()) {
+    out.resize(n);
+    if (kiln_status s = call(out.data(), out.size(), &n))
+      return s;
+  }
+  out.resize(n);
+  return nullptr;
+}
+
 kiln_status encode(kiln_tokenizer *tok, const std::string &text, bool special,
                    std::vector<int32_t> &ids) {
-  size_t n = 0;
-  if (kiln_status s = kiln_tokenizer_encode(tok, text.data(), text.size(),
-                                            special, nullptr, 0, &n))
-    return s;
-  ids.resize(n);
-  return kiln_tokenizer_encode(tok, text.data(), text.size(), special,
-                               ids.data(), n, &n);
+  // A token covers at least one byte: the text's length (+ BOS) fits.
+  return fillBuffer(ids, text.size() + 1, [&](int32_t *d, size_t cap, size_t *n) {
+    return kiln_tokenizer_encode(tok, text.data(), text.size(), special, d, cap, n);
+  });
 }
 
 /// The whole of file `path`.
@@ -300,23 +315,18 @@ kiln_status chatText(kiln_tokenizer *tok, const std::string &tmpl,
                      const std::vector<kiln_chat_message> &messages,
                      std::string &out) {
   const char *t = tmpl.empty() ? nullptr : tmpl.c_str();
-  size_t n = 0;
-  if (kiln_status s = kiln_chat_render_messages(tok, t, messages.data(),
-                                                messages.size(), 1, nullptr, 0, &n))
-    return s;
-  out.resize(n);
-  return kiln_chat_render_messages(tok, t, messages.data(), messages.size(), 1,
-                                   out.data(), n, &n);
+  return fillBuffer(out, 1 << 16, [&](char *d, size_t cap, size_t *n) {
+    return kiln_chat_render_messages(tok, t, messages.data(), messages.size(),
+                                     1, d, cap, n);
+  });
 }
 
 /// The ids of rendered chat text (kiln_chat_encode).
 kiln_status chatIds(kiln_tokenizer *tok, const std::string &text,
                     std::vector<int32_t> &ids) {
-  size_t n = 0;
-  if (kiln_status s = kiln_chat_encode(tok, text.data(), text.size(), nullptr, 0, &n))
-    return s;
-  ids.resize(n);
-  return kiln_chat_encode(tok, text.data(), text.size(), ids.data(), n, &n);
+  return fillBuffer(ids, text.size() + 1, [&](int32_t *d, size_t cap, size_t *n) {
+    return kiln_chat_encode(tok, text.data(), text.size(), d, cap, n);
+  });
 }
 
 /// One user turn (after a system message, when given) as chat prompt ids.
@@ -722,13 +732,9 @@ int chatTemplateMain(int argc, char **argv) {
   }
   const char *t = haveTemplate ? tmpl.c_str() : nullptr;
   std::string text;
-  size_t n = 0;
-  kiln_status s = kiln_chat_render(tok, t, context.c_str(), nullptr, 0, &n);
-  if (!s) {
-    text.resize(n);
-    s = kiln_chat_render(tok, t, context.c_str(), text.data(), n, &n);
-  }
-  if (s)
+  if (kiln_status s = fillBuffer(text, 1 << 16, [&](char *d, size_t cap, size_t *n) {
+        return kiln_chat_render(tok, t, context.c_str(), d, cap, n);
+      }))
     return failStatus(s);
   if (ids) {
     std::vector<int32_t> v;
@@ -831,7 +837,6 @@ int chatMain(int argc, char **argv) {
       kiln_llm_reset(m.llm);
       keep = 0;
     }
-    cached.resize(keep);
     auto t0 = std::chrono::steady_clock::now();
     if (kiln_status s = kiln_llm_prefill(m.llm, ids.data() + keep, ids.size() - keep))
       return failStatus(s);
