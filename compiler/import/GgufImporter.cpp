@@ -159,7 +159,6 @@ private:
   FailureOr<Value> linear(Value x, StringRef name, int64_t in, int64_t out);
   /// The quantization format kept packed for `t` ("q8_0", ...), or "".
   StringRef packedFormat(const gguf::TensorInfo &t) const;
-  bool warnedExpanded = false;
   /// The file's blocks of `t` ([rows, cols] in values) as an i8 weight.
   Value packedWeight(const gguf::TensorInfo &t, StringRef format, int64_t rows,
                      int64_t cols);
@@ -401,6 +400,8 @@ StringRef LlamaBuilder::packedFormat(const gguf::TensorInfo &t) const {
   case gguf::TensorType::F16: return "f16";
   case gguf::TensorType::Q5_0: return "q5_0";
   case gguf::TensorType::Q5_1: return "q5_1";
+  case gguf::TensorType::Q2_K: return "q2_k";
+  case gguf::TensorType::Q3_K: return "q3_k";
   case gguf::TensorType::Q4_K: return "q4_k";
   case gguf::TensorType::Q5_K: return "q5_k";
   case gguf::TensorType::Q6_K: return "q6_k";
@@ -464,17 +465,6 @@ FailureOr<Value> LlamaBuilder::linear(Value x, StringRef name, int64_t in,
                                  b.getStringAttr(format),
                                  b.getStringAttr(options.activations))
         .getResult();
-  // Q2_K / Q3_K have no packed kernels yet: their matrices are expanded
-  // to f32 (correct, but 8 to 11 times the file's bytes), said once.
-  if (options.keepQuantized && !warnedExpanded &&
-      (t->type == static_cast<uint32_t>(gguf::TensorType::Q2_K) ||
-       t->type == static_cast<uint32_t>(gguf::TensorType::Q3_K))) {
-    warnedExpanded = true;
-    emitWarning(loc) << "tensor '" << name << "' is "
-                     << gguf::tensorTypeName(t->type)
-                     << ": Q2_K and Q3_K matrices are dequantized to f32 "
-                        "in the artifact (no packed kernels for them yet)";
-  }
   auto wv = f32Weight(*t, name, {in, out}, /*transpose=*/true);
   if (failed(wv))
     return failure();

@@ -426,16 +426,19 @@ BlockInts blockInts(OpBuilder &b, Location loc, Value w, Value row, Value blk,
   return out;
 }
 
-/// Group `blk` (32 values) of a K-quant row (q4_k, q5_k, q6_k: groups of
-/// 32 inside blocks of 256) as integers: the values are
-///   q4_k / q5_k: d * sc * q - dmin * m (q unsigned, 4 or 5 bits),
-///   q6_k:        d * sc * q, q in -32..31, sc one int8 per 16 values,
-/// with d and dmin the block's f16 scales and sc and m the group's integer
-/// scale and minimum (q6_k: scLo for values 0-15, scHi for 16-31; q4_k /
-/// q5_k: scLo == scHi, one 6-bit pair per group).
+/// Group `blk` (32 values) of a K-quant row (groups of 32 inside blocks
+/// of 256) as integers: values l < 16 are d * scLo * q - dmin * mLo,
+/// values l >= 16 d * scHi * q - dmin * mHi, with d and dmin the block's
+/// f16 scales and sc and m the group's integer scales and minimums:
+///   q2_k: q in 0..3, a 4-bit scale and a 4-bit minimum per 16 values;
+///   q3_k: q in -4..3, a 6-bit scale (-32..31) per 16 values, no minimum;
+///   q4_k / q5_k: q unsigned (4 or 5 bits), one 6-bit (scale, minimum)
+///     pair per group (scLo == scHi, mLo == mHi);
+///   q6_k: q in -32..31, an int8 scale per 16 values, no minimum.
 struct KQuantGroup {
-  Value base, j;              // the block's first byte, the group in it
-  Value d, dmin, scLo, scHi, m; // f32; dmin and m null for q6_k
+  Value base, j;                          // the block's first byte, the group
+  Value d, dmin, scLo, scHi, mLo, mHi;    // f32; dmin, mLo, mHi null without
+                                          // minimums
 };
 
 /// Group j (< 8) of block sb; with j a constant its decoding folds.
@@ -463,20 +466,76 @@ KQuantGroup kQuantGroup(OpBuilder &b, Location loc, Value w, Value row,
     g.scHi = arith::SIToFPOp::create(b, loc, f32, scalarByte(add(scIdx, c(1))));
     return g;
   }
-  // q4_k / q5_k: 6-bit (scale, min) pairs packed in 12 bytes at byte 4.
-  g.d = scalarHalf(b, loc, w, row, g.base);
-  g.dmin = scalarHalf(b, loc, w, row, add(g.base, c(2)));
   auto i32c = [&](int64_t v) {
     return arith::ConstantOp::create(b, loc, b.getIntegerAttr(i32, v)).getResult();
   };
-  auto sbyte = [&](Value idx) {
+  auto byteAt = [&](int64_t off, Value idx) {
     return arith::ExtUIOp::create(b, loc, i32,
-                                  scalarByte(add(add(g.base, c(4)), idx)))
+                                  scalarByte(add(add(g.base, c(off)), idx)))
         .getResult();
   };
+  auto pair = [&]() {
+    Value j2 = arith::MulIOp::create(b, loc, j, c(2));
+    return std::make_pair(j2, add(j2, c(1)));
+  };
+  if (format == "q2_k") {
+    // scales[16] at byte 0: the low nibble the scale, the high the minimum
+    // of values 16 i .. 16 i + 15, i = 2 j (+ 1); d, dmin at byte 80, 82.
+    g.d = scalarHalf(b, loc, w, row, add(g.base, c(80)));
+    g.dmin = scalarHalf(b, loc, w, row, add(g.base, c(82)));
+    auto nibbles = [&](Value idx, Value &sc, Value &m) {
+      Value s = byteAt(0, idx);
+      sc = arith::UIToFPOp::create(
+          b, loc, f32, arith::AndIOp::create(b, loc, s, i32c(15)));
+      m = arith::UIToFPOp::create(
+          b, loc, f32, arith::ShRUIOp::create(b, loc, s, i32c(4)));
+    };
+    auto [lo, hi] = pair();
+    nibbles(lo, g.scLo, g.mLo);
+    nibbles(hi, g.scHi, g.mHi);
+    return g;
+  }
+  if (format == "q3_k") {
+    // 16 6-bit scales in 12 bytes at byte 96: scale k's low 4 bits in the
+    // low (k < 8) or high nibble of s[k % 8], its high 2 bits at bit
+    // 2 (k / 4) of s[8 + k % 4]; minus 32. d at byte 108.
+    g.d = scalarHalf(b, loc, w, row, add(g.base, c(108)));
+    auto scale = [&](Value k) {
+      Value k8 = arith::RemUIOp::create(b, loc, k, c(8));
+      Value k4 = arith::RemUIOp::create(b, loc, k, c(4));
+      Value lowShift = arith::MulIOp::create(
+          b, loc,
+          arith::IndexCastOp::create(b, loc, i32,
+                                     arith::DivUIOp::create(b, loc, k, c(8))),
+          i32c(4));
+      Value highShift = arith::MulIOp::create(
+          b, loc,
+          arith::IndexCastOp::create(b, loc, i32,
+                                     arith::DivUIOp::create(b, loc, k, c(4))),
+          i32c(2));
+      Value low = arith::AndIOp::create(
+          b, loc, arith::ShRUIOp::create(b, loc, byteAt(96, k8), lowShift),
+          i32c(15));
+      Value high = arith::AndIOp::create(
+          b, loc,
+          arith::ShRUIOp::create(b, loc, byteAt(104, k4), highShift), i32c(3));
+      Value v = arith::OrIOp::create(
+          b, loc, low, arith::ShLIOp::create(b, loc, high, i32c(4)));
+      return arith::SIToFPOp::create(b, loc, f32,
+                                     arith::SubIOp::create(b, loc, v, i32c(32)))
+          .getResult();
+    };
+    auto [lo, hi] = pair();
+    g.scLo = scale(lo);
+    g.scHi = scale(hi);
+    return g;
+  }
+  // q4_k / q5_k: 6-bit (scale, min) pairs packed in 12 bytes at byte 4.
+  g.d = scalarHalf(b, loc, w, row, g.base);
+  g.dmin = scalarHalf(b, loc, w, row, add(g.base, c(2)));
   Value jm4 = arith::MaxSIOp::create(
       b, loc, arith::SubIOp::create(b, loc, j, c(4)), c(0));
-  Value sj = sbyte(j), sj4 = sbyte(add(j, c(4))), sjm4 = sbyte(jm4);
+  Value sj = byteAt(4, j), sj4 = byteAt(4, add(j, c(4))), sjm4 = byteAt(4, jm4);
   auto andi = [&](Value x, int64_t m) {
     return arith::AndIOp::create(b, loc, x, i32c(m)).getResult();
   };
@@ -492,8 +551,8 @@ KQuantGroup kQuantGroup(OpBuilder &b, Location loc, Value w, Value row,
   Value low = arith::CmpIOp::create(b, loc, arith::CmpIPredicate::ult, j, c(4));
   g.scLo = g.scHi = arith::UIToFPOp::create(
       b, loc, f32, arith::SelectOp::create(b, loc, low, scLo, scHi));
-  g.m = arith::UIToFPOp::create(b, loc, f32,
-                                arith::SelectOp::create(b, loc, low, mLo, mHi));
+  g.mLo = g.mHi = arith::UIToFPOp::create(
+      b, loc, f32, arith::SelectOp::create(b, loc, low, mLo, mHi));
   return g;
 }
 
@@ -565,9 +624,38 @@ std::pair<Value, Value> kQuantCodes(OpBuilder &b, Location loc, Value w,
     };
     return {code(0), code(16)};
   }
-  // q6_k: the low 4 bits in ql[128], the high 2 in qh[64], minus 32.
   Value h = arith::DivUIOp::create(b, loc, j, c(4));
   Value t = arith::RemUIOp::create(b, loc, j, c(4));
+  if (format == "q2_k" || format == "q3_k") {
+    // 2 bits of qs[64] (q2_k at byte 16, q3_k at 32): value l of group j
+    // at shift 2 t of byte 32 h + l. q3_k's third bit: bit 4 h + t of
+    // hmask[l] (byte l), 4 subtracted when it is clear.
+    bool q3 = format == "q3_k";
+    Value qs = add(add(base, c(q3 ? 32 : 16)),
+                   arith::MulIOp::create(b, loc, h, c(32)));
+    Value shift = splat8(arith::MulIOp::create(b, loc, toI8(t), i8c(2)));
+    Value maskShift = splat8(toI8(add(arith::MulIOp::create(b, loc, h, c(4)), t)));
+    auto code = [&](int64_t l) -> Value {
+      Value n = arith::AndIOp::create(
+          b, loc, arith::ShRUIOp::create(b, loc, bytes(add(qs, c(l))), shift),
+          splat8(i8c(3)));
+      if (!q3)
+        return arith::UIToFPOp::create(b, loc, vf, n).getResult();
+      Value bit = arith::AndIOp::create(
+          b, loc,
+          arith::ShRUIOp::create(b, loc, bytes(add(base, c(l))), maskShift),
+          splat8(i8c(1)));
+      // n - 4 (1 - bit) = n + 4 bit - 4
+      Value v = arith::SubIOp::create(
+          b, loc,
+          arith::OrIOp::create(b, loc, n,
+                               arith::ShLIOp::create(b, loc, bit, splat8(i8c(2)))),
+          splat8(i8c(4)));
+      return arith::SIToFPOp::create(b, loc, vf, v).getResult();
+    };
+    return {code(0), code(16)};
+  }
+  // q6_k: the low 4 bits in ql[128], the high 2 in qh[64], minus 32.
   Value ql = add(add(base, arith::MulIOp::create(b, loc, h, c(64))),
                  arith::MulIOp::create(b, loc,
                                        arith::RemUIOp::create(b, loc, t, c(2)),
@@ -608,12 +696,15 @@ std::pair<Value, Value> kQuantValues(OpBuilder &b, Location loc, Value w,
   auto mul = [&](Value x, Value y) {
     return arith::MulFOp::create(b, loc, x, y).getResult();
   };
-  if (!g.m)
-    return {mul(lo, splatF(mul(g.d, g.scLo))), mul(hi, splatF(mul(g.d, g.scHi)))};
+  Value dLo = splatF(mul(g.d, g.scLo));
+  Value dHi = g.scHi == g.scLo ? dLo : splatF(mul(g.d, g.scHi));
+  if (!g.mLo)
+    return {mul(lo, dLo), mul(hi, dHi)};
   // d1 * q - m1
-  Value d1 = splatF(mul(g.d, g.scLo)), m1 = splatF(mul(g.dmin, g.m));
-  return {arith::SubFOp::create(b, loc, mul(lo, d1), m1),
-          arith::SubFOp::create(b, loc, mul(hi, d1), m1)};
+  Value mLo = splatF(mul(g.dmin, g.mLo));
+  Value mHi = g.mHi == g.mLo ? mLo : splatF(mul(g.dmin, g.mHi));
+  return {arith::SubFOp::create(b, loc, mul(lo, dLo), mLo),
+          arith::SubFOp::create(b, loc, mul(hi, dHi), mHi)};
 }
 
 std::pair<Value, Value> kQuantValues(OpBuilder &b, Location loc, Value w,
@@ -678,7 +769,8 @@ struct ActivationBlocks {
 FailureOr<ActivationBlocks>
 allocActivationBlocks(RewriterBase &b, Location loc, Value x,
                       int64_t scaleBlock, bool withSums,
-                      const BufferizationOptions &options) {
+                      const BufferizationOptions &options,
+                      int64_t sumBlock = 32) {
   auto xType = cast<MemRefType>(x.getType());
   int64_t rows = xType.getDimSize(0), k = xType.getDimSize(1);
   auto alloc = [&](ArrayRef<int64_t> shape) {
@@ -686,7 +778,8 @@ allocActivationBlocks(RewriterBase &b, Location loc, Value x,
                                {});
   };
   FailureOr<Value> q = alloc({rows, k}), d = alloc({rows, k / scaleBlock});
-  FailureOr<Value> s = withSums ? alloc({rows, k / 32}) : FailureOr<Value>(Value());
+  FailureOr<Value> s =
+      withSums ? alloc({rows, k / sumBlock}) : FailureOr<Value>(Value());
   if (failed(q) || failed(d) || failed(s))
     return failure();
   return ActivationBlocks{*q, *d, *s};
@@ -799,17 +892,19 @@ quantizeActivations(RewriterBase &b, Location loc, Value x, bool withSums,
 /// its K-quant dot products take: per 256 values amax = max |x|, id = 127
 /// / amax, `q` [M, K] = round-half-even(x * id) (as f32), `d` [M, K/256] =
 /// 1 / id in f32 (not rounded to f16; 0 for an all-zero block) and `s` [M,
-/// K/32] (withSums: q4_k, q5_k) each 32 values' sum of q, an integer.
+/// K/sumBlock] (withSums: q2_k 16, q4_k and q5_k 32) each sumBlock
+/// values' sum of q, an integer.
 /// (ggml divides by the signed value of largest magnitude, which negates
 /// both q and d when it is positive: the products d q are the same.)
 FailureOr<ActivationBlocks>
 quantizeActivationsQ8K(RewriterBase &b, Location loc, Value x, bool withSums,
-                       const BufferizationOptions &options, bool gpu) {
+                       int64_t sumBlock, const BufferizationOptions &options,
+                       bool gpu) {
   auto xType = cast<MemRefType>(x.getType());
   int64_t rows = xType.getDimSize(0), k = xType.getDimSize(1);
   Type f32 = b.getF32Type();
   FailureOr<ActivationBlocks> blocks =
-      allocActivationBlocks(b, loc, x, 256, withSums, options);
+      allocActivationBlocks(b, loc, x, 256, withSums, options, sumBlock);
   if (failed(blocks))
     return failure();
   Value q = blocks->q, d = blocks->d, s = blocks->s;
@@ -821,6 +916,18 @@ quantizeActivationsQ8K(RewriterBase &b, Location loc, Value x, bool withSums,
   };
   auto add = [&](OpBuilder &b, Value x, Value y) {
     return arith::AddIOp::create(b, loc, x, y).getResult();
+  };
+  // Stores group grp's sums: lo + hi at [m, grp] (sumBlock 32), or lo and
+  // hi at [m, 2 grp] and [m, 2 grp + 1] (16).
+  auto storeSums = [&](OpBuilder &b, Value m, Value grp, Value lo, Value hi) {
+    if (sumBlock == 32) {
+      memref::StoreOp::create(b, loc, arith::AddFOp::create(b, loc, lo, hi), s,
+                              ValueRange{m, grp});
+      return;
+    }
+    Value at = arith::MulIOp::create(b, loc, grp, c(b, 2));
+    memref::StoreOp::create(b, loc, lo, s, ValueRange{m, at});
+    memref::StoreOp::create(b, loc, hi, s, ValueRange{m, add(b, at, c(b, 1))});
   };
   // id as Q8_0's (q8Scale), d = 1 / id instead of amax / 127.
   auto scales = [&](OpBuilder &b, Value amax) {
@@ -851,19 +958,24 @@ quantizeActivationsQ8K(RewriterBase &b, Location loc, Value x, bool withSums,
                      }));
           Value id = sc.first, dv = sc.second;
           Value k0 = arith::MulIOp::create(b, loc, grp, c(b, 32));
-          auto qLoop = scf::ForOp::create(
-              b, loc, c(b, 0), c(b, 32), c(b, 1), ValueRange{f(b, 0.0f)},
-              [&](OpBuilder &b, Location loc, Value i, ValueRange acc) {
-                Value at = add(b, k0, i);
-                Value qv = math::RoundEvenOp::create(
-                    b, loc, arith::MulFOp::create(b, loc, xAt(b, at), id));
-                memref::StoreOp::create(b, loc, qv, q, ValueRange{m, at});
-                scf::YieldOp::create(
-                    b, loc, ValueRange{arith::AddFOp::create(b, loc, acc[0], qv)});
-              });
+          // Values first .. first + 15 rounded and stored; their sum.
+          auto half = [&](Value first) {
+            return scf::ForOp::create(
+                       b, loc, c(b, 0), c(b, 16), c(b, 1), ValueRange{f(b, 0.0f)},
+                       [&](OpBuilder &b, Location loc, Value i, ValueRange acc) {
+                         Value at = add(b, first, i);
+                         Value qv = math::RoundEvenOp::create(
+                             b, loc, arith::MulFOp::create(b, loc, xAt(b, at), id));
+                         memref::StoreOp::create(b, loc, qv, q, ValueRange{m, at});
+                         scf::YieldOp::create(
+                             b, loc,
+                             ValueRange{arith::AddFOp::create(b, loc, acc[0], qv)});
+                       })
+                .getResult(0);
+          };
+          Value sumLo = half(k0), sumHi = half(add(b, k0, c(b, 16)));
           if (withSums)
-            memref::StoreOp::create(b, loc, qLoop.getResult(0), s,
-                                    ValueRange{m, grp});
+            storeSums(b, m, grp, sumLo, sumHi);
           Value lead = arith::CmpIOp::create(
               b, loc, arith::CmpIPredicate::eq,
               arith::RemUIOp::create(b, loc, grp, c(b, 8)), c(b, 0));
@@ -912,14 +1024,15 @@ quantizeActivationsQ8K(RewriterBase &b, Location loc, Value x, bool withSums,
                       return qv;
                     };
                     Value qlo = round(k0), qhi = round(k1);
+                    auto sum = [&](Value v) {
+                      return vector::ReductionOp::create(
+                                 b, loc, vector::CombiningKind::ADD, v)
+                          .getResult();
+                    };
                     if (withSums)
-                      memref::StoreOp::create(
-                          b, loc,
-                          vector::ReductionOp::create(
-                              b, loc, vector::CombiningKind::ADD,
-                              arith::AddFOp::create(b, loc, qlo, qhi)),
-                          s,
-                          ValueRange{m, add(b, arith::MulIOp::create(b, loc, sb, c(b, 8)), g)});
+                      storeSums(b, m,
+                                add(b, arith::MulIOp::create(b, loc, sb, c(b, 8)), g),
+                                sum(qlo), sum(qhi));
                     scf::YieldOp::create(b, loc);
                   });
               scf::YieldOp::create(b, loc);
@@ -927,6 +1040,24 @@ quantizeActivationsQ8K(RewriterBase &b, Location loc, Value x, bool withSums,
         scf::YieldOp::create(b, loc);
       });
   return *blocks;
+}
+
+/// A K-quant group's minimums times x's sums of q over them: mLo s[m, blk]
+/// (sumBlock 32, mLo == mHi), or mLo s[m, 2 blk] + mHi s[m, 2 blk + 1]
+/// (16, q2_k), an integer exact in f32.
+Value minimumSums(OpBuilder &b, Location loc, const KQuantGroup &g, Value s,
+                  Value m, Value blk, int64_t sumBlock) {
+  if (sumBlock == 32)
+    return arith::MulFOp::create(
+        b, loc, g.mLo, memref::LoadOp::create(b, loc, s, ValueRange{m, blk}));
+  Value at = arith::MulIOp::create(b, loc, blk,
+                                   arith::ConstantIndexOp::create(b, loc, 2));
+  Value at1 = arith::AddIOp::create(b, loc, at,
+                                    arith::ConstantIndexOp::create(b, loc, 1));
+  Value lo = memref::LoadOp::create(b, loc, s, ValueRange{m, at});
+  Value hi = memref::LoadOp::create(b, loc, s, ValueRange{m, at1});
+  return math::FmaOp::create(b, loc, g.mHi, hi,
+                             arith::MulFOp::create(b, loc, g.mLo, lo));
 }
 
 struct QuantMatMulOpInterface
@@ -965,9 +1096,13 @@ struct QuantMatMulOpInterface
     // K-quants take Q8_K activations (256-value blocks, f32 scales); their
     // q4_k / q5_k minimums, like q4_1's and q5_1's, need x's block sums.
     bool kq = quantBlockValues(format) == 256;
-    bool withMins = kq ? format != "q6_k" : blockLayout(format).hasMin;
+    bool withMins = kq ? format != "q6_k" && format != "q3_k"
+                       : blockLayout(format).hasMin;
+    // q2_k's minimums are per 16 values: so are x's sums.
+    int64_t sumBlock = format == "q2_k" ? 16 : 32;
     auto quantizeX = [&](bool gpu) {
-      return kq ? quantizeActivationsQ8K(rewriter, loc, *x, withMins, options, gpu)
+      return kq ? quantizeActivationsQ8K(rewriter, loc, *x, withMins, sumBlock,
+                                         options, gpu)
                 : quantizeActivations(rewriter, loc, *x, withMins, options, gpu);
     };
     if (forGpu(op)) {
@@ -1024,15 +1159,12 @@ struct QuantMatMulOpInterface
                         arith::MulFOp::create(b, loc, g.scHi, dot.getResult(1)));
                     Value term = arith::MulFOp::create(
                         b, loc, arith::MulFOp::create(b, loc, dx, g.d), isum);
-                    if (g.m) {
-                      Value sx = memref::LoadOp::create(b, loc, xq->s,
-                                                        ValueRange{m, blk});
+                    if (g.mLo)
                       term = arith::SubFOp::create(
                           b, loc, term,
                           arith::MulFOp::create(
                               b, loc, arith::MulFOp::create(b, loc, dx, g.dmin),
-                              arith::MulFOp::create(b, loc, g.m, sx)));
-                    }
+                              minimumSums(b, loc, g, xq->s, m, blk, sumBlock)));
                     scf::YieldOp::create(
                         b, loc, ValueRange{arith::AddFOp::create(b, loc, acc[0], term)});
                     return;
@@ -1197,12 +1329,11 @@ struct QuantMatMulOpInterface
                 }
                 next.push_back(a);
                 if (sums) {
-                  Value sx = memref::LoadOp::create(b, loc, xq->s, ValueRange{m, blk});
                   nextSums.push_back(arith::SubFOp::create(
                       b, loc, acc[count + r],
                       arith::MulFOp::create(
                           b, loc, arith::MulFOp::create(b, loc, dx, g.dmin),
-                          arith::MulFOp::create(b, loc, g.m, sx))));
+                          minimumSums(b, loc, g, xq->s, m, blk, sumBlock))));
                 }
               }
               next.append(nextSums);

@@ -146,6 +146,8 @@ int64_t kiln::quantBlockBytes(StringRef format) {
       .Case("q5_0", 22)
       .Case("q5_1", 24)
       .Case("f16", 64)
+      .Case("q2_k", 84)
+      .Case("q3_k", 110)
       .Case("q4_k", 144)
       .Case("q5_k", 176)
       .Case("q6_k", 210)
@@ -162,7 +164,7 @@ static LogicalResult verifyQuantWeight(Operation *op, Type weight,
   int64_t bb = quantBlockBytes(format);
   if (!bb)
     return op->emitOpError("unknown quantization format '")
-           << format << "' (known: q8_0, q4_0, q4_1, q5_0, q5_1, f16, q4_k, q5_k, q6_k)";
+           << format << "' (known: q8_0, q4_0, q4_1, q5_0, q5_1, f16, q2_k, q3_k, q4_k, q5_k, q6_k)";
   auto w = cast<RankedTensorType>(weight);
   int64_t values = quantBlockValues(format);
   if (k % values)

@@ -15,10 +15,10 @@
 
 namespace kiln {
 /// Bytes of one block of a GGUF quantization format ("q8_0", "q4_0",
-/// "q4_1", "q5_0", "q5_1", "f16", "q4_k", "q5_k", "q6_k"); 0 for an
-/// unknown one.
+/// "q4_1", "q5_0", "q5_1", "f16", "q2_k", "q3_k", "q4_k", "q5_k", "q6_k");
+/// 0 for an unknown one.
 int64_t quantBlockBytes(llvm::StringRef format);
-/// Values per block of `format`: 32, or 256 for the K-quants (q4_k, q5_k,
+/// Values per block of `format`: 32, or 256 for the K-quants (q2_k to
 /// q6_k).
 int64_t quantBlockValues(llvm::StringRef format);
 /// Bytes of one row of K values in `format` (K a multiple of its block).

@@ -240,8 +240,10 @@ def Kiln_AttentionOp : Kiln_Op<"attention", [Pure]> {
 // row is K values in GGUF blocks of 32 (`format` q8_0: f16 d, i8 q[32],
 // value d*q; q4_0: f16 d, u8 q[16] holding nibbles, d*(q - 8); q4_1: f16 d,
 // f16 m, u8 q[16], d*q + m; the low nibbles are values 0-15, the high ones
-// 16-31; f16: 32 f16 values, no scale). The kernels dequantize in
-// registers; the bytes are the file's.
+// 16-31; f16: 32 f16 values, no scale). The K-quants q2_k, q3_k, q4_k,
+// q5_k and q6_k take blocks of 256 values in GGUF's layouts (84, 110, 144,
+// 176 and 210 bytes; decoded by kQuantGroup / kQuantCodes). The kernels
+// dequantize in registers; the bytes are the file's.
 
 def Kiln_QuantMatMulOp : Kiln_Op<"quant_matmul", [Pure]> {
   let summary = "x[M, K] times the transpose of a quantized W[N, K]";
