@@ -1094,7 +1094,8 @@ struct QuantMatMulOpInterface
     if (roundXToF16)
       q8 = false;
     // K-quants take Q8_K activations (256-value blocks, f32 scales); their
-    // q4_k / q5_k minimums, like q4_1's and q5_1's, need x's block sums.
+    // q2_k / q4_k / q5_k minimums, like q4_1's and q5_1's, need x's block
+    // sums.
     bool kq = quantBlockValues(format) == 256;
     bool withMins = kq ? format != "q6_k" && format != "q3_k"
                        : blockLayout(format).hasMin;

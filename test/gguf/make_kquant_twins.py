@@ -47,9 +47,12 @@ def random_blocks(qtype, rows, cols, rng):
 
 
 
-def copy_metadata(reader, writer):
+def copy_metadata(reader, writer, skip_prefix=None):
+    """The reader's keys (but the architecture, and keys starting with
+    skip_prefix) into the writer."""
     for field in reader.fields.values():
-        if field.name == gguf.Keys.General.ARCHITECTURE or field.name.startswith("GGUF."):
+        if (field.name == gguf.Keys.General.ARCHITECTURE or field.name.startswith("GGUF.")
+                or (skip_prefix and field.name.startswith(skip_prefix))):
             continue
         vt = field.types[0]
         sub = field.types[-1] if vt == gguf.GGUFValueType.ARRAY else None

@@ -27,15 +27,10 @@ STEPS = 12
 
 def without_tokenizer(src, dst):
     import gguf
+    from make_kquant_twins import copy_metadata
     r = gguf.GGUFReader(src)
     w = gguf.GGUFWriter(dst, r.fields[gguf.Keys.General.ARCHITECTURE].contents())
-    for field in r.fields.values():
-        if (field.name == gguf.Keys.General.ARCHITECTURE or field.name.startswith("GGUF.")
-                or field.name.startswith("tokenizer.")):
-            continue
-        vt = field.types[0]
-        sub = field.types[-1] if vt == gguf.GGUFValueType.ARRAY else None
-        w.add_key_value(field.name, field.contents(), vt, sub_type=sub)
+    copy_metadata(r, w, skip_prefix="tokenizer.")
     w.add_tokenizer_model("none")
     for t in r.tensors:
         w.add_tensor(t.name, np.array(t.data), raw_dtype=t.tensor_type)
