@@ -115,7 +115,15 @@ func.func @quant_activations(%x: tensor<2x64xf32>, %w: tensor<3x40xi8>) -> tenso
 // -----
 
 func.func @quant_format(%x: tensor<2x64xf32>, %w: tensor<3x40xi8>) -> tensor<2x3xf32> {
-  // expected-error @+1 {{unknown quantization format 'q2_k' (known: q8_0, q4_0, q4_1, q5_0, q5_1, f16, q4_k, q5_k, q6_k)}}
+  // expected-error @+1 {{unknown quantization format 'iq2_xs' (known: q8_0, q4_0, q4_1, q5_0, q5_1, f16, q2_k, q3_k, q4_k, q5_k, q6_k)}}
+  %0 = kiln.quant_matmul %x, %w {format = "iq2_xs"} : (tensor<2x64xf32>, tensor<3x40xi8>) -> tensor<2x3xf32>
+  return %0 : tensor<2x3xf32>
+}
+
+// -----
+
+func.func @quant_k_blocks(%x: tensor<2x64xf32>, %w: tensor<3x40xi8>) -> tensor<2x3xf32> {
+  // expected-error @+1 {{K = 64 is not a multiple of 256 (q2_k blocks)}}
   %0 = kiln.quant_matmul %x, %w {format = "q2_k"} : (tensor<2x64xf32>, tensor<3x40xi8>) -> tensor<2x3xf32>
   return %0 : tensor<2x3xf32>
 }
