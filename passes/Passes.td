@@ -178,6 +178,21 @@ def ApproximateMath : Pass<"kiln-approximate-math", "mlir::ModuleOp"> {
                            "mlir::vector::VectorDialect"];
 }
 
+def LowerInt8Dot : Pass<"kiln-lower-int8-dot", "mlir::ModuleOp"> {
+  let summary = "Lower kiln.dot4_i8 to the CPU's 8-bit dot product instructions";
+  let description = [{
+    With `kiln.int8_dot = "vnni"` on the module (the CPU target sets it
+    when the target machine has AVX512-VNNI with VL, or AVX-VNNI), each
+    kiln.dot4_i8 becomes vpdpbusd; with "avx2", vpmaddubsw then vpmaddwd;
+    as LLVM intrinsic calls, after the bufferization (whose deallocation
+    refuses ops of unknown effects). Signed left operands go through
+    llama.cpp's sign trick (|lhs| times rhs with lhs's sign). Without the
+    attribute: sign-extended multiplies and adds, any target.
+  }];
+  let dependentDialects = ["mlir::LLVM::LLVMDialect", "mlir::math::MathDialect",
+                           "mlir::arith::ArithDialect", "mlir::vector::VectorDialect"];
+}
+
 def VectorizeContractions
     : Pass<"kiln-vectorize-contractions", "mlir::ModuleOp"> {
   let summary = "Register-blocked, vectorized matmul loops";

@@ -352,8 +352,10 @@ struct BlockInts {
   Value lo, hi, d, m;
 };
 
+/// `codesI8`: lo and hi stay vector<16xi8> (the integers fit: -128..127),
+/// for the CPU's 8-bit dot products.
 BlockInts blockInts(OpBuilder &b, Location loc, Value w, Value row, Value blk,
-                    StringRef format) {
+                    StringRef format, bool codesI8 = false) {
   int64_t bb = quantBlockBytes(format);
   auto c = [&](int64_t i) {
     return arith::ConstantIndexOp::create(b, loc, i).getResult();
@@ -372,6 +374,8 @@ BlockInts blockInts(OpBuilder &b, Location loc, Value w, Value row, Value blk,
   if (format == "q8_0") {
     auto half = [&](int64_t off) {
       Value q = vector::LoadOp::create(b, loc, v16i8, w, ValueRange{row, at(off)});
+      if (codesI8)
+        return q;
       return arith::SIToFPOp::create(b, loc, v16f, q).getResult();
     };
     out.lo = half(2);
@@ -414,10 +418,9 @@ BlockInts blockInts(OpBuilder &b, Location loc, Value w, Value row, Value blk,
           b, loc, n, arith::SelectOp::create(b, loc, set, i8splat(16), i8splat(0)));
     }
     if (!layout.bias)
-      return arith::UIToFPOp::create(b, loc, v16f, n).getResult();
-    return arith::SIToFPOp::create(
-               b, loc, v16f, arith::SubIOp::create(b, loc, n, i8splat(layout.bias)))
-        .getResult();
+      return codesI8 ? n : arith::UIToFPOp::create(b, loc, v16f, n).getResult();
+    Value q = arith::SubIOp::create(b, loc, n, i8splat(layout.bias));
+    return codesI8 ? q : arith::SIToFPOp::create(b, loc, v16f, q).getResult();
   };
   out.lo = ints(arith::AndIOp::create(b, loc, q, i8splat(0x0F)), 0);
   out.hi = ints(arith::ShRUIOp::create(b, loc, q, i8splat(4)), 16);
@@ -569,7 +572,8 @@ KQuantGroup kQuantGroup(OpBuilder &b, Location loc, Value w, Value row,
 /// (GPU).
 std::pair<Value, Value> kQuantCodes(OpBuilder &b, Location loc, Value w,
                                     Value row, const KQuantGroup &g,
-                                    StringRef format, int64_t lanes, Value k) {
+                                    StringRef format, int64_t lanes, Value k,
+                                    bool codesI8 = false) {
   auto c = [&](int64_t i) {
     return arith::ConstantIndexOp::create(b, loc, i).getResult();
   };
@@ -596,6 +600,13 @@ std::pair<Value, Value> kQuantCodes(OpBuilder &b, Location loc, Value w,
     return arith::TruncIOp::create(
         b, loc, i8, arith::IndexCastOp::create(b, loc, i32, idx));
   };
+  // The integers as f32 (codesI8: kept in i8, where they fit).
+  auto unsignedInts = [&](Value n) -> Value {
+    return codesI8 ? n : arith::UIToFPOp::create(b, loc, vf, n).getResult();
+  };
+  auto signedInts = [&](Value n) -> Value {
+    return codesI8 ? n : arith::SIToFPOp::create(b, loc, vf, n).getResult();
+  };
   Value base = g.base, j = g.j;
   if (format == "q4_k" || format == "q5_k") {
     bool q5 = format == "q5_k";
@@ -620,7 +631,7 @@ std::pair<Value, Value> kQuantCodes(OpBuilder &b, Location loc, Value w,
         n = arith::OrIOp::create(
             b, loc, n, arith::ShLIOp::create(b, loc, bit, splat8(i8c(4))));
       }
-      return arith::UIToFPOp::create(b, loc, vf, n).getResult();
+      return unsignedInts(n);
     };
     return {code(0), code(16)};
   }
@@ -640,7 +651,7 @@ std::pair<Value, Value> kQuantCodes(OpBuilder &b, Location loc, Value w,
           b, loc, arith::ShRUIOp::create(b, loc, bytes(add(qs, c(l))), shift),
           splat8(i8c(3)));
       if (!q3)
-        return arith::UIToFPOp::create(b, loc, vf, n).getResult();
+        return unsignedInts(n);
       Value bit = arith::AndIOp::create(
           b, loc,
           arith::ShRUIOp::create(b, loc, bytes(add(base, c(l))), maskShift),
@@ -651,7 +662,7 @@ std::pair<Value, Value> kQuantCodes(OpBuilder &b, Location loc, Value w,
           arith::OrIOp::create(b, loc, n,
                                arith::ShLIOp::create(b, loc, bit, splat8(i8c(2)))),
           splat8(i8c(4)));
-      return arith::SIToFPOp::create(b, loc, vf, v).getResult();
+      return signedInts(v);
     };
     return {code(0), code(16)};
   }
@@ -676,6 +687,8 @@ std::pair<Value, Value> kQuantCodes(OpBuilder &b, Location loc, Value w,
         splat8(i8c(3)));
     Value q = arith::OrIOp::create(
         b, loc, lo4, arith::ShLIOp::create(b, loc, hi2, splat8(i8c(4))));
+    if (codesI8)
+      return arith::SubIOp::create(b, loc, q, splat8(i8c(32))).getResult();
     return arith::SubFOp::create(b, loc, arith::UIToFPOp::create(b, loc, vf, q),
                                  bias)
         .getResult();
@@ -764,35 +777,46 @@ struct ActivationBlocks {
   Value q, d, s;
 };
 
-/// The f32 buffers of x's blocks: q [M, K], d [M, K / scaleBlock] and,
-/// withSums, s [M, K / 32].
+/// The f32 buffers of x's blocks: q [M, K] (codesI8: in i8), d [M, K /
+/// scaleBlock] and, withSums, s [M, K / sumBlock].
 FailureOr<ActivationBlocks>
 allocActivationBlocks(RewriterBase &b, Location loc, Value x,
                       int64_t scaleBlock, bool withSums,
-                      const BufferizationOptions &options,
-                      int64_t sumBlock = 32) {
+                      const BufferizationOptions &options, int64_t sumBlock,
+                      bool codesI8) {
   auto xType = cast<MemRefType>(x.getType());
   int64_t rows = xType.getDimSize(0), k = xType.getDimSize(1);
-  auto alloc = [&](ArrayRef<int64_t> shape) {
-    return options.createAlloc(b, loc, MemRefType::get(shape, b.getF32Type()),
-                               {});
+  auto alloc = [&](ArrayRef<int64_t> shape, Type t) {
+    return options.createAlloc(b, loc, MemRefType::get(shape, t), {});
   };
-  FailureOr<Value> q = alloc({rows, k}), d = alloc({rows, k / scaleBlock});
+  Type f32 = b.getF32Type();
+  FailureOr<Value> q = alloc({rows, k}, codesI8 ? b.getI8Type() : f32),
+                   d = alloc({rows, k / scaleBlock}, f32);
   FailureOr<Value> s =
-      withSums ? alloc({rows, k / sumBlock}) : FailureOr<Value>(Value());
+      withSums ? alloc({rows, k / sumBlock}, f32) : FailureOr<Value>(Value());
   if (failed(q) || failed(d) || failed(s))
     return failure();
   return ActivationBlocks{*q, *d, *s};
 }
 
+/// The i8 form of rounded (integral) q (vector<16xf32>) where codesI8.
+Value storedCodes(OpBuilder &b, Location loc, Value q, bool codesI8) {
+  if (!codesI8)
+    return q;
+  return arith::FPToSIOp::create(b, loc, VectorType::get({16}, b.getI8Type()),
+                                 q);
+}
+
+/// codesI8 (CPU forms only): q in i8, for the 8-bit dot products.
 FailureOr<ActivationBlocks>
 quantizeActivations(RewriterBase &b, Location loc, Value x, bool withSums,
-                    const BufferizationOptions &options, bool gpu = false) {
+                    const BufferizationOptions &options, bool gpu,
+                    bool codesI8) {
   auto xType = cast<MemRefType>(x.getType());
   int64_t rows = xType.getDimSize(0), k = xType.getDimSize(1);
   Type f32 = b.getF32Type(), f16 = b.getF16Type();
   FailureOr<ActivationBlocks> blocks =
-      allocActivationBlocks(b, loc, x, 32, withSums, options);
+      allocActivationBlocks(b, loc, x, 32, withSums, options, 32, codesI8);
   if (failed(blocks))
     return failure();
   Value q = blocks->q, d = blocks->d, s = blocks->s;
@@ -869,8 +893,10 @@ quantizeActivations(RewriterBase &b, Location loc, Value x, bool withSums,
                     .getResult();
               };
               Value qlo = round(lo), qhi = round(hi);
-              vector::StoreOp::create(b, loc, qlo, q, ValueRange{m, k0});
-              vector::StoreOp::create(b, loc, qhi, q, ValueRange{m, k1});
+              vector::StoreOp::create(b, loc, storedCodes(b, loc, qlo, codesI8),
+                                      q, ValueRange{m, k0});
+              vector::StoreOp::create(b, loc, storedCodes(b, loc, qhi, codesI8),
+                                      q, ValueRange{m, k1});
               memref::StoreOp::create(b, loc, toF16AndBack(b, dv), d,
                                       ValueRange{m, blk});
               if (withSums) {
@@ -899,12 +925,12 @@ quantizeActivations(RewriterBase &b, Location loc, Value x, bool withSums,
 FailureOr<ActivationBlocks>
 quantizeActivationsQ8K(RewriterBase &b, Location loc, Value x, bool withSums,
                        int64_t sumBlock, const BufferizationOptions &options,
-                       bool gpu) {
+                       bool gpu, bool codesI8) {
   auto xType = cast<MemRefType>(x.getType());
   int64_t rows = xType.getDimSize(0), k = xType.getDimSize(1);
   Type f32 = b.getF32Type();
-  FailureOr<ActivationBlocks> blocks =
-      allocActivationBlocks(b, loc, x, 256, withSums, options, sumBlock);
+  FailureOr<ActivationBlocks> blocks = allocActivationBlocks(
+      b, loc, x, 256, withSums, options, sumBlock, codesI8);
   if (failed(blocks))
     return failure();
   Value q = blocks->q, d = blocks->d, s = blocks->s;
@@ -1020,7 +1046,9 @@ quantizeActivationsQ8K(RewriterBase &b, Location loc, Value x, bool withSums,
                       Value v = vector::LoadOp::create(b, loc, v16f, x, ValueRange{m, at});
                       Value qv = math::RoundEvenOp::create(
                           b, loc, arith::MulFOp::create(b, loc, v, idV));
-                      vector::StoreOp::create(b, loc, qv, q, ValueRange{m, at});
+                      vector::StoreOp::create(b, loc,
+                                              storedCodes(b, loc, qv, codesI8), q,
+                                              ValueRange{m, at});
                       return qv;
                     };
                     Value qlo = round(k0), qhi = round(k1);
@@ -1058,6 +1086,23 @@ Value minimumSums(OpBuilder &b, Location loc, const KQuantGroup &g, Value s,
   Value hi = memref::LoadOp::create(b, loc, s, ValueRange{m, at1});
   return math::FmaOp::create(b, loc, g.mHi, hi,
                              arith::MulFOp::create(b, loc, g.mLo, lo));
+}
+
+/// Whether the CPU target named 8-bit dot product instructions on the
+/// module (kiln.int8_dot, from the target machine's features; see
+/// kiln-lower-int8-dot). Without them the q8 kernels multiply the
+/// integers as f32, which the vectorizer handles as well.
+bool hasInt8Dot(Operation *op) {
+  auto m = op->getParentOfType<ModuleOp>();
+  return m && m->hasAttr("kiln.int8_dot");
+}
+
+/// Two vector<16xi8> as one vector<32xi8> (lo's lanes first).
+Value concat16(OpBuilder &b, Location loc, Value lo, Value hi) {
+  SmallVector<int64_t> all;
+  for (int64_t i = 0; i < 32; ++i)
+    all.push_back(i);
+  return vector::ShuffleOp::create(b, loc, lo, hi, all);
 }
 
 struct QuantMatMulOpInterface
@@ -1101,10 +1146,13 @@ struct QuantMatMulOpInterface
                        : blockLayout(format).hasMin;
     // q2_k's minimums are per 16 values: so are x's sums.
     int64_t sumBlock = format == "q2_k" ? 16 : 32;
+    // The CPU's 8-bit dot products, where it has them: x's codes in i8.
+    bool codesI8 = q8 && !forGpu(op) && hasInt8Dot(op);
     auto quantizeX = [&](bool gpu) {
       return kq ? quantizeActivationsQ8K(rewriter, loc, *x, withMins, sumBlock,
-                                         options, gpu)
-                : quantizeActivations(rewriter, loc, *x, withMins, options, gpu);
+                                         options, gpu, codesI8)
+                : quantizeActivations(rewriter, loc, *x, withMins, options, gpu,
+                                      codesI8);
     };
     if (forGpu(op)) {
       // q8 (llama.cpp's numerics): x quantized per block of 32 first (a
@@ -1258,13 +1306,18 @@ struct QuantMatMulOpInterface
         DenseElementsAttr::get(v16f, rewriter.getF32FloatAttr(0.0f)));
     Value zeroF = arith::ConstantOp::create(rewriter, loc,
                                             rewriter.getF32FloatAttr(0.0f));
+    auto v8f = VectorType::get({8}, rewriter.getF32Type());
+    Value zero8 = arith::ConstantOp::create(
+        rewriter, loc, v8f,
+        DenseElementsAttr::get(v8f, rewriter.getF32FloatAttr(0.0f)));
     // Rows [m0, m0 + count) of x against output column `col`. f32
-    // activations: a vector accumulator per row. q8: the same plus, for
-    // q4_1, a scalar sum of m_w * s_x per row.
+    // activations: a vector accumulator per row (8 lanes with the 8-bit
+    // dot products, else 16). q8: the same plus, for q4_1, a scalar sum of
+    // m_w * s_x per row.
     auto rowsTimesColumn = [&](OpBuilder &b, Value m0, int64_t count,
                                Value col) {
       bool sums = q8 && withMins;
-      SmallVector<Value> init(count, zero);
+      SmallVector<Value> init(count, codesI8 ? zero8 : zero);
       if (sums)
         init.append(count, zeroF);
       // One 32-value group: the accumulators after it. K-quant groups come
@@ -1299,36 +1352,73 @@ struct QuantMatMulOpInterface
               }
               return next;
             }
+            // q8: per row, acc + (w . x) * scale, with the weight's
+            // integers decoded once for the rows. codesI8: w . x by
+            // kiln.dot4_i8 on the block's 32 bytes (8 lanes of 4-product
+            // sums, lanes 0-3 values 0-15); else two 16-lane f32 products
+            // (exact: |sum| < 2^24 per block). `scale(row, lanes, hi)`
+            // gives the lanes' scale vector (hi: values 16-31).
             SmallVector<Value> nextSums;
+            auto v32i8 = VectorType::get({32}, b.getI8Type());
+            auto rowDot = [&](Value m, Value lo, Value hi, bool wSigned,
+                              function_ref<Value(int64_t, bool)> scale,
+                              bool twoScales, Value acc) -> Value {
+              if (codesI8) {
+                Value xv = vector::LoadOp::create(b, loc, v32i8, xq->q,
+                                                  ValueRange{m, k0});
+                Value dot = Dot4I8Op::create(
+                    b, loc, VectorType::get({8}, b.getI32Type()),
+                    concat16(b, loc, lo, hi), xv, !wSigned);
+                Value sc = scale(8, false);
+                if (twoScales) {
+                  // Lanes 0-3 take the first 16 values' scale.
+                  auto v8i1 = VectorType::get({8}, b.getI1Type());
+                  Value firstHalf = arith::ConstantOp::create(
+                      b, loc, v8i1,
+                      DenseElementsAttr::get(
+                          v8i1, ArrayRef<bool>{true, true, true, true, false,
+                                               false, false, false}));
+                  sc = arith::SelectOp::create(b, loc, firstHalf, sc,
+                                               scale(8, true));
+                }
+                return vector::FMAOp::create(
+                    b, loc, arith::SIToFPOp::create(b, loc, v8f, dot), sc, acc);
+              }
+              Value xl = vector::LoadOp::create(b, loc, v16f, xq->q, ValueRange{m, k0});
+              Value xh = vector::LoadOp::create(b, loc, v16f, xq->q, ValueRange{m, k1});
+              if (!twoScales) {
+                Value prod = vector::FMAOp::create(
+                    b, loc, lo, xl, arith::MulFOp::create(b, loc, hi, xh));
+                return vector::FMAOp::create(b, loc, prod, scale(16, false), acc);
+              }
+              acc = vector::FMAOp::create(b, loc, arith::MulFOp::create(b, loc, lo, xl),
+                                          scale(16, false), acc);
+              return vector::FMAOp::create(b, loc, arith::MulFOp::create(b, loc, hi, xh),
+                                           scale(16, true), acc);
+            };
+            auto bcast = [&](int64_t lanes, Value v) {
+              return vector::BroadcastOp::create(
+                         b, loc, VectorType::get({lanes}, b.getF32Type()), v)
+                  .getResult();
+            };
             if (kq) {
               // Q8_K: per group dx d (scLo q.x[0:16] + scHi q.x[16:32]) -
-              // dx dmin m s_x, integer products exact in f32.
+              // dx dmin m s_x.
               KQuantGroup g = kQuantGroup(b, loc, *w, col, sb, j, format);
-              auto [lo, hi] = kQuantCodes(b, loc, *w, col, g, format, 16, Value());
-              auto bcast = [&](Value v) {
-                return vector::BroadcastOp::create(b, loc, v16f, v).getResult();
-              };
+              auto [lo, hi] = kQuantCodes(b, loc, *w, col, g, format, 16, Value(),
+                                          codesI8);
+              bool wSigned = format == "q3_k" || format == "q6_k";
               for (int64_t r = 0; r < count; ++r) {
                 Value m = arith::AddIOp::create(b, loc, m0, c(b, r));
-                Value xl = vector::LoadOp::create(b, loc, v16f, xq->q, ValueRange{m, k0});
-                Value xh = vector::LoadOp::create(b, loc, v16f, xq->q, ValueRange{m, k1});
                 Value dx = memref::LoadOp::create(b, loc, xq->d, ValueRange{m, sb});
                 Value dd = arith::MulFOp::create(b, loc, dx, g.d);
-                Value a = acc[r];
-                if (g.scLo == g.scHi) {
-                  Value prod = vector::FMAOp::create(
-                      b, loc, lo, xl, arith::MulFOp::create(b, loc, hi, xh));
-                  a = vector::FMAOp::create(
-                      b, loc, prod, bcast(arith::MulFOp::create(b, loc, dd, g.scLo)), a);
-                } else {
-                  a = vector::FMAOp::create(
-                      b, loc, arith::MulFOp::create(b, loc, lo, xl),
-                      bcast(arith::MulFOp::create(b, loc, dd, g.scLo)), a);
-                  a = vector::FMAOp::create(
-                      b, loc, arith::MulFOp::create(b, loc, hi, xh),
-                      bcast(arith::MulFOp::create(b, loc, dd, g.scHi)), a);
-                }
-                next.push_back(a);
+                next.push_back(rowDot(
+                    m, lo, hi, wSigned,
+                    [&](int64_t lanes, bool second) {
+                      return bcast(lanes, arith::MulFOp::create(
+                                              b, loc, dd, second ? g.scHi : g.scLo));
+                    },
+                    g.scLo != g.scHi, acc[r]));
                 if (sums) {
                   nextSums.push_back(arith::SubFOp::create(
                       b, loc, acc[count + r],
@@ -1340,18 +1430,15 @@ struct QuantMatMulOpInterface
               next.append(nextSums);
               return next;
             }
-            // Integer products are exact in f32 (|sum| < 2^24 per block).
-            BlockInts wq = blockInts(b, loc, *w, col, blk, format);
+            BlockInts wq = blockInts(b, loc, *w, col, blk, format, codesI8);
+            bool wSigned = format == "q8_0" || blockLayout(format).bias;
             for (int64_t r = 0; r < count; ++r) {
               Value m = arith::AddIOp::create(b, loc, m0, c(b, r));
-              Value xl = vector::LoadOp::create(b, loc, v16f, xq->q, ValueRange{m, k0});
-              Value xh = vector::LoadOp::create(b, loc, v16f, xq->q, ValueRange{m, k1});
-              Value prod = vector::FMAOp::create(
-                  b, loc, wq.lo, xl, arith::MulFOp::create(b, loc, wq.hi, xh));
               Value dx = memref::LoadOp::create(b, loc, xq->d, ValueRange{m, blk});
               Value dd = arith::MulFOp::create(b, loc, wq.d, dx);
-              next.push_back(vector::FMAOp::create(
-                  b, loc, prod, vector::BroadcastOp::create(b, loc, v16f, dd),
+              next.push_back(rowDot(
+                  m, wq.lo, wq.hi, wSigned,
+                  [&](int64_t lanes, bool) { return bcast(lanes, dd); }, false,
                   acc[r]));
               if (sums) {
                 Value sx = memref::LoadOp::create(b, loc, xq->s, ValueRange{m, blk});

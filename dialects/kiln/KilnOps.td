@@ -446,4 +446,27 @@ def Kiln_WeightOp : Kiln_Op<"weight", [Pure]> {
   let assemblyFormat = "$name attr-dict `:` type($result)";
 }
 
+//===----------------------------------------------------------------------===//
+// Kernel building blocks (made by the bufferization of the ops above)
+//===----------------------------------------------------------------------===//
+
+def Kiln_Dot4I8Op : Kiln_Op<"dot4_i8", [Pure]> {
+  let summary = "8-bit dot products over groups of four lanes";
+  let description = [{
+    `result[i] = sum(lhs[l] * rhs[l] for l in [4 i, 4 i + 4))`, signed
+    bytes in, exact i32 sums out. `lhs_nonnegative` says every lhs lane is
+    >= 0, which lets a lowering skip the sign trick its unsigned-by-signed
+    instructions need. The CPU's q8 quant_matmul kernels make it;
+    kiln-lower-int8-dot lowers it to the target's instructions (the
+    module's `kiln.int8_dot`: "vnni" or "avx2"), else to plain vector
+    arithmetic.
+  }];
+  let arguments = (ins VectorOfLengthAndType<[32], [I8]>:$lhs,
+                       VectorOfLengthAndType<[32], [I8]>:$rhs,
+                       UnitAttr:$lhs_nonnegative);
+  let results = (outs VectorOfLengthAndType<[8], [I32]>:$result);
+  let assemblyFormat =
+      "$lhs `,` $rhs attr-dict `:` type($lhs) `,` type($rhs) `->` type($result)";
+}
+
 #endif // KILN_OPS_TD

@@ -22,6 +22,7 @@
 #include "llvm/Transforms/IPO/MergeFunctions.h"
 #include "llvm/IR/LegacyPassManager.h"
 #include "llvm/IR/Module.h"
+#include "llvm/MC/MCSubtargetInfo.h"
 #include "llvm/MC/TargetRegistry.h"
 #include "llvm/Passes/PassBuilder.h"
 #include "llvm/Passes/StandardInstrumentations.h"
@@ -49,7 +50,8 @@ std::string cpuLoweringPipeline(llvm::StringRef stopAfter) {
        "func.func(convert-linalg-to-parallel-loops), "
        "kiln-outline-parallel-loops, lower-affine, "
        "convert-scf-to-cf, expand-strided-metadata, lower-affine, "
-       "kiln-approximate-math, kiln-empty-buffer-arguments, convert-vector-to-llvm, finalize-memref-to-llvm, convert-math-to-funcs, "
+       "kiln-approximate-math, kiln-empty-buffer-arguments, kiln-lower-int8-dot, "
+       "convert-vector-to-llvm, finalize-memref-to-llvm, convert-math-to-funcs, "
        "convert-math-to-llvm, convert-math-to-libm, "
        "convert-arith-to-llvm, convert-index-to-llvm, "
        "convert-func-to-llvm{use-bare-ptr-memref-call-conv=1}, "
@@ -58,6 +60,12 @@ std::string cpuLoweringPipeline(llvm::StringRef stopAfter) {
 }
 
 namespace {
+
+/// The x86 features the runtime can query (cpu_device.cc's hostHasFeature).
+constexpr llvm::StringRef kRuntimeCheckedFeatures[] = {
+    "sse4.1",   "sse4.2",   "avx",      "avx2",       "fma",
+    "bmi",      "bmi2",     "avx512f",  "avx512bw",   "avx512dq",
+    "avx512vl", "avx512vnni", "avxvnni"};
 
 std::string hostFeatures() {
   std::string features;
@@ -186,6 +194,44 @@ FailureOr<CpuExecutable> buildCpuExecutable(ModuleOp module,
   CpuExecutable exe;
   OwningOpRef<ModuleOp> work = cast<ModuleOp>(module->clone());
 
+  llvm::InitializeNativeTarget();
+  llvm::InitializeNativeTargetAsmPrinter();
+  llvm::Triple triple(llvm::sys::getProcessTriple());
+  std::string error;
+  const llvm::Target *target = llvm::TargetRegistry::lookupTarget(triple, error);
+  if (!target)
+    return emitError(loc) << "no LLVM target for " << triple.str() << ": "
+                          << error;
+  bool native = options.cpu == "native";
+  exe.cpu = native ? llvm::sys::getHostCPUName().str() : options.cpu;
+  exe.features = native ? hostFeatures() : "";
+  exe.arch = triple.getArchName().str();
+  llvm::TargetOptions to;
+  std::unique_ptr<llvm::TargetMachine> tm(target->createTargetMachine(
+      triple, exe.cpu, exe.features, to, llvm::Reloc::PIC_, std::nullopt,
+      llvm::CodeGenOptLevel::Aggressive));
+  if (!tm)
+    return emitError(loc) << "cannot create a target machine for CPU '"
+                          << exe.cpu << "'";
+  const llvm::MCSubtargetInfo *sti = tm->getMCSubtargetInfo();
+  auto has = [&](llvm::StringRef f) {
+    return sti->checkFeatures(("+" + f).str());
+  };
+  if (!native) {
+    // A named CPU's features, those the runtime checks before it loads
+    // the code (native builds record all of the host's).
+    for (llvm::StringRef f : kRuntimeCheckedFeatures)
+      if (has(f))
+        exe.features += (exe.features.empty() ? "+" : ",+") + f.str();
+  }
+  // The 8-bit dot products the q8 kernels may use (kiln.int8_dot).
+  if (triple.isX86()) {
+    if ((has("avx512vnni") && has("avx512vl")) || has("avxvnni"))
+      (*work)->setAttr("kiln.int8_dot", StringAttr::get(ctx, "vnni"));
+    else if (has("avx2"))
+      (*work)->setAttr("kiln.int8_dot", StringAttr::get(ctx, "avx2"));
+  }
+
   bool stopInMlir = options.stopAfter == "linalg" ||
                     options.stopAfter == "bufferize" ||
                     options.stopAfter == "llvm";
@@ -266,25 +312,6 @@ FailureOr<CpuExecutable> buildCpuExecutable(ModuleOp module,
       f.setUnnamedAddr(llvm::GlobalValue::UnnamedAddr::Global);
     }
 
-  llvm::InitializeNativeTarget();
-  llvm::InitializeNativeTargetAsmPrinter();
-  llvm::Triple triple(llvm::sys::getProcessTriple());
-  std::string error;
-  const llvm::Target *target = llvm::TargetRegistry::lookupTarget(triple, error);
-  if (!target)
-    return emitError(loc) << "no LLVM target for " << triple.str() << ": "
-                          << error;
-  exe.cpu = options.cpu == "native" ? llvm::sys::getHostCPUName().str()
-                                    : options.cpu;
-  exe.features = options.cpu == "native" ? hostFeatures() : "";
-  exe.arch = triple.getArchName().str();
-  llvm::TargetOptions to;
-  std::unique_ptr<llvm::TargetMachine> tm(target->createTargetMachine(
-      triple, exe.cpu, exe.features, to, llvm::Reloc::PIC_, std::nullopt,
-      llvm::CodeGenOptLevel::Aggressive));
-  if (!tm)
-    return emitError(loc) << "cannot create a target machine for CPU '"
-                          << exe.cpu << "'";
   llvm::SmallVector<char, 0> object;
   if (options.stopAfter == "llvm-ir") {
     llvmModule->setDataLayout(tm->createDataLayout());

@@ -20,9 +20,13 @@ s = f16(d * sum q) (q5_1 too). A block contributes f16(d_w) * f16(d_x) * sum(q_w
 differ from the exact f32 product by the 8-bit rounding (so the test fails
 if the q8 path is not taken).
 
-  check_quant_q8.py --build BUILD --work DIR [--device vulkan|cuda]
+  check_quant_q8.py --build BUILD --work DIR [--device vulkan|cuda] [--cpu NAME]
 
 --device runs the GPU form of the kernels (compiled for that target too).
+--cpu compiles for that LLVM CPU: the q8 kernels multiply bytes with
+vpdpbusd where it has AVX512-VNNI (or AVX-VNNI), with vpmaddubsw on other
+AVX2 CPUs (haswell) and as f32 integers without AVX2 (x86-64); each must
+match the model.
 """
 import argparse
 import os
@@ -169,11 +173,15 @@ def llama_cpp_kquant_model(x, parts):
 
 def main():
     ap = argparse.ArgumentParser()
-    ap.add_argument("--build", required=True)
+    ap.add_argument("--build")
+    ap.add_argument("--emit-only", action="store_true",
+                    help="write the kernels' MLIR files to --work, run nothing")
     ap.add_argument("--work", required=True)
     ap.add_argument("--device", default="cpu")
+    ap.add_argument("--cpu", default="native")
     args = ap.parse_args()
     target = [] if args.device == "cpu" else [f"--target=cpu,{args.device}"]
+    target.append(f"--cpu={args.cpu}")
     os.makedirs(args.work, exist_ok=True)
     rng = np.random.default_rng(7)
     failed = 0
@@ -194,6 +202,8 @@ def main():
   return %0 : tensor<{M}x{N}xf32>
 }}
 """)
+        if args.emit_only:
+            continue
         art = os.path.join(args.work, f"{fmt}.kiln")
         xp, wp, yp = (os.path.join(args.work, f"{fmt}_{n}.npy") for n in "xwy")
         np.save(xp, x)
@@ -213,6 +223,8 @@ def main():
         failed += not ok
         print(f"{'ok' if ok else 'FAIL'} {fmt}: vs llama.cpp's arithmetic {err:.1e} "
               f"(bound 1e-5), vs the exact product {gap:.1e} (8-bit rounding)")
+    if args.emit_only:
+        return
     print(f"quant q8: {len(FORMATS) - failed} passed, {failed} failed")
     sys.exit(1 if failed else 0)
 

@@ -4,7 +4,9 @@
 // one tile of four, its single-trip loop folded away, then a tail of two),
 // and the output column is the
 // parallel dimension.
-// RUN: kiln-compile %s --compile-to=bufferize | FileCheck %s
+// RUN: kiln-compile %s --compile-to=bufferize --cpu=x86-64 | FileCheck %s
+// A CPU with 8-bit dot products (AVX2 and up) keeps q8's codes in i8:
+// RUN: kiln-compile %s --compile-to=bufferize --cpu=haswell | FileCheck %s --check-prefix=I8
 
 func.func @mm(%x: tensor<6x64xf32>, %w: tensor<3x40xi8>, %ids: tensor<1x2xi64>) -> (tensor<6x3xf32>, tensor<1x2x64xf32>) {
   %0 = kiln.quant_matmul %x, %w {format = "q4_1"} : (tensor<6x64xf32>, tensor<3x40xi8>) -> tensor<6x3xf32>
@@ -59,6 +61,21 @@ func.func @mm8(%x: tensor<2x64xf32>, %w: tensor<3x40xi8>) -> tensor<2x3xf32> {
 // CHECK: memref.load %[[D]]
 // CHECK: vector.fma
 // CHECK: memref.load %[[S]]
+// With kiln.int8_dot (set by the CPU target: haswell has AVX2) the codes
+// stay bytes: x's in an i8 buffer, the weight's nibbles joined into 32
+// lanes, kiln.dot4_i8 then 8-lane f32 accumulators.
+// I8-LABEL: func.func @mm8(
+// I8: %[[Q:.+]] = memref.view {{.+}} to memref<2x64xi8>
+// I8: math.roundeven
+// I8: arith.fptosi %{{.+}} : vector<16xf32> to vector<16xi8>
+// I8: vector.store %{{.+}}, %[[Q]]
+// I8: scf.for {{.+}} iter_args({{.+}}) -> (vector<8xf32>, vector<8xf32>, f32, f32)
+// I8-NOT: arith.uitofp
+// I8: vector.shuffle {{.+}} : vector<16xi8>, vector<16xi8>
+// I8: vector.load %[[Q]]{{.+}} : memref<2x64xi8>, vector<32xi8>
+// I8: kiln.dot4_i8 {{.+}} {lhs_nonnegative}
+// I8: arith.sitofp {{.+}} : vector<8xi32> to vector<8xf32>
+// I8: vector.fma
 
 // format = "f16": 32 f16 values per 64-byte block, bitcast and widened.
 func.func @mm16(%x: tensor<2x64xf32>, %w: tensor<3x128xi8>) -> tensor<2x3xf32> {

@@ -168,6 +168,7 @@ bool hostHasFeature(const std::string &f) {
   if (f == "avx512dq") return __builtin_cpu_supports("avx512dq");
   if (f == "avx512vl") return __builtin_cpu_supports("avx512vl");
   if (f == "avx512vnni") return __builtin_cpu_supports("avx512vnni");
+  if (f == "avxvnni") return __builtin_cpu_supports("avxvnni");
 #endif
   (void)f;
   return true; // features the runtime cannot query are assumed present
