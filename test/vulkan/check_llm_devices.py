@@ -69,6 +69,12 @@ def models():
     # on both devices, test/vulkan/quant-q8.test.)
     yield "tiny_llama_k5_gguf_q8", os.path.join(ROOT, "gguf", "models", "tiny_llama_k5.gguf"), \
         ["--prefill-chunk=16", "--activations=q8"]
+    # Q2_K and Q3_K (every bit pattern; embedding Q3_K, output Q2_K),
+    # with f32 and with Q8_K activations (q2_k's minimums against sums of
+    # 16 values).
+    q23k = os.path.join(ROOT, "gguf", "models", "tiny_llama_q23k.gguf")
+    yield "tiny_llama_q23k_gguf", q23k, ["--prefill-chunk=16"]
+    yield "tiny_llama_q23k_gguf_q8", q23k, ["--prefill-chunk=16", "--activations=q8"]
     # A window of 16 with 4 attention sinks on every layer: a ring of 4
     # blocks (64 tokens) that the 70-token prompt already slides.
     yield "llama_window_sinks", os.path.join(ROOT, "llm", "models", "llama_kv.onnx"), \
