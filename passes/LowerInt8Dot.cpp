@@ -1,4 +1,4 @@
-//===- LowerInt8Dot.cpp - kiln.dot4_i8 to the CPU's instructions ----------===//
+//===- LowerInt8Dot.cpp - kiln's byte ops to the CPU's instructions -------===//
 #include "passes/Passes.h"
 
 #include "dialects/kiln/KilnDialect.h"
@@ -78,6 +78,27 @@ struct LowerInt8DotPass : kiln::impl::LowerInt8DotBase<LowerInt8DotPass> {
       rewriter.setInsertionPoint(op);
       Value r = kind ? lowerX86(rewriter, op.getLoc(), op, kind.getValue() == "vnni")
                      : lowerGeneric(rewriter, op.getLoc(), op);
+      rewriter.replaceOp(op, r);
+    });
+    // Table lookups: pshufb (SSSE3, which every AVX2 CPU has) takes the
+    // index's low 4 bits when its top bit is clear, as here.
+    module.walk([&](kiln::Table16I8Op op) {
+      rewriter.setInsertionPoint(op);
+      Location loc = op.getLoc();
+      Value r;
+      if (kind) {
+        auto type = cast<VectorType>(op.getType());
+        Value table = arith::ConstantOp::create(
+            rewriter, loc, type,
+            DenseElementsAttr::get(type, ArrayRef<int8_t>(op.getTable())));
+        r = LLVM::CallIntrinsicOp::create(
+                rewriter, loc, type,
+                rewriter.getStringAttr("llvm.x86.ssse3.pshuf.b.128"),
+                ValueRange{table, op.getIndices()})
+                .getResult(0);
+      } else {
+        r = kiln::buildTableLookup(rewriter, loc, op.getTable(), op.getIndices());
+      }
       rewriter.replaceOp(op, r);
     });
   }

@@ -179,7 +179,7 @@ def ApproximateMath : Pass<"kiln-approximate-math", "mlir::ModuleOp"> {
 }
 
 def LowerInt8Dot : Pass<"kiln-lower-int8-dot", "mlir::ModuleOp"> {
-  let summary = "Lower kiln.dot4_i8 to the CPU's 8-bit dot product instructions";
+  let summary = "Lower kiln.dot4_i8 and kiln.table16_i8 to the CPU's byte instructions";
   let description = [{
     With `kiln.int8_dot = "vnni"` on the module (the CPU target sets it
     when the target machine has AVX512-VNNI with VL, or AVX-VNNI), each
@@ -188,6 +188,8 @@ def LowerInt8Dot : Pass<"kiln-lower-int8-dot", "mlir::ModuleOp"> {
     refuses ops of unknown effects). Signed left operands go through
     llama.cpp's sign trick (|lhs| times rhs with lhs's sign). Without the
     attribute: sign-extended multiplies and adds, any target.
+    kiln.table16_i8 (IQ4's codebook) becomes pshufb with the attribute,
+    else a tree of selects.
   }];
   let dependentDialects = ["mlir::LLVM::LLVMDialect", "mlir::math::MathDialect",
                            "mlir::arith::ArithDialect", "mlir::vector::VectorDialect"];

@@ -375,6 +375,37 @@ LlamaBuilder::dequantize(const gguf::TensorInfo &t) {
         }
     }
     return out;
+  case gguf::TensorType::IQ4_NL: // {f16 d; u8 q[16]}: d * kIq4Values[nibble]
+    for (uint64_t blk = 0; blk < n / 32; ++blk, p += 18) {
+      float d = half(p);
+      for (int j = 0; j < 16; ++j) {
+        out[blk * 32 + j] = d * static_cast<float>(kIq4Values[p[2 + j] & 0xF]);
+        out[blk * 32 + j + 16] = d * static_cast<float>(kIq4Values[p[2 + j] >> 4]);
+      }
+    }
+    return out;
+  case gguf::TensorType::IQ4_XS:
+    // {f16 d; u16 scales_h; u8 scales_l[4]; u8 qs[128]} per 256 values:
+    // group j's 6-bit scale (nibble j of scales_l, bits 2j of scales_h
+    // above it) minus 32; its 16 bytes at qs[16 j], value l < 16 the low
+    // nibble of byte l, l + 16 the high: d * scale * kIq4Values[nibble].
+    for (uint64_t sb = 0; sb < n / 256; ++sb, p += 136) {
+      float d = half(p);
+      uint16_t high;
+      std::memcpy(&high, p + 2, 2);
+      for (int j = 0; j < 8; ++j) {
+        int ls = ((p[4 + j / 2] >> (4 * (j % 2))) & 0xF) |
+                 (((high >> (2 * j)) & 3) << 4);
+        float dl = d * static_cast<float>(ls - 32);
+        const uint8_t *q = p + 8 + 16 * j;
+        for (int l = 0; l < 16; ++l) {
+          out[sb * 256 + j * 32 + l] = dl * static_cast<float>(kIq4Values[q[l] & 0xF]);
+          out[sb * 256 + j * 32 + l + 16] =
+              dl * static_cast<float>(kIq4Values[q[l] >> 4]);
+        }
+      }
+    }
+    return out;
   default:
     return err() << "tensor '" << t.name << "' has type "
                  << gguf::tensorTypeName(t.type)
@@ -405,6 +436,8 @@ StringRef LlamaBuilder::packedFormat(const gguf::TensorInfo &t) const {
   case gguf::TensorType::Q4_K: return "q4_k";
   case gguf::TensorType::Q5_K: return "q5_k";
   case gguf::TensorType::Q6_K: return "q6_k";
+  case gguf::TensorType::IQ4_NL: return "iq4_nl";
+  case gguf::TensorType::IQ4_XS: return "iq4_xs";
   default: return "";
   }
 }

@@ -2,6 +2,7 @@
 #include "compiler/import/GgufReader.h"
 
 #include <cstring>
+#include <utility>
 
 namespace kiln::gguf {
 
@@ -36,16 +37,31 @@ constexpr Layout kLayouts[] = {
     {3, "q4_1", 32, 20},    {6, "q5_0", 32, 22},     {7, "q5_1", 32, 24},
     {8, "q8_0", 32, 34},    {9, "q8_1", 32, 36},     {10, "q2_k", 256, 84},
     {11, "q3_k", 256, 110}, {12, "q4_k", 256, 144},  {13, "q5_k", 256, 176},
-    {14, "q6_k", 256, 210}, {15, "q8_k", 256, 292},  {24, "i8", 1, 1},
+    {14, "q6_k", 256, 210}, {15, "q8_k", 256, 292},  {20, "iq4_nl", 32, 18},
+    {23, "iq4_xs", 256, 136}, {24, "i8", 1, 1},
     {25, "i16", 1, 2},      {26, "i32", 1, 4},       {27, "i64", 1, 8},
     {28, "f64", 1, 8},      {30, "bf16", 1, 2},
 };
 } // namespace
 
+// ggml types whose layout Kiln does not read, named in its errors.
+constexpr std::pair<uint32_t, const char *> kUnsupported[] = {
+    {4, "q4_2"},    {5, "q4_3"},     {16, "iq2_xxs"}, {17, "iq2_xs"},
+    {18, "iq3_xxs"}, {19, "iq1_s"},  {21, "iq3_s"},   {22, "iq2_s"},
+    {29, "iq1_m"},  {34, "tq1_0"},   {35, "tq2_0"},   {39, "mxfp4"},
+};
+
 const char *tensorTypeName(uint32_t type) {
   for (const Layout &l : kLayouts)
     if (l.type == type)
       return l.name;
+  return nullptr;
+}
+
+const char *unsupportedTensorTypeName(uint32_t type) {
+  for (const auto &[t, name] : kUnsupported)
+    if (t == type)
+      return name;
   return nullptr;
 }
 
@@ -241,10 +257,18 @@ std::unique_ptr<File> File::parse(llvm::StringRef bytes, llvm::StringRef name,
     if (!c.read(t.type, "tensor type") || !c.read(relOffset, "tensor offset"))
       return failed();
     uint64_t blockElems, blockBytes;
-    if (!blockLayout(t.type, blockElems, blockBytes))
+    if (!blockLayout(t.type, blockElems, blockBytes)) {
+      if (const char *name = unsupportedTensorTypeName(t.type))
+        return c.fail("tensor '" + t.name + "' has type " + name + " (" +
+                      std::to_string(t.type) +
+                      "), which Kiln does not support (supported: f32, f16, "
+                      "q8_0, q4_0, q4_1, q5_0, q5_1, q2_k to q6_k, iq4_nl, "
+                      "iq4_xs)"),
+               failed();
       return c.fail("tensor '" + t.name + "' has unknown type " +
                     std::to_string(t.type)),
              failed();
+    }
     if (t.dims[0] % blockElems)
       return c.fail("tensor '" + t.name + "': row of " +
                     std::to_string(t.dims[0]) + " is not whole " +

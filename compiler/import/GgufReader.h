@@ -30,10 +30,13 @@ const char *valueTypeName(ValueType t);
 enum class TensorType : uint32_t {
   F32 = 0, F16 = 1, Q4_0 = 2, Q4_1 = 3, Q5_0 = 6, Q5_1 = 7, Q8_0 = 8,
   Q8_1 = 9, Q2_K = 10, Q3_K = 11, Q4_K = 12, Q5_K = 13, Q6_K = 14, Q8_K = 15,
-  I8 = 24, I16 = 25, I32 = 26, I64 = 27, F64 = 28, BF16 = 30,
+  IQ4_NL = 20, IQ4_XS = 23, I8 = 24, I16 = 25, I32 = 26, I64 = 27, F64 = 28, BF16 = 30,
 };
 /// Name ("q4_1") or nullptr for a type Kiln does not know.
 const char *tensorTypeName(uint32_t type);
+/// Name ("iq2_xs") of a ggml type Kiln knows of but cannot read, else
+/// nullptr.
+const char *unsupportedTensorTypeName(uint32_t type);
 /// Elements per block and bytes per block; false for unknown types.
 bool blockLayout(uint32_t type, uint64_t &elements, uint64_t &bytes);
 

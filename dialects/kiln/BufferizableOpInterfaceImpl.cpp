@@ -189,24 +189,36 @@ Value scalarAbsMax(OpBuilder &b, Location loc, int64_t n,
 /// for q5_0 / q5_1 the u32 of fifth bits (bit l for value l), then the
 /// codes (q8_0: 32 i8; the others: 16 bytes, value l in the low nibble of
 /// byte l and value l + 16 in its high nibble). Value = d * (code - bias)
-/// (+ m).
+/// (+ m); iq4_nl (q4_0's layout): d * kIq4Values[code].
 struct BlockLayout {
   int64_t codes;   // byte offset of the codes
   int64_t high;    // byte offset of the fifth bits, -1 for none
   int64_t bias;    // subtracted from the unsigned code (q4_0 8, q5_0 16)
   bool hasMin;     // an f16 minimum m at byte 2
+  bool codebook;   // the code indexes kIq4Values (iq4_nl)
 };
 
 BlockLayout blockLayout(StringRef format) {
   if (format == "q4_0")
-    return {2, -1, 8, false};
+    return {2, -1, 8, false, false};
   if (format == "q4_1")
-    return {4, -1, 0, true};
+    return {4, -1, 0, true, false};
   if (format == "q5_0")
-    return {6, 2, 16, false};
+    return {6, 2, 16, false, false};
   if (format == "q5_1")
-    return {8, 4, 0, true};
-  return {2, -1, 0, false}; // q8_0: signed codes
+    return {8, 4, 0, true, false};
+  if (format == "iq4_nl")
+    return {2, -1, 0, false, true};
+  return {2, -1, 0, false, false}; // q8_0: signed codes
+}
+
+/// IQ4's codebook entries of 4-bit codes n (i8, or vector<16xi8> on the
+/// CPU: kiln.table16_i8, which becomes pshufb there).
+Value iq4Codes(OpBuilder &b, Location loc, Value n) {
+  if (isa<VectorType>(n.getType()))
+    return Table16I8Op::create(b, loc, n.getType(), n,
+                               b.getDenseI8ArrayAttr(kIq4Values));
+  return buildTableLookup(b, loc, kIq4Values, n);
 }
 
 /// The scale d and, for q4_1 / q5_1, the minimum m (else null) of block
@@ -224,8 +236,8 @@ std::pair<Value, Value> scalarBlockScales(OpBuilder &b, Location loc, Value w,
 }
 
 /// The codes k and k + 16 of that block as f32: q8_0's signed q, the
-/// others' unsigned code (nibble, and fifth bit for q5) (GPU form,
-/// scalars).
+/// others' unsigned code (nibble, and fifth bit for q5), iq4_nl's codebook
+/// entry (GPU form, scalars).
 std::pair<Value, Value> scalarBlockCodes(OpBuilder &b, Location loc, Value w,
                                          Value row, Value blk, Value k,
                                          StringRef format) {
@@ -270,6 +282,9 @@ std::pair<Value, Value> scalarBlockCodes(OpBuilder &b, Location loc, Value w,
     lo = fifth(lo, 0);
     hi = fifth(hi, 2);
   }
+  if (layout.codebook)
+    return {arith::SIToFPOp::create(b, loc, f32, iq4Codes(b, loc, lo)),
+            arith::SIToFPOp::create(b, loc, f32, iq4Codes(b, loc, hi))};
   return {arith::UIToFPOp::create(b, loc, f32, lo),
           arith::UIToFPOp::create(b, loc, f32, hi)};
 }
@@ -417,6 +432,10 @@ BlockInts blockInts(OpBuilder &b, Location loc, Value w, Value row, Value blk,
       n = arith::OrIOp::create(
           b, loc, n, arith::SelectOp::create(b, loc, set, i8splat(16), i8splat(0)));
     }
+    if (layout.codebook) {
+      Value q = iq4Codes(b, loc, n);
+      return codesI8 ? q : arith::SIToFPOp::create(b, loc, v16f, q).getResult();
+    }
     if (!layout.bias)
       return codesI8 ? n : arith::UIToFPOp::create(b, loc, v16f, n).getResult();
     Value q = arith::SubIOp::create(b, loc, n, i8splat(layout.bias));
@@ -467,6 +486,41 @@ KQuantGroup kQuantGroup(OpBuilder &b, Location loc, Value w, Value row,
                       arith::MulIOp::create(b, loc, g.j, c(2)));
     g.scLo = arith::SIToFPOp::create(b, loc, f32, scalarByte(scIdx));
     g.scHi = arith::SIToFPOp::create(b, loc, f32, scalarByte(add(scIdx, c(1))));
+    return g;
+  }
+  if (format == "iq4_xs") {
+    // d at byte 0, scales_h (u16) at 2, scales_l[4] at 4: group j's scale
+    // is nibble j % 2 of scales_l[j / 2] with bits 2 j, 2 j + 1 of scales_h
+    // above it, minus 32 (one per 32 values).
+    g.d = scalarHalf(b, loc, w, row, g.base);
+    auto extByte = [&](Value off) {
+      return arith::ExtUIOp::create(b, loc, i32, scalarByte(off)).getResult();
+    };
+    auto i32c = [&](int64_t v) {
+      return arith::ConstantOp::create(b, loc, b.getIntegerAttr(i32, v)).getResult();
+    };
+    Value j32 = arith::IndexCastOp::create(b, loc, i32, j);
+    Value low = extByte(add(add(g.base, c(4)), arith::DivUIOp::create(b, loc, j, c(2))));
+    low = arith::AndIOp::create(
+        b, loc,
+        arith::ShRUIOp::create(
+            b, loc, low,
+            arith::MulIOp::create(b, loc,
+                                  arith::RemUIOp::create(b, loc, j32, i32c(2)),
+                                  i32c(4))),
+        i32c(15));
+    Value high = arith::OrIOp::create(
+        b, loc, extByte(add(g.base, c(2))),
+        arith::ShLIOp::create(b, loc, extByte(add(g.base, c(3))), i32c(8)));
+    high = arith::AndIOp::create(
+        b, loc,
+        arith::ShRUIOp::create(b, loc, high,
+                               arith::MulIOp::create(b, loc, j32, i32c(2))),
+        i32c(3));
+    Value ls = arith::OrIOp::create(
+        b, loc, low, arith::ShLIOp::create(b, loc, high, i32c(4)));
+    g.scLo = g.scHi = arith::SIToFPOp::create(
+        b, loc, f32, arith::SubIOp::create(b, loc, ls, i32c(32)));
     return g;
   }
   auto i32c = [&](int64_t v) {
@@ -634,6 +688,14 @@ std::pair<Value, Value> kQuantCodes(OpBuilder &b, Location loc, Value w,
       return unsignedInts(n);
     };
     return {code(0), code(16)};
+  }
+  if (format == "iq4_xs") {
+    // Group j's 16 bytes at 8 + 16 j: value l < 16 the low nibble of byte
+    // l, l + 16 its high nibble; kIq4Values of each.
+    Value q = bytes(add(add(base, c(8)), arith::MulIOp::create(b, loc, j, c(16))));
+    Value lo = arith::AndIOp::create(b, loc, q, splat8(i8c(0xF)));
+    Value hi = arith::ShRUIOp::create(b, loc, q, splat8(i8c(4)));
+    return {signedInts(iq4Codes(b, loc, lo)), signedInts(iq4Codes(b, loc, hi))};
   }
   Value h = arith::DivUIOp::create(b, loc, j, c(4));
   Value t = arith::RemUIOp::create(b, loc, j, c(4));
@@ -1142,7 +1204,7 @@ struct QuantMatMulOpInterface
     // q2_k / q4_k / q5_k minimums, like q4_1's and q5_1's, need x's block
     // sums.
     bool kq = quantBlockValues(format) == 256;
-    bool withMins = kq ? format != "q6_k" && format != "q3_k"
+    bool withMins = kq ? format != "q6_k" && format != "q3_k" && format != "iq4_xs"
                        : blockLayout(format).hasMin;
     // q2_k's minimums are per 16 values: so are x's sums.
     int64_t sumBlock = format == "q2_k" ? 16 : 32;
@@ -1407,7 +1469,8 @@ struct QuantMatMulOpInterface
               KQuantGroup g = kQuantGroup(b, loc, *w, col, sb, j, format);
               auto [lo, hi] = kQuantCodes(b, loc, *w, col, g, format, 16, Value(),
                                           codesI8);
-              bool wSigned = format == "q3_k" || format == "q6_k";
+              bool wSigned =
+                  format == "q3_k" || format == "q6_k" || format == "iq4_xs";
               for (int64_t r = 0; r < count; ++r) {
                 Value m = arith::AddIOp::create(b, loc, m0, c(b, r));
                 Value dx = memref::LoadOp::create(b, loc, xq->d, ValueRange{m, sb});
@@ -1431,7 +1494,8 @@ struct QuantMatMulOpInterface
               return next;
             }
             BlockInts wq = blockInts(b, loc, *w, col, blk, format, codesI8);
-            bool wSigned = format == "q8_0" || blockLayout(format).bias;
+            bool wSigned = format == "q8_0" || blockLayout(format).bias ||
+                           blockLayout(format).codebook;
             for (int64_t r = 0; r < count; ++r) {
               Value m = arith::AddIOp::create(b, loc, m0, c(b, r));
               Value dx = memref::LoadOp::create(b, loc, xq->d, ValueRange{m, blk});

@@ -1,6 +1,7 @@
 //===- KilnDialect.cpp - The kiln dialect ---------------------------------===//
 #include "dialects/kiln/KilnDialect.h"
 
+#include "mlir/Dialect/Arith/IR/Arith.h"
 #include "mlir/IR/Builders.h"
 #include "mlir/IR/OpImplementation.h"
 #include "mlir/IR/PatternMatch.h"
@@ -151,11 +152,13 @@ int64_t kiln::quantBlockBytes(StringRef format) {
       .Case("q4_k", 144)
       .Case("q5_k", 176)
       .Case("q6_k", 210)
+      .Case("iq4_nl", 18)
+      .Case("iq4_xs", 136)
       .Default(0);
 }
 
 int64_t kiln::quantBlockValues(StringRef format) {
-  return format.ends_with("_k") ? 256 : 32;
+  return format.ends_with("_k") || format == "iq4_xs" ? 256 : 32;
 }
 
 /// Checks a quantized [rows, K / 32 * block_bytes] i8 weight for rows of K.
@@ -164,7 +167,7 @@ static LogicalResult verifyQuantWeight(Operation *op, Type weight,
   int64_t bb = quantBlockBytes(format);
   if (!bb)
     return op->emitOpError("unknown quantization format '")
-           << format << "' (known: q8_0, q4_0, q4_1, q5_0, q5_1, f16, q2_k, q3_k, q4_k, q5_k, q6_k)";
+           << format << "' (known: q8_0, q4_0, q4_1, q5_0, q5_1, f16, q2_k, q3_k, q4_k, q5_k, q6_k, iq4_nl, iq4_xs)";
   auto w = cast<RankedTensorType>(weight);
   int64_t values = quantBlockValues(format);
   if (k % values)
@@ -207,6 +210,38 @@ LogicalResult QuantGatherOp::verify() {
     return emitOpError("result must be f32 indices.shape + [K]");
   return verifyQuantWeight(*this, getTable().getType(), getFormat(),
                            r.getShape().back());
+}
+
+LogicalResult Table16I8Op::verify() {
+  if (getTable().size() != 16)
+    return emitOpError("table must hold 16 bytes, not ") << getTable().size();
+  return success();
+}
+
+Value kiln::buildTableLookup(OpBuilder &b, Location loc, ArrayRef<int8_t> table,
+                             Value n) {
+  Type t = n.getType();
+  auto constant = [&](int64_t v) -> Value {
+    if (auto vt = dyn_cast<VectorType>(t))
+      return arith::ConstantOp::create(
+          b, loc, vt, DenseElementsAttr::get(vt, b.getI8IntegerAttr(v)));
+    return arith::ConstantOp::create(b, loc, b.getI8IntegerAttr(v));
+  };
+  SmallVector<Value> level;
+  for (int8_t v : table)
+    level.push_back(constant(v));
+  // Bit k of n picks between neighbours of level k: 16, 8, 4, 2, 1.
+  for (int64_t k = 0; k < 4; ++k) {
+    Value bit = arith::CmpIOp::create(
+        b, loc, arith::CmpIPredicate::ne,
+        arith::AndIOp::create(b, loc, n, constant(1 << k)), constant(0));
+    SmallVector<Value> next;
+    for (size_t i = 0; i + 1 < level.size(); i += 2)
+      next.push_back(
+          arith::SelectOp::create(b, loc, bit, level[i + 1], level[i]));
+    level = std::move(next);
+  }
+  return level[0];
 }
 
 LogicalResult RopeOp::verify() {

@@ -15,12 +15,21 @@
 
 namespace kiln {
 /// Bytes of one block of a GGUF quantization format ("q8_0", "q4_0",
-/// "q4_1", "q5_0", "q5_1", "f16", "q2_k", "q3_k", "q4_k", "q5_k", "q6_k");
-/// 0 for an unknown one.
+/// "q4_1", "q5_0", "q5_1", "f16", "q2_k", "q3_k", "q4_k", "q5_k", "q6_k",
+/// "iq4_nl", "iq4_xs"); 0 for an unknown one.
 int64_t quantBlockBytes(llvm::StringRef format);
 /// Values per block of `format`: 32, or 256 for the K-quants (q2_k to
-/// q6_k).
+/// q6_k) and iq4_xs.
 int64_t quantBlockValues(llvm::StringRef format);
+/// IQ4_NL's and IQ4_XS's non-linear codebook: a 4-bit code n stands for
+/// kIq4Values[n] (times the block's scale).
+inline constexpr int8_t kIq4Values[16] = {-127, -104, -83, -65, -49, -35,
+                                          -22,  -10,  1,   13,  25,  38,
+                                          53,   69,   89,  113};
+/// table[n] for an i8 (or vector of i8) n in [0, 16), by a tree of 15
+/// selects on n's four bits: any target, scalars or vectors.
+mlir::Value buildTableLookup(mlir::OpBuilder &b, mlir::Location loc,
+                             llvm::ArrayRef<int8_t> table, mlir::Value n);
 /// Bytes of one row of K values in `format` (K a multiple of its block).
 inline int64_t quantRowBytes(llvm::StringRef format, int64_t k) {
   return k / quantBlockValues(format) * quantBlockBytes(format);

@@ -469,4 +469,19 @@ def Kiln_Dot4I8Op : Kiln_Op<"dot4_i8", [Pure]> {
       "$lhs `,` $rhs attr-dict `:` type($lhs) `,` type($rhs) `->` type($result)";
 }
 
+def Kiln_Table16I8Op : Kiln_Op<"table16_i8", [Pure]> {
+  let summary = "16-entry byte table lookup";
+  let description = [{
+    `result[l] = table[indices[l]]` for indices in [0, 16) (IQ4_NL's and
+    IQ4_XS's codebook). kiln-lower-int8-dot lowers it to pshufb where the
+    module has `kiln.int8_dot` (any AVX2 CPU), else to a tree of selects
+    on the index bits.
+  }];
+  let arguments = (ins VectorOfLengthAndType<[16], [I8]>:$indices,
+                       DenseI8ArrayAttr:$table);
+  let results = (outs VectorOfLengthAndType<[16], [I8]>:$result);
+  let assemblyFormat = "$indices attr-dict `:` type($indices) `->` type($result)";
+  let hasVerifier = 1;
+}
+
 #endif // KILN_OPS_TD

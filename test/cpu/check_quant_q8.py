@@ -36,8 +36,10 @@ import sys
 import numpy as np
 
 M, K, N = 6, 128, 20
-BYTES = {"q8_0": 34, "q4_0": 18, "q4_1": 20, "q5_0": 22, "q5_1": 24}
-KBYTES = {"q4_k": 144, "q5_k": 176, "q6_k": 210}
+BYTES = {"q8_0": 34, "q4_0": 18, "q4_1": 20, "q5_0": 22, "q5_1": 24, "iq4_nl": 18}
+KBYTES = {"q4_k": 144, "q5_k": 176, "q6_k": 210, "iq4_xs": 136}
+# IQ4_NL's and IQ4_XS's codebook (ggml's kvalues_iq4nl)
+IQ4 = np.array([-127, -104, -83, -65, -49, -35, -22, -10, 1, 13, 25, 38, 53, 69, 89, 113])
 FORMATS = list(BYTES) + list(KBYTES)
 KK = 512  # K of the K-quant cases: two 256-value blocks
 
@@ -70,7 +72,7 @@ def make_weight(fmt, rng):
             off += 4
         nib = n & 15
         blocks[:, :, off:] = (nib[:, :, :16] | (nib[:, :, 16:] << 4)).astype(np.uint8)
-        ints = n - {"q4_0": 8, "q5_0": 16}.get(fmt, 0)
+        ints = IQ4[n] if fmt == "iq4_nl" else n - {"q4_0": 8, "q5_0": 16}.get(fmt, 0)
     dw = d.astype(np.float32)
     mw = None if m is None else m.astype(np.float32)
     exact = dw[:, :, None] * ints + (0 if mw is None else mw[:, :, None])
@@ -99,6 +101,18 @@ def kquant_ints(fmt, blocks):
     u = blocks
     n, nb = u.shape[:2]
     q = np.zeros((n, nb, 256), np.int64)
+    if fmt == "iq4_xs":
+        d = u[..., 0:2].copy().view(np.float16)[..., 0].astype(np.float32)
+        high = u[..., 2:4].copy().view("<u2")[..., 0].astype(np.int64)
+        sc = np.zeros((n, nb, 8), np.int64)
+        for j in range(8):
+            low = (u[..., 4 + j // 2].astype(np.int64) >> (4 * (j % 2))) & 15
+            sc[..., j] = (low | (((high >> (2 * j)) & 3) << 4)) - 32
+            qs = u[..., 8 + 16 * j:24 + 16 * j].astype(np.int64)
+            q[..., 32 * j:32 * j + 16] = IQ4[qs & 15]
+            q[..., 32 * j + 16:32 * j + 32] = IQ4[qs >> 4]
+        sc = np.repeat(sc, 2, -1)
+        return d, np.zeros_like(d), sc, np.zeros_like(sc), q
     if fmt == "q6_k":
         d = u[..., 208:210].copy().view(np.float16)[..., 0].astype(np.float32)
         dmin = np.zeros_like(d)
@@ -135,9 +149,11 @@ def make_kquant_weight(fmt, rng):
     nb = KK // 256
     blocks = rng.integers(0, 256, (N, nb, KBYTES[fmt])).astype(np.uint8)
     d = rng.uniform(0.001, 0.01, (N, nb)).astype(np.float16).view(np.uint8)
+    if fmt == "iq4_xs":  # |scale * code| up to 32 * 127: a smaller d
+        d = rng.uniform(0.00005, 0.0001, (N, nb)).astype(np.float16).view(np.uint8)
     at = 208 if fmt == "q6_k" else 0
     blocks[..., at:at + 2] = d.reshape(N, nb, 2)
-    if fmt != "q6_k":
+    if fmt not in ("q6_k", "iq4_xs"):
         dmin = rng.uniform(0.001, 0.01, (N, nb)).astype(np.float16).view(np.uint8)
         blocks[..., 2:4] = dmin.reshape(N, nb, 2)
     parts = kquant_ints(fmt, blocks)

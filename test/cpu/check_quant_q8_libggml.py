@@ -22,7 +22,7 @@ import llama_cpp
 
 LIB = os.path.join(os.path.dirname(llama_cpp.__file__), "lib")
 TYPES = {"q8_0": 8, "q4_0": 2, "q4_1": 3, "q5_0": 6, "q5_1": 7,
-         "q4_k": 12, "q5_k": 13, "q6_k": 14}
+         "q4_k": 12, "q5_k": 13, "q6_k": 14, "iq4_nl": 20, "iq4_xs": 23}
 # vec_dot_type: (bytes, values) per block
 ACTIVATION_BLOCKS = {8: (34, 32), 9: (36, 32), 15: (292, 256)}
 

@@ -3,7 +3,7 @@
 cuda:sm_80,sm_90, and ptxas accepts all PTX"): the committed ONNX decoder
 exports (TorchScript and dynamo; Llama also with --quantize-weights=int4),
 the generated opset-23 and contrib-op
-decoders, the tiny GGUF models (Q8_0/Q4_0/Q4_1, K-quants, qwen2) with the
+decoders, the tiny GGUF models (Q8_0/Q4_0/Q4_1, K-quants, IQ4, qwen2) with the
 f32, f16 and int8 KV cache, the q8 activation mode and all of llama.cpp's
 numerics (rounded attention probabilities), and the tiny BERT and
 GPT-2, each compiled with --target=cpu,cuda:sm_80,sm_90 (kiln-compile runs
@@ -55,6 +55,8 @@ def models(work):
             yield "tiny_llama_k_llamacpp", path, GGUF + ["--llamacpp-numerics"]
         if f == "tiny_llama_q5.gguf":
             yield "tiny_llama_q5_q8", path, GGUF + ["--activations=q8"]
+        if f == "tiny_llama_iq4.gguf":  # the codebook as scalar selects
+            yield "tiny_llama_iq4_llamacpp", path, GGUF + ["--llamacpp-numerics"]
     yield "bert_tiny", os.path.join(TEST, "e2e", "models", "bert_tiny.onnx"), \
         ["--dim=batch=2", "--dim=seq=16"]
     yield "gpt2_tiny", os.path.join(TEST, "e2e", "models", "gpt2_tiny.onnx"), \

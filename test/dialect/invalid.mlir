@@ -115,7 +115,7 @@ func.func @quant_activations(%x: tensor<2x64xf32>, %w: tensor<3x40xi8>) -> tenso
 // -----
 
 func.func @quant_format(%x: tensor<2x64xf32>, %w: tensor<3x40xi8>) -> tensor<2x3xf32> {
-  // expected-error @+1 {{unknown quantization format 'iq2_xs' (known: q8_0, q4_0, q4_1, q5_0, q5_1, f16, q2_k, q3_k, q4_k, q5_k, q6_k)}}
+  // expected-error @+1 {{unknown quantization format 'iq2_xs' (known: q8_0, q4_0, q4_1, q5_0, q5_1, f16, q2_k, q3_k, q4_k, q5_k, q6_k, iq4_nl, iq4_xs)}}
   %0 = kiln.quant_matmul %x, %w {format = "iq2_xs"} : (tensor<2x64xf32>, tensor<3x40xi8>) -> tensor<2x3xf32>
   return %0 : tensor<2x3xf32>
 }
@@ -150,4 +150,20 @@ func.func @rope_width(%x: tensor<1x2x3x16xf32>, %c: tensor<3x8xf32>) -> tensor<1
   // expected-error @+1 {{cos and sin must be full width (16) and broadcast to the input}}
   %0 = kiln.rope %x, %c, %c : (tensor<1x2x3x16xf32>, tensor<3x8xf32>, tensor<3x8xf32>) -> tensor<1x2x3x16xf32>
   return %0 : tensor<1x2x3x16xf32>
+}
+
+// -----
+
+func.func @table_size(%n: vector<16xi8>) -> vector<16xi8> {
+  // expected-error @+1 {{table must hold 16 bytes, not 3}}
+  %0 = kiln.table16_i8 %n {table = array<i8: 1, 2, 3>} : vector<16xi8> -> vector<16xi8>
+  return %0 : vector<16xi8>
+}
+
+// -----
+
+func.func @iq4_xs_k(%x: tensor<2x64xf32>, %w: tensor<3x34xi8>) -> tensor<2x3xf32> {
+  // expected-error @+1 {{K = 64 is not a multiple of 256 (iq4_xs blocks)}}
+  %0 = kiln.quant_matmul %x, %w {format = "iq4_xs"} : (tensor<2x64xf32>, tensor<3x34xi8>) -> tensor<2x3xf32>
+  return %0 : tensor<2x3xf32>
 }

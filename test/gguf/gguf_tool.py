@@ -81,6 +81,8 @@ def make_bad(d):
         "hugearray": build(kv=[("k", 9, struct.pack("<IQ", 4, 1 << 40))]),
         "valuetype": build(kv=[("k", 77, b"")]),
         "tensortype": build(tensors=[("w", [4], 99, 0)]),
+        # IQ2_XS (type 17): a ggml type Kiln knows of but cannot read
+        "iq2xs": build(tensors=[("w", [256], 17, 0)]),
         "dims": build(tensors=[("w", [1, 1, 1, 1, 4], 0, 0)]),
         "zerodim": build(tensors=[("w", [0], 0, 0)]),
         "misaligned": build(tensors=[("w", [4], 0, 3)]),

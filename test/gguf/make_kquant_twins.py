@@ -1,6 +1,7 @@
 #!/usr/bin/env python3
-"""Q2_K / Q3_K test models and their F32 twins, from tiny_llama_k.gguf
-(the width-256 tiny llama: K-quant blocks hold 256 values).
+"""Q2_K / Q3_K and IQ4_NL / IQ4_XS test models and their F32 twins, from
+tiny_llama_k.gguf (the width-256 tiny llama: K-quant blocks hold 256
+values).
 
 Every quantized matrix of tiny_llama_k.gguf is replaced by random blocks of
 Q2_K or Q3_K: random quant bits, scales, minimums and high-bit masks (so
@@ -13,7 +14,11 @@ dequantizer) as F32, made by the test (`--f32-twin SRC DST`) rather than
 committed. The same prompt must give the same logits on both: the packed
 kernels and the importer's dequantizer against gguf-py.
 
-  .venv/bin/python test/gguf/make_kquant_twins.py
+tiny_llama_iq4.gguf (`--iq4`) is made alike from IQ4_NL and IQ4_XS blocks
+(random codes, 6-bit group scales and high bits; block 0's matrices and
+the embedding IQ4_NL, block 1's and the output IQ4_XS).
+
+  .venv/bin/python test/gguf/make_kquant_twins.py [--iq4]
   .venv/bin/python test/gguf/make_kquant_twins.py --f32-twin Q.gguf F32.gguf
   .venv/bin/python test/gguf/make_kquant_twins.py --compare Q.npy F32.npy
 """
@@ -26,11 +31,21 @@ import numpy as np
 HERE = os.path.dirname(os.path.abspath(__file__))
 SRC = os.path.join(HERE, "models", "tiny_llama_k.gguf")
 Q2, Q3 = gguf.GGMLQuantizationType.Q2_K, gguf.GGMLQuantizationType.Q3_K
+NL, XS = gguf.GGMLQuantizationType.IQ4_NL, gguf.GGMLQuantizationType.IQ4_XS
 
 
 def random_blocks(qtype, rows, cols, rng):
-    """rows x (cols / 256) random blocks of `qtype` as uint8 [rows, bytes]."""
+    """rows x (cols / values per block) random blocks of `qtype` as uint8
+    [rows, bytes]."""
     nb = cols // 256
+    if qtype in (NL, XS):
+        # f16 d at byte 0 of each block; IQ4_XS's values reach d * 32 * 127.
+        nb, size, lo, hi = (cols // 32, 18, 0.0005, 0.001) if qtype == NL else \
+            (nb, 136, 0.00005, 0.0001)
+        b = rng.integers(0, 256, (rows, nb, size), dtype=np.uint8)
+        d = rng.uniform(lo, hi, (rows, nb)).astype(np.float16)
+        b[:, :, 0:2] = d.view(np.uint8).reshape(rows, nb, 2)
+        return b.reshape(rows, nb * size)
     if qtype == Q3:
         b = rng.integers(0, 256, (rows, nb, 110), dtype=np.uint8)
         d = rng.uniform(0.002, 0.004, (rows, nb)).astype(np.float16)
@@ -89,7 +104,8 @@ def main():
         return f32_twin(sys.argv[2], sys.argv[3])
     if len(sys.argv) == 4 and sys.argv[1] == "--compare":
         return compare(sys.argv[2], sys.argv[3])
-    rng = np.random.default_rng(23)
+    iq4 = sys.argv[1:] == ["--iq4"]
+    rng = np.random.default_rng(24 if iq4 else 23)
     reader = gguf.GGUFReader(SRC)
     arch = reader.fields[gguf.Keys.General.ARCHITECTURE].contents()
     tensors = []  # (name, F32 values or quantized bytes, qtype or None)
@@ -99,12 +115,14 @@ def main():
             continue
         rows = int(t.shape[1])
         cols = int(t.shape[0])
-        if t.name == "token_embd.weight" or t.name.startswith("blk.1."):
+        if iq4:
+            qtype = NL if t.name == "token_embd.weight" or t.name.startswith("blk.0.") else XS
+        elif t.name == "token_embd.weight" or t.name.startswith("blk.1."):
             qtype = Q3
         else:
             qtype = Q2
         tensors.append((t.name, random_blocks(qtype, rows, cols, rng), qtype))
-    out = os.path.join(HERE, "models", "tiny_llama_q23k.gguf")
+    out = os.path.join(HERE, "models", "tiny_llama_iq4.gguf" if iq4 else "tiny_llama_q23k.gguf")
     w = gguf.GGUFWriter(out, arch)
     copy_metadata(reader, w)
     for name, data, qtype in tensors:

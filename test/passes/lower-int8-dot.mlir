@@ -57,6 +57,34 @@ func.func @generic(%w: vector<32xi8>, %x: vector<32xi8>) -> vector<8xi32> {
 
 // -----
 
+// The 16-entry table: pshufb against the table as a constant vector.
+module attributes {kiln.int8_dot = "avx2"} {
+  func.func @table(%n: vector<16xi8>) -> vector<16xi8> {
+    %0 = kiln.table16_i8 %n {table = array<i8: -127, -104, -83, -65, -49, -35, -22, -10, 1, 13, 25, 38, 53, 69, 89, 113>} : vector<16xi8> -> vector<16xi8>
+    return %0 : vector<16xi8>
+  }
+}
+// CHECK-LABEL: func.func @table(
+// CHECK-SAME: %[[N:[^:]+]]: vector<16xi8>
+// CHECK: %[[T:.+]] = arith.constant dense<[-127, -104, -83, -65, -49, -35, -22, -10, 1, 13, 25, 38, 53, 69, 89, 113]> : vector<16xi8>
+// CHECK: llvm.call_intrinsic "llvm.x86.ssse3.pshuf.b.128"(%[[T]], %[[N]])
+
+// -----
+
+// Without the attribute: bit 0 of the index picks among the 16 entries'
+// neighbours, then bits 1, 2 and 3: 15 selects.
+func.func @table_generic(%n: vector<16xi8>) -> vector<16xi8> {
+  %0 = kiln.table16_i8 %n {table = array<i8: 0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15>} : vector<16xi8> -> vector<16xi8>
+  return %0 : vector<16xi8>
+}
+// CHECK-LABEL: func.func @table_generic(
+// CHECK-NOT: llvm.call_intrinsic
+// CHECK-COUNT-15: arith.select
+// CHECK-NOT: arith.select
+// CHECK: return
+
+// -----
+
 // expected-error @below {{kiln.int8_dot must be "vnni" or "avx2", not "sve"}}
 module attributes {kiln.int8_dot = "sve"} {
 }

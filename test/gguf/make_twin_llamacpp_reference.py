@@ -1,16 +1,24 @@
 #!/usr/bin/env python3
-"""llama.cpp's logits and greedy tokens for tiny_llama_q23k.gguf (Q2_K and
-Q3_K blocks), which `kiln-compile --llamacpp-numerics` must reproduce.
+"""llama.cpp's logits and greedy tokens for make_kquant_twins.py's models,
+tiny_llama_q23k.gguf (Q2_K and Q3_K blocks; the default) and
+tiny_llama_iq4.gguf (`--model iq4`: IQ4_NL and IQ4_XS), which
+`kiln-compile --llamacpp-numerics` must reproduce.
 
-llama.cpp (llama-cpp-python, not CI) runs the file with its own Q2_K /
-Q3_K x Q8_K dot products; stored in reference/tiny_llama_q23k_llamacpp.npz:
-the logits after the prompt and the 12 tokens it picks at temperature 0.
+llama.cpp (llama-cpp-python, not CI) runs the file with its own dot
+products against 8-bit activations; stored in
+reference/tiny_llama_MODEL_llamacpp.npz: the logits after the prompt and
+the 12 tokens it picks at temperature 0.
 The tiny file's byte-level tokenizer has no merges, which llama.cpp refuses,
 so it gets a copy whose tokenizer is "none" (the prompt is token ids).
+llama.cpp runs without its extra buffer types (use_extra_bufts = false):
+its CPU repacking of IQ4_NL into interleaved rows takes another
+activation quantizer, 1.2e-4 away from its own vec_dot on this model,
+and the vec_dot kernels are the reference Kiln follows (Q2_K, Q3_K and
+IQ4_XS are not repacked; their references are the same either way).
 
   pip install llama-cpp-python gguf numpy
-  python test/gguf/make_q23k_llamacpp_reference.py
-  python test/gguf/make_q23k_llamacpp_reference.py --check LOGITS.npy IDS.txt
+  python test/gguf/make_twin_llamacpp_reference.py [--model iq4]
+  python test/gguf/make_twin_llamacpp_reference.py [--model iq4] --check LOGITS.npy IDS.txt
 """
 import os
 import sys
@@ -19,8 +27,14 @@ import tempfile
 import numpy as np
 
 HERE = os.path.dirname(os.path.abspath(__file__))
-MODEL = os.path.join(HERE, "models", "tiny_llama_q23k.gguf")
-REF = os.path.join(HERE, "reference", "tiny_llama_q23k_llamacpp.npz")
+NAME = "q23k"
+if sys.argv[1:2] == ["--model"]:
+    NAME = sys.argv[2]
+    del sys.argv[1:3]
+if NAME not in ("q23k", "iq4"):
+    sys.exit(f"--model: q23k or iq4, not '{NAME}'")
+MODEL = os.path.join(HERE, "models", f"tiny_llama_{NAME}.gguf")
+REF = os.path.join(HERE, "reference", f"tiny_llama_{NAME}_llamacpp.npz")
 PROMPT = [1, 5, 9, 20, 33, 7, 100, 200, 3, 64, 81, 17, 250, 2, 99, 140, 12]
 STEPS = 12
 
@@ -42,6 +56,14 @@ def without_tokenizer(src, dst):
 
 def make():
     import llama_cpp
+    import llama_cpp.llama_cpp as low
+    defaults = low.llama_model_default_params
+
+    def plain_kernels():
+        p = defaults()
+        p.use_extra_bufts = False
+        return p
+    low.llama_model_default_params = plain_kernels
     with tempfile.TemporaryDirectory() as tmp:
         path = os.path.join(tmp, "m.gguf")
         without_tokenizer(MODEL, path)
