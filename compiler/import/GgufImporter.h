@@ -23,6 +23,8 @@ struct GgufImportOptions {
   /// 0: the model's trained context, at most 4096.
   int64_t maxContext = 0;
   int64_t prefillChunk = 32;
+  /// Further, smaller prefill sizes: functions "prefill_N".
+  std::vector<int64_t> smallerPrefillChunks;
   int64_t blockSize = 16;
   /// Keep Q8_0/Q4_0/Q4_1 weights packed (kiln.quant_matmul/quant_gather);
   /// false: dequantize every weight to f32.

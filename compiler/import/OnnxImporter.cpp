@@ -2628,7 +2628,8 @@ OwningOpRef<ModuleOp> importOnnxDecoderFile(StringRef path,
                                             WeightStore &weights,
                                             const OnnxImportOptions &options,
                                             int64_t prefillChunk,
-                                            int64_t maxContext) {
+                                            int64_t maxContext,
+                                            ArrayRef<int64_t> smallerPrefillChunks) {
   Location loc = FileLineColLoc::get(&context, path, 0, 0);
   std::shared_ptr<onnx::ModelProto> model = parseModelFile(path, loc);
   if (!model)
@@ -2653,8 +2654,17 @@ OwningOpRef<ModuleOp> importOnnxDecoderFile(StringRef path,
   }
   std::string dir = llvm::sys::path::parent_path(path).str();
   OwningOpRef<ModuleOp> result;
-  for (auto [name, seq] : {std::pair<const char *, int64_t>{"prefill", prefillChunk},
-                           {"decode", 1}}) {
+  std::vector<std::pair<std::string, int64_t>> steps = {{"prefill", prefillChunk},
+                                                        {"decode", 1}};
+  for (int64_t n : smallerPrefillChunks) {
+    if (n <= 1 || n >= prefillChunk) {
+      emitError(loc) << "a smaller prefill chunk must be in [2, " << prefillChunk
+                     << "), not " << n;
+      return nullptr;
+    }
+    steps.emplace_back("prefill_" + std::to_string(n), n);
+  }
+  for (const auto &[name, seq] : steps) {
     OnnxImportOptions o = options;
     o.dims[seqDim] = seq;
     // The largest past this function can see: kiln-kv-layout replaces every

@@ -33,12 +33,14 @@ importOnnxFile(llvm::StringRef path, mlir::MLIRContext &context,
 
 /// Imports a decoder exported with its KV cache as inputs and outputs
 /// (past_key_values.* / present.*) twice: as `prefill` over chunks of
-/// `prefillChunk` tokens and as `decode` over one, with the past length
-/// bound to the most a call can see under `maxContext`, for kiln-kv-layout.
+/// `prefillChunk` tokens and as `decode` over one (and as `prefill_N` for
+/// each smaller chunk N), with the past length bound to the most a call
+/// can see under `maxContext`, for kiln-kv-layout.
 mlir::OwningOpRef<mlir::ModuleOp>
 importOnnxDecoderFile(llvm::StringRef path, mlir::MLIRContext &context,
                       WeightStore &weights, const OnnxImportOptions &options,
-                      int64_t prefillChunk, int64_t maxContext);
+                      int64_t prefillChunk, int64_t maxContext,
+                      llvm::ArrayRef<int64_t> smallerPrefillChunks = {});
 
 /// Imports ONNX's textual syntax (onnx/defs/parser.h), used by lit tests.
 mlir::OwningOpRef<mlir::ModuleOp>

@@ -9,7 +9,7 @@ numerics (rounded attention probabilities), and the tiny BERT and
 GPT-2, each compiled with --target=cpu,cuda:sm_80,sm_90 (kiln-compile runs
 ptxas on every kernel for both SMs). Then each runs through the runtime's
 CUDA driver on the stand-in libcuda.so.1 (fake_libcuda.cc; --fake DIR):
-LLMs a prompt and 3 greedy steps, the encoders one call, which must
+LLMs a 12-token prompt (one prefill call) and 3 greedy steps, the encoders one call, which must
 succeed with no driver-API misuse and nothing left unreleased
 (check_fake_log.py). One line per model, then a summary.
 
@@ -101,7 +101,8 @@ def main():
             cmd = [os.path.join(bin_, "kiln-run"), art, "--device=cuda"] + inputs
         else:
             cmd = [os.path.join(bin_, "kiln-run"), "generate", art, "--device=cuda",
-                   "--prompt-ids=1,2,3,4,5", "-n", "3", "--print-ids"]
+                   # 12 tokens: one (padded) prefill call, not 12 decode steps
+                   "--prompt-ids=1,2,3,4,5,6,7,8,9,10,11,12", "-n", "3", "--print-ids"]
         env = dict(os.environ, LD_LIBRARY_PATH=args.fake, FAKE_CUDA_LOG=log)
         r = subprocess.run(cmd, capture_output=True, text=True, env=env)
         summary = summarize(log) if os.path.exists(log) else "no log"

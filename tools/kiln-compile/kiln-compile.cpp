@@ -75,9 +75,12 @@ static cl::opt<int64_t> maxContext(
     cl::desc("LLM form: most tokens a sequence holds (default: the model's "
              "trained context, at most 4096)"),
     cl::init(0));
-static cl::opt<int64_t> prefillChunk(
-    "prefill-chunk", cl::desc("LLM form: tokens per prefill call"),
-    cl::init(32));
+static cl::list<int64_t> prefillChunkList(
+    "prefill-chunk",
+    cl::desc("LLM form: tokens per prefill call (default 32); a list such as "
+             "32,8 also compiles the smaller sizes, which the runtime takes "
+             "for a prompt's tail instead of padding the largest"),
+    cl::CommaSeparated);
 static cl::opt<int64_t> kvBlockSize(
     "kv-block-size", cl::desc("LLM form: tokens per paged KV cache block"),
     cl::init(16));
@@ -211,6 +214,21 @@ int main(int argc, char **argv) {
   if (activationsOpt != "f32" && activationsOpt != "q8")
     return fail("--activations must be f32 or q8, not '" + activationsOpt +
                 "'");
+  // --prefill-chunk: the largest size is `prefill`, the others prefill_N.
+  std::vector<int64_t> smallerChunks(prefillChunkList.begin(),
+                                     prefillChunkList.end());
+  if (smallerChunks.empty())
+    smallerChunks.push_back(32);
+  std::sort(smallerChunks.rbegin(), smallerChunks.rend());
+  for (size_t i = 0; i < smallerChunks.size(); ++i)
+    if (smallerChunks[i] <= 0 ||
+        (i > 0 && smallerChunks[i] == smallerChunks[i - 1]))
+      return fail("--prefill-chunk sizes must be positive and distinct");
+  int64_t prefillChunk = smallerChunks.front();
+  smallerChunks.erase(smallerChunks.begin());
+  if (!smallerChunks.empty() && smallerChunks.back() < 2)
+    return fail("--prefill-chunk: a size of 1 is decode's; list sizes of 2 "
+                "or more");
   // "cpu", "vulkan", "cuda[:sm_80,sm_90]", comma-separated; SM names after
   // a cuda entry belong to it.
   bool wantCpu = false, wantVulkan = false, wantCuda = false;
@@ -314,6 +332,7 @@ int main(int argc, char **argv) {
       ggufOptions.seqLen = seq->second;
     ggufOptions.maxContext = maxContext;
     ggufOptions.prefillChunk = prefillChunk;
+    ggufOptions.smallerPrefillChunks = smallerChunks;
     ggufOptions.blockSize = kvBlockSize;
     ggufOptions.keepQuantized = !dequantizeWeights;
     ggufOptions.activations = llamaCppNumerics ? std::string("q8")
@@ -345,7 +364,8 @@ int main(int argc, char **argv) {
   } else if (llmForm) {
     module = kiln::importOnnxDecoderFile(inputPath, context, weights,
                                          importOptions, prefillChunk,
-                                         maxContext > 0 ? maxContext : 2048);
+                                         maxContext > 0 ? maxContext : 2048,
+                                         smallerChunks);
   } else {
     module = kiln::importOnnxFile(inputPath, context, weights, importOptions);
   }
