@@ -77,9 +77,9 @@ static cl::opt<int64_t> maxContext(
     cl::init(0));
 static cl::list<int64_t> prefillChunkList(
     "prefill-chunk",
-    cl::desc("LLM form: tokens per prefill call (default 32); a list such as "
-             "32,8 also compiles the smaller sizes, which the runtime takes "
-             "for a prompt's tail instead of padding the largest"),
+    cl::desc("LLM form: tokens per prefill call; a list (default 32,8) also "
+             "compiles the smaller sizes, which the runtime takes for a "
+             "prompt's tail instead of padding the largest"),
     cl::CommaSeparated);
 static cl::opt<int64_t> kvBlockSize(
     "kv-block-size", cl::desc("LLM form: tokens per paged KV cache block"),
@@ -218,7 +218,7 @@ int main(int argc, char **argv) {
   std::vector<int64_t> smallerChunks(prefillChunkList.begin(),
                                      prefillChunkList.end());
   if (smallerChunks.empty())
-    smallerChunks.push_back(32);
+    smallerChunks = {32, 8};
   std::sort(smallerChunks.rbegin(), smallerChunks.rend());
   for (size_t i = 0; i < smallerChunks.size(); ++i)
     if (smallerChunks[i] <= 0 ||
