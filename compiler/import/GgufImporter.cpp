@@ -930,14 +930,15 @@ OwningOpRef<ModuleOp> LlamaBuilder::build() {
   if (failed(buildFunction(*module, "prefill", chunk, true)) ||
       failed(buildFunction(*module, "decode", 1, true)))
     return nullptr;
-  for (int64_t n : options.smallerPrefillChunks)
-    if (n <= 1 || n >= chunk ||
-        failed(buildFunction(*module, "prefill_" + std::to_string(n), n, true))) {
-      if (n <= 1 || n >= chunk)
-        err() << "a smaller prefill chunk must be in [2, " << chunk
-              << "), not " << n;
+  for (int64_t n : options.smallerPrefillChunks) {
+    if (n <= 1 || n >= chunk) {
+      err() << "a smaller prefill chunk must be in [2, " << chunk << "), not "
+            << n;
       return nullptr;
     }
+    if (failed(buildFunction(*module, "prefill_" + std::to_string(n), n, true)))
+      return nullptr;
+  }
   if (failed(checkAllTensorsUsed()))
     return nullptr;
   (*module)->setAttr("kiln.max_context", b.getI64IntegerAttr(context));

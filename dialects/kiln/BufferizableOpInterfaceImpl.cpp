@@ -105,13 +105,16 @@ struct CacheAddressing {
   }
 };
 
+/// Whether the module `op` sits in carries the target's attribute `attr`.
+bool moduleHas(Operation *op, StringRef attr) {
+  auto m = op->getParentOfType<ModuleOp>();
+  return m && m->hasAttr(attr);
+}
+
 /// GPU targets mark the module they lower: their kernels run one
 /// invocation per output element or row, with scalars (SPIR-V has no wide
 /// vectors), where the CPU forms use head_dim or 16-lane vectors.
-bool forGpu(Operation *op) {
-  auto m = op->getParentOfType<ModuleOp>();
-  return m && m->hasAttr("kiln.gpu_kernels");
-}
+bool forGpu(Operation *op) { return moduleHas(op, "kiln.gpu_kernels"); }
 
 /// The f16 at byte `off` of an i8 buffer `w`, indexed by `lead` then
 /// `off` (a weight's row, a KV cache row), as f32, read byte by byte (GPU
@@ -1154,10 +1157,7 @@ Value minimumSums(OpBuilder &b, Location loc, const KQuantGroup &g, Value s,
 /// module (kiln.int8_dot, from the target machine's features; see
 /// kiln-lower-int8-dot). Without them the q8 kernels multiply the
 /// integers as f32, which the vectorizer handles as well.
-bool hasInt8Dot(Operation *op) {
-  auto m = op->getParentOfType<ModuleOp>();
-  return m && m->hasAttr("kiln.int8_dot");
-}
+bool hasInt8Dot(Operation *op) { return moduleHas(op, "kiln.int8_dot"); }
 
 /// Two vector<16xi8> as one vector<32xi8> (lo's lanes first).
 Value concat16(OpBuilder &b, Location loc, Value lo, Value hi) {
@@ -1494,8 +1494,8 @@ struct QuantMatMulOpInterface
               return next;
             }
             BlockInts wq = blockInts(b, loc, *w, col, blk, format, codesI8);
-            bool wSigned = format == "q8_0" || blockLayout(format).bias ||
-                           blockLayout(format).codebook;
+            BlockLayout layout = blockLayout(format);
+            bool wSigned = format == "q8_0" || layout.bias || layout.codebook;
             for (int64_t r = 0; r < count; ++r) {
               Value m = arith::AddIOp::create(b, loc, m0, c(b, r));
               Value dx = memref::LoadOp::create(b, loc, xq->d, ValueRange{m, blk});

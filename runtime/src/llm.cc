@@ -48,9 +48,12 @@ struct kiln_llm_s {
   const fb::KvCacheSpec *spec = nullptr;
   StepFunction prefill, decode;
   // Further prefill sizes (functions "prefill_N", kiln-compile
-  // --prefill-chunk=32,8), ascending: a call's tail takes the smallest
-  // that holds it instead of padding the largest.
+  // --prefill-chunk=32,8), ascending.
   std::vector<StepFunction> smallerPrefills;
+  // tailFirst[r] (r < prefill's size): the first call of the cheapest plan
+  // for r tokens (planTails); the rest of that plan is tailFirst's for
+  // what remains.
+  std::vector<const StepFunction *> tailFirst;
   size_t vocab = 0;
   uint32_t context = 0;
 
@@ -148,6 +151,37 @@ kiln_tensor tensorOf(kiln_dtype dt, std::initializer_list<int64_t> shape,
   t.data = data;
   t.size_bytes = bytes;
   return t;
+}
+
+/// Fills llm->tailFirst: the cheapest plan for each tail of r tokens (r <
+/// prefill's size) of decode steps, calls of the smaller prefill sizes and
+/// one padded call. A call of S tokens is counted as S + 2 (its padded
+/// tokens plus, in tokens, what a call costs on its own: reading every
+/// weight once; measured on SmolLM2 on the CPU: decode ~6.7 ms, an 8-token
+/// call ~20 ms, a 32-token one ~77 ms, ratios 1 : 3 : 11.5 against this
+/// model's 3 : 10 : 34). So 3 tokens take 3 decode steps rather than a
+/// padded 32-token call, and 12 take two 8-token calls when the artifact
+/// has prefill_8.
+void planTails(kiln_llm_s *llm) {
+  std::vector<const StepFunction *> steps = {&llm->decode};
+  for (const StepFunction &f : llm->smallerPrefills)
+    steps.push_back(&f);
+  steps.push_back(&llm->prefill);
+  constexpr size_t kCallCost = 2;
+  size_t chunk = static_cast<size_t>(llm->prefill.tokens);
+  std::vector<size_t> cost(chunk, 0); // the least cost of r tokens
+  llm->tailFirst.assign(chunk, nullptr);
+  for (size_t r = 1; r < chunk; ++r) {
+    cost[r] = SIZE_MAX;
+    for (const StepFunction *f : steps) {
+      size_t s = static_cast<size_t>(f->tokens);
+      size_t c = s + kCallCost + (s >= r ? 0 : cost[r - s]);
+      if (c < cost[r]) {
+        cost[r] = c;
+        llm->tailFirst[r] = f;
+      }
+    }
+  }
 }
 
 /// Runs `fn` on tokens[begin, begin + n) at the current position.
@@ -258,6 +292,7 @@ KILN_API kiln_status kiln_llm_create(kiln_artifact *artifact,
             [](const StepFunction &a, const StepFunction &b) {
               return a.tokens < b.tokens;
             });
+  planTails(llm.get());
 
   llm->poolBytes = kiln::rt::kvCachePoolBytes(spec);
   llm->blockBytes = llm->poolBytes / spec->num_blocks();
@@ -287,46 +322,6 @@ KILN_API kiln_status kiln_llm_create(kiln_artifact *artifact,
 
 KILN_API void kiln_llm_release(kiln_llm *llm) { delete llm; }
 
-namespace {
-
-/// The step functions that run a tail of `t` tokens (t < prefill's size)
-/// at the least cost, in order: a call of S tokens is counted as S + 2
-/// (its padded tokens plus, in tokens, what a call costs on its own:
-/// reading every weight once; measured on SmolLM2 on the CPU: decode
-/// ~6.7 ms, an 8-token call ~20 ms, a 32-token one ~77 ms, ratios 1 : 3 :
-/// 11.5 against this model's 3 : 10 : 34). So 3 tokens take 3 decode
-/// steps rather than a padded 32-token call, and 12 take two 8-token
-/// calls when the artifact has prefill_8.
-std::vector<const StepFunction *> planTail(const kiln_llm_s *llm, size_t t) {
-  std::vector<const StepFunction *> steps = {&llm->decode};
-  for (const StepFunction &f : llm->smallerPrefills)
-    steps.push_back(&f);
-  steps.push_back(&llm->prefill);
-  constexpr size_t kCallCost = 2;
-  // cost[r]: the least cost of r tokens; first[r]: its first call.
-  std::vector<size_t> cost(t + 1, 0);
-  std::vector<const StepFunction *> first(t + 1, nullptr);
-  for (size_t r = 1; r <= t; ++r) {
-    cost[r] = SIZE_MAX;
-    for (const StepFunction *f : steps) {
-      size_t s = static_cast<size_t>(f->tokens);
-      size_t c = s + kCallCost + (s >= r ? 0 : cost[r - s]);
-      if (c < cost[r]) {
-        cost[r] = c;
-        first[r] = f;
-      }
-    }
-  }
-  std::vector<const StepFunction *> plan;
-  for (size_t r = t; r > 0;) {
-    plan.push_back(first[r]);
-    r -= std::min(r, static_cast<size_t>(first[r]->tokens));
-  }
-  return plan;
-}
-
-} // namespace
-
 KILN_API kiln_status kiln_llm_prefill(kiln_llm *llm, const int32_t *tokens,
                                       size_t n) {
   if (n == 0 || !tokens)
@@ -344,11 +339,9 @@ KILN_API kiln_status kiln_llm_prefill(kiln_llm *llm, const int32_t *tokens,
   size_t start = llm->position, startShift = llm->shift;
   // Whole chunks of prefill's size, then the cheapest plan for the tail.
   size_t chunk = static_cast<size_t>(llm->prefill.tokens);
-  std::vector<const StepFunction *> tail = planTail(llm, n % chunk);
-  size_t next = 0;
   for (size_t i = 0; i < n;) {
     size_t left = n - i;
-    const StepFunction &fn = left >= chunk ? llm->prefill : *tail[next++];
+    const StepFunction &fn = left >= chunk ? llm->prefill : *llm->tailFirst[left];
     size_t m = std::min(left, static_cast<size_t>(fn.tokens));
     kiln_status s = reserve(llm, m);
     if (!s)

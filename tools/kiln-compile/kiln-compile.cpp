@@ -215,17 +215,15 @@ int main(int argc, char **argv) {
     return fail("--activations must be f32 or q8, not '" + activationsOpt +
                 "'");
   // --prefill-chunk: the largest size is `prefill`, the others prefill_N.
-  std::vector<int64_t> smallerChunks(prefillChunkList.begin(),
-                                     prefillChunkList.end());
-  if (smallerChunks.empty())
-    smallerChunks = {32, 8};
-  std::sort(smallerChunks.rbegin(), smallerChunks.rend());
-  for (size_t i = 0; i < smallerChunks.size(); ++i)
-    if (smallerChunks[i] <= 0 ||
-        (i > 0 && smallerChunks[i] == smallerChunks[i - 1]))
+  std::vector<int64_t> chunks(prefillChunkList.begin(), prefillChunkList.end());
+  if (chunks.empty())
+    chunks = {32, 8};
+  std::sort(chunks.rbegin(), chunks.rend());
+  for (size_t i = 0; i < chunks.size(); ++i)
+    if (chunks[i] <= 0 || (i > 0 && chunks[i] == chunks[i - 1]))
       return fail("--prefill-chunk sizes must be positive and distinct");
-  int64_t prefillChunk = smallerChunks.front();
-  smallerChunks.erase(smallerChunks.begin());
+  int64_t prefillChunk = chunks.front();
+  std::vector<int64_t> smallerChunks(chunks.begin() + 1, chunks.end());
   if (!smallerChunks.empty() && smallerChunks.back() < 2)
     return fail("--prefill-chunk: a size of 1 is decode's; list sizes of 2 "
                 "or more");
