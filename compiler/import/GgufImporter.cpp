@@ -34,6 +34,7 @@
 #include "mlir/IR/Diagnostics.h"
 #include "llvm/ADT/StringSet.h"
 
+#include <algorithm>
 #include <cmath>
 #include <cstring>
 #include <optional>
@@ -139,6 +140,8 @@ private:
   LogicalResult readHyperparameters();
   /// rope.dimension_count, rope.scaling.* and rope_freqs.weight.
   LogicalResult readRopeScaling();
+  /// rope.scaling.* of YaRN, the factor already read.
+  LogicalResult readYarn(std::optional<double> factor);
   /// Fails naming the first tensor of the file the model did not read.
   LogicalResult checkAllTensorsUsed();
   /// The forward pass over `seq` tokens as function `name`; `cached`: the
@@ -187,6 +190,18 @@ private:
   /// "llama3" scaling, baked per frequency by the converter).
   double ropeScale = 1;
   std::vector<float> ropeFactors;
+  /// YaRN (rope.scaling.type "yarn"): frequency i blends its interpolated
+  /// (divided by the factor) and original values by a ramp between two
+  /// correction dimensions, and cos/sin are multiplied by a magnitude.
+  struct Yarn {
+    double factor = 1, extFactor = 1, betaFast = 32, betaSlow = 1;
+    int64_t originalContext = 0;
+    /// The cos/sin multiplier (transformers' attention_factor).
+    double magnitude = 1;
+  };
+  std::optional<Yarn> yarn;
+  /// Frequency i's multiplier under YaRN (1 - the share interpolated).
+  double yarnMix(int64_t i) const;
   /// Tensors the model reads; build() refuses a file with others, since
   /// an ignored tensor means a feature silently left out.
   llvm::StringSet<> usedTensors;
@@ -530,10 +545,18 @@ Value LlamaBuilder::rope(Value x, int64_t h, Value positions) {
       if (!ropeFactors.empty())
         invFreq /= ropeFactors[i];
       invFreq *= static_cast<float>(ropeScale);
+      float magnitude = 1;
+      if (yarn) {
+        // transformers' blend: interpolated * (1 - mix) + original * mix.
+        float mix = static_cast<float>(yarnMix(i));
+        float interp = invFreq / static_cast<float>(yarn->factor);
+        invFreq = interp * (1 - mix) + invFreq * mix;
+        magnitude = static_cast<float>(yarn->magnitude);
+      }
       for (int64_t pos = 0; pos < ropeRows; ++pos) {
         float angle = static_cast<float>(pos) * invFreq;
-        c[pos * half + i] = std::cos(angle);
-        s[pos * half + i] = std::sin(angle);
+        c[pos * half + i] = std::cos(angle) * magnitude;
+        s[pos * half + i] = std::sin(angle) * magnitude;
       }
     }
     weight("rope.cos", std::move(c), {ropeRows, half, 1});
@@ -621,10 +644,13 @@ LogicalResult LlamaBuilder::readRopeScaling() {
       return err() << "'" << key("rope.scaling.factor") << "' is " << *factor
                    << "; linear RoPE scaling needs a positive factor";
     ropeScale = 1 / *factor;
+  } else if (type == "yarn") {
+    if (failed(readYarn(factor)))
+      return failure();
   } else if (type != "none") {
     return err() << "GGUF key '" << key("rope.scaling.type") << "' is '"
-                 << type << "': only none and linear RoPE scaling (and "
-                            "rope_freqs.weight) are supported";
+                 << type << "': only none, linear and yarn RoPE scaling "
+                            "(and rope_freqs.weight) are supported";
   }
   if (const gguf::TensorInfo *t = tensor("rope_freqs.weight")) {
     int64_t half = headDim / 2;
@@ -642,6 +668,102 @@ LogicalResult LlamaBuilder::readRopeScaling() {
     ropeFactors = std::move(*f);
   }
   return success();
+}
+
+LogicalResult LlamaBuilder::readYarn(std::optional<double> factor) {
+  auto positive = [&](StringRef name, double &out) -> LogicalResult {
+    if (!file.find(key(name)))
+      return success();
+    auto v = floatKey(key(name));
+    if (failed(v))
+      return failure();
+    if (!(*v > 0) || !std::isfinite(*v))
+      return err() << "'" << key(name) << "' is " << *v
+                   << "; YaRN needs a positive value";
+    out = *v;
+    return success();
+  };
+  Yarn y;
+  if (!factor)
+    return err() << "YaRN RoPE scaling ('" << key("rope.scaling.type")
+                 << "') needs '" << key("rope.scaling.factor") << "'";
+  if (!(*factor > 0) || !std::isfinite(*factor))
+    return err() << "'" << key("rope.scaling.factor") << "' is " << *factor
+                 << "; YaRN needs a positive factor";
+  y.factor = *factor;
+  // The context the model was trained at; llama.cpp falls back to
+  // context_length when the converter did not store it.
+  StringRef origKey = "rope.scaling.original_context_length";
+  if (!file.find(key(origKey)))
+    origKey = "context_length";
+  auto orig = intKey(key(origKey));
+  if (failed(orig))
+    return failure();
+  if (*orig <= 0)
+    return err() << "'" << key(origKey) << "' is " << *orig
+                 << "; YaRN needs a positive original context";
+  y.originalContext = *orig;
+  if (failed(positive("rope.scaling.yarn_beta_fast", y.betaFast)) ||
+      failed(positive("rope.scaling.yarn_beta_slow", y.betaSlow)))
+    return failure();
+  if (file.find(key("rope.scaling.yarn_ext_factor"))) {
+    auto v = floatKey(key("rope.scaling.yarn_ext_factor"));
+    if (failed(v))
+      return failure();
+    if (!(*v >= 0 && *v <= 1))
+      return err() << "'" << key("rope.scaling.yarn_ext_factor") << "' is "
+                   << *v << "; YaRN's extrapolation share must be in [0, 1]";
+    y.extFactor = *v;
+  }
+  // The magnitude, as transformers computes attention_factor: the stored
+  // one (the converter writes config's attention_factor to
+  // yarn_attn_factor), else 0.1 ln(factor) + 1, divided by
+  // yarn_log_multiplier ln(factor) + 1 when that is set (the converter
+  // stores 0.1 x DeepSeek's mscale_all_dim there; llama.cpp's context
+  // setup divides the same way).
+  auto mscale = [&](double logMul) {
+    return y.factor <= 1 ? 1.0 : logMul * std::log(y.factor) + 1.0;
+  };
+  double logMul = 0;
+  if (file.find(key("rope.scaling.yarn_log_multiplier"))) {
+    auto v = floatKey(key("rope.scaling.yarn_log_multiplier"));
+    if (failed(v))
+      return failure();
+    if (!(*v >= 0) || !std::isfinite(*v))
+      return err() << "'" << key("rope.scaling.yarn_log_multiplier")
+                   << "' is " << *v << "; YaRN needs a multiplier >= 0";
+    logMul = *v;
+  }
+  y.magnitude = mscale(0.1) / (logMul != 0 ? mscale(logMul) : 1.0);
+  if (failed(positive("rope.scaling.yarn_attn_factor", y.magnitude)))
+    return failure();
+  // Without extrapolation (ext_factor 0) every frequency is interpolated
+  // and llama.cpp applies no magnitude of its own.
+  if (y.extFactor == 0 && !file.find(key("rope.scaling.yarn_attn_factor")))
+    y.magnitude = 1;
+  double extra = 1;
+  if (failed(positive("rope.scaling.attn_factor", extra)))
+    return failure();
+  y.magnitude *= extra;
+  yarn = y;
+  return success();
+}
+
+double LlamaBuilder::yarnMix(int64_t i) const {
+  // The dimension (of head_dim) whose wavelength turns `rotations` times
+  // over the original context, floored / ceiled and clamped as llama.cpp
+  // and transformers (truncate) do.
+  double d = static_cast<double>(headDim);
+  auto dim = [&](double rotations) {
+    return d *
+           std::log(static_cast<double>(yarn->originalContext) /
+                    (rotations * 2 * M_PI)) /
+           (2 * std::log(ropeBase));
+  };
+  double low = std::max(0.0, std::floor(dim(yarn->betaFast)));
+  double high = std::min(d - 1, std::ceil(dim(yarn->betaSlow)));
+  double ramp = (static_cast<double>(i) - low) / std::max(0.001, high - low);
+  return (1 - std::clamp(ramp, 0.0, 1.0)) * yarn->extFactor;
 }
 
 LogicalResult LlamaBuilder::checkAllTensorsUsed() {

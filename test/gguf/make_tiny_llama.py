@@ -206,11 +206,44 @@ Q5_TYPES = {
 }
 
 
+# Models derived from a committed one by setting RoPE scaling keys: name ->
+# (base model, [(key, kind, value)], transformers' rope_parameters).
+DERIVED = {
+    # Linear scaling by 4.
+    "tiny_llama_linear": ("tiny_llama", [("llama.rope.scaling.type", "str", "linear"),
+                                         ("llama.rope.scaling.factor", "f32", "4")],
+                          {"rope_type": "linear", "factor": 4.0}),
+    # YaRN by 4 from an original context of 64 (the file's context_length,
+    # 256, is 4 x 64, as transformers' default factor would be), llama.cpp's
+    # default betas: the correction dimensions are 0 and 3 of 8 frequencies,
+    # so the ramp has extrapolated, blended and interpolated ones.
+    "tiny_llama_yarn": ("tiny_llama", [("llama.rope.scaling.type", "str", "yarn"),
+                                       ("llama.rope.scaling.factor", "f32", "4"),
+                                       ("llama.rope.scaling.original_context_length", "u32", "64")],
+                        {"rope_type": "yarn", "factor": 4.0,
+                         "original_max_position_embeddings": 64}),
+    # YaRN on rotate-half RoPE with every optional key: betas 16 and 2 (a
+    # ramp over dimensions 0..2) and a log multiplier of 0.05, which is how
+    # the converter stores DeepSeek's mscale_all_dim 0.5 (times 0.1): it
+    # makes the magnitude a ratio. (llama.cpp reads that key only for
+    # DeepSeek-like architectures, not qwen2.)
+    "tiny_qwen2_yarn": ("tiny_qwen2", [("qwen2.rope.scaling.type", "str", "yarn"),
+                                       ("qwen2.rope.scaling.factor", "f32", "4"),
+                                       ("qwen2.rope.scaling.original_context_length", "u32", "64"),
+                                       ("qwen2.rope.scaling.yarn_beta_fast", "f32", "16"),
+                                       ("qwen2.rope.scaling.yarn_beta_slow", "f32", "2"),
+                                       ("qwen2.rope.scaling.yarn_log_multiplier", "f32", "0.05")],
+                        {"rope_type": "yarn", "factor": 4.0,
+                         "original_max_position_embeddings": 64, "beta_fast": 16.0,
+                         "beta_slow": 2.0, "mscale": 1.0, "mscale_all_dim": 0.5}),
+}
+
+
 def main():
     """make_tiny_llama.py [tiny_llama tiny_qwen2 tiny_llama_q5 tiny_qwen3]: the named
     models (all by default)."""
     names = sys.argv[1:] or ["tiny_llama", "tiny_qwen2", "tiny_llama_q5", "tiny_qwen3",
-                             "tiny_llama3", "tiny_llama_linear"]
+                             "tiny_llama3", *DERIVED]
     made = {
         "tiny_llama": lambda p: write_gguf(p, np.random.default_rng(7)),
         # The qwen2 architecture: rotate-half RoPE, q/k/v biases.
@@ -223,19 +256,19 @@ def main():
             qtypes={k: gguf.GGMLQuantizationType[v] for k, v in Q5_TYPES.items()}),
     }
     for name in names:
-        if name == "tiny_llama_linear":
-            # tiny_llama.gguf with linear RoPE scaling by 4, the keys set as
-            # gguf-errors.test / generate.test set them (gguf_tool.py set-kv).
+        if name in DERIVED:
+            # A committed model with RoPE scaling keys set as generate.test
+            # sets them (gguf_tool.py set-kv, one key per call).
             import subprocess
+            base, keys, rope = DERIVED[name]
             with tempfile.TemporaryDirectory() as d:
                 tool = os.path.join(HERE, "gguf_tool.py")
-                a, path = os.path.join(d, "a.gguf"), os.path.join(d, f"{name}.gguf")
-                subprocess.check_call([sys.executable, tool, "set-kv",
-                                       os.path.join(HERE, "models", "tiny_llama.gguf"),
-                                       a, "llama.rope.scaling.type", "str", "linear"])
-                subprocess.check_call([sys.executable, tool, "set-kv", a, path,
-                                       "llama.rope.scaling.factor", "f32", "4"])
-                make_refs(path, name, rope={"rope_type": "linear", "factor": 4.0})
+                src = os.path.join(HERE, "models", f"{base}.gguf")
+                for n, (k, kind, v) in enumerate(keys):
+                    dst = os.path.join(d, f"{n}.gguf")
+                    subprocess.check_call([sys.executable, tool, "set-kv", src, dst, k, kind, v])
+                    src = dst
+                make_refs(src, name, rope=rope)
             continue
         path = os.path.join(HERE, "models", f"{name}.gguf")
         made[name](path)
