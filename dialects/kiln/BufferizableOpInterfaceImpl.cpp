@@ -1540,7 +1540,17 @@ struct QuantMatMulOpInterface
         memref::StoreOp::create(b, loc, sum, *out, ValueRange{m, col});
       }
     };
-    constexpr int64_t kTile = 4;
+    // Rows sharing one decoding of each weight block. The byte products
+    // keep one 8-lane accumulator per row, so 16 rows fit the registers
+    // and decode each block a quarter as often as 4 rows do. The formats
+    // with minimums carry a scalar sum per row as well: 16 spill, so they
+    // take 8, except q4_1 and q5_1 on calls of fewer than 16 rows, where 8
+    // measured slower than 4 (not understood). The f32 forms (16-lane
+    // accumulators) gain nothing past 4. Measured per format in
+    // docs/benchmarks.md.
+    int64_t kTile = 4;
+    if (codesI8)
+      kTile = !withMins ? 16 : (kq || rows >= 16) ? 8 : 4;
     scf::ParallelOp::create(
         rewriter, loc, ValueRange{c(rewriter, 0)}, ValueRange{c(rewriter, n)},
         ValueRange{c(rewriter, 1)},

@@ -35,7 +35,9 @@ import sys
 
 import numpy as np
 
-M, K, N = 6, 128, 20
+# 37 rows: the byte-product kernels tile rows by 16 (8 for the formats
+# with minimums), so M covers whole tiles and a remainder of 5.
+M, K, N = 37, 128, 20
 BYTES = {"q8_0": 34, "q4_0": 18, "q4_1": 20, "q5_0": 22, "q5_1": 24, "iq4_nl": 18}
 KBYTES = {"q4_k": 144, "q5_k": 176, "q6_k": 210, "iq4_xs": 136}
 # IQ4_NL's and IQ4_XS's codebook (ggml's kvalues_iq4nl)
