@@ -838,30 +838,43 @@ std::pair<Value, Value> dequantBlock(OpBuilder &b, Location loc, Value w,
 /// K/32] the block sums the weights' minimums need (else null). Q8_0 /
 /// Q8_1 (quantizeActivations): d [M, K/32] rounded to f16, s = f16(d *
 /// sum q); Q8_K (quantizeActivationsQ8K): d [M, K/256] in f32, s = sum q.
+/// On the CPU, s (and Q8_K's d) are stored by block instead, [K/32, M]
+/// (byBlock): the kernels read a tile's rows of them as one vector.
 struct ActivationBlocks {
   Value q, d, s;
+  bool byBlock = false;
+  /// s[row m, block i] and Q8_K's d[row m, super-block i].
+  SmallVector<Value, 2> at(Value m, Value i) const {
+    return byBlock ? SmallVector<Value, 2>{i, m} : SmallVector<Value, 2>{m, i};
+  }
 };
 
 /// The f32 buffers of x's blocks: q [M, K] (codesI8: in i8), d [M, K /
-/// scaleBlock] and, withSums, s [M, K / sumBlock].
+/// scaleBlock] and, withSums, s [M, K / sumBlock]; byBlock: s [K /
+/// sumBlock, M] and, for Q8_K's scales (scaleBlock 256), d [K / 256, M].
 FailureOr<ActivationBlocks>
 allocActivationBlocks(RewriterBase &b, Location loc, Value x,
                       int64_t scaleBlock, bool withSums,
                       const BufferizationOptions &options, int64_t sumBlock,
-                      bool codesI8) {
+                      bool codesI8, bool byBlock) {
   auto xType = cast<MemRefType>(x.getType());
   int64_t rows = xType.getDimSize(0), k = xType.getDimSize(1);
   auto alloc = [&](ArrayRef<int64_t> shape, Type t) {
     return options.createAlloc(b, loc, MemRefType::get(shape, t), {});
   };
+  auto shape = [&](int64_t blocks, bool transposed) {
+    return transposed ? SmallVector<int64_t>{blocks, rows}
+                      : SmallVector<int64_t>{rows, blocks};
+  };
   Type f32 = b.getF32Type();
   FailureOr<Value> q = alloc({rows, k}, codesI8 ? b.getI8Type() : f32),
-                   d = alloc({rows, k / scaleBlock}, f32);
-  FailureOr<Value> s =
-      withSums ? alloc({rows, k / sumBlock}, f32) : FailureOr<Value>(Value());
+                   d = alloc(shape(k / scaleBlock, byBlock && scaleBlock == 256),
+                             f32);
+  FailureOr<Value> s = withSums ? alloc(shape(k / sumBlock, byBlock), f32)
+                                : FailureOr<Value>(Value());
   if (failed(q) || failed(d) || failed(s))
     return failure();
-  return ActivationBlocks{*q, *d, *s};
+  return ActivationBlocks{*q, *d, *s, byBlock};
 }
 
 /// The i8 form of rounded (integral) q (vector<16xf32>) where codesI8.
@@ -880,8 +893,8 @@ quantizeActivations(RewriterBase &b, Location loc, Value x, bool withSums,
   auto xType = cast<MemRefType>(x.getType());
   int64_t rows = xType.getDimSize(0), k = xType.getDimSize(1);
   Type f32 = b.getF32Type(), f16 = b.getF16Type();
-  FailureOr<ActivationBlocks> blocks =
-      allocActivationBlocks(b, loc, x, 32, withSums, options, 32, codesI8);
+  FailureOr<ActivationBlocks> blocks = allocActivationBlocks(
+      b, loc, x, 32, withSums, options, 32, codesI8, /*byBlock=*/!gpu);
   if (failed(blocks))
     return failure();
   Value q = blocks->q, d = blocks->d, s = blocks->s;
@@ -970,7 +983,7 @@ quantizeActivations(RewriterBase &b, Location loc, Value x, bool withSums,
                     arith::AddFOp::create(b, loc, qlo, qhi));
                 Value ds = arith::MulFOp::create(b, loc, dv, sum);
                 memref::StoreOp::create(b, loc, toF16AndBack(b, ds), s,
-                                        ValueRange{m, blk});
+                                        blocks->at(m, blk));
               }
               scf::YieldOp::create(b, loc);
             });
@@ -995,7 +1008,7 @@ quantizeActivationsQ8K(RewriterBase &b, Location loc, Value x, bool withSums,
   int64_t rows = xType.getDimSize(0), k = xType.getDimSize(1);
   Type f32 = b.getF32Type();
   FailureOr<ActivationBlocks> blocks = allocActivationBlocks(
-      b, loc, x, 256, withSums, options, sumBlock, codesI8);
+      b, loc, x, 256, withSums, options, sumBlock, codesI8, /*byBlock=*/!gpu);
   if (failed(blocks))
     return failure();
   Value q = blocks->q, d = blocks->d, s = blocks->s;
@@ -1013,12 +1026,12 @@ quantizeActivationsQ8K(RewriterBase &b, Location loc, Value x, bool withSums,
   auto storeSums = [&](OpBuilder &b, Value m, Value grp, Value lo, Value hi) {
     if (sumBlock == 32) {
       memref::StoreOp::create(b, loc, arith::AddFOp::create(b, loc, lo, hi), s,
-                              ValueRange{m, grp});
+                              blocks->at(m, grp));
       return;
     }
     Value at = arith::MulIOp::create(b, loc, grp, c(b, 2));
-    memref::StoreOp::create(b, loc, lo, s, ValueRange{m, at});
-    memref::StoreOp::create(b, loc, hi, s, ValueRange{m, add(b, at, c(b, 1))});
+    memref::StoreOp::create(b, loc, lo, s, blocks->at(m, at));
+    memref::StoreOp::create(b, loc, hi, s, blocks->at(m, add(b, at, c(b, 1))));
   };
   // id as Q8_0's (q8Scale), d = 1 / id instead of amax / 127.
   auto scales = [&](OpBuilder &b, Value amax) {
@@ -1101,7 +1114,7 @@ quantizeActivationsQ8K(RewriterBase &b, Location loc, Value x, bool withSums,
                   b, loc, vector::CombiningKind::MAXIMUMF, amaxLoop.getResult(0));
               std::pair<Value, Value> sc = scales(b, amax);
               Value idV = vector::BroadcastOp::create(b, loc, v16f, sc.first);
-              memref::StoreOp::create(b, loc, sc.second, d, ValueRange{m, sb});
+              memref::StoreOp::create(b, loc, sc.second, d, blocks->at(m, sb));
               scf::ForOp::create(
                   b, loc, c(b, 0), c(b, 8), c(b, 1), ValueRange{},
                   [&](OpBuilder &b, Location loc, Value g, ValueRange) {
@@ -1151,6 +1164,28 @@ Value minimumSums(OpBuilder &b, Location loc, const KQuantGroup &g, Value s,
   Value hi = memref::LoadOp::create(b, loc, s, ValueRange{m, at1});
   return math::FmaOp::create(b, loc, g.mHi, hi,
                              arith::MulFOp::create(b, loc, g.mLo, lo));
+}
+
+/// minimumSums for rows m0 .. m0 + count of s stored by block ([K /
+/// sumBlock, M]): one vector<count x f32>, the same arithmetic per lane.
+Value minimumSumsRows(OpBuilder &b, Location loc, const KQuantGroup &g,
+                      Value s, Value m0, int64_t count, Value blk,
+                      int64_t sumBlock) {
+  auto vt = VectorType::get({count}, b.getF32Type());
+  auto rowsAt = [&](Value i) {
+    return vector::LoadOp::create(b, loc, vt, s, ValueRange{i, m0}).getResult();
+  };
+  auto bcast = [&](Value v) {
+    return vector::BroadcastOp::create(b, loc, vt, v).getResult();
+  };
+  if (sumBlock == 32)
+    return arith::MulFOp::create(b, loc, bcast(g.mLo), rowsAt(blk));
+  Value at = arith::MulIOp::create(b, loc, blk,
+                                   arith::ConstantIndexOp::create(b, loc, 2));
+  Value at1 = arith::AddIOp::create(b, loc, at,
+                                    arith::ConstantIndexOp::create(b, loc, 1));
+  return math::FmaOp::create(b, loc, bcast(g.mHi), rowsAt(at1),
+                             arith::MulFOp::create(b, loc, bcast(g.mLo), rowsAt(at)));
 }
 
 /// Whether the CPU target named 8-bit dot product instructions on the
@@ -1374,14 +1409,17 @@ struct QuantMatMulOpInterface
         DenseElementsAttr::get(v8f, rewriter.getF32FloatAttr(0.0f)));
     // Rows [m0, m0 + count) of x against output column `col`. f32
     // activations: a vector accumulator per row (8 lanes with the 8-bit
-    // dot products, else 16). q8: the same plus, for q4_1, a scalar sum of
-    // m_w * s_x per row.
+    // dot products, else 16). q8: the same plus, for the formats with
+    // minimums, the rows' sums of m_w * s_x as one vector<count> (x's
+    // sums are stored by block, so a tile's rows are one load).
     auto rowsTimesColumn = [&](OpBuilder &b, Value m0, int64_t count,
                                Value col) {
       bool sums = q8 && withMins;
       SmallVector<Value> init(count, codesI8 ? zero8 : zero);
+      auto vRows = VectorType::get({count}, b.getF32Type());
       if (sums)
-        init.append(count, zeroF);
+        init.push_back(arith::ConstantOp::create(
+            b, loc, vRows, DenseElementsAttr::get(vRows, b.getF32FloatAttr(0.0f))));
       // One 32-value group: the accumulators after it. K-quant groups come
       // as (super-block sb, constant j < 8) too, so that their scale
       // decoding folds (see the loop below).
@@ -1420,7 +1458,6 @@ struct QuantMatMulOpInterface
             // sums, lanes 0-3 values 0-15); else two 16-lane f32 products
             // (exact: |sum| < 2^24 per block). `scale(row, lanes, hi)`
             // gives the lanes' scale vector (hi: values 16-31).
-            SmallVector<Value> nextSums;
             auto v32i8 = VectorType::get({32}, b.getI8Type());
             auto rowDot = [&](Value m, Value lo, Value hi, bool wSigned,
                               function_ref<Value(int64_t, bool)> scale,
@@ -1473,7 +1510,7 @@ struct QuantMatMulOpInterface
                   format == "q3_k" || format == "q6_k" || format == "iq4_xs";
               for (int64_t r = 0; r < count; ++r) {
                 Value m = arith::AddIOp::create(b, loc, m0, c(b, r));
-                Value dx = memref::LoadOp::create(b, loc, xq->d, ValueRange{m, sb});
+                Value dx = memref::LoadOp::create(b, loc, xq->d, xq->at(m, sb));
                 Value dd = arith::MulFOp::create(b, loc, dx, g.d);
                 next.push_back(rowDot(
                     m, lo, hi, wSigned,
@@ -1482,15 +1519,21 @@ struct QuantMatMulOpInterface
                                               b, loc, dd, second ? g.scHi : g.scLo));
                     },
                     g.scLo != g.scHi, acc[r]));
-                if (sums) {
-                  nextSums.push_back(arith::SubFOp::create(
-                      b, loc, acc[count + r],
-                      arith::MulFOp::create(
-                          b, loc, arith::MulFOp::create(b, loc, dx, g.dmin),
-                          minimumSums(b, loc, g, xq->s, m, blk, sumBlock))));
-                }
               }
-              next.append(nextSums);
+              if (sums) {
+                // Per row: sum - (dx dmin) (m . s_x).
+                Value dxRows = vector::LoadOp::create(b, loc, vRows, xq->d,
+                                                      ValueRange{sb, m0});
+                next.push_back(arith::SubFOp::create(
+                    b, loc, acc[count],
+                    arith::MulFOp::create(
+                        b, loc,
+                        arith::MulFOp::create(
+                            b, loc, dxRows,
+                            vector::BroadcastOp::create(b, loc, vRows, g.dmin)),
+                        minimumSumsRows(b, loc, g, xq->s, m0, count, blk,
+                                        sumBlock))));
+              }
               return next;
             }
             BlockInts wq = blockInts(b, loc, *w, col, blk, format, codesI8);
@@ -1504,14 +1547,17 @@ struct QuantMatMulOpInterface
                   m, wq.lo, wq.hi, wSigned,
                   [&](int64_t lanes, bool) { return bcast(lanes, dd); }, false,
                   acc[r]));
-              if (sums) {
-                Value sx = memref::LoadOp::create(b, loc, xq->s, ValueRange{m, blk});
-                nextSums.push_back(arith::AddFOp::create(
-                    b, loc, acc[count + r],
-                    arith::MulFOp::create(b, loc, wq.m, sx)));
-              }
             }
-            next.append(nextSums);
+            if (sums) {
+              // Per row: sum + m_w s_x.
+              Value sx = vector::LoadOp::create(b, loc, vRows, xq->s,
+                                                ValueRange{blk, m0});
+              next.push_back(arith::AddFOp::create(
+                  b, loc, acc[count],
+                  arith::MulFOp::create(
+                      b, loc, vector::BroadcastOp::create(b, loc, vRows, wq.m),
+                      sx)));
+            }
             return next;
           };
       // K-quants: a loop over 256-value blocks, its 8 groups unrolled.
@@ -1535,22 +1581,21 @@ struct QuantMatMulOpInterface
             b, loc, vector::CombiningKind::ADD, loop.getResult(r), Value(),
             fast.getValue());
         if (sums)
-          sum = arith::AddFOp::create(b, loc, sum, loop.getResult(count + r));
+          sum = arith::AddFOp::create(
+              b, loc, sum,
+              vector::ExtractOp::create(b, loc, loop.getResult(count),
+                                        ArrayRef<int64_t>{r}));
         Value m = arith::AddIOp::create(b, loc, m0, c(b, r));
         memref::StoreOp::create(b, loc, sum, *out, ValueRange{m, col});
       }
     };
     // Rows sharing one decoding of each weight block. The byte products
-    // keep one 8-lane accumulator per row, so 16 rows fit the registers
-    // and decode each block a quarter as often as 4 rows do. The formats
-    // with minimums carry a scalar sum per row as well: 16 spill, so they
-    // take 8, except q4_1 and q5_1 on calls of fewer than 16 rows, where 8
-    // measured slower than 4 (not understood). The f32 forms (16-lane
+    // keep one 8-lane accumulator per row (and the minimums' sums one
+    // vector for the tile), so 16 rows fit the registers and decode each
+    // block a quarter as often as 4 rows do. The f32 forms (16-lane
     // accumulators) gain nothing past 4. Measured per format in
     // docs/benchmarks.md.
-    int64_t kTile = 4;
-    if (codesI8)
-      kTile = !withMins ? 16 : (kq || rows >= 16) ? 8 : 4;
+    int64_t kTile = codesI8 ? 16 : 4;
     scf::ParallelOp::create(
         rewriter, loc, ValueRange{c(rewriter, 0)}, ValueRange{c(rewriter, n)},
         ValueRange{c(rewriter, 1)},

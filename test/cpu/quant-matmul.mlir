@@ -55,12 +55,14 @@ func.func @mm8(%x: tensor<2x64xf32>, %w: tensor<3x40xi8>) -> tensor<2x3xf32> {
 // CHECK: vector.reduction <add>
 // CHECK: memref.store %{{.+}}, %[[S]]
 // CHECK: scf.parallel
-// CHECK: scf.for {{.+}} iter_args({{.+}}) -> (vector<16xf32>, vector<16xf32>, f32, f32)
+// x's sums are stored by block ([K/32, M]), so the tile's two rows carry
+// their sums of m_w * s_x as one vector<2xf32> and read them in one load.
+// CHECK: scf.for {{.+}} iter_args({{.+}}) -> (vector<16xf32>, vector<16xf32>, vector<2xf32>)
 // CHECK: arith.uitofp
 // CHECK: vector.load %[[Q]]
 // CHECK: memref.load %[[D]]
 // CHECK: vector.fma
-// CHECK: memref.load %[[S]]
+// CHECK: vector.load %[[S]]{{.+}} : memref<2x2xf32>, vector<2xf32>
 // With kiln.int8_dot (set by the CPU target: haswell has AVX2) the codes
 // stay bytes: x's in an i8 buffer, the weight's nibbles joined into 32
 // lanes, kiln.dot4_i8 then 8-lane f32 accumulators.
@@ -69,7 +71,7 @@ func.func @mm8(%x: tensor<2x64xf32>, %w: tensor<3x40xi8>) -> tensor<2x3xf32> {
 // I8: math.roundeven
 // I8: arith.fptosi %{{.+}} : vector<16xf32> to vector<16xi8>
 // I8: vector.store %{{.+}}, %[[Q]]
-// I8: scf.for {{.+}} iter_args({{.+}}) -> (vector<8xf32>, vector<8xf32>, f32, f32)
+// I8: scf.for {{.+}} iter_args({{.+}}) -> (vector<8xf32>, vector<8xf32>, vector<2xf32>)
 // I8-NOT: arith.uitofp
 // I8: vector.shuffle {{.+}} : vector<16xi8>, vector<16xi8>
 // I8: vector.load %[[Q]]{{.+}} : memref<2x64xi8>, vector<32xi8>
