@@ -1508,10 +1508,37 @@ struct QuantMatMulOpInterface
                                           codesI8);
               bool wSigned =
                   format == "q3_k" || format == "q6_k" || format == "iq4_xs";
+              // Byte products of a group with two scales (q2_k, q3_k, q6_k:
+              // one per 16 values): the group's lanes of scales once, each
+              // row's scale vector dd x that (the same products as
+              // broadcasting dd scLo and dd scHi, without a select per row).
+              Value laneScales;
+              if (codesI8 && g.scLo != g.scHi) {
+                auto v8i1 = VectorType::get({8}, b.getI1Type());
+                Value firstHalf = arith::ConstantOp::create(
+                    b, loc, v8i1,
+                    DenseElementsAttr::get(
+                        v8i1, ArrayRef<bool>{true, true, true, true, false,
+                                             false, false, false}));
+                laneScales = arith::SelectOp::create(b, loc, firstHalf,
+                                                     bcast(8, g.scLo),
+                                                     bcast(8, g.scHi));
+              }
               for (int64_t r = 0; r < count; ++r) {
                 Value m = arith::AddIOp::create(b, loc, m0, c(b, r));
                 Value dx = memref::LoadOp::create(b, loc, xq->d, xq->at(m, sb));
                 Value dd = arith::MulFOp::create(b, loc, dx, g.d);
+                if (laneScales) {
+                  next.push_back(rowDot(
+                      m, lo, hi, wSigned,
+                      [&](int64_t lanes, bool) {
+                        return arith::MulFOp::create(b, loc, bcast(lanes, dd),
+                                                     laneScales)
+                            .getResult();
+                      },
+                      false, acc[r]));
+                  continue;
+                }
                 next.push_back(rowDot(
                     m, lo, hi, wSigned,
                     [&](int64_t lanes, bool second) {
