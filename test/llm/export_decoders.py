@@ -45,6 +45,14 @@ MODELS = {
     "gpt2": lambda: transformers.GPT2LMHeadModel(transformers.GPT2Config(
         vocab_size=256, n_embd=64, n_layer=2, n_head=4, n_positions=256,
         bos_token_id=0, eos_token_id=0, attn_implementation="eager")),
+    # Llama with YaRN RoPE scaling (factor 4 over an original context of
+    # 64): the exporters bake the blended frequencies and the cos/sin
+    # magnitude (0.1 ln 4 + 1) into the graph. (Last, so that the models
+    # above keep their seeds; its dynamo export failed with torch 2.9.)
+    "llama_yarn": lambda: transformers.LlamaForCausalLM(transformers.LlamaConfig(
+        num_attention_heads=4, num_key_value_heads=2,
+        rope_parameters={"rope_type": "yarn", "factor": 4.0, "rope_theta": 10000.0,
+                         "original_max_position_embeddings": 64}, **COMMON)),
 }
 
 
