@@ -1528,24 +1528,15 @@ struct QuantMatMulOpInterface
                 Value m = arith::AddIOp::create(b, loc, m0, c(b, r));
                 Value dx = memref::LoadOp::create(b, loc, xq->d, xq->at(m, sb));
                 Value dd = arith::MulFOp::create(b, loc, dx, g.d);
-                if (laneScales) {
-                  next.push_back(rowDot(
-                      m, lo, hi, wSigned,
-                      [&](int64_t lanes, bool) {
-                        return arith::MulFOp::create(b, loc, bcast(lanes, dd),
-                                                     laneScales)
-                            .getResult();
-                      },
-                      false, acc[r]));
-                  continue;
-                }
-                next.push_back(rowDot(
-                    m, lo, hi, wSigned,
-                    [&](int64_t lanes, bool second) {
-                      return bcast(lanes, arith::MulFOp::create(
-                                              b, loc, dd, second ? g.scHi : g.scLo));
-                    },
-                    g.scLo != g.scHi, acc[r]));
+                auto scale = [&](int64_t lanes, bool second) -> Value {
+                  if (laneScales)
+                    return arith::MulFOp::create(b, loc, bcast(lanes, dd),
+                                                 laneScales);
+                  return bcast(lanes, arith::MulFOp::create(
+                                          b, loc, dd, second ? g.scHi : g.scLo));
+                };
+                next.push_back(rowDot(m, lo, hi, wSigned, scale,
+                                      !laneScales && g.scLo != g.scHi, acc[r]));
               }
               if (sums) {
                 // Per row: sum - (dx dmin) (m . s_x).
