@@ -1401,8 +1401,6 @@ struct QuantMatMulOpInterface
     Value zero = arith::ConstantOp::create(
         rewriter, loc, v16f,
         DenseElementsAttr::get(v16f, rewriter.getF32FloatAttr(0.0f)));
-    Value zeroF = arith::ConstantOp::create(rewriter, loc,
-                                            rewriter.getF32FloatAttr(0.0f));
     auto v8f = VectorType::get({8}, rewriter.getF32Type());
     Value zero8 = arith::ConstantOp::create(
         rewriter, loc, v8f,
