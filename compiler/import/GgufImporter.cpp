@@ -200,7 +200,8 @@ private:
     double magnitude = 1;
   };
   std::optional<Yarn> yarn;
-  /// Frequency i's multiplier under YaRN (1 - the share interpolated).
+  /// The share of frequency i YaRN keeps at its original value (the rest
+  /// is interpolated).
   double yarnMix(int64_t i) const;
   /// Tensors the model reads; build() refuses a file with others, since
   /// an ignored tensor means a feature silently left out.
