@@ -111,8 +111,9 @@ public:
   OwningOpRef<ModuleOp> build();
   void setArchitecture(StringRef name) {
     arch = name.str();
-    ropeNeox = name == "qwen2" || name == "qwen3";
-    qkNorm = name == "qwen3";
+    gemma = name == "gemma3";
+    ropeNeox = name == "qwen2" || name == "qwen3" || gemma;
+    qkNorm = name == "qwen3" || gemma;
   }
 
 private:
@@ -171,9 +172,11 @@ private:
   FailureOr<Value> norm(Value x, StringRef name) {
     return norm(x, name, dModel);
   }
-  /// RoPE on x[1, heads, seq, headDim] in GGUF's adjacent-pair layout, at
-  /// the positions `positions` ([1, seq] i64).
-  Value rope(Value x, int64_t heads, Value positions);
+  /// RoPE on x[1, heads, seq, headDim] in GGUF's adjacent-pair layout (or
+  /// rotate-half for ropeNeox), at the positions `positions` ([1, seq]
+  /// i64); `local`: gemma3's sliding-window layers' table (base
+  /// localRopeBase, no scaling).
+  Value rope(Value x, int64_t heads, Value positions, bool local = false);
 
   const gguf::File &file;
   MLIRContext &ctx;
@@ -214,6 +217,19 @@ private:
   /// qwen3: RMSNorm of each head's q and k (attn_q_norm / attn_k_norm,
   /// [head_dim] weights) before RoPE.
   bool qkNorm = false;
+  /// gemma3: the embedding times sqrt(width), RMSNorms after attention and
+  /// after the FFN too (post_attention_norm, post_ffw_norm), a GELU (tanh)
+  /// gated FFN, and sliding-window attention on five layers of every six
+  /// (attention.sliding_window) with their own RoPE base, 10000, unscaled.
+  bool gemma = false;
+  int64_t slidingWindow = 0;
+  double localRopeBase = 10000;
+  /// Whether layer l attends through the sliding window: gemma3's pattern,
+  /// every sixth layer global (llama.cpp's and transformers' default; GGUF
+  /// does not store it).
+  bool slidingLayer(int64_t l) const {
+    return slidingWindow > 0 && (l + 1) % 6 != 0;
+  }
   std::string key(StringRef name) const { return arch + "." + name.str(); }
   /// Rows of the RoPE tables: the largest position a function can see.
   int64_t ropeRows = 0;
@@ -533,21 +549,25 @@ FailureOr<Value> LlamaBuilder::norm(Value x, StringRef name, int64_t width) {
       .getResult();
 }
 
-Value LlamaBuilder::rope(Value x, int64_t h, Value positions) {
+Value LlamaBuilder::rope(Value x, int64_t h, Value positions, bool local) {
   int64_t half = headDim / 2;
   int64_t seq = cast<RankedTensorType>(x.getType()).getDimSize(2);
-  if (!store.contains("rope.cos")) {
+  std::string cosName = local ? "rope_local.cos" : "rope.cos";
+  std::string sinName = local ? "rope_local.sin" : "rope.sin";
+  if (!store.contains(cosName)) {
     // As the source model computes them, in f32.
     std::vector<float> c(ropeRows * half), s(ropeRows * half);
+    double base = local ? localRopeBase : ropeBase;
     for (int64_t i = 0; i < half; ++i) {
-      float invFreq = 1.0f / std::pow(static_cast<float>(ropeBase),
+      float invFreq = 1.0f / std::pow(static_cast<float>(base),
                                       static_cast<float>(2 * i) /
                                           static_cast<float>(headDim));
-      if (!ropeFactors.empty())
+      if (!ropeFactors.empty() && !local)
         invFreq /= ropeFactors[i];
-      invFreq *= static_cast<float>(ropeScale);
+      if (!local)
+        invFreq *= static_cast<float>(ropeScale);
       float magnitude = 1;
-      if (yarn) {
+      if (yarn && !local) {
         // transformers' blend: interpolated * (1 - mix) + original * mix.
         float mix = static_cast<float>(yarnMix(i));
         float interp = invFreq / static_cast<float>(yarn->factor);
@@ -560,8 +580,8 @@ Value LlamaBuilder::rope(Value x, int64_t h, Value positions) {
         s[pos * half + i] = std::sin(angle) * magnitude;
       }
     }
-    weight("rope.cos", std::move(c), {ropeRows, half, 1});
-    weight("rope.sin", std::move(s), {ropeRows, half, 1});
+    weight(cosName, std::move(c), {ropeRows, half, 1});
+    weight(sinName, std::move(s), {ropeRows, half, 1});
   }
   // Rows at the tokens' positions: [1, seq, half, 1] -> [seq, half, 1].
   auto table = [&](StringRef name) {
@@ -570,7 +590,7 @@ Value LlamaBuilder::rope(Value x, int64_t h, Value positions) {
                                b.getI64IntegerAttr(0));
     return ReshapeOp::create(b, loc, f32({seq, half, 1}), g).getResult();
   };
-  Value ropeCos = table("rope.cos"), ropeSin = table("rope.sin");
+  Value ropeCos = table(cosName), ropeSin = table(sinName);
   if (ropeNeox) {
     // Rotate-half: lanes i and i + d/2 rotate together.
     auto part = f32({1, h, seq, half});
@@ -797,10 +817,21 @@ LogicalResult LlamaBuilder::readHyperparameters() {
   if (failed(e))
     return failure();
   eps = *e;
-  if (file.find(key("attention.sliding_window")))
-    return err() << "GGUF key '" << key("attention.sliding_window")
-                 << "': sliding-window attention is not supported for GGUF "
-                    "models yet";
+  if (file.find(key("attention.sliding_window"))) {
+    if (!gemma)
+      return err() << "GGUF key '" << key("attention.sliding_window")
+                   << "': sliding-window attention is supported for gemma3 "
+                      "only, not for " << arch;
+    if (!need(key("attention.sliding_window"), slidingWindow))
+      return failure();
+    if (slidingWindow <= 0)
+      return err() << "GGUF key '" << key("attention.sliding_window")
+                   << "' is " << slidingWindow << "; a window must be positive";
+  }
+  for (StringRef capped : {"attn_logit_softcapping", "final_logit_softcapping"})
+    if (file.find(key(capped)))
+      return err() << "GGUF key '" << key(capped)
+                   << "': logit soft-capping is not supported";
   if (file.find(key("rope.freq_base"))) {
     auto r = floatKey(key("rope.freq_base"));
     if (failed(r))
@@ -892,7 +923,16 @@ LogicalResult LlamaBuilder::buildFunction(ModuleOp module, StringRef name,
     x = GatherOp::create(b, loc, f32({1, seq, dModel}), *emb, tokens,
                          b.getI64IntegerAttr(0));
   }
+  if (gemma) // Gemma scales the embedding by sqrt(width).
+    x = MulOp::create(b, loc, x.getType(), x,
+                      scalar(std::sqrt(static_cast<float>(dModel))));
   auto flat = f32({seq, dModel});
+  // Gemma 3 27B's queries are scaled by its width per head, not its head
+  // width (query_pre_attn_scalar, which GGUF does not store; llama.cpp
+  // tells the 62-layer model apart the same way).
+  float attnScale =
+      1.0f / std::sqrt(static_cast<float>(
+                 gemma && layers == 62 ? dModel / heads : headDim));
   for (int64_t l = 0; l < layers; ++l) {
     std::string p = "blk." + std::to_string(l) + ".";
     auto h = norm(x, p + "attn_norm.weight");
@@ -919,27 +959,27 @@ LogicalResult LlamaBuilder::buildFunction(ModuleOp module, StringRef name,
       qh = *qn;
       kh = *kn;
     }
-    qh = rope(qh, heads, positions);
-    kh = rope(kh, kvHeads, positions);
+    bool sliding = slidingLayer(l);
+    qh = rope(qh, heads, positions, sliding);
+    kh = rope(kh, kvHeads, positions, sliding);
     Value vh = heads4(*v, kvHeads);
-    auto scale =
-        b.getF32FloatAttr(1.0f / std::sqrt(static_cast<float>(headDim)));
+    auto scale = b.getF32FloatAttr(attnScale);
+    auto window = b.getI64IntegerAttr(sliding ? slidingWindow : 0);
     Value a;
     if (cached) {
       KvStoreOp::create(b, loc, cache, kh, vh, table, step,
                         b.getI64IntegerAttr(l));
       a = PagedAttentionOp::create(b, loc, qh.getType(), qh, cache, table,
                                    step, b.getI64IntegerAttr(l), scale,
-                                   b.getI64IntegerAttr(0),
-                                   b.getI64IntegerAttr(0),
+                                   window, b.getI64IntegerAttr(0),
                                    options.kvDtype == "f16" &&
                                            options.roundedProbs
                                        ? b.getUnitAttr()
                                        : UnitAttr());
     } else {
       a = AttentionOp::create(b, loc, f32({1, heads, seq, headDim}), qh, kh,
-                              vh, Value(), scale, b.getBoolAttr(true),
-                              b.getI64IntegerAttr(0), b.getI64IntegerAttr(0));
+                              vh, Value(), scale, b.getBoolAttr(true), window,
+                              b.getI64IntegerAttr(0));
     }
     Value at = TransposeOp::create(b, loc, f32({1, seq, heads, headDim}), a,
                                    ArrayRef<int64_t>{0, 2, 1, 3});
@@ -947,6 +987,11 @@ LogicalResult LlamaBuilder::buildFunction(ModuleOp module, StringRef name,
     auto o = linear(a2, p + "attn_output.weight", qDim, dModel);
     if (failed(o))
       return failure();
+    if (gemma) {
+      o = norm(*o, p + "post_attention_norm.weight");
+      if (failed(o))
+        return failure();
+    }
     x = AddOp::create(b, loc, x.getType(), x,
                       ReshapeOp::create(b, loc, x.getType(), *o));
     auto hf = norm(x, p + "ffn_norm.weight");
@@ -958,11 +1003,20 @@ LogicalResult LlamaBuilder::buildFunction(ModuleOp module, StringRef name,
     if (failed(g) || failed(u))
       return failure();
     auto ft = f32({seq, ffn});
-    Value silu = MulOp::create(b, loc, ft, *g, SigmoidOp::create(b, loc, ft, *g));
-    Value m = MulOp::create(b, loc, ft, silu, *u);
+    Value act = gemma ? GeluOp::create(b, loc, ft, *g, b.getBoolAttr(true))
+                            .getResult()
+                      : MulOp::create(b, loc, ft, *g,
+                                      SigmoidOp::create(b, loc, ft, *g))
+                            .getResult();
+    Value m = MulOp::create(b, loc, ft, act, *u);
     auto d = linear(m, p + "ffn_down.weight", ffn, dModel);
     if (failed(d))
       return failure();
+    if (gemma) {
+      d = norm(*d, p + "post_ffw_norm.weight");
+      if (failed(d))
+        return failure();
+    }
     x = AddOp::create(b, loc, x.getType(), x,
                       ReshapeOp::create(b, loc, x.getType(), *d));
   }
@@ -1193,9 +1247,11 @@ OwningOpRef<ModuleOp> importGgufFile(StringRef path, MLIRContext &context,
     emitError(loc) << "GGUF file has no general.architecture";
     return nullptr;
   }
-  if (arch->s != "llama" && arch->s != "qwen2" && arch->s != "qwen3") {
+  if (arch->s != "llama" && arch->s != "qwen2" && arch->s != "qwen3" &&
+      arch->s != "gemma3") {
     emitError(loc) << "GGUF architecture '" << arch->s
-                   << "' is not supported (supported: llama, qwen2, qwen3)";
+                   << "' is not supported (supported: llama, qwen2, qwen3, "
+                      "gemma3)";
     return nullptr;
   }
   if (tokenizer && failed(readTokenizer(*file, loc, *tokenizer)))

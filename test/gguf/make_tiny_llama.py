@@ -5,8 +5,11 @@ Writes test/gguf/models/tiny_llama.gguf (and tiny_qwen2.gguf, the same
 with the qwen2 architecture: q/k/v biases, rotate-half RoPE) (2 layers, width 64, 4 query and 2
 key/value heads, vocab 256; projections stored as Q8_0, Q4_0, Q4_1 and F16
 blocks so every dequantizer runs), tiny_llama_q5.gguf (the same shape
-in Q5_0 and Q5_1 blocks) and tiny_qwen3.gguf (the qwen3 architecture:
-q/k RMSNorms per head, heads of 128 on a width of 64) and test/gguf/reference/tiny_llama_refs.npz:
+in Q5_0 and Q5_1 blocks), tiny_qwen3.gguf (the qwen3 architecture:
+q/k RMSNorms per head, heads of 128 on a width of 64), tiny_gemma3.gguf
+(the gemma3 architecture: 6 layers, five of them with a sliding window of
+16, heads of 256, post-attention and post-FFN norms, GELU, tied
+embeddings) and test/gguf/reference/tiny_llama_refs.npz:
 for each prompt, the token ids, the logits after the prompt and after each
 of 32 greedy steps ([33, vocab]), and the greedy tokens, all computed by
 transformers loading the same file (gguf_file=...) with its own KV cache.
@@ -21,8 +24,6 @@ import tempfile
 
 import gguf
 import numpy as np
-import torch
-import transformers
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 VOCAB, WIDTH, LAYERS, HEADS, KV_HEADS, FFN, CONTEXT = 256, 64, 2, 4, 2, 128, 256
@@ -70,17 +71,22 @@ def llama3_rope_factors(head_dim, base, p):
 
 
 def write_gguf(path, rng, width=None, ffn=None, all_f32=False, arch="llama",
-               qtypes=None, rope=None, vocab=None, tokenizer=None, tied=False):
+               qtypes=None, rope=None, vocab=None, tokenizer=None, tied=False,
+               layers=LAYERS):
     """The tiny model; `width`/`ffn` override the sizes, `all_f32` stores
     every tensor as F32 (for llama.cpp's quantizer, make_tiny_llama_k.py);
     `arch` "qwen2" adds q/k/v biases (and means rotate-half RoPE), "qwen3"
     per-head q/k RMSNorms and heads of 128 (wider than width / heads, as
-    Qwen3's: attention.key_length; rotate-half RoPE, no biases);
+    Qwen3's: attention.key_length; rotate-half RoPE, no biases), "gemma3"
+    those and heads of 256, post-attention and post-FFN norms, norms
+    stored as llama.cpp's converter does (1 + the checkpoint's weight), a
+    global RoPE base of 10^6 and a sliding window of 16 (pass `layers` 6
+    for a global layer: every sixth is one);
     `qtypes` maps tensor names without the "blk.N." prefix to the type
     they are stored in instead of the default; `rope` (LLAMA3_ROPE) adds
     the rope_freqs.weight tensor of that scaling; `vocab` and `tokenizer`
     (a function given the writer, writing tokenizer.ggml.*) replace the
-    256-byte vocabulary; `tied` leaves out output.weight."""
+    256-byte vocabulary; `tied` leaves out output.weight; `layers`: the block count."""
     WIDTH_ = width or WIDTH
     VOCAB = vocab or globals()["VOCAB"]
     FFN_ = ffn or FFN
@@ -88,17 +94,19 @@ def write_gguf(path, rng, width=None, ffn=None, all_f32=False, arch="llama",
     w.add_name("kiln-tiny-llama")
     w.add_context_length(CONTEXT)
     w.add_embedding_length(WIDTH_)
-    w.add_block_count(LAYERS)
+    w.add_block_count(layers)
     w.add_feed_forward_length(FFN_)
     w.add_head_count(HEADS)
     w.add_head_count_kv(KV_HEADS)
-    head_dim = 128 if arch == "qwen3" else WIDTH_ // HEADS
-    if arch == "qwen3":
+    head_dim = {"qwen3": 128, "gemma3": 256}.get(arch, WIDTH_ // HEADS)
+    if arch in ("qwen3", "gemma3"):
         w.add_key_length(head_dim)
         w.add_value_length(head_dim)
     w.add_rope_dimension_count(head_dim)
-    w.add_rope_freq_base(10000.0)
-    w.add_layer_norm_rms_eps(1e-5)
+    w.add_rope_freq_base(1e6 if arch == "gemma3" else 10000.0)
+    w.add_layer_norm_rms_eps(1e-6 if arch == "gemma3" else 1e-5)
+    if arch == "gemma3":
+        w.add_sliding_window(16)
     w.add_vocab_size(VOCAB)
     if tokenizer:
         tokenizer(w)
@@ -112,8 +120,8 @@ def write_gguf(path, rng, width=None, ffn=None, all_f32=False, arch="llama",
         w.add_bos_token_id(1)
         w.add_eos_token_id(2)
 
-    def t(name, shape, scale, qtype=gguf.GGMLQuantizationType.F32):
-        data = (rng.standard_normal(shape) * scale).astype(np.float32)
+    def t(name, shape, scale, qtype=gguf.GGMLQuantizationType.F32, offset=0.0):
+        data = (rng.standard_normal(shape) * scale + offset).astype(np.float32)
         qtype = (qtypes or {}).get(name.split(".", 2)[-1] if name.startswith("blk.")
                                    else name, qtype)
         if all_f32 or qtype == gguf.GGMLQuantizationType.F32:
@@ -125,10 +133,14 @@ def write_gguf(path, rng, width=None, ffn=None, all_f32=False, arch="llama",
 
     Q = gguf.GGMLQuantizationType
     kv, qd = KV_HEADS * head_dim, HEADS * head_dim
-    t("token_embd.weight", (VOCAB, WIDTH_), 1.0, Q.Q8_0)
-    for l in range(LAYERS):
+    # Gemma multiplies the embedding by sqrt(width): a table as small.
+    t("token_embd.weight", (VOCAB, WIDTH_), 1.0 / np.sqrt(WIDTH_) if arch == "gemma3" else 1.0,
+      Q.Q8_0)
+    # Gemma's norms scale by 1 + w; the file holds 1 + w.
+    norm_offset = 1.0 if arch == "gemma3" else 0.0
+    for l in range(layers):
         p = f"blk.{l}."
-        t(p + "attn_norm.weight", (WIDTH_,), 0.2)
+        t(p + "attn_norm.weight", (WIDTH_,), 0.2, offset=norm_offset)
         t(p + "attn_q.weight", (qd, WIDTH_), 0.25, Q.Q4_0)
         t(p + "attn_k.weight", (kv, WIDTH_), 0.25, Q.Q4_1)
         t(p + "attn_v.weight", (kv, WIDTH_), 0.25, Q.Q8_0)
@@ -136,15 +148,19 @@ def write_gguf(path, rng, width=None, ffn=None, all_f32=False, arch="llama",
             t(p + "attn_q.bias", (WIDTH_,), 0.1)
             t(p + "attn_k.bias", (kv,), 0.1)
             t(p + "attn_v.bias", (kv,), 0.1)
-        if arch == "qwen3":
-            t(p + "attn_q_norm.weight", (head_dim,), 0.5)
-            t(p + "attn_k_norm.weight", (head_dim,), 0.5)
+        if arch in ("qwen3", "gemma3"):
+            t(p + "attn_q_norm.weight", (head_dim,), 0.5, offset=norm_offset)
+            t(p + "attn_k_norm.weight", (head_dim,), 0.5, offset=norm_offset)
         t(p + "attn_output.weight", (WIDTH_, qd), 0.15, Q.F16)
-        t(p + "ffn_norm.weight", (WIDTH_,), 0.2)
+        if arch == "gemma3":
+            t(p + "post_attention_norm.weight", (WIDTH_,), 0.2, offset=norm_offset)
+        t(p + "ffn_norm.weight", (WIDTH_,), 0.2, offset=norm_offset)
         t(p + "ffn_gate.weight", (FFN_, WIDTH_), 0.15, Q.Q8_0)
         t(p + "ffn_up.weight", (FFN_, WIDTH_), 0.15, Q.Q4_0)
         t(p + "ffn_down.weight", (WIDTH_, FFN_), 0.1, Q.Q4_1)
-    t("output_norm.weight", (WIDTH_,), 0.2)
+        if arch == "gemma3":
+            t(p + "post_ffw_norm.weight", (WIDTH_,), 0.2, offset=norm_offset)
+    t("output_norm.weight", (WIDTH_,), 0.2, offset=norm_offset)
     if not tied:
         t("output.weight", (VOCAB, WIDTH_), 0.5, Q.Q8_0)
     if rope:
@@ -160,10 +176,19 @@ def make_refs(path, name, rope=None):
     reference/NAME_refs.npz. `rope`: RoPE parameters to set, since
     transformers' GGUF loader reads neither rope_freqs.weight nor
     rope.scaling.* for llama (the model's rotary embedding is rebuilt)."""
+    import torch  # only the references need torch and transformers
+    import transformers
     model = transformers.AutoModelForCausalLM.from_pretrained(
         os.path.dirname(path), gguf_file=os.path.basename(path),
         torch_dtype=torch.float32)
-    if rope:
+    if rope and model.config.model_type == "gemma3_text":
+        # Scaling applies to the global layers only.
+        params = model.config.rope_parameters
+        params["full_attention"] = dict(
+            rope, rope_theta=params["full_attention"]["rope_theta"])
+        model.model.rotary_emb = type(model.model.rotary_emb)(model.config)
+        print("rope", model.config.rope_parameters)
+    elif rope:
         model.config.rope_parameters = dict(
             rope, rope_theta=model.config.rope_parameters["rope_theta"])
         model.model.rotary_emb = type(model.model.rotary_emb)(model.config)
@@ -236,6 +261,11 @@ DERIVED = {
                         {"rope_type": "yarn", "factor": 4.0,
                          "original_max_position_embeddings": 64, "beta_fast": 16.0,
                          "beta_slow": 2.0, "mscale": 1.0, "mscale_all_dim": 0.5}),
+    # Gemma 3's linear scaling (by 8 in the 4B to 27B models), on the
+    # global layer only; the sliding-window layers keep base 10^4 unscaled.
+    "tiny_gemma3_linear": ("tiny_gemma3", [("gemma3.rope.scaling.type", "str", "linear"),
+                                           ("gemma3.rope.scaling.factor", "f32", "8")],
+                           {"rope_type": "linear", "factor": 8.0}),
 }
 
 
@@ -243,12 +273,14 @@ def main():
     """make_tiny_llama.py [tiny_llama tiny_qwen2 tiny_llama_q5 tiny_qwen3]: the named
     models (all by default)."""
     names = sys.argv[1:] or ["tiny_llama", "tiny_qwen2", "tiny_llama_q5", "tiny_qwen3",
-                             "tiny_llama3", *DERIVED]
+                             "tiny_llama3", "tiny_gemma3", *DERIVED]
     made = {
         "tiny_llama": lambda p: write_gguf(p, np.random.default_rng(7)),
         # The qwen2 architecture: rotate-half RoPE, q/k/v biases.
         "tiny_qwen2": lambda p: write_gguf(p, np.random.default_rng(9), arch="qwen2"),
         "tiny_qwen3": lambda p: write_gguf(p, np.random.default_rng(12), arch="qwen3"),
+        "tiny_gemma3": lambda p: write_gguf(p, np.random.default_rng(15), arch="gemma3",
+                                            layers=6, tied=True),
         # Llama 3.1's RoPE scaling as the converter stores it: rope_freqs.weight.
         "tiny_llama3": lambda p: write_gguf(p, np.random.default_rng(14), rope=LLAMA3_ROPE),
         "tiny_llama_q5": lambda p: write_gguf(
