@@ -1122,8 +1122,9 @@ OwningOpRef<ModuleOp> LlamaBuilder::build() {
   return module;
 }
 
-/// tokenizer.ggml.*: byte-level BPE ("gpt2") only; other models are
-/// reported, and the artifact then has no tokenizer.
+/// tokenizer.ggml.*: byte-level BPE ("gpt2") or SentencePiece BPE
+/// ("llama"); other models are reported, and the artifact then has no
+/// tokenizer.
 LogicalResult readTokenizer(const gguf::File &file, Location loc,
                             std::optional<TokenizerSpec> &out) {
   const gguf::Value *model = file.find("tokenizer.ggml.model");
@@ -1131,12 +1132,14 @@ LogicalResult readTokenizer(const gguf::File &file, Location loc,
     return success();
   if (model->type != gguf::ValueType::String)
     return emitError(loc) << "tokenizer.ggml.model is not a string";
-  if (model->s != "gpt2") {
+  if (model->s != "gpt2" && model->s != "llama") {
     emitWarning(loc) << "tokenizer model '" << model->s
                      << "' is not supported (supported: gpt2, byte-level "
-                        "BPE); the artifact gets no tokenizer";
+                        "BPE, and llama, SentencePiece BPE); the artifact "
+                        "gets no tokenizer";
     return success();
   }
+  bool spm = model->s == "llama";
   auto strings = [&](StringRef key, std::vector<std::string> &dst,
                      bool required) -> LogicalResult {
     const gguf::Value *v = file.find(key);
@@ -1156,10 +1159,19 @@ LogicalResult readTokenizer(const gguf::File &file, Location loc,
   if (const gguf::Value *p = file.find("tokenizer.ggml.pre");
       p && p->type == gguf::ValueType::String)
     pre = p->s;
+  if (spm) {
+    // SentencePiece has no pre-tokenizer (llama.cpp ignores the key), adds
+    // BOS and the space prefix unless the file says otherwise.
+    pre = "none";
+    t.addBos = true;
+    t.addSpacePrefix = true;
+  }
   // llama.cpp's names for the pre-tokenizers Kiln implements. Llama 3's
   // family also takes a piece that is a token whole (ignore_merges) and
   // adds BOS unless the file says otherwise.
-  if (pre == "default" || pre == "gpt2" || pre == "gpt-2" || pre == "phi-2") {
+  if (spm) {
+    t.pre = "";
+  } else if (pre == "default" || pre == "gpt2" || pre == "gpt-2" || pre == "phi-2") {
     t.pre = "gpt2";
   } else if (pre == "smollm") {
     t.pre = "smollm";
@@ -1220,6 +1232,36 @@ LogicalResult readTokenizer(const gguf::File &file, Location loc,
       t.eog.push_back(e);
   if (const gguf::Value *v = file.find("tokenizer.ggml.add_bos_token"))
     t.addBos = v->u != 0;
+  if (const gguf::Value *v = file.find("tokenizer.ggml.add_space_prefix"))
+    t.addSpacePrefix = spm && v->u != 0;
+  if (const gguf::Value *v = file.find("tokenizer.ggml.add_eos_token");
+      v && v->u != 0)
+    emitWarning(loc) << "tokenizer.ggml.add_eos_token is set; Kiln does not "
+                        "append EOS to prompts";
+  if (spm) {
+    // Scores order the merges; a file without them merges left to right
+    // (llama.cpp's default of 0 for every token).
+    t.scores.assign(t.tokens.size(), 0.0f);
+    if (const gguf::Value *v = file.find("tokenizer.ggml.scores")) {
+      if (v->type != gguf::ValueType::Array ||
+          v->elementType != gguf::ValueType::F32 ||
+          v->array.size() != t.tokens.size())
+        return emitError(loc) << "tokenizer.ggml.scores is not one f32 per "
+                                 "token";
+      for (size_t i = 0; i < v->array.size(); ++i)
+        t.scores[i] = static_cast<float>(v->array[i].f);
+    } else {
+      emitWarning(loc) << "the SentencePiece vocabulary has no "
+                          "tokenizer.ggml.scores: every merge scores 0 (as "
+                          "in llama.cpp), so text may split differently "
+                          "from the model's own";
+    }
+    if (!t.merges.empty())
+      emitWarning(loc) << "tokenizer.ggml.merges of a SentencePiece "
+                          "vocabulary are ignored (its scores order the "
+                          "merges)";
+    t.merges.clear();
+  }
   if (const gguf::Value *v = file.find("tokenizer.chat_template");
       v && v->type == gguf::ValueType::String)
     t.chatTemplate = v->s;

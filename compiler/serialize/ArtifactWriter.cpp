@@ -122,7 +122,9 @@ std::vector<char> buildFlatbuffer(const Plan &plan, const CpuExecutable *cpu,
         b.CreateVectorOfStrings(tok->merges), tok->bos, tok->eos, tok->addBos,
         b.CreateString(tok->chatTemplate), tok->ignoreMerges,
         tok->normalizer.empty() ? 0 : b.CreateString(tok->normalizer),
-        b.CreateVector(eog));
+        b.CreateVector(eog),
+        tok->scores.empty() ? 0 : b.CreateVector(tok->scores),
+        tok->addSpacePrefix);
   auto sig = [&](const TensorDesc &d) {
     return fb::CreateTensorSig(b, b.CreateString(d.name), d.dtype,
                                b.CreateVector(d.shape));

@@ -29,6 +29,10 @@ struct TokenizerSpec {
   /// End-of-generation ids besides eos (a GGUF's eot / eom ids); the
   /// writer adds eos and the control tokens whose text ends a turn.
   std::vector<int32_t> eog;
+  /// model "llama" (SentencePiece BPE): the tokens' scores and whether a
+  /// space is put before text at the start and after special tokens.
+  std::vector<float> scores;
+  bool addSpacePrefix = false;
 };
 
 /// Writes `module`'s functions (kiln dialect: signatures and weight types),

@@ -6,11 +6,21 @@
 // "qwen2" with single digits), map each piece's bytes to
 // GPT-2's printable code points, merge adjacent symbols by merge rank, look
 // the symbols up. Decoding maps a token's code points back to bytes.
+//
+// SentencePiece BPE (model "llama", as llama.cpp runs it): no
+// pre-tokenizer; a space goes before the text at the start and after each
+// special token when the model adds a space prefix, spaces become U+2581,
+// the text splits into UTF-8 characters, and the adjacent pair whose
+// concatenation is the best-scored token merges first (ties: leftmost),
+// until no pair is a token; a character that is no token falls back to its
+// <0xXX> byte tokens.
 #include "artifact.h"
 #include "status.h"
 
 #include <algorithm>
+#include <cstdio>
 #include <cstring>
+#include <queue>
 #include <string>
 #include <unordered_map>
 #include <vector>
@@ -390,9 +400,95 @@ struct kiln_tokenizer_s {
   uint32_t byteToCp[256];
   std::unordered_map<uint32_t, uint8_t> cpToByte;
   std::string piece;
+  /// SentencePiece BPE ("llama"): the scores, the <0xXX> token of each
+  /// byte (-1: none), and the space prefix.
+  bool spm = false, spacePrefix = false;
+  const flatbuffers::Vector<float> *scores = nullptr;
+  int32_t byteToken[256];
 
   void bpe(const std::string &text, std::vector<int32_t> &out) const;
+  /// `text` already escaped (U+2581 for spaces); fails naming a byte that
+  /// has no token.
+  kiln_status spmEncode(const std::string &text, std::vector<int32_t> &out) const;
 };
+
+kiln_status kiln_tokenizer_s::spmEncode(const std::string &text,
+                                        std::vector<int32_t> &out) const {
+  struct Sym {
+    int prev, next;
+    size_t begin, n;
+  };
+  struct Bigram {
+    int left, right;
+    float score;
+    size_t size;
+  };
+  // Highest score first, then the leftmost pair.
+  auto worse = [](const Bigram &a, const Bigram &b) {
+    return a.score < b.score || (a.score == b.score && a.left > b.left);
+  };
+  std::vector<Sym> sym;
+  // Characters by their lead byte's length (as llama.cpp: a stray
+  // continuation byte is a character of its own, a truncated one ends at
+  // the text's end).
+  for (size_t i = 0; i < text.size();) {
+    static const uint8_t kLen[16] = {1, 1, 1, 1, 1, 1, 1, 1,
+                                     1, 1, 1, 1, 2, 2, 3, 4};
+    size_t n = std::min<size_t>(kLen[uint8_t(text[i]) >> 4], text.size() - i);
+    int idx = int(sym.size());
+    sym.push_back({idx - 1, i + n < text.size() ? idx + 1 : -1, i, n});
+    i += n;
+  }
+  std::priority_queue<Bigram, std::vector<Bigram>, decltype(worse)> queue(worse);
+  auto tryPair = [&](int left, int right) {
+    if (left < 0 || right < 0)
+      return;
+    auto it = vocab.find(text.substr(sym[left].begin, sym[left].n + sym[right].n));
+    if (it == vocab.end())
+      return;
+    queue.push({left, right, scores->Get(it->second), sym[left].n + sym[right].n});
+  };
+  for (int i = 1; i < int(sym.size()); ++i)
+    tryPair(i - 1, i);
+  while (!queue.empty()) {
+    Bigram bg = queue.top();
+    queue.pop();
+    Sym &l = sym[bg.left], &r = sym[bg.right];
+    // A pair one of whose symbols has merged since is stale.
+    if (l.n == 0 || r.n == 0 || l.n + r.n != bg.size)
+      continue;
+    l.n += r.n;
+    r.n = 0;
+    l.next = r.next;
+    if (r.next >= 0)
+      sym[r.next].prev = bg.left;
+    tryPair(l.prev, bg.left);
+    tryPair(bg.left, l.next);
+  }
+  for (int i = sym.empty() ? -1 : 0; i >= 0; i = sym[i].next) {
+    auto it = vocab.find(text.substr(sym[i].begin, sym[i].n));
+    if (it != vocab.end()) {
+      out.push_back(it->second);
+      continue;
+    }
+    for (size_t k = 0; k < sym[i].n; ++k) {
+      uint8_t b = uint8_t(text[sym[i].begin + k]);
+      int32_t id = byteToken[b];
+      if (id < 0) {
+        // llama.cpp's fallback: the byte as a token of its own.
+        auto single = vocab.find(std::string(1, char(b)));
+        if (single == vocab.end())
+          return makeStatus(KILN_INVALID_ARGUMENT,
+                            "the text has a character the vocabulary lacks, "
+                            "and no token for its byte 0x%02X",
+                            unsigned(b));
+        id = single->second;
+      }
+      out.push_back(id);
+    }
+  }
+  return nullptr;
+}
 
 void kiln_tokenizer_s::bpe(const std::string &bytes,
                            std::vector<int32_t> &out) const {
@@ -450,15 +546,18 @@ KILN_API kiln_status kiln_tokenizer_create(const kiln_artifact *artifact,
   if (!t)
     return makeStatus(KILN_NOT_FOUND, "artifact '%s' has no tokenizer",
                       artifact->path.c_str());
-  if (!t->model() || t->model()->str() != "gpt2" || !t->pre() || !t->tokens() ||
-      !t->merges())
+  std::string model = t->model() ? t->model()->str() : "?";
+  bool spm = model == "llama";
+  if ((model != "gpt2" && !spm) || !t->pre() || !t->tokens() ||
+      (!spm && !t->merges()))
     return makeStatus(KILN_UNIMPLEMENTED,
                       "artifact '%s': tokenizer model '%s' is not supported "
-                      "(supported: gpt2 byte-level BPE)",
-                      artifact->path.c_str(),
-                      t->model() ? t->model()->c_str() : "?");
+                      "(supported: gpt2 byte-level BPE, llama SentencePiece "
+                      "BPE)",
+                      artifact->path.c_str(), model.c_str());
   std::string pre = t->pre()->str();
-  if (pre != "gpt2" && pre != "smollm" && pre != "llama3" && pre != "qwen2")
+  if (!spm && pre != "gpt2" && pre != "smollm" && pre != "llama3" &&
+      pre != "qwen2")
     return makeStatus(KILN_UNIMPLEMENTED,
                       "artifact '%s': pre-tokenizer '%s' is not supported",
                       artifact->path.c_str(), pre.c_str());
@@ -469,8 +568,17 @@ KILN_API kiln_status kiln_tokenizer_create(const kiln_artifact *artifact,
                       "artifact '%s': the tokenizer's types or bos/eos ids do "
                       "not match its %zu tokens",
                       artifact->path.c_str(), n);
+  if (spm && (!t->scores() || t->scores()->size() != n))
+    return makeStatus(KILN_DATA_LOSS,
+                      "artifact '%s': the SentencePiece tokenizer needs one "
+                      "score per token (%zu tokens)",
+                      artifact->path.c_str(), n);
   auto tok = std::make_unique<kiln_tokenizer_s>();
   tok->t = t;
+  tok->spm = spm;
+  tok->spacePrefix = spm && t->add_space_prefix();
+  tok->scores = t->scores();
+  std::fill(std::begin(tok->byteToken), std::end(tok->byteToken), -1);
   tok->splitDigits = pre == "smollm";
   tok->llama3Digits = pre == "llama3" ? 3 : pre == "qwen2" ? 1 : 0;
   std::string normalizer = t->normalizer() ? t->normalizer()->str() : "";
@@ -484,7 +592,17 @@ KILN_API kiln_status kiln_tokenizer_create(const kiln_artifact *artifact,
     uint8_t type = t->token_types() ? t->token_types()->Get(i) : 1;
     if ((type == 3 || type == 4) && !s.empty())
       tok->specials.push_back(int32_t(i));
-    tok->vocab.emplace(std::move(s), int32_t(i));
+    unsigned byte;
+    char tail;
+    // The byte tokens by their text, whatever their type (llama.cpp's
+    // byte_to_token looks up "<0xXX>").
+    if (spm && s.size() == 6 &&
+        std::sscanf(s.c_str(), "<0x%2X%c", &byte, &tail) == 2 && tail == '>')
+      tok->byteToken[byte] = int32_t(i);
+    if (spm) // llama.cpp's map: the last of equal texts wins
+      tok->vocab[std::move(s)] = int32_t(i);
+    else
+      tok->vocab.emplace(std::move(s), int32_t(i));
   }
   std::sort(tok->specials.begin(), tok->specials.end(),
             [&](int32_t a, int32_t b) {
@@ -492,7 +610,7 @@ KILN_API kiln_status kiln_tokenizer_create(const kiln_artifact *artifact,
               uint32_t lb = t->tokens()->Get(b)->size();
               return la != lb ? la > lb : a < b;
             });
-  for (size_t i = 0; i < t->merges()->size(); ++i)
+  for (size_t i = 0; t->merges() && i < t->merges()->size(); ++i)
     tok->mergeRank.emplace(t->merges()->Get(i)->str(), int32_t(i));
   // GPT-2's bytes_to_unicode: printable Latin-1 bytes map to themselves,
   // the others to 256, 257, ... in byte order.
@@ -518,9 +636,22 @@ KILN_API kiln_status kiln_tokenizer_encode(kiln_tokenizer *tok,
     out.push_back(tok->t->bos_id());
   // Special tokens first: the text between them is ordinary text.
   size_t pos = 0;
+  kiln_status failed = nullptr;
+  bool afterSpecial = true; // the start counts, as llama.cpp's
   auto ordinary = [&](size_t begin, size_t end) {
-    if (begin >= end)
+    if (begin >= end || failed)
       return;
+    if (tok->spm) {
+      std::string escaped = tok->spacePrefix && afterSpecial ? "\xE2\x96\x81" : "";
+      for (size_t k = begin; k < end; ++k)
+        if (text[k] == ' ')
+          escaped += "\xE2\x96\x81";
+        else
+          escaped += text[k];
+      afterSpecial = false;
+      failed = tok->spmEncode(escaped, out);
+      return;
+    }
     std::string normalized;
     const char *seg = text + begin;
     size_t segLen = end - begin;
@@ -569,10 +700,13 @@ KILN_API kiln_status kiln_tokenizer_encode(kiln_tokenizer *tok,
     }
     ordinary(pos, i);
     out.push_back(match);
+    afterSpecial = true;
     i += tok->t->tokens()->Get(match)->size();
     pos = i;
   }
   ordinary(pos, length);
+  if (failed)
+    return failed;
   *count = out.size();
   if (ids)
     std::memcpy(ids, out.data(), std::min(capacity, out.size()) * sizeof(int32_t));
@@ -593,6 +727,24 @@ KILN_API kiln_status kiln_tokenizer_piece(kiln_tokenizer *tok, int32_t id,
   if (type == 3 || type == 4) {
     if (type == 4 || special)
       tok->piece.assign(s->data(), s->size());
+  } else if (tok->spm) {
+    // llama.cpp's: a byte token is its byte, an unknown one U+2585, a
+    // normal one its text with U+2581 as a space.
+    unsigned byte;
+    if (type == 6 && std::sscanf(s->c_str(), "<0x%2X>", &byte) == 1) {
+      tok->piece = char(byte);
+    } else if (type == 2) {
+      tok->piece = "\xE2\x96\x85";
+    } else {
+      for (size_t k = 0; k < s->size(); ++k) {
+        if (k + 2 < s->size() && !std::memcmp(s->data() + k, "\xE2\x96\x81", 3)) {
+          tok->piece += ' ';
+          k += 2;
+        } else {
+          tok->piece += s->data()[k];
+        }
+      }
+    }
   } else {
     for (const Cpt &c : decodeUtf8(s->data(), s->size())) {
       auto it = tok->cpToByte.find(c.cp);
@@ -604,6 +756,36 @@ KILN_API kiln_status kiln_tokenizer_piece(kiln_tokenizer *tok, int32_t id,
   }
   *data = tok->piece.data();
   *length = tok->piece.size();
+  return nullptr;
+}
+
+KILN_API kiln_status kiln_tokenizer_decode(kiln_tokenizer *tok,
+                                           const int32_t *ids, size_t n,
+                                           int special, char *text,
+                                           size_t capacity, size_t *length) {
+  std::string out;
+  // The space prefix the encoder put before the text comes off again (as
+  // SentencePiece's decoder does): from the first piece after a leading
+  // BOS.
+  bool strip = tok->spacePrefix;
+  for (size_t i = 0; i < n; ++i) {
+    const char *data;
+    size_t len;
+    KILN_RETURN_IF_ERROR(kiln_tokenizer_piece(tok, ids[i], special, &data, &len));
+    if (i == 0 && ids[i] == tok->t->bos_id()) {
+      out.append(data, len);
+      continue;
+    }
+    if (strip && len > 0 && data[0] == ' ') {
+      ++data;
+      --len;
+    }
+    strip = false;
+    out.append(data, len);
+  }
+  *length = out.size();
+  if (text)
+    std::memcpy(text, out.data(), std::min(capacity, out.size()));
   return nullptr;
 }
 

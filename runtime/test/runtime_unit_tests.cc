@@ -256,6 +256,8 @@ sweep:
       size_t n;
       kiln_status_free(kiln_tokenizer_encode(tok, "hi there 42", 11, 1,
                                              nullptr, 0, &n));
+      const int32_t ids[] = {0, 1, 2, 300, -1};
+      kiln_status_free(kiln_tokenizer_decode(tok, ids, 5, 1, nullptr, 0, &n));
       kiln_tokenizer_release(tok);
     }
     kiln_artifact_release(a);

@@ -97,8 +97,8 @@ def make_bad(d):
 
 def set_kv(src, dst, key, kind, value):
     """A copy of GGUF `src` with metadata `key` set to `value` of `kind`
-    (u32, f32, bool, str, or str-file: the string is the text of file
-    `value`): an existing key of that name is replaced, else the key is
+    (u32, f32, bool, str, f32s: an f32 array from comma-separated values,
+    or str-file: the string is the text of file `value`): an existing key of that name is replaced, else the key is
     added."""
     import gguf
     r = gguf.GGUFReader(src)
@@ -115,6 +115,9 @@ def set_kv(src, dst, key, kind, value):
         payload = struct.pack("<IB", 7, value in ("1", "true"))
     elif kind == "str":
         payload = struct.pack("<I", 8) + gstr(value)
+    elif kind == "f32s":  # an array of f32, comma-separated
+        vals = [float(v) for v in value.split(",")]
+        payload = struct.pack(f"<IIQ{len(vals)}f", 9, 6, len(vals), *vals)
     elif kind == "str-file":
         payload = struct.pack("<I", 8) + gstr(open(value, encoding="utf-8").read())
     else:

@@ -289,7 +289,8 @@ kiln_status fillBuffer(Buffer &out, size_t guess, Call call) {
 
 kiln_status encode(kiln_tokenizer *tok, const std::string &text, bool special,
                    std::vector<int32_t> &ids) {
-  // A token covers at least one byte: the text's length (+ BOS) fits.
+  // Most tokens cover a byte or more, so the text's length (+ BOS) mostly
+  // fits; a longer answer (SentencePiece's space prefixes) is fetched again.
   return fillBuffer(ids, text.size() + 1, [&](int32_t *d, size_t cap, size_t *n) {
     return kiln_tokenizer_encode(tok, text.data(), text.size(), special, d, cap, n);
   });
@@ -666,6 +667,9 @@ int tokenizeMain(int argc, char **argv) {
     special = true;
     roundtrip = false;
   }
+  size_t addsBos = 0;
+  if (kiln_status s = kiln_tokenizer_encode(tok, "", 0, 0, nullptr, 0, &addsBos))
+    return failStatus(s);
   int bad = 0;
   for (size_t k = 0; k < items.size(); ++k) {
     std::vector<int32_t> ids;
@@ -674,14 +678,20 @@ int tokenizeMain(int argc, char **argv) {
     if (s)
       return failStatus(s);
     std::string line, back;
-    for (size_t i = 0; i < ids.size(); ++i) {
+    for (size_t i = 0; i < ids.size(); ++i)
       line += (i ? " " : "") + std::to_string(ids[i]);
-      const char *piece;
-      size_t len;
-      if (kiln_status s = kiln_tokenizer_piece(tok, ids[i], special, &piece, &len))
-        return failStatus(s);
-      back.append(piece, len);
-    }
+    // The text comes back from the ids after the BOS the tokenizer adds.
+    size_t skip = addsBos && !ids.empty() && ids[0] == kiln_tokenizer_bos(tok);
+    size_t len = 0;
+    if (kiln_status s = kiln_tokenizer_decode(tok, ids.data() + skip,
+                                              ids.size() - skip, special,
+                                              nullptr, 0, &len))
+      return failStatus(s);
+    back.resize(len);
+    if (kiln_status s = kiln_tokenizer_decode(tok, ids.data() + skip,
+                                              ids.size() - skip, special,
+                                              back.data(), len, &len))
+      return failStatus(s);
     std::printf("%s\n", line.c_str());
     if (roundtrip && back != items[k]) {
       std::fprintf(stderr, "kiln-run: item %zu does not decode to itself\n", k);

@@ -196,8 +196,9 @@ KILN_API kiln_status kiln_sampler_sample(kiln_sampler *sampler,
 
 /*--- Tokenizer ----------------------------------------------------------*/
 
-/* The artifact's byte-level BPE tokenizer (from the GGUF file or the
- * tokenizer.json it was compiled with). KILN_NOT_FOUND when it has none. */
+/* The artifact's tokenizer (from the GGUF file or the tokenizer.json it was
+ * compiled with): byte-level BPE (GPT-2 style) or SentencePiece BPE (GGUF
+ * model "llama"). KILN_NOT_FOUND when it has none. */
 typedef struct kiln_tokenizer_s kiln_tokenizer;
 
 KILN_API kiln_status kiln_tokenizer_create(const kiln_artifact *artifact,
@@ -216,6 +217,13 @@ KILN_API kiln_status kiln_tokenizer_encode(kiln_tokenizer *tokenizer,
 KILN_API kiln_status kiln_tokenizer_piece(kiln_tokenizer *tokenizer,
                                           int32_t id, int special,
                                           const char **data, size_t *length);
+/* The text of `n` ids: their pieces, less the space a SentencePiece
+ * tokenizer put before the text (the first piece's, after a leading BOS).
+ * Writes at most `capacity` bytes and sets *length to the full length. */
+KILN_API kiln_status kiln_tokenizer_decode(kiln_tokenizer *tokenizer,
+                                           const int32_t *ids, size_t n,
+                                           int special, char *text,
+                                           size_t capacity, size_t *length);
 KILN_API size_t kiln_tokenizer_vocab_size(const kiln_tokenizer *tokenizer);
 /* -1 when the model has none. */
 KILN_API int32_t kiln_tokenizer_bos(const kiln_tokenizer *tokenizer);
