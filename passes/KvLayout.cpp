@@ -243,7 +243,8 @@ struct KvLayoutPass : kiln::impl::KvLayoutBase<KvLayoutPass> {
       Value out = PagedAttentionOp::create(
           b, attn.getLoc(), attn.getType(), attn.getQ(), cache, table, step,
           b.getI64IntegerAttr(index), attn.getScaleAttr(),
-          b.getI64IntegerAttr(window), attn.getSinksAttr());
+          b.getI64IntegerAttr(window), attn.getSinksAttr(), UnitAttr(),
+          attn.getSoftcapAttr());
       attn.replaceAllUsesWith(out);
       attn.erase();
     }

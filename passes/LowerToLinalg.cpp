@@ -1104,7 +1104,7 @@ struct RopeDecomposition : OpRewritePattern<RopeOp> {
 };
 
 /// Attention as kiln primitives: grouped heads repeated, q k^T, scale,
-/// mask, causal/window masking, softmax, times v.
+/// soft-cap, mask, causal/window masking, softmax, times v.
 struct AttentionDecomposition : OpRewritePattern<AttentionOp> {
   using OpRewritePattern::OpRewritePattern;
   LogicalResult matchAndRewrite(AttentionOp op,
@@ -1140,6 +1140,13 @@ struct AttentionDecomposition : OpRewritePattern<AttentionOp> {
     if (scale != 1.0f)
       scores = MulOp::create(rewriter, loc, st, scores,
                              splat(rewriter, loc, et, scale));
+    // Soft-capping, before the mask (a masked -inf must stay -inf).
+    if (float cap = op.getSoftcap().convertToFloat(); cap > 0) {
+      Value t = TanhOp::create(
+          rewriter, loc, st,
+          DivOp::create(rewriter, loc, st, scores, splat(rewriter, loc, et, cap)));
+      scores = MulOp::create(rewriter, loc, st, t, splat(rewriter, loc, et, cap));
+    }
     if (op.getMask())
       scores = AddOp::create(rewriter, loc, st, scores, op.getMask());
     int64_t window = op.getWindow(), sinks = op.getSinks();

@@ -82,7 +82,7 @@ struct RaiseAttentionPattern : OpRewritePattern<MatMulOp> {
         pv, pv.getType(), qk.getLhs(), k, pv.getRhs(), mask,
         rewriter.getF32FloatAttr(static_cast<float>(scale)),
         rewriter.getBoolAttr(false), rewriter.getI64IntegerAttr(0),
-        rewriter.getI64IntegerAttr(0));
+        rewriter.getI64IntegerAttr(0), rewriter.getF32FloatAttr(0.0f));
     return success();
   }
 };

@@ -1519,9 +1519,10 @@ LogicalResult Importer::groupQueryAttention(const onnx::NodeProto &n) {
   if (attrInt(n, "do_rotary", 0) != 0)
     return err(n) << "do_rotary=1 is not supported yet (rotary embedding "
                      "as separate RotaryEmbedding nodes is)";
-  if (attrFloat(n, "softcap", 0.0f) != 0.0f ||
-      attrInt(n, "smooth_softmax", 0) != 0)
-    return err(n) << "softcap and smooth_softmax are not supported yet";
+  if (attrInt(n, "smooth_softmax", 0) != 0)
+    return err(n) << "smooth_softmax is not supported yet";
+  // Soft-capping of the scaled scores (Gemma 2's attention): 0 is none.
+  float softcap = std::max(0.0f, attrFloat(n, "softcap", 0.0f));
   int64_t heads = attrInt(n, "num_heads", 0);
   int64_t kvHeads = attrInt(n, "kv_num_heads", 0);
   Val q = *qp, k = *kp, v = *vp;
@@ -1584,7 +1585,7 @@ LogicalResult Importer::groupQueryAttention(const onnx::NodeProto &n) {
       b, loc, tensorType({batch, heads, seq, dim}, q.dtype), q4, kt, vt,
       Value(), b.getF32FloatAttr(scale), b.getBoolAttr(true),
       b.getI64IntegerAttr(localWindow >= 0 ? localWindow : 0),
-      b.getI64IntegerAttr(0));
+      b.getI64IntegerAttr(0), b.getF32FloatAttr(softcap));
   Value out = mergeHeads(loc, y, q.dtype, batch, seq, heads, dim);
   if (failed(define(n, 0, opVal(out, q.dtype, {batch, seq, heads * dim}))))
     return failure();
@@ -1688,8 +1689,9 @@ LogicalResult Importer::attention(const onnx::NodeProto &n) {
     return err(n) << "needs Q, K and V";
   if (n.output_size() > 3 && !n.output(3).empty())
     return err(n) << "the qk_matmul_output output is not supported";
-  if (attrFloat(n, "softcap", 0.0f) != 0.0f)
-    return err(n) << "softcap is not supported yet";
+  // Soft-capping before the mask, as the ONNX reference (only a positive
+  // softcap caps).
+  float softcap = std::max(0.0f, attrFloat(n, "softcap", 0.0f));
   Val q = *qp, k = *kp, v = *vp;
   if (!isFloatDType(q.dtype) || k.dtype != q.dtype || v.dtype != q.dtype)
     return err(n) << "Q, K and V must share a float dtype";
@@ -1767,7 +1769,8 @@ LogicalResult Importer::attention(const onnx::NodeProto &n) {
       b, loc, tensorType(out, q.dtype), materialize(q, loc),
       materialize(kt, loc), materialize(vt, loc), mask,
       b.getF32FloatAttr(scale), b.getBoolAttr(attrInt(n, "is_causal", 0) != 0),
-      b.getI64IntegerAttr(0), b.getI64IntegerAttr(0));
+      b.getI64IntegerAttr(0), b.getI64IntegerAttr(0),
+      b.getF32FloatAttr(softcap));
   if (threeD) {
     Value merged = mergeHeads(loc, y, q.dtype, out[0], out[2], qHeads3, vDim3);
     if (failed(define(n, 0, opVal(merged, q.dtype,

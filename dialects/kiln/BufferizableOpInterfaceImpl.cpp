@@ -1970,8 +1970,9 @@ constexpr int64_t kAttentionScratchBytes = int64_t(64) << 20;
 /// a decode step has one query per head, so one invocation per (head,
 /// query) would leave a GPU idle and walk the whole context serially.
 /// Three flat parallel loops instead, each a kernel of many invocations:
-///  1. scores: S[h, i, j] = scale * q . k_j, one invocation per visible
-///     (head, query, key) (the others return at once);
+///  1. scores: S[h, i, j] = scale * q . k_j (soft-capped: c tanh(S / c)),
+///     one invocation per visible (head, query, key) (the others return at
+///     once);
 ///  2. partials: per split of keys and per head dim, the
 ///     online softmax of the split's scores (running max m, sum l) and
 ///     its weighted value sum; neighbouring invocations read neighbouring
@@ -2132,6 +2133,8 @@ LogicalResult splitKeysAttention(RewriterBase &rewriter, Location loc,
   };
   Value minusInf = f(rewriter, -std::numeric_limits<float>::infinity());
   Value scale = f(rewriter, attn.getScale().convertToFloat());
+  float cap = attn.getSoftcap().convertToFloat();
+  Value softcap = cap > 0 ? f(rewriter, cap) : Value();
 
   for (int64_t q0 = 0; q0 < seq; q0 += groupSize) {
     int64_t n = std::min(groupSize, seq - q0);
@@ -2167,8 +2170,13 @@ LogicalResult splitKeysAttention(RewriterBase &rewriter, Location loc,
                                  ValueRange{math::FmaOp::create(b, loc, qd, kd,
                                                                 a[0])});
           });
-      memref::StoreOp::create(t, loc, mul(t, dot.getResult(0), scale), *scores,
-                              ValueRange{h, gi, j});
+      Value score = mul(t, dot.getResult(0), scale);
+      if (softcap) // cap * tanh(s / cap)
+        score = mul(t,
+                    math::TanhOp::create(
+                        t, loc, arith::DivFOp::create(t, loc, score, softcap)),
+                    softcap);
+      memref::StoreOp::create(t, loc, score, *scores, ValueRange{h, gi, j});
     });
 
     if (!rounded) {
@@ -2404,8 +2412,10 @@ struct PagedAttentionOpInterface
                                        ArrayRef<int64_t>{1})
                                        .getResult());
           Value scale = f(b, attn.getScale().convertToFloat());
+          float cap = attn.getSoftcap().convertToFloat();
+          Value softcap = cap > 0 ? f(b, cap) : Value();
 
-          // Key j's (pool block, slot) and scaled score.
+          // Key j's (pool block, slot) and scaled (soft-capped) score.
           auto score = [&](OpBuilder &b, Value j) {
             auto [block, slot] = addr->locate(b, loc, j);
             Value dot;
@@ -2420,6 +2430,12 @@ struct PagedAttentionOpInterface
               dot = dot ? arith::AddFOp::create(b, loc, dot, d).getResult() : d;
             }
             Value s = arith::MulFOp::create(b, loc, dot, scale);
+            if (softcap) // cap * tanh(s / cap)
+              s = arith::MulFOp::create(
+                  b, loc,
+                  math::TanhOp::create(
+                      b, loc, arith::DivFOp::create(b, loc, s, softcap)),
+                  softcap);
             return std::make_tuple(block, slot, s);
           };
           auto bcast = [&](OpBuilder &b, Type type, Value x) {

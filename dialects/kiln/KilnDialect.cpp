@@ -57,6 +57,8 @@ LogicalResult AttentionOp::verify() {
   if (!known(k.getDimSize(2), v.getDimSize(2)) ||
       !known(k.getDimSize(1), v.getDimSize(1)))
     return emitOpError("k and v differ in heads or length");
+  if (!(getSoftcap().convertToFloat() >= 0))
+    return emitOpError("softcap must be >= 0");
   if (getWindow() < 0 || getSinks() < 0)
     return emitOpError("window and sinks must be >= 0");
   return success();
@@ -118,6 +120,8 @@ LogicalResult PagedAttentionOp::verify() {
   auto q = cast<RankedTensorType>(getQ().getType());
   if (getResult().getType() != q)
     return emitOpError("result type must equal the queries' type");
+  if (!(getSoftcap().convertToFloat() >= 0))
+    return emitOpError("softcap must be >= 0");
   if (getWindow() < 0 || getSinks() < 0)
     return emitOpError("window and sinks must be >= 0");
   if (getRoundedProbs() &&

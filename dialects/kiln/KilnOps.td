@@ -219,13 +219,16 @@ def Kiln_AttentionOp : Kiln_Op<"attention", [Pure]> {
     scores. `causal`: query i sees keys j <= i + (L - S) (the queries are
     the last S positions). `window` > 0 also hides keys more than `window`
     positions back, except the first `sinks` keys (StreamingLLM).
+    `softcap` > 0 caps each scaled score s (before the mask) to
+    softcap * tanh(s / softcap), as Gemma 2 and ONNX's Attention do.
   }];
   let arguments = (ins AnyRankedTensor:$q, AnyRankedTensor:$k,
                    AnyRankedTensor:$v, Optional<AnyRankedTensor>:$mask,
                    F32Attr:$scale,
                    DefaultValuedAttr<BoolAttr, "false">:$causal,
                    DefaultValuedAttr<I64Attr, "0">:$window,
-                   DefaultValuedAttr<I64Attr, "0">:$sinks);
+                   DefaultValuedAttr<I64Attr, "0">:$sinks,
+                   DefaultValuedAttr<F32Attr, "0.0f">:$softcap);
   let results = (outs AnyRankedTensor:$result);
   let assemblyFormat = "$q `,` $k `,` $v (`mask` $mask^)? attr-dict `:` "
                        "functional-type(operands, results)";
@@ -314,7 +317,8 @@ def Kiln_PagedAttentionOp : Kiln_Op<"paged_attention"> {
     (grouped-query attention). Query i, at position p = pos + i, attends to
     cached positions j <= p (and j < pos + n, so padding queries read only
     real tokens); `window` > 0 keeps only p - j < window, plus the first
-    `sinks` positions. Result `[1, heads, S, head_dim]`.
+    `sinks` positions. `softcap` > 0: each scaled score s becomes
+    softcap * tanh(s / softcap). Result `[1, heads, S, head_dim]`.
 
     With an f16 cache, q is rounded to f16 too (q . k is a product of f16
     values summed in f32). `rounded_probs` (f16 cache only) computes the
@@ -328,7 +332,8 @@ def Kiln_PagedAttentionOp : Kiln_Op<"paged_attention"> {
                    I64Attr:$layer, F32Attr:$scale,
                    DefaultValuedAttr<I64Attr, "0">:$window,
                    DefaultValuedAttr<I64Attr, "0">:$sinks,
-                   UnitAttr:$rounded_probs);
+                   UnitAttr:$rounded_probs,
+                   DefaultValuedAttr<F32Attr, "0.0f">:$softcap);
   let results = (outs AnyRankedTensor:$result);
   let assemblyFormat = "$q `over` $cache `[` $block_table `,` $step `]` "
                        "attr-dict `:` type($q) `,` type($cache) `,` "

@@ -116,3 +116,18 @@ func.func @int8(%q: tensor<1x4x2x64xf32>, %k: tensor<1x2x2x64xf32>, %table: tens
 // CHECK: scf.yield
 // CHECK: vector.insert_strided_slice %{{.+}} {offsets = [0], strides = [1]} : vector<32xf32> into vector<64xf32>
 // CHECK: vector.insert_strided_slice %{{.+}} {offsets = [32], strides = [1]} : vector<32xf32> into vector<64xf32>
+
+// Soft-capping (Gemma 2): each scaled score s becomes cap * tanh(s / cap)
+// before the online softmax sees it.
+// RUN: kiln-compile %s --compile-to=bufferize | FileCheck %s --check-prefix=SOFTCAP
+func.func @softcap(%q: tensor<1x4x2x8xf32>, %table: tensor<4xi32>, %step: tensor<2xi64>, %cache: memref<4x1x2x2x4x8xf32>) -> tensor<1x4x2x8xf32> {
+  %r = kiln.paged_attention %q over %cache[%table, %step] {layer = 0 : i64, scale = 0.5 : f32, softcap = 2.0 : f32} : tensor<1x4x2x8xf32>, memref<4x1x2x2x4x8xf32>, tensor<4xi32>, tensor<2xi64> -> tensor<1x4x2x8xf32>
+  return %r : tensor<1x4x2x8xf32>
+}
+// SOFTCAP-LABEL: func.func @softcap(
+// SOFTCAP: vector.reduction <add>
+// SOFTCAP: %[[S:.+]] = arith.mulf %{{.+}}, %cst{{.*}} : f32
+// SOFTCAP: %[[D:.+]] = arith.divf %[[S]], %[[CAP:[^ ]+]] : f32
+// SOFTCAP: %[[T:.+]] = math.tanh %[[D]] : f32
+// SOFTCAP: arith.mulf %[[T]], %[[CAP]] : f32
+// SOFTCAP: math.exp

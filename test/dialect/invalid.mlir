@@ -89,6 +89,22 @@ func.func @paged_attention_rounded(%q: tensor<1x4x2x8xf32>, %t: tensor<4xi32>, %
 
 // -----
 
+func.func @paged_attention_softcap(%q: tensor<1x4x2x8xf32>, %t: tensor<4xi32>, %s: tensor<2xi64>, %c: memref<4x1x2x2x4x8xf32>) -> tensor<1x4x2x8xf32> {
+  // expected-error @+1 {{softcap must be >= 0}}
+  %0 = kiln.paged_attention %q over %c[%t, %s] {layer = 0 : i64, scale = 1.0 : f32, softcap = -1.0 : f32} : tensor<1x4x2x8xf32>, memref<4x1x2x2x4x8xf32>, tensor<4xi32>, tensor<2xi64> -> tensor<1x4x2x8xf32>
+  return %0 : tensor<1x4x2x8xf32>
+}
+
+// -----
+
+func.func @attention_softcap(%q: tensor<1x2x3x8xf32>, %k: tensor<1x2x5x8xf32>) -> tensor<1x2x3x8xf32> {
+  // expected-error @+1 {{softcap must be >= 0}}
+  %0 = kiln.attention %q, %k, %k {scale = 1.0 : f32, softcap = -2.0 : f32} : (tensor<1x2x3x8xf32>, tensor<1x2x5x8xf32>, tensor<1x2x5x8xf32>) -> tensor<1x2x3x8xf32>
+  return %0 : tensor<1x2x3x8xf32>
+}
+
+// -----
+
 func.func @paged_attention_bf16(%q: tensor<1x4x2x8xf32>, %t: tensor<4xi32>, %s: tensor<2xi64>, %c: memref<4x1x2x2x4x8xbf16>) -> tensor<1x4x2x8xf32> {
   // expected-error @+1 {{cache must be a static f32, f16 or i8 memref}}
   %0 = kiln.paged_attention %q over %c[%t, %s] {layer = 0 : i64, scale = 1.0 : f32} : tensor<1x4x2x8xf32>, memref<4x1x2x2x4x8xbf16>, tensor<4xi32>, tensor<2xi64> -> tensor<1x4x2x8xf32>

@@ -3,6 +3,7 @@
 // one invocation per (head, query) walking the whole context.
 // RUN: kiln-compile %s --target=vulkan --compile-to=bufferize | FileCheck %s --check-prefixes=CHECK,VK
 // RUN: kiln-compile %s --target=cuda:sm_80 --compile-to=bufferize | FileCheck %s --check-prefixes=CHECK,CU
+// RUN: kiln-compile %s --target=vulkan --compile-to=bufferize | FileCheck %s --check-prefix=SOFTCAP
 
 // 4 heads over 2 KV heads, 2 queries, head_dim 8; a 4 x 16 = 64-key cache
 // in 2 splits of 32 keys; a window of 3 with 1 sink.
@@ -130,3 +131,19 @@ func.func @int8(%q: tensor<1x4x2x64xf32>, %k: tensor<1x2x2x64xf32>, %table: tens
 // CHECK: memref.load %[[C2]]
 // CHECK: memref.load %[[C2]]
 // CHECK: arith.bitcast %{{.+}} : i16 to f16
+
+// Soft-capping (Gemma 2): the scores kernel stores cap * tanh(s / cap)
+// (tanh as its polynomial on GPUs) for s the scaled dot product.
+func.func @softcap(%q: tensor<1x4x2x8xf32>, %table: tensor<4xi32>, %step: tensor<2xi64>, %cache: memref<4x1x2x2x16x8xf32>) -> tensor<1x4x2x8xf32> {
+  %r = kiln.paged_attention %q over %cache[%table, %step] {layer = 0 : i64, scale = 0.5 : f32, softcap = 2.0 : f32} : tensor<1x4x2x8xf32>, memref<4x1x2x2x16x8xf32>, tensor<4xi32>, tensor<2xi64> -> tensor<1x4x2x8xf32>
+  return %r : tensor<1x4x2x8xf32>
+}
+// SOFTCAP: gpu.func @softcap_kernel({{.+}}%[[SC:[^:]+]]: memref<4x2x64xf32>)
+// SOFTCAP: %[[DOT:.+]] = scf.for
+// SOFTCAP: math.fma
+// SOFTCAP: %[[S:.+]] = arith.mulf %[[DOT]], %{{.+}} : f32
+// SOFTCAP: %[[D:.+]] = arith.divf %[[S]], %[[CAP:[^ ]+]] : f32
+// SOFTCAP: math.absf %[[D]]
+// SOFTCAP: %[[T:.+]] = arith.select
+// SOFTCAP: %[[V:.+]] = arith.mulf %[[T]], %[[CAP]] : f32
+// SOFTCAP: memref.store %[[V]], %[[SC]]

@@ -8,7 +8,8 @@ bias), RotaryEmbedding (3-D with num_heads, 4-D, interleaved, partial
 rotary dim) and GroupQueryAttention (grouped heads, past, local window);
 and the opset-23 forms beyond 4-D float masks: RotaryEmbedding and
 Attention on 3-D [batch, seq, hidden] inputs (num_heads / q_num_heads,
-kv_num_heads, with past), Attention with a boolean mask.
+kv_num_heads, with past), Attention with a boolean mask; soft-capping
+(softcap) in GroupQueryAttention and Attention, with masks and causal.
 
   contrib_ops.py --build build WORKDIR
 """
@@ -163,6 +164,34 @@ def main():
         h.make_node("Attention", ["q", "k", "v", "m"], ["y"]),
         [f("q", [1, 2, 3, 8]), f("k", [1, 2, 5, 8]), f("v", [1, 2, 5, 8])],
         [f("y", [1, 2, 3, 8])], {"q": q4, "k": k4, "v": v4}, [("m", bm)], opset=23))
+    # Soft-capping (Gemma 2's attention): the scaled scores capped to
+    # softcap * tanh(s / softcap) before the mask, so masked keys stay out
+    # (capping after it would give them weight). Scores of 3 sigma.
+    qs = 3 * rng.standard_normal((1, 3, 32)).astype(np.float32)
+    cases.append(case(
+        "gqa_softcap", h.make_node("GroupQueryAttention",
+                                   ["q", "k", "v", "pk", "pv", "seqlens", "total"],
+                                   ["y", "ok", "ov"], domain=ms, num_heads=4,
+                                   kv_num_heads=2, softcap=1.5),
+        [f("q", [1, 3, 32]), f("k", [1, 3, 16]), f("v", [1, 3, 16]),
+         f("pk", [1, 2, 4, 8]), f("pv", [1, 2, 4, 8])],
+        [f("y", [1, 3, 32]), f("ok", [1, 2, 7, 8]), f("ov", [1, 2, 7, 8])],
+        {"q": qs, "k": k3, "v": v3, "pk": pk3, "pv": pv3},
+        [("seqlens", np.array([6], np.int32)), ("total", np.array(7, np.int32))]))
+    cases.append(case(
+        "attention23_softcap",
+        h.make_node("Attention", ["q", "k", "v", "m"], ["y"], softcap=1.5),
+        [f("q", [1, 2, 3, 8]), f("k", [1, 2, 5, 8]), f("v", [1, 2, 5, 8])],
+        [f("y", [1, 2, 3, 8])], {"q": 3 * q4, "k": k4, "v": v4}, [("m", bm)],
+        opset=23))
+    cases.append(case(
+        "attention23_softcap_causal",
+        h.make_node("Attention", ["q", "k", "v", "", "pk", "pv"], ["y", "ok", "ov"],
+                    q_num_heads=4, kv_num_heads=2, is_causal=1, softcap=2.0),
+        [f("q", [1, 3, 32]), f("k", [1, 3, 16]), f("v", [1, 3, 16]),
+         f("pk", [1, 2, 4, 8]), f("pv", [1, 2, 4, 8])],
+        [f("y", [1, 3, 32]), f("ok", [1, 2, 7, 8]), f("ov", [1, 2, 7, 8])],
+        {"q": qs, "k": k3, "v": v3, "pk": pk3, "pv": pv3}, opset=23))
     os.makedirs(args.work, exist_ok=True)
     failed = 0
     for name, model, feeds in cases:

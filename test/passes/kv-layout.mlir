@@ -1,6 +1,7 @@
 // kiln-kv-layout: past + new concats feeding attention (through the GQA
 // repeat) become kv_store + paged_attention over one cache argument; the
-// folded causal mask (here with a window of 2) is recognized; past inputs
+// folded causal mask (here with a window of 2) is recognized, the
+// soft-cap kept; past inputs
 // and present outputs leave the signature; the logits of the last real
 // token are returned.
 // RUN: kiln-opt %s -split-input-file -kiln-kv-layout="block-size=4 max-context=8" -verify-diagnostics | FileCheck %s
@@ -9,7 +10,7 @@
 // CHECK-SAME: %[[TOK:.+]]: tensor<1x2xi64>, %[[POS:.+]]: tensor<1x2xi64>, %[[TABLE:.+]]: tensor<2xi32>, %[[STEP:.+]]: tensor<2xi64>, %[[CACHE:.+]]: memref<2x1x2x1x4x4xf32>) -> tensor<1x3xf32>
 // CHECK-SAME: kiln.input_names = ["tokens", "positions", "block_table", "step"]
 // CHECK: kiln.kv_store %[[K:.+]], %[[V:.+]] into %[[CACHE]][%[[TABLE]], %[[STEP]]] {layer = 0 : i64}
-// CHECK: kiln.paged_attention %{{.+}} over %[[CACHE]][%[[TABLE]], %[[STEP]]] {layer = 0 : i64, scale = 5.000000e-01 : f32, window = 2 : i64}
+// CHECK: kiln.paged_attention %{{.+}} over %[[CACHE]][%[[TABLE]], %[[STEP]]] {layer = 0 : i64, scale = 5.000000e-01 : f32, softcap = 3.000000e+00 : f32, window = 2 : i64}
 // CHECK-NOT: kiln.concat
 // CHECK: kiln.slice %[[STEP]]
 // CHECK: kiln.gather
@@ -29,7 +30,7 @@ func.func @prefill(%ids: tensor<1x2xi64>, %pos: tensor<1x2xi64>, %pk: tensor<1x1
   // Query 0 at position 1 sees keys 0, 1; query 1 at position 2 sees 1, 2
   // (window 2).
   %mask = kiln.constant dense<[[[[0.0, 0.0, -3.4e38], [-3.4e38, 0.0, 0.0]]]]> : tensor<1x1x2x3xf32>
-  %a = kiln.attention %q, %kr, %vr mask %mask {scale = 0.5 : f32} : (tensor<1x2x2x4xf32>, tensor<1x2x3x4xf32>, tensor<1x2x3x4xf32>, tensor<1x1x2x3xf32>) -> tensor<1x2x2x4xf32>
+  %a = kiln.attention %q, %kr, %vr mask %mask {scale = 0.5 : f32, softcap = 3.0 : f32} : (tensor<1x2x2x4xf32>, tensor<1x2x3x4xf32>, tensor<1x2x3x4xf32>, tensor<1x1x2x3xf32>) -> tensor<1x2x2x4xf32>
   %t = kiln.transpose %a {perm = array<i64: 0, 2, 1, 3>} : tensor<1x2x2x4xf32> -> tensor<1x2x2x4xf32>
   %f = kiln.reshape %t : tensor<1x2x2x4xf32> -> tensor<1x2x8xf32>
   %w = kiln.constant dense<0.5> : tensor<8x3xf32>
