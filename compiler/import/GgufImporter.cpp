@@ -33,6 +33,7 @@
 #include "mlir/IR/Builders.h"
 #include "mlir/IR/Diagnostics.h"
 #include "llvm/ADT/StringSet.h"
+#include "llvm/Support/Format.h"
 
 #include <algorithm>
 #include <cmath>
@@ -111,9 +112,10 @@ public:
   OwningOpRef<ModuleOp> build();
   void setArchitecture(StringRef name) {
     arch = name.str();
-    gemma = name == "gemma3";
+    gemma2 = name == "gemma2";
+    gemma = name == "gemma3" || gemma2;
     ropeNeox = name == "qwen2" || name == "qwen3" || gemma;
-    qkNorm = name == "qwen3" || gemma;
+    qkNorm = name == "qwen3" || (gemma && !gemma2);
   }
 
 private:
@@ -221,15 +223,22 @@ private:
   /// after the FFN too (post_attention_norm, post_ffw_norm), a GELU (tanh)
   /// gated FFN, and sliding-window attention on five layers of every six
   /// (attention.sliding_window) with their own RoPE base, 10000, unscaled.
-  bool gemma = false;
+  /// gemma2 (Gemma 2): the same without the q/k norms, one RoPE table for
+  /// all layers, every other layer windowed (the even ones), and
+  /// tanh soft-capping of the attention scores and the final logits
+  /// (attn_logit_softcapping, final_logit_softcapping).
+  bool gemma = false, gemma2 = false;
   int64_t slidingWindow = 0;
   double localRopeBase = 10000;
+  float attnSoftcap = 0, finalSoftcap = 0;
   /// Whether layer l attends through the sliding window: gemma3's pattern,
-  /// every sixth layer global (llama.cpp's and transformers' default; GGUF
-  /// does not store it).
+  /// every sixth layer global, gemma2's every other (llama.cpp's and
+  /// transformers' defaults; GGUF does not store the pattern).
   bool slidingLayer(int64_t l) const {
-    return slidingWindow > 0 && (l + 1) % 6 != 0;
+    return slidingWindow > 0 && (gemma2 ? l % 2 == 0 : (l + 1) % 6 != 0);
   }
+  /// Whether layer l takes the local RoPE table (gemma3's windowed layers).
+  bool localRope(int64_t l) const { return !gemma2 && slidingLayer(l); }
   std::string key(StringRef name) const { return arch + "." + name.str(); }
   /// Rows of the RoPE tables: the largest position a function can see.
   int64_t ropeRows = 0;
@@ -820,18 +829,31 @@ LogicalResult LlamaBuilder::readHyperparameters() {
   if (file.find(key("attention.sliding_window"))) {
     if (!gemma)
       return err() << "GGUF key '" << key("attention.sliding_window")
-                   << "': sliding-window attention is supported for gemma3 "
-                      "only, not for " << arch;
+                   << "': sliding-window attention is supported for gemma2 "
+                      "and gemma3 only, not for " << arch;
     if (!need(key("attention.sliding_window"), slidingWindow))
       return failure();
     if (slidingWindow <= 0)
       return err() << "GGUF key '" << key("attention.sliding_window")
                    << "' is " << slidingWindow << "; a window must be positive";
   }
-  for (StringRef capped : {"attn_logit_softcapping", "final_logit_softcapping"})
-    if (file.find(key(capped)))
-      return err() << "GGUF key '" << key(capped)
-                   << "': logit soft-capping is not supported";
+  // Soft-capping: x -> cap * tanh(x / cap) on the attention scores and on
+  // the logits (Gemma 2: 50 and 30); a cap must be positive.
+  for (auto [name, dst] : {std::pair{"attn_logit_softcapping", &attnSoftcap},
+                           std::pair{"final_logit_softcapping", &finalSoftcap}}) {
+    if (!file.find(key(name)))
+      continue;
+    auto cap = floatKey(key(name));
+    if (failed(cap))
+      return failure();
+    if (!(*cap > 0) || !std::isfinite(*cap)) {
+      std::string shown;
+      llvm::raw_string_ostream(shown) << llvm::format("%g", *cap);
+      return err() << "GGUF key '" << key(name) << "' is " << shown
+                   << "; a soft-capping value must be positive";
+    }
+    *dst = static_cast<float>(*cap);
+  }
   if (file.find(key("rope.freq_base"))) {
     auto r = floatKey(key("rope.freq_base"));
     if (failed(r))
@@ -927,12 +949,12 @@ LogicalResult LlamaBuilder::buildFunction(ModuleOp module, StringRef name,
     x = MulOp::create(b, loc, x.getType(), x,
                       scalar(std::sqrt(static_cast<float>(dModel))));
   auto flat = f32({seq, dModel});
-  // Gemma 3 27B's queries are scaled by its width per head, not its head
-  // width (query_pre_attn_scalar, which GGUF does not store; llama.cpp
-  // tells the 62-layer model apart the same way).
-  float attnScale =
-      1.0f / std::sqrt(static_cast<float>(
-                 gemma && layers == 62 ? dModel / heads : headDim));
+  // Gemma 2 27B's and Gemma 3 27B's queries are scaled by their width per
+  // head, not their head width (query_pre_attn_scalar, which GGUF does not
+  // store; llama.cpp tells the 46- and 62-layer models apart the same way).
+  bool widthScaled = gemma && layers == (gemma2 ? 46 : 62);
+  float attnScale = 1.0f / std::sqrt(static_cast<float>(
+                               widthScaled ? dModel / heads : headDim));
   for (int64_t l = 0; l < layers; ++l) {
     std::string p = "blk." + std::to_string(l) + ".";
     auto h = norm(x, p + "attn_norm.weight");
@@ -960,8 +982,8 @@ LogicalResult LlamaBuilder::buildFunction(ModuleOp module, StringRef name,
       kh = *kn;
     }
     bool sliding = slidingLayer(l);
-    qh = rope(qh, heads, positions, sliding);
-    kh = rope(kh, kvHeads, positions, sliding);
+    qh = rope(qh, heads, positions, localRope(l));
+    kh = rope(kh, kvHeads, positions, localRope(l));
     Value vh = heads4(*v, kvHeads);
     auto scale = b.getF32FloatAttr(attnScale);
     auto window = b.getI64IntegerAttr(sliding ? slidingWindow : 0);
@@ -975,11 +997,13 @@ LogicalResult LlamaBuilder::buildFunction(ModuleOp module, StringRef name,
                                    options.kvDtype == "f16" &&
                                            options.roundedProbs
                                        ? b.getUnitAttr()
-                                       : UnitAttr());
+                                       : UnitAttr(),
+                                   b.getF32FloatAttr(attnSoftcap));
     } else {
       a = AttentionOp::create(b, loc, f32({1, heads, seq, headDim}), qh, kh,
                               vh, Value(), scale, b.getBoolAttr(true), window,
-                              b.getI64IntegerAttr(0));
+                              b.getI64IntegerAttr(0),
+                              b.getF32FloatAttr(attnSoftcap));
     }
     Value at = TransposeOp::create(b, loc, f32({1, seq, heads, headDim}), a,
                                    ArrayRef<int64_t>{0, 2, 1, 3});
@@ -1056,6 +1080,14 @@ LogicalResult LlamaBuilder::buildFunction(ModuleOp module, StringRef name,
     if (failed(w))
       return failure();
     logits = MatMulOp::create(b, loc, f32({outRows, vocab}), h2, *w);
+  }
+  if (finalSoftcap > 0) {
+    auto lt = cast<RankedTensorType>(logits.getType());
+    logits = MulOp::create(
+        b, loc, lt,
+        TanhOp::create(b, loc, lt,
+                       DivOp::create(b, loc, lt, logits, scalar(finalSoftcap))),
+        scalar(finalSoftcap));
   }
   Value out = ReshapeOp::create(b, loc, logitsType, logits);
   func::ReturnOp::create(b, loc, out);
@@ -1290,10 +1322,10 @@ OwningOpRef<ModuleOp> importGgufFile(StringRef path, MLIRContext &context,
     return nullptr;
   }
   if (arch->s != "llama" && arch->s != "qwen2" && arch->s != "qwen3" &&
-      arch->s != "gemma3") {
+      arch->s != "gemma2" && arch->s != "gemma3") {
     emitError(loc) << "GGUF architecture '" << arch->s
                    << "' is not supported (supported: llama, qwen2, qwen3, "
-                      "gemma3)";
+                      "gemma2, gemma3)";
     return nullptr;
   }
   if (tokenizer && failed(readTokenizer(*file, loc, *tokenizer)))

@@ -9,7 +9,9 @@ in Q5_0 and Q5_1 blocks), tiny_qwen3.gguf (the qwen3 architecture:
 q/k RMSNorms per head, heads of 128 on a width of 64), tiny_gemma3.gguf
 (the gemma3 architecture: 6 layers, five of them with a sliding window of
 16, heads of 256, post-attention and post-FFN norms, GELU, tied
-embeddings) and test/gguf/reference/tiny_llama_refs.npz:
+embeddings), tiny_gemma2.gguf (gemma2: 4 layers, the even ones windowed,
+no q/k norms, one RoPE table, attention scores and logits soft-capped by
+GEMMA2_ATTN_CAP and GEMMA2_FINAL_CAP) and test/gguf/reference/tiny_llama_refs.npz:
 for each prompt, the token ids, the logits after the prompt and after each
 of 32 greedy steps ([33, vocab]), and the greedy tokens, all computed by
 transformers loading the same file (gguf_file=...) with its own KV cache.
@@ -70,6 +72,10 @@ def llama3_rope_factors(head_dim, base, p):
     return np.array(out, np.float32)
 
 
+# tiny_gemma2's soft-capping values (Gemma 2's keys).
+GEMMA2_ATTN_CAP, GEMMA2_FINAL_CAP = 1.0, 3.0
+
+
 def write_gguf(path, rng, width=None, ffn=None, all_f32=False, arch="llama",
                qtypes=None, rope=None, vocab=None, tokenizer=None, tied=False,
                layers=LAYERS):
@@ -81,7 +87,8 @@ def write_gguf(path, rng, width=None, ffn=None, all_f32=False, arch="llama",
     those and heads of 256, post-attention and post-FFN norms, norms
     stored as llama.cpp's converter does (1 + the checkpoint's weight), a
     global RoPE base of 10^6 and a sliding window of 16 (pass `layers` 6
-    for a global layer: every sixth is one);
+    for a global layer: every sixth is one), "gemma2" the same without
+    q/k norms, with base 10^4 and the soft-capping keys;
     `qtypes` maps tensor names without the "blk.N." prefix to the type
     they are stored in instead of the default; `rope` (LLAMA3_ROPE) adds
     the rope_freqs.weight tensor of that scaling; `vocab` and `tokenizer`
@@ -98,15 +105,21 @@ def write_gguf(path, rng, width=None, ffn=None, all_f32=False, arch="llama",
     w.add_feed_forward_length(FFN_)
     w.add_head_count(HEADS)
     w.add_head_count_kv(KV_HEADS)
-    head_dim = {"qwen3": 128, "gemma3": 256}.get(arch, WIDTH_ // HEADS)
-    if arch in ("qwen3", "gemma3"):
+    gemma = arch in ("gemma2", "gemma3")
+    head_dim = {"qwen3": 128, "gemma2": 256, "gemma3": 256}.get(arch, WIDTH_ // HEADS)
+    if arch in ("qwen3", "gemma2", "gemma3"):
         w.add_key_length(head_dim)
         w.add_value_length(head_dim)
     w.add_rope_dimension_count(head_dim)
     w.add_rope_freq_base(1e6 if arch == "gemma3" else 10000.0)
-    w.add_layer_norm_rms_eps(1e-6 if arch == "gemma3" else 1e-5)
-    if arch == "gemma3":
+    w.add_layer_norm_rms_eps(1e-6 if gemma else 1e-5)
+    if gemma:
         w.add_sliding_window(16)
+    if arch == "gemma2":
+        # Caps small enough for the tiny model's scores and logits (the
+        # released models' 50 and 30 would barely touch them).
+        w.add_attn_logit_softcapping(GEMMA2_ATTN_CAP)
+        w.add_final_logit_softcapping(GEMMA2_FINAL_CAP)
     w.add_vocab_size(VOCAB)
     if tokenizer:
         tokenizer(w)
@@ -134,10 +147,10 @@ def write_gguf(path, rng, width=None, ffn=None, all_f32=False, arch="llama",
     Q = gguf.GGMLQuantizationType
     kv, qd = KV_HEADS * head_dim, HEADS * head_dim
     # Gemma multiplies the embedding by sqrt(width): a table as small.
-    t("token_embd.weight", (VOCAB, WIDTH_), 1.0 / np.sqrt(WIDTH_) if arch == "gemma3" else 1.0,
+    t("token_embd.weight", (VOCAB, WIDTH_), 1.0 / np.sqrt(WIDTH_) if gemma else 1.0,
       Q.Q8_0)
     # Gemma's norms scale by 1 + w; the file holds 1 + w.
-    norm_offset = 1.0 if arch == "gemma3" else 0.0
+    norm_offset = 1.0 if gemma else 0.0
     for l in range(layers):
         p = f"blk.{l}."
         t(p + "attn_norm.weight", (WIDTH_,), 0.2, offset=norm_offset)
@@ -152,13 +165,13 @@ def write_gguf(path, rng, width=None, ffn=None, all_f32=False, arch="llama",
             t(p + "attn_q_norm.weight", (head_dim,), 0.5, offset=norm_offset)
             t(p + "attn_k_norm.weight", (head_dim,), 0.5, offset=norm_offset)
         t(p + "attn_output.weight", (WIDTH_, qd), 0.15, Q.F16)
-        if arch == "gemma3":
+        if gemma:
             t(p + "post_attention_norm.weight", (WIDTH_,), 0.2, offset=norm_offset)
         t(p + "ffn_norm.weight", (WIDTH_,), 0.2, offset=norm_offset)
         t(p + "ffn_gate.weight", (FFN_, WIDTH_), 0.15, Q.Q8_0)
         t(p + "ffn_up.weight", (FFN_, WIDTH_), 0.15, Q.Q4_0)
         t(p + "ffn_down.weight", (WIDTH_, FFN_), 0.1, Q.Q4_1)
-        if arch == "gemma3":
+        if gemma:
             t(p + "post_ffw_norm.weight", (WIDTH_,), 0.2, offset=norm_offset)
     t("output_norm.weight", (WIDTH_,), 0.2, offset=norm_offset)
     if not tied:
@@ -194,6 +207,18 @@ def make_refs(path, name, rope=None):
         model.model.rotary_emb = type(model.model.rotary_emb)(model.config)
         print("rope", model.config.rope_parameters, "inv_freq",
               model.model.rotary_emb.inv_freq.numpy())
+    if model.config.model_type == "gemma2":
+        # transformers' GGUF loader leaves the caps at Gemma 2's defaults
+        # (50, 30); the file's own.
+        import gguf as gg
+        fields = gg.GGUFReader(path).fields
+        cap = lambda k: float(fields[k].parts[fields[k].data[0]][0])
+        for layer in model.model.layers:
+            layer.self_attn.attn_logit_softcapping = cap("gemma2.attn_logit_softcapping")
+        model.config.final_logit_softcapping = cap("gemma2.final_logit_softcapping")
+        print("gemma2 caps", layer.self_attn.attn_logit_softcapping,
+              model.config.final_logit_softcapping, "layer types", model.config.layer_types,
+              "window", model.config.sliding_window, "scaling", layer.self_attn.scaling)
     model.eval()
     out = {}
     for i, ids in enumerate(PROMPTS):
@@ -273,7 +298,7 @@ def main():
     """make_tiny_llama.py [tiny_llama tiny_qwen2 tiny_llama_q5 tiny_qwen3]: the named
     models (all by default)."""
     names = sys.argv[1:] or ["tiny_llama", "tiny_qwen2", "tiny_llama_q5", "tiny_qwen3",
-                             "tiny_llama3", "tiny_gemma3", *DERIVED]
+                             "tiny_llama3", "tiny_gemma3", "tiny_gemma2", *DERIVED]
     made = {
         "tiny_llama": lambda p: write_gguf(p, np.random.default_rng(7)),
         # The qwen2 architecture: rotate-half RoPE, q/k/v biases.
@@ -281,6 +306,8 @@ def main():
         "tiny_qwen3": lambda p: write_gguf(p, np.random.default_rng(12), arch="qwen3"),
         "tiny_gemma3": lambda p: write_gguf(p, np.random.default_rng(15), arch="gemma3",
                                             layers=6, tied=True),
+        "tiny_gemma2": lambda p: write_gguf(p, np.random.default_rng(18), arch="gemma2",
+                                            layers=4, tied=True),
         # Llama 3.1's RoPE scaling as the converter stores it: rope_freqs.weight.
         "tiny_llama3": lambda p: write_gguf(p, np.random.default_rng(14), rope=LLAMA3_ROPE),
         "tiny_llama_q5": lambda p: write_gguf(
