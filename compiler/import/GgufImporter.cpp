@@ -114,7 +114,8 @@ public:
     arch = name.str();
     gemma2 = name == "gemma2";
     gemma = name == "gemma3" || gemma2;
-    ropeNeox = name == "qwen2" || name == "qwen3" || gemma;
+    phi3 = name == "phi3";
+    ropeNeox = name == "qwen2" || name == "qwen3" || gemma || phi3;
     qkNorm = name == "qwen3" || (gemma && !gemma2);
   }
 
@@ -143,6 +144,9 @@ private:
   LogicalResult readHyperparameters();
   /// rope.dimension_count, rope.scaling.* and rope_freqs.weight.
   LogicalResult readRopeScaling();
+  /// phi3's LongRoPE: rope_factors_long / rope_factors_short and their
+  /// keys.
+  LogicalResult readLongRope();
   /// rope.scaling.* of YaRN, the factor already read.
   LogicalResult readYarn(std::optional<double> factor);
   /// Fails naming the first tensor of the file the model did not read.
@@ -151,6 +155,13 @@ private:
   /// LLM form over the paged cache.
   LogicalResult buildFunction(ModuleOp module, StringRef name, int64_t seq,
                               bool cached);
+  /// Columns [start, start + n) of the [rows, cols] matrix x.
+  Value columns(Value x, int64_t start, int64_t n) {
+    int64_t rows = cast<RankedTensorType>(x.getType()).getDimSize(0);
+    return SliceOp::create(b, loc, f32({rows, n}), x,
+                           ArrayRef<int64_t>{0, start}, ArrayRef<int64_t>{1, 1})
+        .getResult();
+  }
   Value scalar(float v) {
     auto t = f32({});
     return ConstantOp::create(b, loc, t,
@@ -205,6 +216,16 @@ private:
     double magnitude = 1;
   };
   std::optional<Yarn> yarn;
+  /// LongRoPE (Phi-3 128k, Phi-3.5): frequency i divided by the
+  /// long factor when the artifact's context passes the original one (as
+  /// llama.cpp chooses by its context), else by the short factor; cos/sin
+  /// times `magnitude`.
+  struct LongRope {
+    bool enabled = false;
+    std::vector<float> longFactors, shortFactors;
+    int64_t originalContext = 0;
+    double magnitude = 1;
+  } longRope;
   /// The share of frequency i YaRN keeps at its original value (the rest
   /// is interpolated).
   double yarnMix(int64_t i) const;
@@ -228,6 +249,10 @@ private:
   /// tanh soft-capping of the attention scores and the final logits
   /// (attn_logit_softcapping, final_logit_softcapping).
   bool gemma = false, gemma2 = false;
+  /// phi3 (Phi-3, Phi-3.5): q, k and v in one projection
+  /// (attn_qkv: q rows, then k, then v) and the FFN's gate and up in one
+  /// (ffn_up: gate rows, then up), rotate-half RoPE.
+  bool phi3 = false;
   int64_t slidingWindow = 0;
   double localRopeBase = 10000;
   float attnSoftcap = 0, finalSoftcap = 0;
@@ -575,7 +600,8 @@ Value LlamaBuilder::rope(Value x, int64_t h, Value positions, bool local) {
         invFreq /= ropeFactors[i];
       if (!local)
         invFreq *= static_cast<float>(ropeScale);
-      float magnitude = 1;
+      float magnitude =
+          longRope.enabled && !local ? static_cast<float>(longRope.magnitude) : 1;
       if (yarn && !local) {
         // transformers' blend: interpolated * (1 - mix) + original * mix.
         float mix = static_cast<float>(yarnMix(i));
@@ -697,6 +723,65 @@ LogicalResult LlamaBuilder::readRopeScaling() {
                      << "; RoPE frequency factors must be positive";
     ropeFactors = std::move(*f);
   }
+  return success();
+}
+
+LogicalResult LlamaBuilder::readLongRope() {
+  const gguf::TensorInfo *longT = tensor("rope_factors_long.weight");
+  const gguf::TensorInfo *shortT = tensor("rope_factors_short.weight");
+  if (!longT && !shortT)
+    return success();
+  if (!phi3)
+    return err() << "rope_factors_long / rope_factors_short (LongRoPE) are "
+                    "supported for phi3 only, not for " << arch;
+  if (!longT || !shortT)
+    return err() << "LongRoPE needs both rope_factors_long.weight and "
+                    "rope_factors_short.weight";
+  if (!ropeFactors.empty() || yarn || ropeScale != 1)
+    return err() << "LongRoPE cannot be combined with other RoPE scaling";
+  int64_t half = headDim / 2;
+  for (auto [t, dst] : {std::pair{longT, &longRope.longFactors},
+                        std::pair{shortT, &longRope.shortFactors}}) {
+    if (t->dims.size() != 1 || t->dims[0] != static_cast<uint64_t>(half))
+      return err() << "tensor '" << t->name << "' must be [" << half
+                   << "] (one factor per frequency of the head width "
+                   << headDim << ")";
+    auto f = dequantize(*t);
+    if (failed(f))
+      return failure();
+    for (float v : *f)
+      if (!(v > 0) || !std::isfinite(v))
+        return err() << "tensor '" << t->name << "' holds " << v
+                     << "; RoPE frequency factors must be positive";
+    *dst = std::move(*f);
+  }
+  auto orig = intKey(key("rope.scaling.original_context_length"));
+  if (failed(orig))
+    return failure();
+  if (*orig <= 0)
+    return err() << "'" << key("rope.scaling.original_context_length")
+                 << "' is " << *orig << "; LongRoPE needs a positive "
+                                        "original context";
+  longRope.originalContext = *orig;
+  // The magnitude of cos/sin: the file's attn_factor (the converter's
+  // sqrt(1 + ln(s) / ln(original)) for s = trained / original context).
+  if (file.find(key("rope.scaling.attn_factor"))) {
+    auto m = floatKey(key("rope.scaling.attn_factor"));
+    if (failed(m))
+      return failure();
+    if (!(*m > 0) || !std::isfinite(*m))
+      return err() << "'" << key("rope.scaling.attn_factor") << "' is " << *m
+                   << "; a RoPE magnitude must be positive";
+    longRope.magnitude = *m;
+  } else {
+    auto trained = intKey(key("context_length"));
+    if (failed(trained))
+      return failure();
+    double s = static_cast<double>(*trained) / static_cast<double>(*orig);
+    longRope.magnitude =
+        s <= 1 ? 1 : std::sqrt(1 + std::log(s) / std::log(double(*orig)));
+  }
+  longRope.enabled = true;
   return success();
 }
 
@@ -826,7 +911,18 @@ LogicalResult LlamaBuilder::readHyperparameters() {
   if (failed(e))
     return failure();
   eps = *e;
-  if (file.find(key("attention.sliding_window"))) {
+  if (phi3 && file.find(key("attention.sliding_window"))) {
+    // Phi-3's converted files carry the checkpoint's window (2047 for the
+    // 4k models, 262144 for the 128k ones), which llama.cpp disables and
+    // transformers' GGUF loader does not read: attention is full here too.
+    auto w = intKey(key("attention.sliding_window"));
+    if (failed(w))
+      return failure();
+    if (*w > 0)
+      emitWarning(loc) << "GGUF key '" << key("attention.sliding_window")
+                       << "' (" << *w << ") is not applied to phi3, as in "
+                          "llama.cpp: attention is over the whole context";
+  } else if (file.find(key("attention.sliding_window"))) {
     if (!gemma)
       return err() << "GGUF key '" << key("attention.sliding_window")
                    << "': sliding-window attention is supported for gemma2 "
@@ -884,7 +980,7 @@ LogicalResult LlamaBuilder::readHyperparameters() {
     headDim = dModel / heads;
   if (headDim % 2)
     return err() << "head dim " << headDim << " is odd; RoPE needs pairs";
-  if (failed(readRopeScaling()))
+  if (failed(readRopeScaling()) || failed(readLongRope()))
     return failure();
   const gguf::TensorInfo *embd = tensor("token_embd.weight");
   if (!embd || embd->dims.size() != 2 ||
@@ -961,9 +1057,20 @@ LogicalResult LlamaBuilder::buildFunction(ModuleOp module, StringRef name,
     if (failed(h))
       return failure();
     Value h2 = ReshapeOp::create(b, loc, flat, *h);
-    auto q = linear(h2, p + "attn_q.weight", dModel, qDim, p + "attn_q.bias");
-    auto k = linear(h2, p + "attn_k.weight", dModel, kvDim, p + "attn_k.bias");
-    auto v = linear(h2, p + "attn_v.weight", dModel, kvDim, p + "attn_v.bias");
+    FailureOr<Value> q, k, v;
+    if (phi3 && tensor(p + "attn_qkv.weight")) {
+      // One projection; its columns are q, k, v.
+      auto qkv = linear(h2, p + "attn_qkv.weight", dModel, qDim + 2 * kvDim);
+      if (failed(qkv))
+        return failure();
+      q = columns(*qkv, 0, qDim);
+      k = columns(*qkv, qDim, kvDim);
+      v = columns(*qkv, qDim + kvDim, kvDim);
+    } else {
+      q = linear(h2, p + "attn_q.weight", dModel, qDim, p + "attn_q.bias");
+      k = linear(h2, p + "attn_k.weight", dModel, kvDim, p + "attn_k.bias");
+      v = linear(h2, p + "attn_v.weight", dModel, kvDim, p + "attn_v.bias");
+    }
     if (failed(q) || failed(k) || failed(v))
       return failure();
     auto heads4 = [&](Value t, int64_t n) {
@@ -1022,8 +1129,18 @@ LogicalResult LlamaBuilder::buildFunction(ModuleOp module, StringRef name,
     if (failed(hf))
       return failure();
     Value hf2 = ReshapeOp::create(b, loc, flat, *hf);
-    auto g = linear(hf2, p + "ffn_gate.weight", dModel, ffn);
-    auto u = linear(hf2, p + "ffn_up.weight", dModel, ffn);
+    FailureOr<Value> g, u;
+    if (phi3) {
+      // ffn_up holds the gate's rows, then the up projection's.
+      auto gu = linear(hf2, p + "ffn_up.weight", dModel, 2 * ffn);
+      if (failed(gu))
+        return failure();
+      g = columns(*gu, 0, ffn);
+      u = columns(*gu, ffn, ffn);
+    } else {
+      g = linear(hf2, p + "ffn_gate.weight", dModel, ffn);
+      u = linear(hf2, p + "ffn_up.weight", dModel, ffn);
+    }
     if (failed(g) || failed(u))
       return failure();
     auto ft = f32({seq, ffn});
@@ -1102,6 +1219,10 @@ OwningOpRef<ModuleOp> LlamaBuilder::build() {
   OwningOpRef<ModuleOp> module = ModuleOp::create(loc);
   if (options.seqLen > 0) {
     ropeRows = options.seqLen;
+    if (longRope.enabled)
+      ropeFactors = options.seqLen > longRope.originalContext
+                        ? longRope.longFactors
+                        : longRope.shortFactors;
     if (failed(buildFunction(*module, "main", options.seqLen, false)) ||
         failed(checkAllTensorsUsed()))
       return nullptr;
@@ -1125,6 +1246,10 @@ OwningOpRef<ModuleOp> LlamaBuilder::build() {
   tableLen = (context + block - 1) / block;
   // Round the context to whole blocks; padding of the last prefill chunk
   // may reach past it, so RoPE rows cover that too (the gather clamps).
+  // LongRoPE's factors by the context asked for (llama.cpp's n_ctx).
+  if (longRope.enabled)
+    ropeFactors = context > longRope.originalContext ? longRope.longFactors
+                                                     : longRope.shortFactors;
   context = tableLen * block;
   ropeRows = context + chunk;
   Type kvElt = kvCacheElementType(b.getContext(), options.kvDtype);
@@ -1322,10 +1447,10 @@ OwningOpRef<ModuleOp> importGgufFile(StringRef path, MLIRContext &context,
     return nullptr;
   }
   if (arch->s != "llama" && arch->s != "qwen2" && arch->s != "qwen3" &&
-      arch->s != "gemma2" && arch->s != "gemma3") {
+      arch->s != "gemma2" && arch->s != "gemma3" && arch->s != "phi3") {
     emitError(loc) << "GGUF architecture '" << arch->s
                    << "' is not supported (supported: llama, qwen2, qwen3, "
-                      "gemma2, gemma3)";
+                      "gemma2, gemma3, phi3)";
     return nullptr;
   }
   if (tokenizer && failed(readTokenizer(*file, loc, *tokenizer)))

@@ -11,7 +11,9 @@ q/k RMSNorms per head, heads of 128 on a width of 64), tiny_gemma3.gguf
 16, heads of 256, post-attention and post-FFN norms, GELU, tied
 embeddings), tiny_gemma2.gguf (gemma2: 4 layers, the even ones windowed,
 no q/k norms, one RoPE table, attention scores and logits soft-capped by
-GEMMA2_ATTN_CAP and GEMMA2_FINAL_CAP) and test/gguf/reference/tiny_llama_refs.npz:
+GEMMA2_ATTN_CAP and GEMMA2_FINAL_CAP), tiny_phi3.gguf (phi3: fused
+q/k/v and gate/up projections, rotate-half RoPE) and
+test/gguf/reference/tiny_llama_refs.npz:
 for each prompt, the token ids, the logits after the prompt and after each
 of 32 greedy steps ([33, vocab]), and the greedy tokens, all computed by
 transformers loading the same file (gguf_file=...) with its own KV cache.
@@ -72,13 +74,15 @@ def llama3_rope_factors(head_dim, base, p):
     return np.array(out, np.float32)
 
 
+# tiny_phi3_su's LongRoPE original context (half the file's CONTEXT).
+LONGROPE_ORIG = 128
 # tiny_gemma2's soft-capping values (Gemma 2's keys).
 GEMMA2_ATTN_CAP, GEMMA2_FINAL_CAP = 1.0, 3.0
 
 
 def write_gguf(path, rng, width=None, ffn=None, all_f32=False, arch="llama",
                qtypes=None, rope=None, vocab=None, tokenizer=None, tied=False,
-               layers=LAYERS):
+               layers=LAYERS, longrope=False):
     """The tiny model; `width`/`ffn` override the sizes, `all_f32` stores
     every tensor as F32 (for llama.cpp's quantizer, make_tiny_llama_k.py);
     `arch` "qwen2" adds q/k/v biases (and means rotate-half RoPE), "qwen3"
@@ -88,12 +92,17 @@ def write_gguf(path, rng, width=None, ffn=None, all_f32=False, arch="llama",
     stored as llama.cpp's converter does (1 + the checkpoint's weight), a
     global RoPE base of 10^6 and a sliding window of 16 (pass `layers` 6
     for a global layer: every sixth is one), "gemma2" the same without
-    q/k norms, with base 10^4 and the soft-capping keys;
+    q/k norms, with base 10^4 and the soft-capping keys, "phi3" llama's
+    shapes with q/k/v in one matrix (attn_qkv) and gate/up in one
+    (ffn_up), rotate-half RoPE;
     `qtypes` maps tensor names without the "blk.N." prefix to the type
     they are stored in instead of the default; `rope` (LLAMA3_ROPE) adds
     the rope_freqs.weight tensor of that scaling; `vocab` and `tokenizer`
     (a function given the writer, writing tokenizer.ggml.*) replace the
-    256-byte vocabulary; `tied` leaves out output.weight; `layers`: the block count."""
+    256-byte vocabulary; `tied` leaves out output.weight; `layers`: the block count;
+    `longrope` (phi3): LongRoPE as the converter writes Phi-3 128k's, short
+    and long factors per frequency, an original context of LONGROPE_ORIG
+    and the magnitude sqrt(1 + ln(s) / ln(orig)) for s = CONTEXT / orig."""
     WIDTH_ = width or WIDTH
     VOCAB = vocab or globals()["VOCAB"]
     FFN_ = ffn or FFN
@@ -132,6 +141,8 @@ def write_gguf(path, rng, width=None, ffn=None, all_f32=False, arch="llama",
         w.add_token_merges([])
         w.add_bos_token_id(1)
         w.add_eos_token_id(2)
+        if arch == "phi3":  # Phi3Config's default pad id is past this vocabulary
+            w.add_pad_token_id(0)
 
     def t(name, shape, scale, qtype=gguf.GGMLQuantizationType.F32, offset=0.0):
         data = (rng.standard_normal(shape) * scale + offset).astype(np.float32)
@@ -154,9 +165,12 @@ def write_gguf(path, rng, width=None, ffn=None, all_f32=False, arch="llama",
     for l in range(layers):
         p = f"blk.{l}."
         t(p + "attn_norm.weight", (WIDTH_,), 0.2, offset=norm_offset)
-        t(p + "attn_q.weight", (qd, WIDTH_), 0.25, Q.Q4_0)
-        t(p + "attn_k.weight", (kv, WIDTH_), 0.25, Q.Q4_1)
-        t(p + "attn_v.weight", (kv, WIDTH_), 0.25, Q.Q8_0)
+        if arch == "phi3":  # q, k and v rows in one matrix
+            t(p + "attn_qkv.weight", (qd + 2 * kv, WIDTH_), 0.25, Q.Q4_0)
+        else:
+            t(p + "attn_q.weight", (qd, WIDTH_), 0.25, Q.Q4_0)
+            t(p + "attn_k.weight", (kv, WIDTH_), 0.25, Q.Q4_1)
+            t(p + "attn_v.weight", (kv, WIDTH_), 0.25, Q.Q8_0)
         if arch == "qwen2":
             t(p + "attn_q.bias", (WIDTH_,), 0.1)
             t(p + "attn_k.bias", (kv,), 0.1)
@@ -168,8 +182,11 @@ def write_gguf(path, rng, width=None, ffn=None, all_f32=False, arch="llama",
         if gemma:
             t(p + "post_attention_norm.weight", (WIDTH_,), 0.2, offset=norm_offset)
         t(p + "ffn_norm.weight", (WIDTH_,), 0.2, offset=norm_offset)
-        t(p + "ffn_gate.weight", (FFN_, WIDTH_), 0.15, Q.Q8_0)
-        t(p + "ffn_up.weight", (FFN_, WIDTH_), 0.15, Q.Q4_0)
+        if arch == "phi3":  # the gate's rows, then up's
+            t(p + "ffn_up.weight", (2 * FFN_, WIDTH_), 0.15, Q.Q8_0)
+        else:
+            t(p + "ffn_gate.weight", (FFN_, WIDTH_), 0.15, Q.Q8_0)
+            t(p + "ffn_up.weight", (FFN_, WIDTH_), 0.15, Q.Q4_0)
         t(p + "ffn_down.weight", (WIDTH_, FFN_), 0.1, Q.Q4_1)
         if gemma:
             t(p + "post_ffw_norm.weight", (WIDTH_,), 0.2, offset=norm_offset)
@@ -178,17 +195,31 @@ def write_gguf(path, rng, width=None, ffn=None, all_f32=False, arch="llama",
         t("output.weight", (VOCAB, WIDTH_), 0.5, Q.Q8_0)
     if rope:
         w.add_tensor("rope_freqs.weight", llama3_rope_factors(head_dim, 10000.0, rope))
+    if longrope:
+        half = head_dim // 2
+        # Short factors near 1, long ones growing to 8 over the frequencies.
+        w.add_tensor("rope_factors_short.weight",
+                     (1 + 0.2 * rng.random(half)).astype(np.float32))
+        w.add_tensor("rope_factors_long.weight",
+                     np.geomspace(1.0, 8.0, half).astype(np.float32) * (1 + 0.1 * rng.random(half)).astype(np.float32))
+        w.add_rope_scaling_orig_ctx_len(LONGROPE_ORIG)
+        s = CONTEXT / LONGROPE_ORIG
+        w.add_rope_scaling_attn_factors(float(np.sqrt(1 + np.log(s) / np.log(LONGROPE_ORIG))))
     w.write_header_to_file()
     w.write_kv_data_to_file()
     w.write_tensors_to_file()
     w.close()
 
 
-def make_refs(path, name, rope=None):
+def make_refs(path, name, rope=None, longrope=None):
     """transformers' logits and greedy tokens on `path`, saved as
     reference/NAME_refs.npz. `rope`: RoPE parameters to set, since
     transformers' GGUF loader reads neither rope_freqs.weight nor
-    rope.scaling.* for llama (the model's rotary embedding is rebuilt)."""
+    rope.scaling.* for llama (the model's rotary embedding is rebuilt).
+    `longrope` "short" or "long": the file's LongRoPE factors (which the
+    loader does not read either), that set at every length (transformers
+    itself switches to the long factors once a sequence passes the original
+    context; llama.cpp and Kiln choose once, by the context they run at)."""
     import torch  # only the references need torch and transformers
     import transformers
     model = transformers.AutoModelForCausalLM.from_pretrained(
@@ -207,6 +238,29 @@ def make_refs(path, name, rope=None):
         model.model.rotary_emb = type(model.model.rotary_emb)(model.config)
         print("rope", model.config.rope_parameters, "inv_freq",
               model.model.rotary_emb.inv_freq.numpy())
+    if longrope:
+        import gguf as gg
+        r = gg.GGUFReader(path)
+        fields = r.fields
+        val = lambda k: fields[k].parts[fields[k].data[0]][0]
+        factors = {t.name: [float(v) for v in np.array(t.data)] for t in r.tensors
+                   if t.name.startswith("rope_factors_")}
+        model.config.rope_parameters = {
+            "rope_type": "longrope", "rope_theta": model.config.rope_parameters["rope_theta"],
+            "short_factor": factors["rope_factors_short.weight"],
+            "long_factor": factors["rope_factors_long.weight"],
+            "original_max_position_embeddings": int(val("phi3.rope.scaling.original_context_length")),
+            "attention_factor": float(val("phi3.rope.scaling.attn_factor"))}
+        emb = type(model.model.rotary_emb)(model.config)
+        from transformers.modeling_rope_utils import ROPE_INIT_FUNCTIONS
+        orig = model.config.rope_parameters["original_max_position_embeddings"]
+        inv, _ = ROPE_INIT_FUNCTIONS["longrope"](
+            model.config, None, seq_len=orig + 1 if longrope == "long" else None)
+        emb.original_inv_freq = inv
+        emb.long_inv_freq = inv
+        emb.register_buffer("inv_freq", inv, persistent=False)
+        model.model.rotary_emb = emb
+        print("longrope", longrope, "inv_freq", inv.numpy(), "scaling", emb.attention_scaling)
     if model.config.model_type == "gemma2":
         # transformers' GGUF loader leaves the caps at Gemma 2's defaults
         # (50, 30); the file's own.
@@ -298,7 +352,7 @@ def main():
     """make_tiny_llama.py [tiny_llama tiny_qwen2 tiny_llama_q5 tiny_qwen3]: the named
     models (all by default)."""
     names = sys.argv[1:] or ["tiny_llama", "tiny_qwen2", "tiny_llama_q5", "tiny_qwen3",
-                             "tiny_llama3", "tiny_gemma3", "tiny_gemma2", *DERIVED]
+                             "tiny_llama3", "tiny_gemma3", "tiny_gemma2", "tiny_phi3", "tiny_phi3_su", *DERIVED]
     made = {
         "tiny_llama": lambda p: write_gguf(p, np.random.default_rng(7)),
         # The qwen2 architecture: rotate-half RoPE, q/k/v biases.
@@ -308,6 +362,9 @@ def main():
                                             layers=6, tied=True),
         "tiny_gemma2": lambda p: write_gguf(p, np.random.default_rng(18), arch="gemma2",
                                             layers=4, tied=True),
+        "tiny_phi3": lambda p: write_gguf(p, np.random.default_rng(19), arch="phi3"),
+        "tiny_phi3_su": lambda p: write_gguf(p, np.random.default_rng(19), arch="phi3",
+                                             longrope=True),
         # Llama 3.1's RoPE scaling as the converter stores it: rope_freqs.weight.
         "tiny_llama3": lambda p: write_gguf(p, np.random.default_rng(14), rope=LLAMA3_ROPE),
         "tiny_llama_q5": lambda p: write_gguf(
@@ -331,6 +388,10 @@ def main():
             continue
         path = os.path.join(HERE, "models", f"{name}.gguf")
         made[name](path)
+        if name == "tiny_phi3_su":  # references with each set of factors
+            for which in ("short", "long"):
+                make_refs(path, f"{name}_{which}", longrope=which)
+            continue
         make_refs(path, name, rope=LLAMA3_ROPE if name == "tiny_llama3" else None)
 
 

@@ -60,6 +60,9 @@ def models():
     # gemma2: every other layer windowed, soft-capped scores and logits.
     yield "tiny_gemma2_gguf", os.path.join(ROOT, "gguf", "models", "tiny_gemma2.gguf"), \
         ["--prefill-chunk=16"]
+    # phi3: fused q/k/v and gate/up projections, LongRoPE's long factors.
+    yield "tiny_phi3_su_gguf", os.path.join(ROOT, "gguf", "models", "tiny_phi3_su.gguf"), \
+        ["--prefill-chunk=16"]
     # llama.cpp's 5-bit blocks: Q5_0 / Q5_1 (also with q8 activations) and
     # Q5_K (with Q6_K).
     q5 = os.path.join(ROOT, "gguf", "models", "tiny_llama_q5.gguf")
