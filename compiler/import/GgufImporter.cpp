@@ -190,6 +190,8 @@ private:
   /// i64); `local`: gemma3's sliding-window layers' table (base
   /// localRopeBase, no scaling).
   Value rope(Value x, int64_t heads, Value positions, bool local = false);
+  /// RoPE on all of x's last dim (ropeDim lanes).
+  Value rotate(Value x, int64_t heads, Value positions, bool local);
 
   const gguf::File &file;
   MLIRContext &ctx;
@@ -199,6 +201,9 @@ private:
   const GgufImportOptions &options;
   int64_t layers = 0, dModel = 0, heads = 0, kvHeads = 0, headDim = 0,
           ffn = 0, vocab = 0;
+  /// The lanes of each head RoPE rotates (rope.dimension_count; headDim
+  /// unless the rotary embedding is partial).
+  int64_t ropeDim = 0;
   double eps = 1e-5, ropeBase = 10000;
   /// RoPE scaling: positions are multiplied by ropeScale (linear scaling,
   /// 1 / rope.scaling.factor), and frequency i is divided by
@@ -584,7 +589,24 @@ FailureOr<Value> LlamaBuilder::norm(Value x, StringRef name, int64_t width) {
 }
 
 Value LlamaBuilder::rope(Value x, int64_t h, Value positions, bool local) {
-  int64_t half = headDim / 2;
+  int64_t seq = cast<RankedTensorType>(x.getType()).getDimSize(2);
+  if (ropeDim < headDim) {
+    // Partial rotary: the first ropeDim lanes rotate, the rest pass.
+    auto rotType = f32({1, h, seq, ropeDim});
+    Value xr = SliceOp::create(b, loc, rotType, x, ArrayRef<int64_t>{0, 0, 0, 0},
+                               ArrayRef<int64_t>{1, 1, 1, 1});
+    Value xp = SliceOp::create(b, loc, f32({1, h, seq, headDim - ropeDim}), x,
+                               ArrayRef<int64_t>{0, 0, 0, ropeDim},
+                               ArrayRef<int64_t>{1, 1, 1, 1});
+    return ConcatOp::create(b, loc, x.getType(),
+                            ValueRange{rotate(xr, h, positions, local), xp},
+                            b.getI64IntegerAttr(3));
+  }
+  return rotate(x, h, positions, local);
+}
+
+Value LlamaBuilder::rotate(Value x, int64_t h, Value positions, bool local) {
+  int64_t half = ropeDim / 2;
   int64_t seq = cast<RankedTensorType>(x.getType()).getDimSize(2);
   std::string cosName = local ? "rope_local.cos" : "rope.cos";
   std::string sinName = local ? "rope_local.sin" : "rope.sin";
@@ -595,7 +617,7 @@ Value LlamaBuilder::rope(Value x, int64_t h, Value positions, bool local) {
     for (int64_t i = 0; i < half; ++i) {
       float invFreq = 1.0f / std::pow(static_cast<float>(base),
                                       static_cast<float>(2 * i) /
-                                          static_cast<float>(headDim));
+                                          static_cast<float>(ropeDim));
       if (!ropeFactors.empty() && !local)
         invFreq /= ropeFactors[i];
       if (!local)
@@ -662,14 +684,24 @@ Value LlamaBuilder::rope(Value x, int64_t h, Value positions, bool local) {
 }
 
 LogicalResult LlamaBuilder::readRopeScaling() {
+  ropeDim = headDim;
   if (file.find(key("rope.dimension_count"))) {
     auto n = intKey(key("rope.dimension_count"));
     if (failed(n))
       return failure();
-    if (*n != headDim)
+    // Partial rotary embeddings (Phi-4 mini: 96 of 128) rotate the first
+    // n lanes of each head, rotate-half within them, as llama.cpp's NEOX
+    // mode and transformers' partial_rotary_factor do.
+    if (*n <= 0 || *n > headDim || *n % 2)
       return err() << "GGUF key '" << key("rope.dimension_count") << "' is "
-                   << *n << ", not the head width " << headDim
-                   << ": partial rotary embeddings are not supported";
+                   << *n << "; it must be even and in (0, " << headDim
+                   << "], the head width";
+    if (*n < headDim && !ropeNeox)
+      return err() << "GGUF key '" << key("rope.dimension_count") << "' is "
+                   << *n << ", less than the head width " << headDim
+                   << ": partial rotary embeddings are supported for "
+                      "rotate-half RoPE (qwen2, qwen3, gemma, phi3) only";
+    ropeDim = *n;
   }
   std::string type = "none";
   if (const gguf::Value *t = file.find(key("rope.scaling.type"))) {
@@ -709,11 +741,11 @@ LogicalResult LlamaBuilder::readRopeScaling() {
                             "(and rope_freqs.weight) are supported";
   }
   if (const gguf::TensorInfo *t = tensor("rope_freqs.weight")) {
-    int64_t half = headDim / 2;
+    int64_t half = ropeDim / 2;
     if (t->dims.size() != 1 || t->dims[0] != static_cast<uint64_t>(half))
       return err() << "rope_freqs.weight must be [" << half
-                   << "] (one factor per frequency of the head width "
-                   << headDim << ")";
+                   << "] (one factor per frequency of the rotary width "
+                   << ropeDim << ")";
     auto f = dequantize(*t);
     if (failed(f))
       return failure();
@@ -739,13 +771,13 @@ LogicalResult LlamaBuilder::readLongRope() {
                     "rope_factors_short.weight";
   if (!ropeFactors.empty() || yarn || ropeScale != 1)
     return err() << "LongRoPE cannot be combined with other RoPE scaling";
-  int64_t half = headDim / 2;
+  int64_t half = ropeDim / 2;
   for (auto [t, dst] : {std::pair{longT, &longRope.longFactors},
                         std::pair{shortT, &longRope.shortFactors}}) {
     if (t->dims.size() != 1 || t->dims[0] != static_cast<uint64_t>(half))
       return err() << "tensor '" << t->name << "' must be [" << half
-                   << "] (one factor per frequency of the head width "
-                   << headDim << ")";
+                   << "] (one factor per frequency of the rotary width "
+                   << ropeDim << ")";
     auto f = dequantize(*t);
     if (failed(f))
       return failure();
@@ -865,10 +897,10 @@ LogicalResult LlamaBuilder::readYarn(std::optional<double> factor) {
 }
 
 double LlamaBuilder::yarnMix(int64_t i) const {
-  // The dimension (of head_dim) whose wavelength turns `rotations` times
-  // over the original context, floored / ceiled and clamped as llama.cpp
-  // and transformers (truncate) do.
-  double d = static_cast<double>(headDim);
+  // The dimension (of the rotary width) whose wavelength turns
+  // `rotations` times over the original context, floored / ceiled and
+  // clamped as llama.cpp and transformers (truncate) do.
+  double d = static_cast<double>(ropeDim);
   auto dim = [&](double rotations) {
     return d *
            std::log(static_cast<double>(yarn->originalContext) /

@@ -342,6 +342,10 @@ DERIVED = {
                          "beta_slow": 2.0, "mscale": 1.0, "mscale_all_dim": 0.5}),
     # Gemma 3's linear scaling (by 8 in the 4B to 27B models), on the
     # global layer only; the sliding-window layers keep base 10^4 unscaled.
+    # A partial rotary embedding (Phi-4 mini rotates 96 of 128 lanes): 8 of
+    # the 16 lanes of each head.
+    "tiny_phi3_partial": ("tiny_phi3", [("phi3.rope.dimension_count", "u32", "8")],
+                          {"rope_type": "default", "partial_rotary_factor": 0.5}),
     "tiny_gemma3_linear": ("tiny_gemma3", [("gemma3.rope.scaling.type", "str", "linear"),
                                            ("gemma3.rope.scaling.factor", "f32", "8")],
                            {"rope_type": "linear", "factor": 8.0}),
