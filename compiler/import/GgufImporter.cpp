@@ -115,7 +115,8 @@ public:
     gemma2 = name == "gemma2";
     gemma = name == "gemma3" || gemma2;
     phi3 = name == "phi3";
-    ropeNeox = name == "qwen2" || name == "qwen3" || gemma || phi3;
+    layerNorm = name == "stablelm";
+    ropeNeox = name == "qwen2" || name == "qwen3" || gemma || phi3 || layerNorm;
     qkNorm = name == "qwen3" || (gemma && !gemma2);
   }
 
@@ -254,6 +255,10 @@ private:
   /// tanh soft-capping of the attention scores and the final logits
   /// (attn_logit_softcapping, final_logit_softcapping).
   bool gemma = false, gemma2 = false;
+  /// stablelm (StableLM 2): LayerNorms with biases instead of RMSNorms,
+  /// optional q/k/v biases, rotate-half RoPE on a quarter of each head
+  /// (rope.dimension_count).
+  bool layerNorm = false;
   /// phi3 (Phi-3, Phi-3.5): q, k and v in one projection
   /// (attn_qkv: q rows, then k, then v) and the FFN's gate and up in one
   /// (ffn_up: gate rows, then up), rotate-half RoPE.
@@ -583,6 +588,24 @@ FailureOr<Value> LlamaBuilder::norm(Value x, StringRef name, int64_t width) {
   auto wv = f32Weight(*t, name, {width}, /*transpose=*/false);
   if (failed(wv))
     return failure();
+  if (layerNorm) {
+    // LayerNorm over the last dim, with the ".bias" tensor when there is one.
+    Value bias;
+    std::string biasName = name.drop_back(strlen("weight")).str() + "bias";
+    if (const gguf::TensorInfo *bt = tensor(biasName)) {
+      if (bt->dims.size() != 1 || bt->dims[0] != static_cast<uint64_t>(width))
+        return err() << "tensor '" << biasName << "' is not [" << width << "]";
+      auto bv = f32Weight(*bt, biasName, {width}, /*transpose=*/false);
+      if (failed(bv))
+        return failure();
+      bias = *bv;
+    }
+    int64_t rank = cast<RankedTensorType>(x.getType()).getRank();
+    return LayerNormOp::create(b, loc, x.getType(), x, *wv, bias,
+                               b.getI64IntegerAttr(rank - 1),
+                               b.getF32FloatAttr(static_cast<float>(eps)))
+        .getResult();
+  }
   return RmsNormOp::create(b, loc, x.getType(), x, *wv,
                            b.getF32FloatAttr(static_cast<float>(eps)))
       .getResult();
@@ -939,7 +962,8 @@ LogicalResult LlamaBuilder::readHyperparameters() {
   if (file.find(key("attention.head_count_kv")) &&
       !need(key("attention.head_count_kv"), kvHeads))
     return failure();
-  auto e = floatKey(key("attention.layer_norm_rms_epsilon"));
+  auto e = floatKey(key(layerNorm ? "attention.layer_norm_epsilon"
+                                   : "attention.layer_norm_rms_epsilon"));
   if (failed(e))
     return failure();
   eps = *e;
@@ -1012,6 +1036,14 @@ LogicalResult LlamaBuilder::readHyperparameters() {
     headDim = dModel / heads;
   if (headDim % 2)
     return err() << "head dim " << headDim << " is odd; RoPE needs pairs";
+  // StableLM's parallel residual (attention and FFN from the same norm,
+  // no ffn_norm: the 12B) is not built.
+  if (layerNorm && llvm::none_of(file.tensors, [](const gguf::TensorInfo &t) {
+        return t.name == "blk.0.ffn_norm.weight";
+      }))
+    return err() << "stablelm file without blk.0.ffn_norm.weight: the "
+                    "parallel residual (one norm for attention and FFN) is "
+                    "not supported";
   if (failed(readRopeScaling()) || failed(readLongRope()))
     return failure();
   const gguf::TensorInfo *embd = tensor("token_embd.weight");
@@ -1479,10 +1511,11 @@ OwningOpRef<ModuleOp> importGgufFile(StringRef path, MLIRContext &context,
     return nullptr;
   }
   if (arch->s != "llama" && arch->s != "qwen2" && arch->s != "qwen3" &&
-      arch->s != "gemma2" && arch->s != "gemma3" && arch->s != "phi3") {
+      arch->s != "gemma2" && arch->s != "gemma3" && arch->s != "phi3" &&
+      arch->s != "stablelm") {
     emitError(loc) << "GGUF architecture '" << arch->s
                    << "' is not supported (supported: llama, qwen2, qwen3, "
-                      "gemma2, gemma3, phi3)";
+                      "gemma2, gemma3, phi3, stablelm)";
     return nullptr;
   }
   if (tokenizer && failed(readTokenizer(*file, loc, *tokenizer)))

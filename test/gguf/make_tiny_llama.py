@@ -12,8 +12,9 @@ q/k RMSNorms per head, heads of 128 on a width of 64), tiny_gemma3.gguf
 embeddings), tiny_gemma2.gguf (gemma2: 4 layers, the even ones windowed,
 no q/k norms, one RoPE table, attention scores and logits soft-capped by
 GEMMA2_ATTN_CAP and GEMMA2_FINAL_CAP), tiny_phi3.gguf (phi3: fused
-q/k/v and gate/up projections, rotate-half RoPE) and
-test/gguf/reference/tiny_llama_refs.npz:
+q/k/v and gate/up projections, rotate-half RoPE), tiny_stablelm.gguf
+(LayerNorms with biases, q/k/v biases, a quarter of each head rotated)
+and test/gguf/reference/tiny_llama_refs.npz:
 for each prompt, the token ids, the logits after the prompt and after each
 of 32 greedy steps ([33, vocab]), and the greedy tokens, all computed by
 transformers loading the same file (gguf_file=...) with its own KV cache.
@@ -94,7 +95,8 @@ def write_gguf(path, rng, width=None, ffn=None, all_f32=False, arch="llama",
     for a global layer: every sixth is one), "gemma2" the same without
     q/k norms, with base 10^4 and the soft-capping keys, "phi3" llama's
     shapes with q/k/v in one matrix (attn_qkv) and gate/up in one
-    (ffn_up), rotate-half RoPE;
+    (ffn_up), rotate-half RoPE; "stablelm" qwen2's with LayerNorms
+    (weights and biases) and RoPE on a quarter of each head;
     `qtypes` maps tensor names without the "blk.N." prefix to the type
     they are stored in instead of the default; `rope` (LLAMA3_ROPE) adds
     the rope_freqs.weight tensor of that scaling; `vocab` and `tokenizer`
@@ -119,9 +121,14 @@ def write_gguf(path, rng, width=None, ffn=None, all_f32=False, arch="llama",
     if arch in ("qwen3", "gemma2", "gemma3"):
         w.add_key_length(head_dim)
         w.add_value_length(head_dim)
-    w.add_rope_dimension_count(head_dim)
+    # StableLM 2 rotates a quarter of each head (transformers' default
+    # partial_rotary_factor for it, which its GGUF loader leaves).
+    w.add_rope_dimension_count(head_dim // 4 if arch == "stablelm" else head_dim)
     w.add_rope_freq_base(1e6 if arch == "gemma3" else 10000.0)
-    w.add_layer_norm_rms_eps(1e-6 if gemma else 1e-5)
+    if arch == "stablelm":
+        w.add_layer_norm_eps(1e-5)
+    else:
+        w.add_layer_norm_rms_eps(1e-6 if gemma else 1e-5)
     if gemma:
         w.add_sliding_window(16)
     if arch == "gemma2":
@@ -165,13 +172,15 @@ def write_gguf(path, rng, width=None, ffn=None, all_f32=False, arch="llama",
     for l in range(layers):
         p = f"blk.{l}."
         t(p + "attn_norm.weight", (WIDTH_,), 0.2, offset=norm_offset)
+        if arch == "stablelm":  # LayerNorms with biases
+            t(p + "attn_norm.bias", (WIDTH_,), 0.1)
         if arch == "phi3":  # q, k and v rows in one matrix
             t(p + "attn_qkv.weight", (qd + 2 * kv, WIDTH_), 0.25, Q.Q4_0)
         else:
             t(p + "attn_q.weight", (qd, WIDTH_), 0.25, Q.Q4_0)
             t(p + "attn_k.weight", (kv, WIDTH_), 0.25, Q.Q4_1)
             t(p + "attn_v.weight", (kv, WIDTH_), 0.25, Q.Q8_0)
-        if arch == "qwen2":
+        if arch in ("qwen2", "stablelm"):
             t(p + "attn_q.bias", (WIDTH_,), 0.1)
             t(p + "attn_k.bias", (kv,), 0.1)
             t(p + "attn_v.bias", (kv,), 0.1)
@@ -182,6 +191,8 @@ def write_gguf(path, rng, width=None, ffn=None, all_f32=False, arch="llama",
         if gemma:
             t(p + "post_attention_norm.weight", (WIDTH_,), 0.2, offset=norm_offset)
         t(p + "ffn_norm.weight", (WIDTH_,), 0.2, offset=norm_offset)
+        if arch == "stablelm":
+            t(p + "ffn_norm.bias", (WIDTH_,), 0.1)
         if arch == "phi3":  # the gate's rows, then up's
             t(p + "ffn_up.weight", (2 * FFN_, WIDTH_), 0.15, Q.Q8_0)
         else:
@@ -191,6 +202,8 @@ def write_gguf(path, rng, width=None, ffn=None, all_f32=False, arch="llama",
         if gemma:
             t(p + "post_ffw_norm.weight", (WIDTH_,), 0.2, offset=norm_offset)
     t("output_norm.weight", (WIDTH_,), 0.2, offset=norm_offset)
+    if arch == "stablelm":
+        t("output_norm.bias", (WIDTH_,), 0.1)
     if not tied:
         t("output.weight", (VOCAB, WIDTH_), 0.5, Q.Q8_0)
     if rope:
@@ -356,7 +369,7 @@ def main():
     """make_tiny_llama.py [tiny_llama tiny_qwen2 tiny_llama_q5 tiny_qwen3]: the named
     models (all by default)."""
     names = sys.argv[1:] or ["tiny_llama", "tiny_qwen2", "tiny_llama_q5", "tiny_qwen3",
-                             "tiny_llama3", "tiny_gemma3", "tiny_gemma2", "tiny_phi3", "tiny_phi3_su", *DERIVED]
+                             "tiny_llama3", "tiny_gemma3", "tiny_gemma2", "tiny_phi3", "tiny_phi3_su", "tiny_stablelm", *DERIVED]
     made = {
         "tiny_llama": lambda p: write_gguf(p, np.random.default_rng(7)),
         # The qwen2 architecture: rotate-half RoPE, q/k/v biases.
@@ -367,6 +380,7 @@ def main():
         "tiny_gemma2": lambda p: write_gguf(p, np.random.default_rng(18), arch="gemma2",
                                             layers=4, tied=True),
         "tiny_phi3": lambda p: write_gguf(p, np.random.default_rng(19), arch="phi3"),
+        "tiny_stablelm": lambda p: write_gguf(p, np.random.default_rng(20), arch="stablelm"),
         "tiny_phi3_su": lambda p: write_gguf(p, np.random.default_rng(19), arch="phi3",
                                              longrope=True),
         # Llama 3.1's RoPE scaling as the converter stores it: rope_freqs.weight.

@@ -63,6 +63,9 @@ def models():
     # phi3: fused q/k/v and gate/up projections, LongRoPE's long factors.
     yield "tiny_phi3_su_gguf", os.path.join(ROOT, "gguf", "models", "tiny_phi3_su.gguf"), \
         ["--prefill-chunk=16"]
+    # stablelm: LayerNorms with biases, a quarter of each head rotated.
+    yield "tiny_stablelm_gguf", os.path.join(ROOT, "gguf", "models", "tiny_stablelm.gguf"), \
+        ["--prefill-chunk=16"]
     # llama.cpp's 5-bit blocks: Q5_0 / Q5_1 (also with q8 activations) and
     # Q5_K (with Q6_K).
     q5 = os.path.join(ROOT, "gguf", "models", "tiny_llama_q5.gguf")
