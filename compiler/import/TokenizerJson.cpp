@@ -3,7 +3,10 @@
 // Reads the byte-level BPE tokenizers of the `tokenizers` library: model
 // BPE with a ByteLevel pre-tokenizer using the GPT-2 regex (GPT-2, SmolLM2),
 // or a Split by Llama 3's or Qwen2's regex before a ByteLevel without its
-// own regex (Llama 3, Qwen2).
+// own regex (Llama 3, Qwen2); and the SentencePiece kind (Llama 2,
+// Mistral, TinyLlama, Phi-3): BPE with byte_fallback after a Prepend("▁") +
+// Replace(" ", "▁") normalizer or a Metaspace pre-tokenizer, which becomes
+// the runtime's SentencePiece tokenizer with merge ranks as scores.
 // Added tokens become control tokens (special) or user-defined ones; bos,
 // eos and the chat template come from tokenizer_config.json beside it.
 // Anything else is reported, never approximated.
@@ -11,12 +14,15 @@
 //===----------------------------------------------------------------------===//
 #include "compiler/import/TokenizerJson.h"
 
+#include "llvm/ADT/StringMap.h"
 #include "llvm/Support/FileSystem.h"
 #include "llvm/Support/JSON.h"
 #include "llvm/Support/MemoryBuffer.h"
 #include "llvm/Support/Path.h"
 
 #include <algorithm>
+#include <cctype>
+#include <limits>
 
 using namespace mlir;
 
@@ -101,14 +107,66 @@ FailureOr<TokenizerSpec> readTokenizerJson(StringRef path, Location loc) {
   const llvm::json::Object *model = top ? top->getObject("model") : nullptr;
   if (!model || model->getString("type") != "BPE")
     return fail("only BPE models are supported");
-  std::string pre = preTokenizerName(top->getObject("pre_tokenizer"));
+  // The SentencePiece kind: byte fallback to <0xXX> tokens, spaces as
+  // U+2581 with a space prefix.
+  bool spm = model->getBoolean("byte_fallback").value_or(false);
+  TokenizerSpec t;
+  if (spm) {
+    t.model = "llama";
+    t.addSpacePrefix = true;
+    auto str = [](const llvm::json::Object *o, StringRef k) {
+      auto v = o ? o->getString(k) : std::nullopt;
+      return v ? v->str() : std::string();
+    };
+    const llvm::json::Value *norm = top->get("normalizer");
+    const llvm::json::Object *normObj = norm ? norm->getAsObject() : nullptr;
+    const llvm::json::Object *preObj = top->getObject("pre_tokenizer");
+    const llvm::json::Array *normSeq =
+        normObj ? normObj->getArray("normalizers") : nullptr;
+    auto isLegacy = [&] {
+      // Sequence[Prepend("▁"), Replace(" " -> "▁")]: each text between
+      // added tokens gets the prefix.
+      if (!normSeq || normSeq->size() != 2 || preObj)
+        return false;
+      const llvm::json::Object *p0 = (*normSeq)[0].getAsObject();
+      const llvm::json::Object *p1 = (*normSeq)[1].getAsObject();
+      const llvm::json::Object *pat = p1 ? p1->getObject("pattern") : nullptr;
+      return str(p0, "type") == "Prepend" && str(p0, "prepend") == "\u2581" &&
+             str(p1, "type") == "Replace" && str(pat, "String") == " " &&
+             str(p1, "content") == "\u2581";
+    };
+    if (isLegacy()) {
+    } else if ((!norm || norm->kind() == llvm::json::Value::Null) && preObj &&
+               str(preObj, "type") == "Metaspace" &&
+               str(preObj, "replacement") == "\u2581" &&
+               !preObj->getBoolean("split").value_or(true)) {
+      // Metaspace prefixes text that does not start with "▁" already:
+      // "always" every text between added tokens, "first" the text at
+      // offset 0, "never" none (older files: add_prefix_space).
+      std::string scheme = str(preObj, "prepend_scheme");
+      if (scheme.empty())
+        scheme = preObj->getBoolean("add_prefix_space").value_or(true)
+                     ? "always"
+                     : "never";
+      if (scheme != "always" && scheme != "first" && scheme != "never")
+        return fail("Metaspace prepend_scheme '") << scheme << "' is not supported";
+      t.addSpacePrefix = scheme != "never";
+      t.spacePrefixFirstOnly = scheme == "first";
+      t.spacePrefixUnlessSpace = true;
+    } else {
+      return fail("a byte_fallback BPE is supported after a Prepend(\u2581) + "
+                  "Replace(' ', \u2581) normalizer or a Metaspace "
+                  "pre-tokenizer (split false), the SentencePiece forms");
+    }
+  }
+  std::string pre = spm ? "sentencepiece" : preTokenizerName(top->getObject("pre_tokenizer"));
   if (pre.empty())
     return fail("only the ByteLevel pre-tokenizer with the GPT-2 regex and "
                 "no prefix space, or a Split by Llama 3's or Qwen2's regex "
                 "before a ByteLevel without one, is supported");
   std::string normalizer;
   if (const llvm::json::Value *norm = top->get("normalizer");
-      norm && norm->kind() != llvm::json::Value::Null) {
+      !spm && norm && norm->kind() != llvm::json::Value::Null) {
     const llvm::json::Object *o = norm->getAsObject();
     if (!o || o->getString("type") != "NFC")
       return fail("normalizer '")
@@ -117,13 +175,14 @@ FailureOr<TokenizerSpec> readTokenizerJson(StringRef path, Location loc) {
     normalizer = "nfc";
   }
 
-  TokenizerSpec t;
-  t.model = "gpt2";
-  t.pre = pre;
+  if (!spm) {
+    t.model = "gpt2";
+    t.pre = pre;
+  }
   t.normalizer = normalizer;
   t.ignoreMerges = model->getBoolean("ignore_merges").value_or(false);
-  if (model->getBoolean("byte_fallback").value_or(false))
-    return fail("BPE byte_fallback is not supported");
+  if (spm && t.ignoreMerges)
+    return fail("ignore_merges with byte_fallback is not supported");
   for (StringRef key : {"continuing_subword_prefix", "end_of_word_suffix"})
     if (auto v = model->getString(key); v && !v->empty())
       return fail("BPE ") << key << " is not supported";
@@ -176,6 +235,39 @@ FailureOr<TokenizerSpec> readTokenizerJson(StringRef path, Location loc) {
     } else {
       return fail("a merge is neither \"a b\" nor [a, b]");
     }
+  }
+  if (spm) {
+    // The runtime merges the adjacent pair whose concatenation scores
+    // best: a token's score is minus the rank of the first merge that
+    // makes it (the converter orders merges by the piece's score), -inf
+    // for one no merge makes. Byte tokens <0xXX> and the unknown token get
+    // their GGUF types.
+    llvm::StringMap<int32_t> ids;
+    for (size_t i = 0; i < t.tokens.size(); ++i)
+      ids.try_emplace(t.tokens[i], static_cast<int32_t>(i));
+    t.scores.assign(t.tokens.size(), -std::numeric_limits<float>::infinity());
+    for (size_t r = 0; r < t.merges.size(); ++r) {
+      StringRef m = t.merges[r];
+      size_t sp = m.find(' ');
+      if (sp == StringRef::npos)
+        return fail("merge '") << m << "' has no space";
+      auto it = ids.find((m.substr(0, sp) + m.substr(sp + 1)).str());
+      if (it == ids.end())
+        continue; // a merge into no token: never applies
+      float &score = t.scores[it->second];
+      score = std::max(score, -static_cast<float>(r));
+    }
+    t.merges.clear();
+    for (size_t i = 0; i < t.tokens.size(); ++i) {
+      const std::string &s = t.tokens[i];
+      if (t.types[i] == 1 && s.size() == 6 && s.compare(0, 3, "<0x") == 0 &&
+          s[5] == '>' && std::isxdigit(s[3]) && std::isxdigit(s[4]))
+        t.types[i] = 6;
+    }
+    if (auto unk = model->getString("unk_token"))
+      for (size_t i = 0; i < t.tokens.size(); ++i)
+        if (t.tokens[i] == *unk && t.types[i] == 1)
+          t.types[i] = 2;
   }
 
   // bos / eos / chat template from tokenizer_config.json, when present.

@@ -124,7 +124,8 @@ std::vector<char> buildFlatbuffer(const Plan &plan, const CpuExecutable *cpu,
         tok->normalizer.empty() ? 0 : b.CreateString(tok->normalizer),
         b.CreateVector(eog),
         tok->scores.empty() ? 0 : b.CreateVector(tok->scores),
-        tok->addSpacePrefix);
+        tok->addSpacePrefix, tok->spacePrefixFirstOnly,
+        tok->spacePrefixUnlessSpace);
   auto sig = [&](const TensorDesc &d) {
     return fb::CreateTensorSig(b, b.CreateString(d.name), d.dtype,
                                b.CreateVector(d.shape));

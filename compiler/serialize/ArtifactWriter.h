@@ -33,6 +33,9 @@ struct TokenizerSpec {
   /// space is put before text at the start and after special tokens.
   std::vector<float> scores;
   bool addSpacePrefix = false;
+  /// The prefix only at the text's start / not on text starting with a
+  /// space (tokenizer.json's Metaspace forms).
+  bool spacePrefixFirstOnly = false, spacePrefixUnlessSpace = false;
 };
 
 /// Writes `module`'s functions (kiln dialect: signatures and weight types),

@@ -20,6 +20,7 @@
 #include <algorithm>
 #include <cstdio>
 #include <cstring>
+#include <limits>
 #include <queue>
 #include <string>
 #include <unordered_map>
@@ -402,7 +403,8 @@ struct kiln_tokenizer_s {
   std::string piece;
   /// SentencePiece BPE ("llama"): the scores, the <0xXX> token of each
   /// byte (-1: none), and the space prefix.
-  bool spm = false, spacePrefix = false;
+  bool spm = false, spacePrefix = false, prefixFirstOnly = false,
+       prefixUnlessSpace = false;
   const flatbuffers::Vector<float> *scores = nullptr;
   int32_t byteToken[256];
 
@@ -446,7 +448,12 @@ kiln_status kiln_tokenizer_s::spmEncode(const std::string &text,
     auto it = vocab.find(text.substr(sym[left].begin, sym[left].n + sym[right].n));
     if (it == vocab.end())
       return;
-    queue.push({left, right, scores->Get(it->second), sym[left].n + sym[right].n});
+    // -inf: a token no merge makes (tokenizer.json's BPE has no merge
+    // for it), never formed.
+    float score = scores->Get(it->second);
+    if (score == -std::numeric_limits<float>::infinity())
+      return;
+    queue.push({left, right, score, sym[left].n + sym[right].n});
   };
   for (int i = 1; i < int(sym.size()); ++i)
     tryPair(i - 1, i);
@@ -577,6 +584,8 @@ KILN_API kiln_status kiln_tokenizer_create(const kiln_artifact *artifact,
   tok->t = t;
   tok->spm = spm;
   tok->spacePrefix = spm && t->add_space_prefix();
+  tok->prefixFirstOnly = t->space_prefix_first_only();
+  tok->prefixUnlessSpace = t->space_prefix_unless_space();
   tok->scores = t->scores();
   std::fill(std::begin(tok->byteToken), std::end(tok->byteToken), -1);
   tok->splitDigits = pre == "smollm";
@@ -642,7 +651,13 @@ KILN_API kiln_status kiln_tokenizer_encode(kiln_tokenizer *tok,
     if (begin >= end || failed)
       return;
     if (tok->spm) {
-      std::string escaped = tok->spacePrefix && afterSpecial ? "\xE2\x96\x81" : "";
+      // The prefix: after the start and each special token (llama.cpp,
+      // tokenizer.json's Prepend), or at offset 0 only (Metaspace "first");
+      // Metaspace skips it on text that already starts with a space.
+      bool prefix = tok->spacePrefix && afterSpecial &&
+                    (!tok->prefixFirstOnly || begin == 0) &&
+                    (!tok->prefixUnlessSpace || text[begin] != ' ');
+      std::string escaped = prefix ? "\xE2\x96\x81" : "";
       for (size_t k = begin; k < end; ++k)
         if (text[k] == ' ')
           escaped += "\xE2\x96\x81";
