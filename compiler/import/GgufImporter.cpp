@@ -115,7 +115,8 @@ public:
     gemma2 = name == "gemma2";
     gemma = name == "gemma3" || gemma2;
     phi3 = name == "phi3";
-    layerNorm = name == "stablelm";
+    starcoder2 = name == "starcoder2";
+    layerNorm = name == "stablelm" || starcoder2;
     ropeNeox = name == "qwen2" || name == "qwen3" || gemma || phi3 || layerNorm;
     qkNorm = name == "qwen3" || (gemma && !gemma2);
   }
@@ -259,6 +260,9 @@ private:
   /// optional q/k/v biases, rotate-half RoPE on a quarter of each head
   /// (rope.dimension_count).
   bool layerNorm = false;
+  /// starcoder2 (StarCoder 2): LayerNorms, biases on every projection, and
+  /// a GELU (tanh) FFN that is not gated (ffn_up, ffn_down).
+  bool starcoder2 = false;
   /// phi3 (Phi-3, Phi-3.5): q, k and v in one projection
   /// (attn_qkv: q rows, then k, then v) and the FFN's gate and up in one
   /// (ffn_up: gate rows, then up), rotate-half RoPE.
@@ -1038,7 +1042,7 @@ LogicalResult LlamaBuilder::readHyperparameters() {
     return err() << "head dim " << headDim << " is odd; RoPE needs pairs";
   // StableLM's parallel residual (attention and FFN from the same norm,
   // no ffn_norm: the 12B) is not built.
-  if (layerNorm && llvm::none_of(file.tensors, [](const gguf::TensorInfo &t) {
+  if (layerNorm && !starcoder2 && llvm::none_of(file.tensors, [](const gguf::TensorInfo &t) {
         return t.name == "blk.0.ffn_norm.weight";
       }))
     return err() << "stablelm file without blk.0.ffn_norm.weight: the "
@@ -1179,7 +1183,8 @@ LogicalResult LlamaBuilder::buildFunction(ModuleOp module, StringRef name,
     Value at = TransposeOp::create(b, loc, f32({1, seq, heads, headDim}), a,
                                    ArrayRef<int64_t>{0, 2, 1, 3});
     Value a2 = ReshapeOp::create(b, loc, f32({seq, qDim}), at);
-    auto o = linear(a2, p + "attn_output.weight", qDim, dModel);
+    auto o = linear(a2, p + "attn_output.weight", qDim, dModel,
+                    p + "attn_output.bias");
     if (failed(o))
       return failure();
     if (gemma) {
@@ -1194,7 +1199,15 @@ LogicalResult LlamaBuilder::buildFunction(ModuleOp module, StringRef name,
       return failure();
     Value hf2 = ReshapeOp::create(b, loc, flat, *hf);
     FailureOr<Value> g, u;
-    if (phi3) {
+    Value m;
+    auto ft = f32({seq, ffn});
+    if (starcoder2) {
+      // Not gated: down(gelu_tanh(up(x) + b) ) + b.
+      u = linear(hf2, p + "ffn_up.weight", dModel, ffn, p + "ffn_up.bias");
+      if (failed(u))
+        return failure();
+      m = GeluOp::create(b, loc, ft, *u, b.getBoolAttr(true));
+    } else if (phi3) {
       // ffn_up holds the gate's rows, then the up projection's.
       auto gu = linear(hf2, p + "ffn_up.weight", dModel, 2 * ffn);
       if (failed(gu))
@@ -1205,16 +1218,17 @@ LogicalResult LlamaBuilder::buildFunction(ModuleOp module, StringRef name,
       g = linear(hf2, p + "ffn_gate.weight", dModel, ffn);
       u = linear(hf2, p + "ffn_up.weight", dModel, ffn);
     }
-    if (failed(g) || failed(u))
-      return failure();
-    auto ft = f32({seq, ffn});
-    Value act = gemma ? GeluOp::create(b, loc, ft, *g, b.getBoolAttr(true))
-                            .getResult()
-                      : MulOp::create(b, loc, ft, *g,
-                                      SigmoidOp::create(b, loc, ft, *g))
-                            .getResult();
-    Value m = MulOp::create(b, loc, ft, act, *u);
-    auto d = linear(m, p + "ffn_down.weight", ffn, dModel);
+    if (!starcoder2) {
+      if (failed(g) || failed(u))
+        return failure();
+      Value act = gemma ? GeluOp::create(b, loc, ft, *g, b.getBoolAttr(true))
+                              .getResult()
+                        : MulOp::create(b, loc, ft, *g,
+                                        SigmoidOp::create(b, loc, ft, *g))
+                              .getResult();
+      m = MulOp::create(b, loc, ft, act, *u);
+    }
+    auto d = linear(m, p + "ffn_down.weight", ffn, dModel, p + "ffn_down.bias");
     if (failed(d))
       return failure();
     if (gemma) {
@@ -1512,10 +1526,10 @@ OwningOpRef<ModuleOp> importGgufFile(StringRef path, MLIRContext &context,
   }
   if (arch->s != "llama" && arch->s != "qwen2" && arch->s != "qwen3" &&
       arch->s != "gemma2" && arch->s != "gemma3" && arch->s != "phi3" &&
-      arch->s != "stablelm") {
+      arch->s != "stablelm" && arch->s != "starcoder2") {
     emitError(loc) << "GGUF architecture '" << arch->s
                    << "' is not supported (supported: llama, qwen2, qwen3, "
-                      "gemma2, gemma3, phi3, stablelm)";
+                      "gemma2, gemma3, phi3, stablelm, starcoder2)";
     return nullptr;
   }
   if (tokenizer && failed(readTokenizer(*file, loc, *tokenizer)))

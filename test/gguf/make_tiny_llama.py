@@ -13,8 +13,9 @@ embeddings), tiny_gemma2.gguf (gemma2: 4 layers, the even ones windowed,
 no q/k norms, one RoPE table, attention scores and logits soft-capped by
 GEMMA2_ATTN_CAP and GEMMA2_FINAL_CAP), tiny_phi3.gguf (phi3: fused
 q/k/v and gate/up projections, rotate-half RoPE), tiny_stablelm.gguf
-(LayerNorms with biases, q/k/v biases, a quarter of each head rotated)
-and test/gguf/reference/tiny_llama_refs.npz:
+(LayerNorms with biases, q/k/v biases, a quarter of each head rotated),
+tiny_starcoder2.gguf (LayerNorms, every projection biased, GELU FFN
+without a gate, tied embeddings) and test/gguf/reference/tiny_llama_refs.npz:
 for each prompt, the token ids, the logits after the prompt and after each
 of 32 greedy steps ([33, vocab]), and the greedy tokens, all computed by
 transformers loading the same file (gguf_file=...) with its own KV cache.
@@ -96,7 +97,8 @@ def write_gguf(path, rng, width=None, ffn=None, all_f32=False, arch="llama",
     q/k norms, with base 10^4 and the soft-capping keys, "phi3" llama's
     shapes with q/k/v in one matrix (attn_qkv) and gate/up in one
     (ffn_up), rotate-half RoPE; "stablelm" qwen2's with LayerNorms
-    (weights and biases) and RoPE on a quarter of each head;
+    (weights and biases) and RoPE on a quarter of each head, "starcoder2"
+    LayerNorms, biases on every projection and a GELU FFN without a gate;
     `qtypes` maps tensor names without the "blk.N." prefix to the type
     they are stored in instead of the default; `rope` (LLAMA3_ROPE) adds
     the rope_freqs.weight tensor of that scaling; `vocab` and `tokenizer`
@@ -125,7 +127,7 @@ def write_gguf(path, rng, width=None, ffn=None, all_f32=False, arch="llama",
     # partial_rotary_factor for it, which its GGUF loader leaves).
     w.add_rope_dimension_count(head_dim // 4 if arch == "stablelm" else head_dim)
     w.add_rope_freq_base(1e6 if arch == "gemma3" else 10000.0)
-    if arch == "stablelm":
+    if arch in ("stablelm", "starcoder2"):
         w.add_layer_norm_eps(1e-5)
     else:
         w.add_layer_norm_rms_eps(1e-6 if gemma else 1e-5)
@@ -172,7 +174,7 @@ def write_gguf(path, rng, width=None, ffn=None, all_f32=False, arch="llama",
     for l in range(layers):
         p = f"blk.{l}."
         t(p + "attn_norm.weight", (WIDTH_,), 0.2, offset=norm_offset)
-        if arch == "stablelm":  # LayerNorms with biases
+        if arch in ("stablelm", "starcoder2"):  # LayerNorms with biases
             t(p + "attn_norm.bias", (WIDTH_,), 0.1)
         if arch == "phi3":  # q, k and v rows in one matrix
             t(p + "attn_qkv.weight", (qd + 2 * kv, WIDTH_), 0.25, Q.Q4_0)
@@ -180,7 +182,7 @@ def write_gguf(path, rng, width=None, ffn=None, all_f32=False, arch="llama",
             t(p + "attn_q.weight", (qd, WIDTH_), 0.25, Q.Q4_0)
             t(p + "attn_k.weight", (kv, WIDTH_), 0.25, Q.Q4_1)
             t(p + "attn_v.weight", (kv, WIDTH_), 0.25, Q.Q8_0)
-        if arch in ("qwen2", "stablelm"):
+        if arch in ("qwen2", "stablelm", "starcoder2"):
             t(p + "attn_q.bias", (WIDTH_,), 0.1)
             t(p + "attn_k.bias", (kv,), 0.1)
             t(p + "attn_v.bias", (kv,), 0.1)
@@ -188,21 +190,28 @@ def write_gguf(path, rng, width=None, ffn=None, all_f32=False, arch="llama",
             t(p + "attn_q_norm.weight", (head_dim,), 0.5, offset=norm_offset)
             t(p + "attn_k_norm.weight", (head_dim,), 0.5, offset=norm_offset)
         t(p + "attn_output.weight", (WIDTH_, qd), 0.15, Q.F16)
+        if arch == "starcoder2":
+            t(p + "attn_output.bias", (WIDTH_,), 0.1)
         if gemma:
             t(p + "post_attention_norm.weight", (WIDTH_,), 0.2, offset=norm_offset)
         t(p + "ffn_norm.weight", (WIDTH_,), 0.2, offset=norm_offset)
-        if arch == "stablelm":
+        if arch in ("stablelm", "starcoder2"):
             t(p + "ffn_norm.bias", (WIDTH_,), 0.1)
         if arch == "phi3":  # the gate's rows, then up's
             t(p + "ffn_up.weight", (2 * FFN_, WIDTH_), 0.15, Q.Q8_0)
+        elif arch == "starcoder2":  # not gated; biases
+            t(p + "ffn_up.weight", (FFN_, WIDTH_), 0.15, Q.Q8_0)
+            t(p + "ffn_up.bias", (FFN_,), 0.1)
         else:
             t(p + "ffn_gate.weight", (FFN_, WIDTH_), 0.15, Q.Q8_0)
             t(p + "ffn_up.weight", (FFN_, WIDTH_), 0.15, Q.Q4_0)
         t(p + "ffn_down.weight", (WIDTH_, FFN_), 0.1, Q.Q4_1)
+        if arch == "starcoder2":
+            t(p + "ffn_down.bias", (WIDTH_,), 0.1)
         if gemma:
             t(p + "post_ffw_norm.weight", (WIDTH_,), 0.2, offset=norm_offset)
     t("output_norm.weight", (WIDTH_,), 0.2, offset=norm_offset)
-    if arch == "stablelm":
+    if arch in ("stablelm", "starcoder2"):
         t("output_norm.bias", (WIDTH_,), 0.1)
     if not tied:
         t("output.weight", (VOCAB, WIDTH_), 0.5, Q.Q8_0)
@@ -369,7 +378,7 @@ def main():
     """make_tiny_llama.py [tiny_llama tiny_qwen2 tiny_llama_q5 tiny_qwen3]: the named
     models (all by default)."""
     names = sys.argv[1:] or ["tiny_llama", "tiny_qwen2", "tiny_llama_q5", "tiny_qwen3",
-                             "tiny_llama3", "tiny_gemma3", "tiny_gemma2", "tiny_phi3", "tiny_phi3_su", "tiny_stablelm", *DERIVED]
+                             "tiny_llama3", "tiny_gemma3", "tiny_gemma2", "tiny_phi3", "tiny_phi3_su", "tiny_stablelm", "tiny_starcoder2", *DERIVED]
     made = {
         "tiny_llama": lambda p: write_gguf(p, np.random.default_rng(7)),
         # The qwen2 architecture: rotate-half RoPE, q/k/v biases.
@@ -381,6 +390,8 @@ def main():
                                             layers=4, tied=True),
         "tiny_phi3": lambda p: write_gguf(p, np.random.default_rng(19), arch="phi3"),
         "tiny_stablelm": lambda p: write_gguf(p, np.random.default_rng(20), arch="stablelm"),
+        "tiny_starcoder2": lambda p: write_gguf(p, np.random.default_rng(21), arch="starcoder2",
+                                                tied=True),
         "tiny_phi3_su": lambda p: write_gguf(p, np.random.default_rng(19), arch="phi3",
                                              longrope=True),
         # Llama 3.1's RoPE scaling as the converter stores it: rope_freqs.weight.
