@@ -3179,4 +3179,70 @@ bool render(const std::string &source, const std::string &contextJson,
   }
 }
 
+bool readToolCalls(const std::string &text, size_t pos, size_t &end,
+                   std::vector<ToolCall> &calls, std::string &error) {
+  try {
+    JsonReader jr{text};
+    jr.p = pos;
+    Value v = jr.value();
+    end = jr.p;
+    std::vector<const Value *> items;
+    if (v.k == Value::K::List)
+      for (const Value &x : *v.list)
+        items.push_back(&x);
+    else
+      items.push_back(&v);
+    for (const Value *x : items) {
+      Value *name = x->k == Value::K::Dict ? x->dict->find("name") : nullptr;
+      if (!name || name->k != Value::K::Str)
+        fail(0, "a tool call is not an object with a string \"name\"");
+      // OpenAI's and Hermes' "arguments", Llama 3's "parameters".
+      Value *args = x->dict->find("arguments");
+      if (!args)
+        args = x->dict->find("parameters");
+      std::string json = "{}";
+      if (args) {
+        if (args->k == Value::K::Str) {
+          // Arguments given as a JSON string: its object.
+          JsonReader inner{args->s};
+          Value parsed = inner.value();
+          inner.ws();
+          if (inner.p != args->s.size())
+            inner.bad("trailing characters");
+          json.clear();
+          toJson(parsed, -1, 0, json, 0);
+        } else {
+          json.clear();
+          toJson(*args, -1, 0, json, 0);
+        }
+      }
+      calls.push_back({name->s, std::move(json)});
+    }
+    return true;
+  } catch (const Error &e) {
+    error = e.message;
+    if (error.rfind("context JSON: ", 0) == 0)
+      error = "tool call JSON: " + error.substr(14);
+    return false;
+  }
+}
+
+bool readJsonValue(const std::string &text, size_t pos, size_t &end,
+                   std::string &compact, std::string &error) {
+  try {
+    JsonReader jr{text};
+    jr.p = pos;
+    Value v = jr.value();
+    end = jr.p;
+    compact.clear();
+    toJson(v, -1, 0, compact, 0);
+    return true;
+  } catch (const Error &e) {
+    error = e.message;
+    if (error.rfind("context JSON: ", 0) == 0)
+      error = "tool call JSON: " + error.substr(14);
+    return false;
+  }
+}
+
 } // namespace kiln::rt::chat

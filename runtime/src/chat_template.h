@@ -7,6 +7,7 @@
 #define KILN_RUNTIME_CHAT_TEMPLATE_H
 
 #include <string>
+#include <vector>
 
 namespace kiln::rt::chat {
 
@@ -22,6 +23,24 @@ bool render(const std::string &source, const std::string &contextJson,
 
 /// `s` as a JSON string literal (quotes included).
 std::string jsonQuote(const std::string &s);
+
+/// A tool call: the function's name and its arguments as compact JSON
+/// (Python's json.dumps form, an object).
+struct ToolCall {
+  std::string name, arguments;
+};
+
+/// Reads the JSON value at text[pos] (after whitespace): one tool call
+/// object {"name": ..., "arguments" or "parameters": ...} or an array of
+/// them (arguments given as a JSON string are parsed). Appends them to
+/// `calls` and sets `end` past the value; false with `error` naming the
+/// problem and its byte for bad JSON or a call without a string name.
+bool readToolCalls(const std::string &text, size_t pos, size_t &end,
+                   std::vector<ToolCall> &calls, std::string &error);
+
+/// Reads any JSON value at text[pos] into its compact form (`end` past it).
+bool readJsonValue(const std::string &text, size_t pos, size_t &end,
+                   std::string &compact, std::string &error);
 
 } // namespace kiln::rt::chat
 

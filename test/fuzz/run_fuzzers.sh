@@ -36,6 +36,14 @@ for name in sorted(os.listdir(f"{here}/templates")):
 for text in snippets.values():
     open(f"{out}/{n}", "wb").write(text.encode())
     n += 1
+# Model replies with tool calls in each format (the parser's input).
+for reply in ['<tool_call>\n{"name": "f", "arguments": {"x": [1, 2.5]}}\n</tool_call>',
+              '<|python_tag|>{"name": "s", "parameters": {"q": "k"}}; {"name": "t", "parameters": {}}',
+              '[TOOL_CALLS][{"name": "a", "arguments": {"b": null}}]',
+              '[TOOL_CALLS]add[ARGS]{"a": 1}[TOOL_CALLS]mul[ARGS]{"b": "x"}',
+              '<|tool_call|>[{"name": "f", "arguments": "{\\"k\\": 1}"}]<|/tool_call|>']:
+    open(f"{out}/{n}", "wb").write(reply.encode())
+    n += 1
 PY
 "$out/bin/chat_template_fuzzer" -max_total_time="$seconds" -max_len=65536 \
   -rss_limit_mb=4096 -timeout=10 "$chat" 2>&1 | tail -3

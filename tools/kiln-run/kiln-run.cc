@@ -19,6 +19,8 @@
 //            [--fresh] [--temp=T ...] [--device=]  (a user turn per stdin line)
 //   kiln-run chat-template [OUT.kiln] [--template=FILE] --context=FILE.json
 //            [--ids]
+//   kiln-run tool-calls [--format=auto|hermes|llama3|mistral|phi4]
+//            (--text=TEXT | --file=FILE)
 //
 // Inputs and outputs are in the graph's order. Errors are one line on
 // stderr and a non-zero exit. `generate --print-ids` prints the generated
@@ -87,6 +89,7 @@ int benchMain(int argc, char **argv);
 int tokenizeMain(int argc, char **argv);
 int chatTemplateMain(int argc, char **argv);
 int chatMain(int argc, char **argv);
+int toolCallsMain(int argc, char **argv);
 
 int main(int argc, char **argv) {
   if (argc > 1 && !std::strcmp(argv[1], "generate"))
@@ -97,6 +100,8 @@ int main(int argc, char **argv) {
     return tokenizeMain(argc - 1, argv + 1);
   if (argc > 1 && !std::strcmp(argv[1], "chat-template"))
     return chatTemplateMain(argc - 1, argv + 1);
+  if (argc > 1 && !std::strcmp(argv[1], "tool-calls"))
+    return toolCallsMain(argc - 1, argv + 1);
   if (argc > 1 && !std::strcmp(argv[1], "chat"))
     return chatMain(argc - 1, argv + 1);
   std::string artifactPath, function = "main", device = "cpu";
@@ -701,6 +706,40 @@ int tokenizeMain(int argc, char **argv) {
   kiln_tokenizer_release(tok);
   kiln_artifact_release(artifact);
   return bad ? 1 : 0;
+}
+
+/// kiln-run tool-calls [--format=F] (--text=TEXT | --file=FILE): the tool
+/// calls in a reply, as kiln_tool_calls_parse's JSON (one line).
+int toolCallsMain(int argc, char **argv) {
+  std::string text, format = "auto";
+  bool have = false;
+  for (int i = 1; i < argc; ++i) {
+    const char *v;
+    if (startsWith(argv[i], "--format=", &v)) {
+      format = v;
+    } else if (startsWith(argv[i], "--text=", &v)) {
+      text = v;
+      have = true;
+    } else if (startsWith(argv[i], "--file=", &v)) {
+      if (!readFile(v, text))
+        return fail(std::string("tool-calls: cannot read '") + v + "'");
+      have = true;
+    } else {
+      return fail(std::string("tool-calls: unknown option '") + argv[i] + "'");
+    }
+  }
+  if (!have)
+    return fail("tool-calls: give the reply as --text=TEXT or --file=FILE");
+  size_t n = 0;
+  if (kiln_status s = kiln_tool_calls_parse(text.data(), text.size(), format.c_str(),
+                                            nullptr, 0, &n))
+    return failStatus(s);
+  std::string json(n, '\0');
+  if (kiln_status s = kiln_tool_calls_parse(text.data(), text.size(), format.c_str(),
+                                            json.data(), n, &n))
+    return failStatus(s);
+  std::printf("%s\n", json.c_str());
+  return 0;
 }
 
 /// kiln-run chat-template [ARTIFACT] [--template=FILE] --context=FILE.json

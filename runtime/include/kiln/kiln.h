@@ -277,6 +277,23 @@ KILN_API kiln_status kiln_chat_encode(kiln_tokenizer *tokenizer,
                                       int32_t *ids, size_t capacity,
                                       size_t *count);
 
+/*--- Tool calls ---------------------------------------------------------*/
+
+/* The tool calls in a model's reply `text` (`length` bytes), in `format`:
+ * "hermes" (<tool_call>{...}</tool_call>: Qwen2.5/3, Hermes), "llama3" (a
+ * reply that is {"name", "parameters"} objects, after <|python_tag|> or
+ * alone), "mistral" ([TOOL_CALLS] then a JSON array, or name[ARGS]{...}),
+ * "phi4" (<|tool_call|>[...]<|/tool_call|>), or "auto" (NULL): the format
+ * whose marker the text holds, else a reply that is one llama3 call.
+ * Writes at most `capacity` bytes of
+ *   {"content": "...", "tool_calls": [{"name": "...", "arguments": {...}}]}
+ * (content: the text outside the calls, trimmed) and sets *json_length to
+ * the full length. Malformed JSON after a marker is KILN_INVALID_ARGUMENT
+ * naming the format and byte. */
+KILN_API kiln_status kiln_tool_calls_parse(const char *text, size_t length,
+                                           const char *format, char *json,
+                                           size_t capacity, size_t *json_length);
+
 #ifdef __cplusplus
 }
 #endif
