@@ -116,7 +116,8 @@ public:
     gemma = name == "gemma3" || gemma2;
     phi3 = name == "phi3";
     starcoder2 = name == "starcoder2";
-    layerNorm = name == "stablelm" || starcoder2;
+    nemotron = name == "nemotron";
+    layerNorm = name == "stablelm" || starcoder2 || nemotron;
     ropeNeox = name == "qwen2" || name == "qwen3" || gemma || phi3 || layerNorm;
     qkNorm = name == "qwen3" || (gemma && !gemma2);
   }
@@ -263,6 +264,10 @@ private:
   /// starcoder2 (StarCoder 2): LayerNorms, biases on every projection, and
   /// a GELU (tanh) FFN that is not gated (ffn_up, ffn_down).
   bool starcoder2 = false;
+  /// nemotron (Nemotron, Minitron): LayerNorms (stored as 1 + w by the
+  /// converter, so plain ones here), an FFN without a gate whose
+  /// activation is relu(x)^2, no biases, RoPE on half of each head.
+  bool nemotron = false;
   /// phi3 (Phi-3, Phi-3.5): q, k and v in one projection
   /// (attn_qkv: q rows, then k, then v) and the FFN's gate and up in one
   /// (ffn_up: gate rows, then up), rotate-half RoPE.
@@ -1042,7 +1047,7 @@ LogicalResult LlamaBuilder::readHyperparameters() {
     return err() << "head dim " << headDim << " is odd; RoPE needs pairs";
   // StableLM's parallel residual (attention and FFN from the same norm,
   // no ffn_norm: the 12B) is not built.
-  if (layerNorm && !starcoder2 && llvm::none_of(file.tensors, [](const gguf::TensorInfo &t) {
+  if (layerNorm && !starcoder2 && !nemotron && llvm::none_of(file.tensors, [](const gguf::TensorInfo &t) {
         return t.name == "blk.0.ffn_norm.weight";
       }))
     return err() << "stablelm file without blk.0.ffn_norm.weight: the "
@@ -1201,12 +1206,18 @@ LogicalResult LlamaBuilder::buildFunction(ModuleOp module, StringRef name,
     FailureOr<Value> g, u;
     Value m;
     auto ft = f32({seq, ffn});
-    if (starcoder2) {
-      // Not gated: down(gelu_tanh(up(x) + b) ) + b.
+    if (starcoder2 || nemotron) {
+      // Not gated: down(act(up(x) + b)) + b, act gelu_tanh (starcoder2) or
+      // relu squared (nemotron).
       u = linear(hf2, p + "ffn_up.weight", dModel, ffn, p + "ffn_up.bias");
       if (failed(u))
         return failure();
-      m = GeluOp::create(b, loc, ft, *u, b.getBoolAttr(true));
+      if (nemotron) {
+        Value r = ReluOp::create(b, loc, ft, *u);
+        m = MulOp::create(b, loc, ft, r, r);
+      } else {
+        m = GeluOp::create(b, loc, ft, *u, b.getBoolAttr(true));
+      }
     } else if (phi3) {
       // ffn_up holds the gate's rows, then the up projection's.
       auto gu = linear(hf2, p + "ffn_up.weight", dModel, 2 * ffn);
@@ -1218,7 +1229,7 @@ LogicalResult LlamaBuilder::buildFunction(ModuleOp module, StringRef name,
       g = linear(hf2, p + "ffn_gate.weight", dModel, ffn);
       u = linear(hf2, p + "ffn_up.weight", dModel, ffn);
     }
-    if (!starcoder2) {
+    if (!starcoder2 && !nemotron) {
       if (failed(g) || failed(u))
         return failure();
       Value act = gemma ? GeluOp::create(b, loc, ft, *g, b.getBoolAttr(true))
@@ -1526,10 +1537,11 @@ OwningOpRef<ModuleOp> importGgufFile(StringRef path, MLIRContext &context,
   }
   if (arch->s != "llama" && arch->s != "qwen2" && arch->s != "qwen3" &&
       arch->s != "gemma2" && arch->s != "gemma3" && arch->s != "phi3" &&
-      arch->s != "stablelm" && arch->s != "starcoder2") {
+      arch->s != "stablelm" && arch->s != "starcoder2" &&
+      arch->s != "nemotron") {
     emitError(loc) << "GGUF architecture '" << arch->s
                    << "' is not supported (supported: llama, qwen2, qwen3, "
-                      "gemma2, gemma3, phi3, stablelm, starcoder2)";
+                      "gemma2, gemma3, phi3, stablelm, starcoder2, nemotron)";
     return nullptr;
   }
   if (tokenizer && failed(readTokenizer(*file, loc, *tokenizer)))

@@ -15,7 +15,9 @@ GEMMA2_ATTN_CAP and GEMMA2_FINAL_CAP), tiny_phi3.gguf (phi3: fused
 q/k/v and gate/up projections, rotate-half RoPE), tiny_stablelm.gguf
 (LayerNorms with biases, q/k/v biases, a quarter of each head rotated),
 tiny_starcoder2.gguf (LayerNorms, every projection biased, GELU FFN
-without a gate, tied embeddings) and test/gguf/reference/tiny_llama_refs.npz:
+without a gate, tied embeddings), tiny_nemotron.gguf (LayerNorms,
+relu-squared FFN, half of each head rotated) and
+test/gguf/reference/tiny_llama_refs.npz:
 for each prompt, the token ids, the logits after the prompt and after each
 of 32 greedy steps ([33, vocab]), and the greedy tokens, all computed by
 transformers loading the same file (gguf_file=...) with its own KV cache.
@@ -98,7 +100,9 @@ def write_gguf(path, rng, width=None, ffn=None, all_f32=False, arch="llama",
     shapes with q/k/v in one matrix (attn_qkv) and gate/up in one
     (ffn_up), rotate-half RoPE; "stablelm" qwen2's with LayerNorms
     (weights and biases) and RoPE on a quarter of each head, "starcoder2"
-    LayerNorms, biases on every projection and a GELU FFN without a gate;
+    LayerNorms, biases on every projection and a GELU FFN without a gate,
+    "nemotron" LayerNorms, a relu-squared FFN without a gate, half of each
+    head rotated;
     `qtypes` maps tensor names without the "blk.N." prefix to the type
     they are stored in instead of the default; `rope` (LLAMA3_ROPE) adds
     the rope_freqs.weight tensor of that scaling; `vocab` and `tokenizer`
@@ -125,9 +129,11 @@ def write_gguf(path, rng, width=None, ffn=None, all_f32=False, arch="llama",
         w.add_value_length(head_dim)
     # StableLM 2 rotates a quarter of each head (transformers' default
     # partial_rotary_factor for it, which its GGUF loader leaves).
-    w.add_rope_dimension_count(head_dim // 4 if arch == "stablelm" else head_dim)
+    # Nemotron half (its default partial_rotary_factor 0.5).
+    w.add_rope_dimension_count(head_dim // 4 if arch == "stablelm" else
+                               head_dim // 2 if arch == "nemotron" else head_dim)
     w.add_rope_freq_base(1e6 if arch == "gemma3" else 10000.0)
-    if arch in ("stablelm", "starcoder2"):
+    if arch in ("stablelm", "starcoder2", "nemotron"):
         w.add_layer_norm_eps(1e-5)
     else:
         w.add_layer_norm_rms_eps(1e-6 if gemma else 1e-5)
@@ -170,11 +176,11 @@ def write_gguf(path, rng, width=None, ffn=None, all_f32=False, arch="llama",
     t("token_embd.weight", (VOCAB, WIDTH_), 1.0 / np.sqrt(WIDTH_) if gemma else 1.0,
       Q.Q8_0)
     # Gemma's norms scale by 1 + w; the file holds 1 + w.
-    norm_offset = 1.0 if gemma else 0.0
+    norm_offset = 1.0 if gemma or arch == "nemotron" else 0.0
     for l in range(layers):
         p = f"blk.{l}."
         t(p + "attn_norm.weight", (WIDTH_,), 0.2, offset=norm_offset)
-        if arch in ("stablelm", "starcoder2"):  # LayerNorms with biases
+        if arch in ("stablelm", "starcoder2", "nemotron"):  # LayerNorms with biases
             t(p + "attn_norm.bias", (WIDTH_,), 0.1)
         if arch == "phi3":  # q, k and v rows in one matrix
             t(p + "attn_qkv.weight", (qd + 2 * kv, WIDTH_), 0.25, Q.Q4_0)
@@ -195,13 +201,15 @@ def write_gguf(path, rng, width=None, ffn=None, all_f32=False, arch="llama",
         if gemma:
             t(p + "post_attention_norm.weight", (WIDTH_,), 0.2, offset=norm_offset)
         t(p + "ffn_norm.weight", (WIDTH_,), 0.2, offset=norm_offset)
-        if arch in ("stablelm", "starcoder2"):
+        if arch in ("stablelm", "starcoder2", "nemotron"):
             t(p + "ffn_norm.bias", (WIDTH_,), 0.1)
         if arch == "phi3":  # the gate's rows, then up's
             t(p + "ffn_up.weight", (2 * FFN_, WIDTH_), 0.15, Q.Q8_0)
         elif arch == "starcoder2":  # not gated; biases
             t(p + "ffn_up.weight", (FFN_, WIDTH_), 0.15, Q.Q8_0)
             t(p + "ffn_up.bias", (FFN_,), 0.1)
+        elif arch == "nemotron":  # not gated (relu squared), no biases
+            t(p + "ffn_up.weight", (FFN_, WIDTH_), 0.3, Q.Q8_0)
         else:
             t(p + "ffn_gate.weight", (FFN_, WIDTH_), 0.15, Q.Q8_0)
             t(p + "ffn_up.weight", (FFN_, WIDTH_), 0.15, Q.Q4_0)
@@ -211,7 +219,7 @@ def write_gguf(path, rng, width=None, ffn=None, all_f32=False, arch="llama",
         if gemma:
             t(p + "post_ffw_norm.weight", (WIDTH_,), 0.2, offset=norm_offset)
     t("output_norm.weight", (WIDTH_,), 0.2, offset=norm_offset)
-    if arch in ("stablelm", "starcoder2"):
+    if arch in ("stablelm", "starcoder2", "nemotron"):
         t("output_norm.bias", (WIDTH_,), 0.1)
     if not tied:
         t("output.weight", (VOCAB, WIDTH_), 0.5, Q.Q8_0)
@@ -378,7 +386,7 @@ def main():
     """make_tiny_llama.py [tiny_llama tiny_qwen2 tiny_llama_q5 tiny_qwen3]: the named
     models (all by default)."""
     names = sys.argv[1:] or ["tiny_llama", "tiny_qwen2", "tiny_llama_q5", "tiny_qwen3",
-                             "tiny_llama3", "tiny_gemma3", "tiny_gemma2", "tiny_phi3", "tiny_phi3_su", "tiny_stablelm", "tiny_starcoder2", *DERIVED]
+                             "tiny_llama3", "tiny_gemma3", "tiny_gemma2", "tiny_phi3", "tiny_phi3_su", "tiny_stablelm", "tiny_starcoder2", "tiny_nemotron", *DERIVED]
     made = {
         "tiny_llama": lambda p: write_gguf(p, np.random.default_rng(7)),
         # The qwen2 architecture: rotate-half RoPE, q/k/v biases.
@@ -392,6 +400,7 @@ def main():
         "tiny_stablelm": lambda p: write_gguf(p, np.random.default_rng(20), arch="stablelm"),
         "tiny_starcoder2": lambda p: write_gguf(p, np.random.default_rng(21), arch="starcoder2",
                                                 tied=True),
+        "tiny_nemotron": lambda p: write_gguf(p, np.random.default_rng(22), arch="nemotron"),
         "tiny_phi3_su": lambda p: write_gguf(p, np.random.default_rng(19), arch="phi3",
                                              longrope=True),
         # Llama 3.1's RoPE scaling as the converter stores it: rope_freqs.weight.

@@ -69,6 +69,9 @@ def models():
     # starcoder2: biases everywhere, a GELU FFN without a gate.
     yield "tiny_starcoder2_gguf", os.path.join(ROOT, "gguf", "models", "tiny_starcoder2.gguf"), \
         ["--prefill-chunk=16"]
+    # nemotron: a relu-squared FFN, half of each head rotated.
+    yield "tiny_nemotron_gguf", os.path.join(ROOT, "gguf", "models", "tiny_nemotron.gguf"), \
+        ["--prefill-chunk=16"]
     # llama.cpp's 5-bit blocks: Q5_0 / Q5_1 (also with q8 activations) and
     # Q5_K (with Q6_K).
     q5 = os.path.join(ROOT, "gguf", "models", "tiny_llama_q5.gguf")
