@@ -178,8 +178,13 @@ int32_t npyToOnnx(kiln::npy::DType d) {
   return 0;
 }
 
+/// Errors said so far (fail() and error diagnostics): a failure with none
+/// is a bug, and gets a message rather than a silent exit code.
+int errorsSaid = 0;
+
 int fail(const llvm::Twine &msg) {
   llvm::errs() << "kiln-compile: error: " << msg << "\n";
+  ++errorsSaid;
   return 1;
 }
 
@@ -196,7 +201,18 @@ std::string kernelCounts(const kiln::GpuProgram &program) {
 
 } // namespace
 
+int compileMain(int argc, char **argv);
+
 int main(int argc, char **argv) {
+  int rc = compileMain(argc, argv);
+  if (rc != 0 && errorsSaid == 0)
+    llvm::errs() << "kiln-compile: error: compilation failed without saying "
+                    "why (an internal error: please report it with the "
+                    "input)\n";
+  return rc;
+}
+
+int compileMain(int argc, char **argv) {
   llvm::InitLLVM init(argc, argv);
   mlir::registerPassManagerCLOptions();
   mlir::registerDefaultTimingManagerCLOptions();
@@ -285,6 +301,8 @@ int main(int argc, char **argv) {
   context.getDiagEngine().registerHandler([](Diagnostic &diag) {
     auto &os = llvm::errs();
     DiagnosticSeverity severity = diag.getSeverity();
+    if (severity == DiagnosticSeverity::Error)
+      ++errorsSaid;
     os << "kiln-compile: "
        << (severity == DiagnosticSeverity::Error     ? "error: "
            : severity == DiagnosticSeverity::Warning ? "warning: "
