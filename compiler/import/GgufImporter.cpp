@@ -117,7 +117,8 @@ public:
     phi3 = name == "phi3";
     starcoder2 = name == "starcoder2";
     nemotron = name == "nemotron";
-    layerNorm = name == "stablelm" || starcoder2 || nemotron;
+    gpt2 = name == "gpt2";
+    layerNorm = name == "stablelm" || starcoder2 || nemotron || gpt2;
     ropeNeox = name == "qwen2" || name == "qwen3" || gemma || phi3 || layerNorm;
     qkNorm = name == "qwen3" || (gemma && !gemma2);
   }
@@ -150,6 +151,8 @@ private:
   /// phi3's LongRoPE: rope_factors_long / rope_factors_short and their
   /// keys.
   LogicalResult readLongRope();
+  /// gpt2: `context` positions fit its learned position table.
+  LogicalResult checkPositions(int64_t context);
   /// rope.scaling.* of YaRN, the factor already read.
   LogicalResult readYarn(std::optional<double> factor);
   /// Fails naming the first tensor of the file the model did not read.
@@ -268,6 +271,11 @@ private:
   /// converter, so plain ones here), an FFN without a gate whose
   /// activation is relu(x)^2, no biases, RoPE on half of each head.
   bool nemotron = false;
+  /// gpt2 (GPT-2 and its fine-tunes): learned absolute positions
+  /// (position_embd) instead of RoPE, LayerNorms, q/k/v in one biased
+  /// projection (attn_qkv), biases everywhere, a GELU (tanh) FFN without a
+  /// gate.
+  bool gpt2 = false;
   /// phi3 (Phi-3, Phi-3.5): q, k and v in one projection
   /// (attn_qkv: q rows, then k, then v) and the FFN's gate and up in one
   /// (ffn_up: gate rows, then up), rotate-half RoPE.
@@ -1047,7 +1055,7 @@ LogicalResult LlamaBuilder::readHyperparameters() {
     return err() << "head dim " << headDim << " is odd; RoPE needs pairs";
   // StableLM's parallel residual (attention and FFN from the same norm,
   // no ffn_norm: the 12B) is not built.
-  if (layerNorm && !starcoder2 && !nemotron && llvm::none_of(file.tensors, [](const gguf::TensorInfo &t) {
+  if (layerNorm && !starcoder2 && !nemotron && !gpt2 && llvm::none_of(file.tensors, [](const gguf::TensorInfo &t) {
         return t.name == "blk.0.ffn_norm.weight";
       }))
     return err() << "stablelm file without blk.0.ffn_norm.weight: the "
@@ -1117,6 +1125,21 @@ LogicalResult LlamaBuilder::buildFunction(ModuleOp module, StringRef name,
   if (gemma) // Gemma scales the embedding by sqrt(width).
     x = MulOp::create(b, loc, x.getType(), x,
                       scalar(std::sqrt(static_cast<float>(dModel))));
+  if (gpt2) {
+    // Learned absolute positions: row p of position_embd added.
+    const gguf::TensorInfo *pt = tensor("position_embd.weight");
+    if (!pt || pt->dims.size() != 2 || pt->dims[0] != static_cast<uint64_t>(dModel))
+      return err() << "GGUF file lacks a [" << dModel
+                   << ", positions] position_embd.weight";
+    int64_t rows = static_cast<int64_t>(pt->dims[1]);
+    auto pe = f32Weight(*pt, "position_embd.weight", {rows, dModel},
+                        /*transpose=*/false);
+    if (failed(pe))
+      return failure();
+    x = AddOp::create(b, loc, x.getType(), x,
+                      GatherOp::create(b, loc, f32({1, seq, dModel}), *pe,
+                                       positions, b.getI64IntegerAttr(0)));
+  }
   auto flat = f32({seq, dModel});
   // Gemma 2 27B's and Gemma 3 27B's queries are scaled by their width per
   // head, not their head width (query_pre_attn_scalar, which GGUF does not
@@ -1131,9 +1154,10 @@ LogicalResult LlamaBuilder::buildFunction(ModuleOp module, StringRef name,
       return failure();
     Value h2 = ReshapeOp::create(b, loc, flat, *h);
     FailureOr<Value> q, k, v;
-    if (phi3 && tensor(p + "attn_qkv.weight")) {
+    if ((phi3 || gpt2) && tensor(p + "attn_qkv.weight")) {
       // One projection; its columns are q, k, v.
-      auto qkv = linear(h2, p + "attn_qkv.weight", dModel, qDim + 2 * kvDim);
+      auto qkv = linear(h2, p + "attn_qkv.weight", dModel, qDim + 2 * kvDim,
+                        p + "attn_qkv.bias");
       if (failed(qkv))
         return failure();
       q = columns(*qkv, 0, qDim);
@@ -1162,8 +1186,10 @@ LogicalResult LlamaBuilder::buildFunction(ModuleOp module, StringRef name,
       kh = *kn;
     }
     bool sliding = slidingLayer(l);
-    qh = rope(qh, heads, positions, localRope(l));
-    kh = rope(kh, kvHeads, positions, localRope(l));
+    if (!gpt2) { // GPT-2's positions are in the embedding
+      qh = rope(qh, heads, positions, localRope(l));
+      kh = rope(kh, kvHeads, positions, localRope(l));
+    }
     Value vh = heads4(*v, kvHeads);
     auto scale = b.getF32FloatAttr(attnScale);
     auto window = b.getI64IntegerAttr(sliding ? slidingWindow : 0);
@@ -1206,7 +1232,8 @@ LogicalResult LlamaBuilder::buildFunction(ModuleOp module, StringRef name,
     FailureOr<Value> g, u;
     Value m;
     auto ft = f32({seq, ffn});
-    if (starcoder2 || nemotron) {
+    bool ungated = starcoder2 || nemotron || gpt2;
+    if (ungated) {
       // Not gated: down(act(up(x) + b)) + b, act gelu_tanh (starcoder2) or
       // relu squared (nemotron).
       u = linear(hf2, p + "ffn_up.weight", dModel, ffn, p + "ffn_up.bias");
@@ -1229,7 +1256,7 @@ LogicalResult LlamaBuilder::buildFunction(ModuleOp module, StringRef name,
       g = linear(hf2, p + "ffn_gate.weight", dModel, ffn);
       u = linear(hf2, p + "ffn_up.weight", dModel, ffn);
     }
-    if (!starcoder2 && !nemotron) {
+    if (!ungated) {
       if (failed(g) || failed(u))
         return failure();
       Value act = gemma ? GeluOp::create(b, loc, ft, *g, b.getBoolAttr(true))
@@ -1302,11 +1329,26 @@ LogicalResult LlamaBuilder::buildFunction(ModuleOp module, StringRef name,
   return success();
 }
 
+LogicalResult LlamaBuilder::checkPositions(int64_t context) {
+  if (!gpt2)
+    return success();
+  // Learned positions end at the table's last row.
+  const gguf::TensorInfo *pt = tensor("position_embd.weight");
+  int64_t rows = pt && pt->dims.size() == 2 ? static_cast<int64_t>(pt->dims[1]) : 0;
+  if (context > rows)
+    return err() << "a context of " << context << " is longer than gpt2's "
+                 << rows << " learned positions (position_embd.weight); give "
+                            "--max-context=" << rows << " or less";
+  return success();
+}
+
 OwningOpRef<ModuleOp> LlamaBuilder::build() {
   if (failed(readHyperparameters()))
     return nullptr;
   OwningOpRef<ModuleOp> module = ModuleOp::create(loc);
   if (options.seqLen > 0) {
+    if (failed(checkPositions(options.seqLen)))
+      return nullptr;
     ropeRows = options.seqLen;
     if (longRope.enabled)
       ropeFactors = options.seqLen > longRope.originalContext
@@ -1327,6 +1369,8 @@ OwningOpRef<ModuleOp> LlamaBuilder::build() {
   int64_t context = options.maxContext;
   if (context <= 0)
     context = trained > 0 ? std::min<int64_t>(trained, 4096) : 2048;
+  if (failed(checkPositions(context)))
+    return nullptr;
   int64_t block = options.blockSize, chunk = options.prefillChunk;
   if (block <= 0 || chunk <= 0) {
     err() << "block size and prefill chunk must be positive";
@@ -1538,10 +1582,11 @@ OwningOpRef<ModuleOp> importGgufFile(StringRef path, MLIRContext &context,
   if (arch->s != "llama" && arch->s != "qwen2" && arch->s != "qwen3" &&
       arch->s != "gemma2" && arch->s != "gemma3" && arch->s != "phi3" &&
       arch->s != "stablelm" && arch->s != "starcoder2" &&
-      arch->s != "nemotron") {
+      arch->s != "nemotron" && arch->s != "gpt2") {
     emitError(loc) << "GGUF architecture '" << arch->s
                    << "' is not supported (supported: llama, qwen2, qwen3, "
-                      "gemma2, gemma3, phi3, stablelm, starcoder2, nemotron)";
+                      "gemma2, gemma3, phi3, stablelm, starcoder2, nemotron, "
+                      "gpt2)";
     return nullptr;
   }
   if (tokenizer && failed(readTokenizer(*file, loc, *tokenizer)))

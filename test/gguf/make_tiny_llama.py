@@ -16,7 +16,8 @@ q/k/v and gate/up projections, rotate-half RoPE), tiny_stablelm.gguf
 (LayerNorms with biases, q/k/v biases, a quarter of each head rotated),
 tiny_starcoder2.gguf (LayerNorms, every projection biased, GELU FFN
 without a gate, tied embeddings), tiny_nemotron.gguf (LayerNorms,
-relu-squared FFN, half of each head rotated) and
+relu-squared FFN, half of each head rotated), tiny_gpt2.gguf (learned
+positions, biased fused q/k/v, GELU FFN) and
 test/gguf/reference/tiny_llama_refs.npz:
 for each prompt, the token ids, the logits after the prompt and after each
 of 32 greedy steps ([33, vocab]), and the greedy tokens, all computed by
@@ -102,7 +103,8 @@ def write_gguf(path, rng, width=None, ffn=None, all_f32=False, arch="llama",
     (weights and biases) and RoPE on a quarter of each head, "starcoder2"
     LayerNorms, biases on every projection and a GELU FFN without a gate,
     "nemotron" LayerNorms, a relu-squared FFN without a gate, half of each
-    head rotated;
+    head rotated, "gpt2" learned positions (no RoPE), LayerNorms, one
+    biased q/k/v matrix, biases everywhere, a GELU FFN 4 x width, no gate;
     `qtypes` maps tensor names without the "blk.N." prefix to the type
     they are stored in instead of the default; `rope` (LLAMA3_ROPE) adds
     the rope_freqs.weight tensor of that scaling; `vocab` and `tokenizer`
@@ -113,7 +115,7 @@ def write_gguf(path, rng, width=None, ffn=None, all_f32=False, arch="llama",
     and the magnitude sqrt(1 + ln(s) / ln(orig)) for s = CONTEXT / orig."""
     WIDTH_ = width or WIDTH
     VOCAB = vocab or globals()["VOCAB"]
-    FFN_ = ffn or FFN
+    FFN_ = ffn or (4 * WIDTH_ if arch == "gpt2" else FFN)  # GPT-2: n_inner 4 x width
     w = gguf.GGUFWriter(path, arch)
     w.add_name("kiln-tiny-llama")
     w.add_context_length(CONTEXT)
@@ -121,7 +123,9 @@ def write_gguf(path, rng, width=None, ffn=None, all_f32=False, arch="llama",
     w.add_block_count(layers)
     w.add_feed_forward_length(FFN_)
     w.add_head_count(HEADS)
-    w.add_head_count_kv(KV_HEADS)
+    kv_heads = HEADS if arch == "gpt2" else KV_HEADS  # GPT-2: multi-head
+    if arch != "gpt2":
+        w.add_head_count_kv(KV_HEADS)
     gemma = arch in ("gemma2", "gemma3")
     head_dim = {"qwen3": 128, "gemma2": 256, "gemma3": 256}.get(arch, WIDTH_ // HEADS)
     if arch in ("qwen3", "gemma2", "gemma3"):
@@ -130,10 +134,11 @@ def write_gguf(path, rng, width=None, ffn=None, all_f32=False, arch="llama",
     # StableLM 2 rotates a quarter of each head (transformers' default
     # partial_rotary_factor for it, which its GGUF loader leaves).
     # Nemotron half (its default partial_rotary_factor 0.5).
-    w.add_rope_dimension_count(head_dim // 4 if arch == "stablelm" else
-                               head_dim // 2 if arch == "nemotron" else head_dim)
-    w.add_rope_freq_base(1e6 if arch == "gemma3" else 10000.0)
-    if arch in ("stablelm", "starcoder2", "nemotron"):
+    if arch != "gpt2":  # GPT-2 has learned positions, no RoPE
+        w.add_rope_dimension_count(head_dim // 4 if arch == "stablelm" else
+                                   head_dim // 2 if arch == "nemotron" else head_dim)
+        w.add_rope_freq_base(1e6 if arch == "gemma3" else 10000.0)
+    if arch in ("stablelm", "starcoder2", "nemotron", "gpt2"):
         w.add_layer_norm_eps(1e-5)
     else:
         w.add_layer_norm_rms_eps(1e-6 if gemma else 1e-5)
@@ -171,19 +176,25 @@ def write_gguf(path, rng, width=None, ffn=None, all_f32=False, arch="llama",
             w.add_tensor(name, gguf.quants.quantize(data, qtype), raw_dtype=qtype)
 
     Q = gguf.GGMLQuantizationType
-    kv, qd = KV_HEADS * head_dim, HEADS * head_dim
+    kv, qd = kv_heads * head_dim, HEADS * head_dim
     # Gemma multiplies the embedding by sqrt(width): a table as small.
     t("token_embd.weight", (VOCAB, WIDTH_), 1.0 / np.sqrt(WIDTH_) if gemma else 1.0,
       Q.Q8_0)
+    if arch == "gpt2":
+        # 1024 rows: transformers' GPT2Config n_positions (its loader reads
+        # context_length as n_ctx, not n_positions).
+        t("position_embd.weight", (1024, WIDTH_), 0.5)
     # Gemma's norms scale by 1 + w; the file holds 1 + w.
     norm_offset = 1.0 if gemma or arch == "nemotron" else 0.0
     for l in range(layers):
         p = f"blk.{l}."
         t(p + "attn_norm.weight", (WIDTH_,), 0.2, offset=norm_offset)
-        if arch in ("stablelm", "starcoder2", "nemotron"):  # LayerNorms with biases
+        if arch in ("stablelm", "starcoder2", "nemotron", "gpt2"):  # LayerNorms with biases
             t(p + "attn_norm.bias", (WIDTH_,), 0.1)
-        if arch == "phi3":  # q, k and v rows in one matrix
+        if arch in ("phi3", "gpt2"):  # q, k and v rows in one matrix
             t(p + "attn_qkv.weight", (qd + 2 * kv, WIDTH_), 0.25, Q.Q4_0)
+            if arch == "gpt2":
+                t(p + "attn_qkv.bias", (qd + 2 * kv,), 0.1)
         else:
             t(p + "attn_q.weight", (qd, WIDTH_), 0.25, Q.Q4_0)
             t(p + "attn_k.weight", (kv, WIDTH_), 0.25, Q.Q4_1)
@@ -196,16 +207,16 @@ def write_gguf(path, rng, width=None, ffn=None, all_f32=False, arch="llama",
             t(p + "attn_q_norm.weight", (head_dim,), 0.5, offset=norm_offset)
             t(p + "attn_k_norm.weight", (head_dim,), 0.5, offset=norm_offset)
         t(p + "attn_output.weight", (WIDTH_, qd), 0.15, Q.F16)
-        if arch == "starcoder2":
+        if arch in ("starcoder2", "gpt2"):
             t(p + "attn_output.bias", (WIDTH_,), 0.1)
         if gemma:
             t(p + "post_attention_norm.weight", (WIDTH_,), 0.2, offset=norm_offset)
         t(p + "ffn_norm.weight", (WIDTH_,), 0.2, offset=norm_offset)
-        if arch in ("stablelm", "starcoder2", "nemotron"):
+        if arch in ("stablelm", "starcoder2", "nemotron", "gpt2"):
             t(p + "ffn_norm.bias", (WIDTH_,), 0.1)
         if arch == "phi3":  # the gate's rows, then up's
             t(p + "ffn_up.weight", (2 * FFN_, WIDTH_), 0.15, Q.Q8_0)
-        elif arch == "starcoder2":  # not gated; biases
+        elif arch in ("starcoder2", "gpt2"):  # not gated; biases
             t(p + "ffn_up.weight", (FFN_, WIDTH_), 0.15, Q.Q8_0)
             t(p + "ffn_up.bias", (FFN_,), 0.1)
         elif arch == "nemotron":  # not gated (relu squared), no biases
@@ -214,12 +225,12 @@ def write_gguf(path, rng, width=None, ffn=None, all_f32=False, arch="llama",
             t(p + "ffn_gate.weight", (FFN_, WIDTH_), 0.15, Q.Q8_0)
             t(p + "ffn_up.weight", (FFN_, WIDTH_), 0.15, Q.Q4_0)
         t(p + "ffn_down.weight", (WIDTH_, FFN_), 0.1, Q.Q4_1)
-        if arch == "starcoder2":
+        if arch in ("starcoder2", "gpt2"):
             t(p + "ffn_down.bias", (WIDTH_,), 0.1)
         if gemma:
             t(p + "post_ffw_norm.weight", (WIDTH_,), 0.2, offset=norm_offset)
     t("output_norm.weight", (WIDTH_,), 0.2, offset=norm_offset)
-    if arch in ("stablelm", "starcoder2", "nemotron"):
+    if arch in ("stablelm", "starcoder2", "nemotron", "gpt2"):
         t("output_norm.bias", (WIDTH_,), 0.1)
     if not tied:
         t("output.weight", (VOCAB, WIDTH_), 0.5, Q.Q8_0)
@@ -386,7 +397,7 @@ def main():
     """make_tiny_llama.py [tiny_llama tiny_qwen2 tiny_llama_q5 tiny_qwen3]: the named
     models (all by default)."""
     names = sys.argv[1:] or ["tiny_llama", "tiny_qwen2", "tiny_llama_q5", "tiny_qwen3",
-                             "tiny_llama3", "tiny_gemma3", "tiny_gemma2", "tiny_phi3", "tiny_phi3_su", "tiny_stablelm", "tiny_starcoder2", "tiny_nemotron", *DERIVED]
+                             "tiny_llama3", "tiny_gemma3", "tiny_gemma2", "tiny_phi3", "tiny_phi3_su", "tiny_stablelm", "tiny_starcoder2", "tiny_nemotron", "tiny_gpt2", *DERIVED]
     made = {
         "tiny_llama": lambda p: write_gguf(p, np.random.default_rng(7)),
         # The qwen2 architecture: rotate-half RoPE, q/k/v biases.
@@ -401,6 +412,7 @@ def main():
         "tiny_starcoder2": lambda p: write_gguf(p, np.random.default_rng(21), arch="starcoder2",
                                                 tied=True),
         "tiny_nemotron": lambda p: write_gguf(p, np.random.default_rng(22), arch="nemotron"),
+        "tiny_gpt2": lambda p: write_gguf(p, np.random.default_rng(23), arch="gpt2", tied=True),
         "tiny_phi3_su": lambda p: write_gguf(p, np.random.default_rng(19), arch="phi3",
                                              longrope=True),
         # Llama 3.1's RoPE scaling as the converter stores it: rope_freqs.weight.

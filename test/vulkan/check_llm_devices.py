@@ -72,6 +72,9 @@ def models():
     # nemotron: a relu-squared FFN, half of each head rotated.
     yield "tiny_nemotron_gguf", os.path.join(ROOT, "gguf", "models", "tiny_nemotron.gguf"), \
         ["--prefill-chunk=16"]
+    # gpt2: learned positions, no RoPE.
+    yield "tiny_gpt2_gguf", os.path.join(ROOT, "gguf", "models", "tiny_gpt2.gguf"), \
+        ["--prefill-chunk=16"]
     # llama.cpp's 5-bit blocks: Q5_0 / Q5_1 (also with q8 activations) and
     # Q5_K (with Q6_K).
     q5 = os.path.join(ROOT, "gguf", "models", "tiny_llama_q5.gguf")
