@@ -151,6 +151,9 @@ private:
   /// phi3's LongRoPE: rope_factors_long / rope_factors_short and their
   /// keys.
   LogicalResult readLongRope();
+  /// A [ropeDim / 2] tensor of positive per-frequency divisors.
+  LogicalResult readFrequencyFactors(const gguf::TensorInfo &t,
+                                     std::vector<float> &out);
   /// gpt2: `context` positions fit its learned position table.
   LogicalResult checkPositions(int64_t context);
   /// rope.scaling.* of YaRN, the factor already read.
@@ -780,21 +783,26 @@ LogicalResult LlamaBuilder::readRopeScaling() {
                  << type << "': only none, linear and yarn RoPE scaling "
                             "(and rope_freqs.weight) are supported";
   }
-  if (const gguf::TensorInfo *t = tensor("rope_freqs.weight")) {
-    int64_t half = ropeDim / 2;
-    if (t->dims.size() != 1 || t->dims[0] != static_cast<uint64_t>(half))
-      return err() << "rope_freqs.weight must be [" << half
-                   << "] (one factor per frequency of the rotary width "
-                   << ropeDim << ")";
-    auto f = dequantize(*t);
-    if (failed(f))
-      return failure();
-    for (float v : *f)
-      if (!(v > 0) || !std::isfinite(v))
-        return err() << "rope_freqs.weight holds " << v
-                     << "; RoPE frequency factors must be positive";
-    ropeFactors = std::move(*f);
-  }
+  if (const gguf::TensorInfo *t = tensor("rope_freqs.weight"))
+    return readFrequencyFactors(*t, ropeFactors);
+  return success();
+}
+
+LogicalResult LlamaBuilder::readFrequencyFactors(const gguf::TensorInfo &t,
+                                                 std::vector<float> &out) {
+  int64_t half = ropeDim / 2;
+  if (t.dims.size() != 1 || t.dims[0] != static_cast<uint64_t>(half))
+    return err() << "tensor '" << t.name << "' must be [" << half
+                 << "] (one factor per frequency of the rotary width "
+                 << ropeDim << ")";
+  auto f = dequantize(t);
+  if (failed(f))
+    return failure();
+  for (float v : *f)
+    if (!(v > 0) || !std::isfinite(v))
+      return err() << "tensor '" << t.name << "' holds " << v
+                   << "; RoPE frequency factors must be positive";
+  out = std::move(*f);
   return success();
 }
 
@@ -811,22 +819,9 @@ LogicalResult LlamaBuilder::readLongRope() {
                     "rope_factors_short.weight";
   if (!ropeFactors.empty() || yarn || ropeScale != 1)
     return err() << "LongRoPE cannot be combined with other RoPE scaling";
-  int64_t half = ropeDim / 2;
-  for (auto [t, dst] : {std::pair{longT, &longRope.longFactors},
-                        std::pair{shortT, &longRope.shortFactors}}) {
-    if (t->dims.size() != 1 || t->dims[0] != static_cast<uint64_t>(half))
-      return err() << "tensor '" << t->name << "' must be [" << half
-                   << "] (one factor per frequency of the rotary width "
-                   << ropeDim << ")";
-    auto f = dequantize(*t);
-    if (failed(f))
-      return failure();
-    for (float v : *f)
-      if (!(v > 0) || !std::isfinite(v))
-        return err() << "tensor '" << t->name << "' holds " << v
-                     << "; RoPE frequency factors must be positive";
-    *dst = std::move(*f);
-  }
+  if (failed(readFrequencyFactors(*longT, longRope.longFactors)) ||
+      failed(readFrequencyFactors(*shortT, longRope.shortFactors)))
+    return failure();
   auto orig = intKey(key("rope.scaling.original_context_length"));
   if (failed(orig))
     return failure();

@@ -3179,6 +3179,13 @@ bool render(const std::string &source, const std::string &contextJson,
   }
 }
 
+/// The reader's message, as about a tool call rather than a render context.
+static std::string toolCallError(const Error &e) {
+  if (e.message.rfind("context JSON: ", 0) == 0)
+    return "tool call JSON: " + e.message.substr(14);
+  return e.message;
+}
+
 bool readToolCalls(const std::string &text, size_t pos, size_t &end,
                    std::vector<ToolCall> &calls, std::string &error) {
   try {
@@ -3220,9 +3227,7 @@ bool readToolCalls(const std::string &text, size_t pos, size_t &end,
     }
     return true;
   } catch (const Error &e) {
-    error = e.message;
-    if (error.rfind("context JSON: ", 0) == 0)
-      error = "tool call JSON: " + error.substr(14);
+    error = toolCallError(e);
     return false;
   }
 }
@@ -3238,9 +3243,7 @@ bool readJsonValue(const std::string &text, size_t pos, size_t &end,
     toJson(v, -1, 0, compact, 0);
     return true;
   } catch (const Error &e) {
-    error = e.message;
-    if (error.rfind("context JSON: ", 0) == 0)
-      error = "tool call JSON: " + error.substr(14);
+    error = toolCallError(e);
     return false;
   }
 }

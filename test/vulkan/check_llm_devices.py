@@ -52,29 +52,17 @@ def models():
     yield "tiny_llama_gguf_llamacpp", gguf, ["--prefill-chunk=16", "--llamacpp-numerics"]
     yield "tiny_llama_k_gguf", os.path.join(ROOT, "gguf", "models", "tiny_llama_k.gguf"), \
         ["--prefill-chunk=16"]
-    yield "tiny_qwen3_gguf", os.path.join(ROOT, "gguf", "models", "tiny_qwen3.gguf"), \
-        ["--prefill-chunk=16"]
-    # gemma3: sliding-window layers (window 16) next to a global one, GELU.
-    yield "tiny_gemma3_gguf", os.path.join(ROOT, "gguf", "models", "tiny_gemma3.gguf"), \
-        ["--prefill-chunk=16"]
-    # gemma2: every other layer windowed, soft-capped scores and logits.
-    yield "tiny_gemma2_gguf", os.path.join(ROOT, "gguf", "models", "tiny_gemma2.gguf"), \
-        ["--prefill-chunk=16"]
-    # phi3: fused q/k/v and gate/up projections, LongRoPE's long factors.
-    yield "tiny_phi3_su_gguf", os.path.join(ROOT, "gguf", "models", "tiny_phi3_su.gguf"), \
-        ["--prefill-chunk=16"]
-    # stablelm: LayerNorms with biases, a quarter of each head rotated.
-    yield "tiny_stablelm_gguf", os.path.join(ROOT, "gguf", "models", "tiny_stablelm.gguf"), \
-        ["--prefill-chunk=16"]
-    # starcoder2: biases everywhere, a GELU FFN without a gate.
-    yield "tiny_starcoder2_gguf", os.path.join(ROOT, "gguf", "models", "tiny_starcoder2.gguf"), \
-        ["--prefill-chunk=16"]
-    # nemotron: a relu-squared FFN, half of each head rotated.
-    yield "tiny_nemotron_gguf", os.path.join(ROOT, "gguf", "models", "tiny_nemotron.gguf"), \
-        ["--prefill-chunk=16"]
-    # gpt2: learned positions, no RoPE.
-    yield "tiny_gpt2_gguf", os.path.join(ROOT, "gguf", "models", "tiny_gpt2.gguf"), \
-        ["--prefill-chunk=16"]
+    # qwen3: q/k norms; gemma3: sliding-window layers (window 16) next to a
+    # global one, GELU; gemma2: every other layer windowed, soft-capped
+    # scores and logits; phi3: fused q/k/v and gate/up, LongRoPE's long
+    # factors; stablelm: LayerNorms with biases, a quarter of each head
+    # rotated; starcoder2: biases everywhere, a GELU FFN without a gate;
+    # nemotron: a relu-squared FFN, half of each head rotated; gpt2:
+    # learned positions, no RoPE.
+    for arch in ("qwen3", "gemma3", "gemma2", "phi3_su", "stablelm", "starcoder2",
+                 "nemotron", "gpt2"):
+        yield f"tiny_{arch}_gguf", os.path.join(ROOT, "gguf", "models", f"tiny_{arch}.gguf"), \
+            ["--prefill-chunk=16"]
     # llama.cpp's 5-bit blocks: Q5_0 / Q5_1 (also with q8 activations) and
     # Q5_K (with Q6_K).
     q5 = os.path.join(ROOT, "gguf", "models", "tiny_llama_q5.gguf")
