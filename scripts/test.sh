@@ -39,6 +39,10 @@ else
 fi
 run "importer fuzzing (mutated models never crash)" \
   .venv/bin/python test/fuzz/fuzz_importer.py --build build --iterations 300 --seed 1
+run "GGUF hyperparameter fuzzing (hostile key values: accepted or refused by name)" \
+  .venv/bin/python test/fuzz/fuzz_gguf_keys.py --build build --iterations 150 --seed 1
+run "GGUF hyperparameter fuzzing through code generation" \
+  .venv/bin/python test/fuzz/fuzz_gguf_keys.py --build build --iterations 40 --seed 2 --full
 run "GGUF reader and chat-template fuzzing (libFuzzer, ASan+UBSan, 20 s each)" \
   bash test/fuzz/run_fuzzers.sh 20 build-fuzz
 run "end-to-end models vs onnxruntime" \
