@@ -398,6 +398,8 @@ struct kiln_tokenizer_s {
   std::unordered_map<std::string, int32_t> vocab;
   std::unordered_map<std::string, int32_t> mergeRank; // "left right"
   std::vector<int32_t> specials; // control / user-defined, longest first
+  /// The same by their first byte (Gemma's vocabulary has thousands).
+  std::vector<int32_t> specialsByByte[256];
   uint32_t byteToCp[256];
   std::unordered_map<uint32_t, uint8_t> cpToByte;
   std::string piece;
@@ -619,6 +621,8 @@ KILN_API kiln_status kiln_tokenizer_create(const kiln_artifact *artifact,
               uint32_t lb = t->tokens()->Get(b)->size();
               return la != lb ? la > lb : a < b;
             });
+  for (int32_t id : tok->specials)
+    tok->specialsByByte[uint8_t(t->tokens()->Get(id)->c_str()[0])].push_back(id);
   for (size_t i = 0; t->merges() && i < t->merges()->size(); ++i)
     tok->mergeRank.emplace(t->merges()->Get(i)->str(), int32_t(i));
   // GPT-2's bytes_to_unicode: printable Latin-1 bytes map to themselves,
@@ -700,7 +704,7 @@ KILN_API kiln_status kiln_tokenizer_encode(kiln_tokenizer *tok,
   size_t i = 0;
   while (!tok->specials.empty() && i < length) {
     int32_t match = -1;
-    for (int32_t id : tok->specials) {
+    for (int32_t id : tok->specialsByByte[uint8_t(text[i])]) {
       if (!special && tok->t->token_types()->Get(id) == 3)
         continue;
       const flatbuffers::String *s = tok->t->tokens()->Get(id);
