@@ -1456,16 +1456,22 @@ LogicalResult readTokenizer(const gguf::File &file, Location loc,
   // adds BOS unless the file says otherwise.
   if (spm) {
     t.pre = "";
-  } else if (pre == "default" || pre == "gpt2" || pre == "gpt-2" || pre == "phi-2") {
+  } else if (pre == "default" || pre == "gpt2" || pre == "gpt-2" ||
+             pre == "phi-2" || pre == "mpt" || pre == "olmo" || pre == "jais") {
+    // llama.cpp's GPT-2 regex family.
     t.pre = "gpt2";
-  } else if (pre == "smollm") {
+  } else if (pre == "smollm" || pre == "starcoder" || pre == "refact" ||
+             pre == "command-r" || pre == "codeshell" || pre == "exaone" ||
+             pre == "minerva-7b") {
+    // Single digits, then the GPT-2 regex (llama.cpp's STARCODER family).
     t.pre = "smollm";
   } else if (pre == "llama3" || pre == "llama-v3" || pre == "llama-bpe" ||
              pre == "falcon3") {
     t.pre = "llama3";
     t.ignoreMerges = true;
     t.addBos = true;
-  } else if (pre == "qwen2" || pre == "deepseek-r1-qwen" || pre == "megrez") {
+  } else if (pre == "qwen2" || pre == "deepseek-r1-qwen" || pre == "megrez" ||
+             pre == "stablelm2") {
     t.pre = "qwen2";
   } else {
     emitWarning(loc) << "pre-tokenizer '" << pre
