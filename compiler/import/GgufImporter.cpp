@@ -1224,14 +1224,12 @@ LogicalResult LlamaBuilder::buildFunction(ModuleOp module, StringRef name,
     if (failed(hf))
       return failure();
     Value hf2 = ReshapeOp::create(b, loc, flat, *hf);
-    FailureOr<Value> g, u;
     Value m;
     auto ft = f32({seq, ffn});
-    bool ungated = starcoder2 || nemotron || gpt2;
-    if (ungated) {
-      // Not gated: down(act(up(x) + b)) + b, act gelu_tanh (starcoder2) or
-      // relu squared (nemotron).
-      u = linear(hf2, p + "ffn_up.weight", dModel, ffn, p + "ffn_up.bias");
+    if (starcoder2 || nemotron || gpt2) {
+      // Not gated: down(act(up(x) + b)) + b, act gelu_tanh (starcoder2,
+      // gpt2) or relu squared (nemotron).
+      auto u = linear(hf2, p + "ffn_up.weight", dModel, ffn, p + "ffn_up.bias");
       if (failed(u))
         return failure();
       if (nemotron) {
@@ -1240,18 +1238,19 @@ LogicalResult LlamaBuilder::buildFunction(ModuleOp module, StringRef name,
       } else {
         m = GeluOp::create(b, loc, ft, *u, b.getBoolAttr(true));
       }
-    } else if (phi3) {
-      // ffn_up holds the gate's rows, then the up projection's.
-      auto gu = linear(hf2, p + "ffn_up.weight", dModel, 2 * ffn);
-      if (failed(gu))
-        return failure();
-      g = columns(*gu, 0, ffn);
-      u = columns(*gu, ffn, ffn);
     } else {
-      g = linear(hf2, p + "ffn_gate.weight", dModel, ffn);
-      u = linear(hf2, p + "ffn_up.weight", dModel, ffn);
-    }
-    if (!ungated) {
+      FailureOr<Value> g, u;
+      if (phi3) {
+        // ffn_up holds the gate's rows, then the up projection's.
+        auto gu = linear(hf2, p + "ffn_up.weight", dModel, 2 * ffn);
+        if (failed(gu))
+          return failure();
+        g = columns(*gu, 0, ffn);
+        u = columns(*gu, ffn, ffn);
+      } else {
+        g = linear(hf2, p + "ffn_gate.weight", dModel, ffn);
+        u = linear(hf2, p + "ffn_up.weight", dModel, ffn);
+      }
       if (failed(g) || failed(u))
         return failure();
       Value act = gemma ? GeluOp::create(b, loc, ft, *g, b.getBoolAttr(true))
@@ -1444,18 +1443,15 @@ LogicalResult readTokenizer(const gguf::File &file, Location loc,
   if (const gguf::Value *p = file.find("tokenizer.ggml.pre");
       p && p->type == gguf::ValueType::String)
     pre = p->s;
-  if (spm) {
-    // SentencePiece has no pre-tokenizer (llama.cpp ignores the key), adds
-    // BOS and the space prefix unless the file says otherwise.
-    pre = "none";
-    t.addBos = true;
-    t.addSpacePrefix = true;
-  }
   // llama.cpp's names for the pre-tokenizers Kiln implements. Llama 3's
   // family also takes a piece that is a token whole (ignore_merges) and
   // adds BOS unless the file says otherwise.
   if (spm) {
+    // SentencePiece has no pre-tokenizer (llama.cpp ignores the key), adds
+    // BOS and the space prefix unless the file says otherwise.
     t.pre = "";
+    t.addBos = true;
+    t.addSpacePrefix = true;
   } else if (pre == "default" || pre == "gpt2" || pre == "gpt-2" ||
              pre == "phi-2" || pre == "mpt" || pre == "olmo" || pre == "jais") {
     // llama.cpp's GPT-2 regex family.
@@ -1487,7 +1483,7 @@ LogicalResult readTokenizer(const gguf::File &file, Location loc,
   // A file that names no pre-tokenizer is tokenized with GPT-2's regex; a
   // real vocabulary (one with merges) was likely made under another, as
   // llama.cpp warns too.
-  if (pre == "default" && !t.merges.empty())
+  if (!spm && pre == "default" && !t.merges.empty())
     emitWarning(loc) << "the GGUF file names no pre-tokenizer "
                         "(tokenizer.ggml.pre); using GPT-2's, which may "
                         "split text differently from the model's own";
