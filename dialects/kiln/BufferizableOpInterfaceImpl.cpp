@@ -1966,6 +1966,17 @@ constexpr int64_t kMinKeysPerSplit = 32;
 constexpr int64_t kMaxSplits = 256;
 constexpr int64_t kAttentionScratchBytes = int64_t(64) << 20;
 
+/// An attention score: q . k times `scale`, then, when `softcap` is set,
+/// softcap * tanh(s / softcap) (both paged-attention forms).
+Value scaledScore(OpBuilder &b, Location loc, Value dot, Value scale,
+                  Value softcap) {
+  Value s = arith::MulFOp::create(b, loc, dot, scale);
+  if (!softcap)
+    return s;
+  Value t = math::TanhOp::create(b, loc, arith::DivFOp::create(b, loc, s, softcap));
+  return arith::MulFOp::create(b, loc, t, softcap);
+}
+
 /// The GPU form of paged attention, split over the keys (flash-decoding):
 /// a decode step has one query per head, so one invocation per (head,
 /// query) would leave a GPU idle and walk the whole context serially.
@@ -2170,12 +2181,7 @@ LogicalResult splitKeysAttention(RewriterBase &rewriter, Location loc,
                                  ValueRange{math::FmaOp::create(b, loc, qd, kd,
                                                                 a[0])});
           });
-      Value score = mul(t, dot.getResult(0), scale);
-      if (softcap) // cap * tanh(s / cap)
-        score = mul(t,
-                    math::TanhOp::create(
-                        t, loc, arith::DivFOp::create(t, loc, score, softcap)),
-                    softcap);
+      Value score = scaledScore(t, loc, dot.getResult(0), scale, softcap);
       memref::StoreOp::create(t, loc, score, *scores, ValueRange{h, gi, j});
     });
 
@@ -2429,13 +2435,7 @@ struct PagedAttentionOpInterface
                 d = arith::MulFOp::create(b, loc, d, part.scale);
               dot = dot ? arith::AddFOp::create(b, loc, dot, d).getResult() : d;
             }
-            Value s = arith::MulFOp::create(b, loc, dot, scale);
-            if (softcap) // cap * tanh(s / cap)
-              s = arith::MulFOp::create(
-                  b, loc,
-                  math::TanhOp::create(
-                      b, loc, arith::DivFOp::create(b, loc, s, softcap)),
-                  softcap);
+            Value s = scaledScore(b, loc, dot, scale, softcap);
             return std::make_tuple(block, slot, s);
           };
           auto bcast = [&](OpBuilder &b, Type type, Value x) {
