@@ -127,6 +127,8 @@ def write_gguf(path, rng, width=None, ffn=None, all_f32=False, arch="llama",
     if arch != "gpt2":
         w.add_head_count_kv(KV_HEADS)
     gemma = arch in ("gemma2", "gemma3")
+    # LayerNorms with biases instead of RMSNorms.
+    layer_norm = arch in ("stablelm", "starcoder2", "nemotron", "gpt2")
     head_dim = {"qwen3": 128, "gemma2": 256, "gemma3": 256}.get(arch, WIDTH_ // HEADS)
     if arch in ("qwen3", "gemma2", "gemma3"):
         w.add_key_length(head_dim)
@@ -138,7 +140,7 @@ def write_gguf(path, rng, width=None, ffn=None, all_f32=False, arch="llama",
         w.add_rope_dimension_count(head_dim // 4 if arch == "stablelm" else
                                    head_dim // 2 if arch == "nemotron" else head_dim)
         w.add_rope_freq_base(1e6 if arch == "gemma3" else 10000.0)
-    if arch in ("stablelm", "starcoder2", "nemotron", "gpt2"):
+    if layer_norm:
         w.add_layer_norm_eps(1e-5)
     else:
         w.add_layer_norm_rms_eps(1e-6 if gemma else 1e-5)
@@ -189,7 +191,7 @@ def write_gguf(path, rng, width=None, ffn=None, all_f32=False, arch="llama",
     for l in range(layers):
         p = f"blk.{l}."
         t(p + "attn_norm.weight", (WIDTH_,), 0.2, offset=norm_offset)
-        if arch in ("stablelm", "starcoder2", "nemotron", "gpt2"):  # LayerNorms with biases
+        if layer_norm:  # LayerNorms with biases
             t(p + "attn_norm.bias", (WIDTH_,), 0.1)
         if arch in ("phi3", "gpt2"):  # q, k and v rows in one matrix
             t(p + "attn_qkv.weight", (qd + 2 * kv, WIDTH_), 0.25, Q.Q4_0)
@@ -212,7 +214,7 @@ def write_gguf(path, rng, width=None, ffn=None, all_f32=False, arch="llama",
         if gemma:
             t(p + "post_attention_norm.weight", (WIDTH_,), 0.2, offset=norm_offset)
         t(p + "ffn_norm.weight", (WIDTH_,), 0.2, offset=norm_offset)
-        if arch in ("stablelm", "starcoder2", "nemotron", "gpt2"):
+        if layer_norm:
             t(p + "ffn_norm.bias", (WIDTH_,), 0.1)
         if arch == "phi3":  # the gate's rows, then up's
             t(p + "ffn_up.weight", (2 * FFN_, WIDTH_), 0.15, Q.Q8_0)
@@ -230,7 +232,7 @@ def write_gguf(path, rng, width=None, ffn=None, all_f32=False, arch="llama",
         if gemma:
             t(p + "post_ffw_norm.weight", (WIDTH_,), 0.2, offset=norm_offset)
     t("output_norm.weight", (WIDTH_,), 0.2, offset=norm_offset)
-    if arch in ("stablelm", "starcoder2", "nemotron", "gpt2"):
+    if layer_norm:
         t("output_norm.bias", (WIDTH_,), 0.1)
     if not tied:
         t("output.weight", (VOCAB, WIDTH_), 0.5, Q.Q8_0)
